@@ -1,0 +1,210 @@
+"""One error tree for everything opencode_lab raises.
+
+::
+
+    LabError
+    ├── ConfigError                 bad environment variable or TOML file
+    ├── InvalidRequestError         bad input caught before any request is sent
+    ├── ModelNotFoundError          unknown / ambiguous model spec (with suggestions)
+    ├── BudgetExceededError         a compare() budget would be passed
+    ├── ProviderError               anything a provider answered or failed to answer
+    │   ├── AuthenticationError     401 / 403
+    │   ├── PaymentRequiredError    402, out of credit
+    │   ├── RateLimitError          429 (carries retry_after)
+    │   ├── BadRequestError         400 caused by the request itself
+    │   ├── ContextWindowError      prompt longer than the model's context
+    │   ├── ModelUnavailableError   404 / the provider does not serve that model
+    │   ├── ServerError             5xx
+    │   ├── ProviderTimeout         no answer within the timeout
+    │   ├── ProviderConnectionError refused / reset connection
+    │   ├── MalformedResponseError  a body we could not understand (or an error object in a 200)
+    │   └── StreamInterruptedError  a stream cut after its first token (carries partial_text)
+    └── AllAttemptsFailedError      the router ran out of retries and candidates
+
+Every message passes through `opencode_lab._secrets.redact`, so no registered API
+key survives into ``str(error)`` even if a vendor echoed it back.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._secrets import redact
+
+if TYPE_CHECKING:
+    from .types import Attempt
+
+
+class LabError(Exception):
+    """Root of every error opencode_lab raises on purpose.
+
+    ``attempts`` lists what the router tried before giving up (empty for errors
+    raised before any request was sent).
+    """
+
+    attempts: tuple[Attempt, ...] = ()
+    error_type = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(LabError):
+    """A configuration value or file is invalid; the message names the variable or file:line."""
+
+    error_type = "config"
+
+
+class InvalidRequestError(LabError, ValueError):
+    """The caller's input cannot make a valid request (empty prompt, temperature -1, n=0...)."""
+
+    error_type = "invalid_request"
+
+
+class BudgetExceededError(LabError):
+    """Spending would pass the budget the caller set."""
+
+    error_type = "budget_exceeded"
+
+
+class ModelNotFoundError(LabError, LookupError):
+    """A model spec matches no known model, or more than one."""
+
+    error_type = "model_not_found"
+
+    def __init__(self, spec: str, suggestions: Sequence[str] = (), *, reason: str = "unknown model") -> None:
+        self.spec = spec
+        self.suggestions = tuple(suggestions)
+        hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"{reason} {spec!r}{hint}")
+
+    @classmethod
+    def for_spec(cls, spec: str, known: Iterable[str], *, limit: int = 5) -> ModelNotFoundError:
+        """Build the error with the closest known ids (by similarity, then by shared suffix)."""
+        known = list(known)
+        close = difflib.get_close_matches(spec, known, n=limit, cutoff=0.5)
+        tail = spec.rsplit("/", 1)[-1].lower()
+        for candidate in known:
+            if len(close) >= limit:
+                break
+            if candidate not in close and tail and tail in candidate.lower():
+                close.append(candidate)
+        if not close:
+            by_tail = {k.rsplit("/", 1)[-1]: k for k in known}
+            close = [by_tail[m] for m in difflib.get_close_matches(tail, list(by_tail), n=limit, cutoff=0.5)]
+        return cls(spec, close)
+
+
+class ProviderError(LabError):
+    """A provider failed to give a usable completion.
+
+    ``retryable`` tells the router whether the same deployment may succeed on a
+    later attempt; ``rotate`` whether another deployment may succeed at once.
+    """
+
+    retryable = False
+    rotate = True
+    error_type = "provider_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.status_code = status_code
+        where = "/".join(p for p in (provider, model) if p)
+        status = f" (HTTP {status_code})" if status_code else ""
+        super().__init__(f"{where}: {message}{status}" if where else f"{message}{status}")
+
+
+class AuthenticationError(ProviderError):
+    error_type = "auth"
+
+
+class PaymentRequiredError(ProviderError):
+    error_type = "payment_required"
+
+
+class RateLimitError(ProviderError):
+    retryable = True
+    error_type = "rate_limit"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)
+
+
+class BadRequestError(ProviderError):
+    """The request itself is wrong: another deployment would refuse it too."""
+
+    rotate = False
+    error_type = "bad_request"
+
+
+class ContextWindowError(ProviderError):
+    error_type = "context_window"
+
+
+class ModelUnavailableError(ProviderError):
+    error_type = "model_unavailable"
+
+
+class ServerError(ProviderError):
+    retryable = True
+    error_type = "server_error"
+
+
+class ProviderTimeout(ProviderError):
+    retryable = True
+    error_type = "timeout"
+
+
+class ProviderConnectionError(ProviderError):
+    retryable = True
+    error_type = "connection"
+
+
+class MalformedResponseError(ProviderError):
+    retryable = True
+    error_type = "malformed_response"
+
+
+class StreamInterruptedError(ProviderError):
+    """The stream broke after text was already delivered; ``partial_text`` holds it."""
+
+    retryable = False
+    rotate = False
+    error_type = "stream_interrupted"
+
+    def __init__(self, message: str, *, partial_text: str = "", **kw: Any) -> None:
+        self.partial_text = partial_text
+        super().__init__(message, **kw)
+
+
+class AllAttemptsFailedError(LabError):
+    """Every retry and candidate failed; ``attempts`` lists each one and ``last`` the final error."""
+
+    error_type = "all_attempts_failed"
+
+    def __init__(self, spec: str, attempts: Sequence[Attempt], last: BaseException | None) -> None:
+        self.spec = spec
+        self.attempts = tuple(attempts)
+        self.last = last
+        tried = "; ".join(f"#{a.number} {a.deployment}: {a.error_type}" for a in self.attempts)
+        super().__init__(f"all {len(self.attempts)} attempt(s) for {spec!r} failed: {tried or 'none made'}")
+
+    @property
+    def root_error_type(self) -> str:
+        """The error type of the last attempt: what a results row reports."""
+        return getattr(self.last, "error_type", None) or self.error_type

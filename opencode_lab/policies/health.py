@@ -1,0 +1,242 @@
+"""Health of a deployment: a circuit breaker plus rolling success-rate and latency figures.
+
+The router skips a deployment whose breaker does not `allow` a call, and the
+`snapshot` feeds ``%models`` / ``stats()`` so a researcher sees why a model was
+skipped.  Single event loop (or one lock held by the caller); not thread-safe.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Callable
+from typing import Literal
+
+from .clock import Clock, MonotonicClock
+
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+class CircuitBreaker:
+    """Stops sending to a deployment that keeps failing, and probes it again after a cool-down.
+
+    closed → open after `consecutive_failures` in a row, or when the failure rate over
+    the last `window` calls reaches `failure_rate` (with at least `min_calls` calls);
+    open → half_open after `cooldown_s`, which admits ONE probe; probe success →
+    closed, probe failure → open again (cool-down restarts).
+
+    Reading `state` never changes it: the breaker reports ``"open"`` after the
+    cool-down has passed until `allow` is called and admits the probe.  Outcomes
+    recorded while open (calls sent before it opened) are ignored; in half-open
+    the first outcome recorded decides.  A probe whose outcome never arrives (a
+    cancelled call) is written off after another `cooldown_s`, so the breaker
+    cannot stay half-open forever.  On closing, the rolling window starts afresh.
+    """
+
+    def __init__(
+        self,
+        *,
+        consecutive_failures: int = 5,
+        failure_rate: float = 0.5,
+        window: int = 20,
+        min_calls: int = 10,
+        cooldown_s: float = 30.0,
+        clock: Clock | None = None,
+        on_change: Callable[[BreakerState, BreakerState], None] | None = None,
+    ) -> None:
+        if consecutive_failures < 1:
+            raise ValueError(f"consecutive_failures must be >= 1, got {consecutive_failures!r}")
+        if not 0 < failure_rate <= 1:
+            raise ValueError(f"failure_rate must be in (0, 1], got {failure_rate!r}")
+        if not 1 <= min_calls <= window:
+            raise ValueError(f"need 1 <= min_calls <= window, got min_calls={min_calls!r}, window={window!r}")
+        if cooldown_s < 0:
+            raise ValueError(f"cooldown_s must be >= 0, got {cooldown_s!r}")
+        self.consecutive_failures = consecutive_failures
+        self.failure_rate = failure_rate
+        self.window = window
+        self.min_calls = min_calls
+        self.cooldown_s = cooldown_s
+        self.on_change = on_change
+        self._clock: Clock = clock or MonotonicClock()
+        self._state: BreakerState = "closed"
+        self._outcomes: deque[bool] = deque(maxlen=window)  # True = failure
+        self._window_failures = 0
+        self._streak = 0
+        self._open_until: float | None = None
+        self._probe_started: float | None = None
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(state={self._state!r}, open_until={self._open_until!r})"
+
+    @property
+    def state(self) -> BreakerState:
+        return self._state
+
+    @property
+    def open_until(self) -> float | None:
+        """Clock time the cool-down ends while open; None when closed or half-open."""
+        return self._open_until
+
+    def allow(self) -> bool:
+        """May a call go out now?  After the cool-down, True exactly once (the probe) until its outcome is known."""
+        if self._state == "closed":
+            return True
+        now = self._clock.now()
+        if self._state == "open":
+            if self._open_until is not None and now < self._open_until:
+                return False
+            self._probe_started = now
+            self._transition("half_open")
+            return True
+        if self._probe_started is None or now - self._probe_started >= self.cooldown_s:
+            self._probe_started = now  # no probe out, or the last one was lost: admit a new one
+            return True
+        return False
+
+    def record_success(self) -> None:
+        if self._state == "half_open":
+            self._close()
+        elif self._state == "closed":
+            self._streak = 0
+            self._push(failure=False)
+
+    def record_failure(self) -> None:
+        if self._state == "half_open":
+            self._open()
+        elif self._state == "closed":
+            self._streak += 1
+            self._push(failure=True)
+            if self._streak >= self.consecutive_failures or self._rate_tripped():
+                self._open()
+
+    def _abandon_probe(self) -> None:
+        """The probe ended with an outcome that says nothing about health (e.g. 429): admit another one."""
+        if self._state == "half_open":
+            self._probe_started = None
+
+    def _push(self, *, failure: bool) -> None:
+        if len(self._outcomes) == self.window and self._outcomes[0]:
+            self._window_failures -= 1
+        self._outcomes.append(failure)
+        self._window_failures += failure
+
+    def _rate_tripped(self) -> bool:
+        n = len(self._outcomes)
+        return n >= self.min_calls and self._window_failures / n >= self.failure_rate
+
+    def _open(self) -> None:
+        self._open_until = self._clock.now() + self.cooldown_s
+        self._probe_started = None
+        self._transition("open")
+
+    def _close(self) -> None:
+        self._outcomes.clear()
+        self._window_failures = 0
+        self._streak = 0
+        self._open_until = None
+        self._probe_started = None
+        self._transition("closed")
+
+    def _transition(self, new: BreakerState) -> None:
+        old, self._state = self._state, new
+        if new != "open":
+            self._open_until = None
+        if old != new and self.on_change is not None:
+            self.on_change(old, new)
+
+
+class DeploymentHealth:
+    """Rolling health of one deployment: success rate and latency over the last `window` calls,
+    EWMA latency, last error, and its breaker.
+
+    `calls` and `failures` count every call since creation; `success_rate` and
+    `latency_p50_s` cover only the last `window` calls (latency: successes only).
+    """
+
+    def __init__(
+        self,
+        *,
+        window: int = 50,
+        ewma_alpha: float = 0.3,
+        breaker: CircuitBreaker | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window!r}")
+        if not 0 < ewma_alpha <= 1:
+            raise ValueError(f"ewma_alpha must be in (0, 1], got {ewma_alpha!r}")
+        self.window = window
+        self.ewma_alpha = ewma_alpha
+        self.breaker = breaker if breaker is not None else CircuitBreaker(clock=clock)
+        self._recent: deque[float | None] = deque(maxlen=window)  # latency of a success, None for a failure
+        self._recent_failures = 0
+        self._ewma: float | None = None
+        self._calls = 0
+        self._failures = 0
+        self._last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"DeploymentHealth({self.snapshot()!r})"
+
+    def record_success(self, latency_s: float) -> None:
+        self._push(latency_s)
+        a = self.ewma_alpha
+        self._ewma = latency_s if self._ewma is None else a * latency_s + (1 - a) * self._ewma
+        self.breaker.record_success()
+
+    def record_failure(self, error_type: str, message: str = "", *, trip: bool = True) -> None:
+        """Count a failed call; ``trip=False`` (429s, 400s: not the deployment's fault) keeps it from the breaker."""
+        self._push(None)
+        self._failures += 1
+        self._last_error = f"{error_type}: {message}" if message else error_type
+        if trip:
+            self.breaker.record_failure()
+        else:
+            self.breaker._abandon_probe()
+
+    @property
+    def calls(self) -> int:
+        return self._calls
+
+    @property
+    def failures(self) -> int:
+        return self._failures
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    @property
+    def success_rate(self) -> float | None:
+        n = len(self._recent)
+        return None if n == 0 else (n - self._recent_failures) / n
+
+    @property
+    def latency_ewma_s(self) -> float | None:
+        return self._ewma
+
+    @property
+    def latency_p50_s(self) -> float | None:
+        latencies = [x for x in self._recent if x is not None]
+        return statistics.median(latencies) if latencies else None
+
+    def snapshot(self) -> dict[str, object]:
+        """Plain values for one row of a health table (``%models``, ``stats()``)."""
+        return {
+            "state": self.breaker.state,
+            "success_rate": self.success_rate,
+            "latency_p50_s": self.latency_p50_s,
+            "latency_ewma_s": self.latency_ewma_s,
+            "calls": self._calls,
+            "failures": self._failures,
+            "last_error": self._last_error,
+            "open_until": self.breaker.open_until,
+        }
+
+    def _push(self, latency: float | None) -> None:
+        self._calls += 1
+        if len(self._recent) == self.window and self._recent[0] is None:
+            self._recent_failures -= 1
+        self._recent.append(latency)
+        self._recent_failures += latency is None

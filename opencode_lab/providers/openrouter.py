@@ -1,0 +1,96 @@
+"""OpenRouter: the OpenAI-compatible provider plus its catalog, attribution headers and cost accounting.
+
+OpenRouter reports each call's cost when asked (``usage: {include: true}``), so
+its cost column is the provider's own number rather than our estimate.  Its
+model catalog (pricing per token, context length) is cached on disk with a TTL:
+listing models in a notebook should not cost a network round trip each time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .._secrets import Secret
+from ..types import ChatRequest, ModelInfo
+from .openai_compat import OpenAICompatibleProvider
+
+CATALOG_TTL_S = 24 * 3600.0
+_ATTRIBUTION = {"HTTP-Referer": "https://github.com/opencode-lab/opencode-lab", "X-Title": "opencode_lab"}
+
+
+class OpenRouterProvider(OpenAICompatibleProvider):
+    reports_cost = True
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: Secret | None,
+        catalog_path: Path | None = None,
+        catalog_ttl_s: float = CATALOG_TTL_S,
+        **kw: Any,
+    ) -> None:
+        super().__init__("openrouter", base_url, api_key=api_key, headers=_ATTRIBUTION, **kw)
+        self._catalog_path = catalog_path
+        self._catalog_ttl_s = catalog_ttl_s
+
+    def payload(self, model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body = super().payload(model, request, stream=stream)
+        body["usage"] = {"include": True}
+        return body
+
+    def model_info(self, item: Mapping[str, Any]) -> ModelInfo:
+        pricing = item.get("pricing") or {}
+        prompt, completion = _per_mtok(pricing.get("prompt")), _per_mtok(pricing.get("completion"))
+        tags = ("free",) if prompt == 0 and completion == 0 else ()
+        ctx = item.get("context_length")
+        return ModelInfo(
+            id=str(item["id"]),
+            context_length=int(ctx) if isinstance(ctx, int | float) else None,
+            input_price_per_mtok=prompt,
+            output_price_per_mtok=completion,
+            tags=tags,
+            description=str(item.get("name") or ""),
+        )
+
+    async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
+        """The catalog, from the disk copy while it is younger than the TTL, else from ``/models``."""
+        if not refresh:
+            cached = self._read_catalog()
+            if cached is not None:
+                return cached
+        models = await super().list_models()
+        self._write_catalog(models)
+        return models
+
+    def _read_catalog(self) -> list[ModelInfo] | None:
+        path = self._catalog_path
+        if path is None or not path.is_file() or time.time() - path.stat().st_mtime > self._catalog_ttl_s:
+            return None
+        try:
+            items = json.loads(path.read_text())
+            return [ModelInfo(**{**item, "tags": tuple(item.get("tags", ()))}) for item in items]
+        except (ValueError, TypeError):
+            return None
+
+    def _write_catalog(self, models: list[ModelInfo]) -> None:
+        if self._catalog_path is None:
+            return
+        self._catalog_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._catalog_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps([m.__dict__ for m in models]))
+        os.replace(tmp, self._catalog_path)
+
+
+def _per_mtok(value: Any) -> float | None:
+    """OpenRouter prices are USD per token as strings; we keep USD per million tokens."""
+    try:
+        price = float(value)
+    except (TypeError, ValueError):
+        return None
+    return round(price * 1_000_000, 6) if price >= 0 else None
