@@ -77,6 +77,9 @@ class Settings:
     strategy: str = "round_robin"
     max_retries: int = 2
     deadline_s: float = 300.0
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
+    rate_window_s: float = 60.0
     default_models: tuple[str, ...] = ()
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     deployments: tuple[DeploymentConfig, ...] = ()
@@ -147,6 +150,9 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
         strategy=value("OC_STRATEGY", lab, "strategy", _choice(STRATEGIES), "round_robin"),
         max_retries=value("OC_MAX_RETRIES", lab, "max_retries", _non_negative_int, 2),
         deadline_s=value("OC_DEADLINE_S", lab, "deadline_s", _positive_float, 300.0),
+        breaker_failures=value("OC_BREAKER_FAILURES", lab, "breaker_failures", _positive_int, 5),
+        breaker_cooldown_s=value("OC_BREAKER_COOLDOWN_S", lab, "breaker_cooldown_s", _positive_float, 30.0),
+        rate_window_s=value("OC_RATE_WINDOW_S", lab, "rate_window_s", _positive_float, 60.0),
         default_models=value("OC_DEFAULT_MODELS", lab, "default_models", _model_list, ()),
         providers=_providers(_table(doc, "providers", where), env, where),
         deployments=_deployments(_table(doc, "models", where), where),
@@ -180,7 +186,7 @@ def _model_list(name: str, raw: Any) -> tuple[str, ...]:
         raise ConfigError(f"{name} must be a comma-separated list of model ids, got {raw!r}")
     out = tuple(str(i).strip() for i in items)
     if not out or any(not i for i in out):
-        raise ConfigError(f"{name} has an empty item: {raw!r} (expected e.g. 'openai/gpt-4o-mini,meta-llama/llama-3-8b')")
+        raise ConfigError(f"{name} has an empty item: {raw!r} (expected e.g. 'openai/gpt-4o-mini,meta/llama-3-8b')")
     return out
 
 

@@ -28,7 +28,7 @@ from .providers.base import Provider
 from .providers.local import LocalProvider, bundled_models, local_model_from_path
 from .providers.openai_compat import OpenAICompatibleProvider
 from .providers.openrouter import OpenRouterProvider
-from .router import Routed, Router
+from .router import BreakerSettings, Routed, Router
 from .types import Attempt, ChatRequest, ChatResult, Completion
 
 if TYPE_CHECKING:
@@ -60,7 +60,9 @@ class Lab:
         self.router = Router(
             self.catalog, self.providers, strategy=self.settings.strategy,
             retry=RetryPolicy(max_retries=self.settings.max_retries, deadline_s=self.settings.deadline_s),
-            max_candidates=self.settings.agent_max_iter,
+            max_candidates=self.settings.agent_max_iter, rate_window_s=self.settings.rate_window_s,
+            breaker=BreakerSettings(consecutive_failures=self.settings.breaker_failures,
+                                    cooldown_s=self.settings.breaker_cooldown_s),
         )
         self.cache = ResponseCache(self.settings.cache_mode, self.settings.cache_dir, self.settings.cache_ttl_ms)
         self._runlog: RunLog | None = None

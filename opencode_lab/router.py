@@ -67,6 +67,12 @@ class BreakerSettings:
     cooldown_s: float = 30.0
 
 
+def _window_margin(window_s: float) -> float:
+    """Sends are counted when the limiter admits them, a server counts them on arrival, which can lag by the
+    loop's latency; widening the window by 2% (at least 50 ms) keeps the server-side count within the limit."""
+    return window_s + max(0.05, 0.02 * window_s)
+
+
 @dataclass
 class _Slot:
     """Runtime state of one deployment: its provider, limiter and health."""
@@ -96,6 +102,7 @@ class Router:
         retry: RetryPolicy | None = None,
         max_candidates: int = 3,
         breaker: BreakerSettings | None = None,
+        rate_window_s: float = 60.0,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -104,6 +111,7 @@ class Router:
         self.retry = retry or RetryPolicy()
         self.max_candidates = max_candidates
         self.breaker = breaker or BreakerSettings()
+        self.rate_window_s = rate_window_s
         self.clock = clock or MonotonicClock()
         self.rng = rng or random.Random()
         self._strategies: dict[str, Strategy] = {}
@@ -130,7 +138,8 @@ class Router:
                 clock=self.clock, on_change=lambda old, new, d=deployment.id: _log_breaker(d, old, new),
             )
             limiter = slot.limiter if slot else RateLimiter(
-                rpm=deployment.rpm, tpm=deployment.tpm, max_in_flight=deployment.max_in_flight, clock=self.clock)
+                rpm=deployment.rpm, tpm=deployment.tpm, max_in_flight=deployment.max_in_flight,
+                window_s=_window_margin(self.rate_window_s), clock=self.clock)
             health = slot.health if slot else DeploymentHealth(breaker=breaker, clock=self.clock)
             slot = _Slot(deployment, provider, limiter, health)
             self._slots[deployment.id] = slot

@@ -1,0 +1,134 @@
+"""Shared fixtures: loopback servers (fault-injecting and llama.cpp), isolated caches, Labs built from TOML."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import opencode_lab
+from opencode_lab import Lab
+from opencode_lab.providers.local import smollm2_path
+from opencode_lab.testing import FaultServer
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+for _var in ("OPENROUTER_API_KEY", "OPENAI_API_KEY", "OPENROUTER_MODEL_LIST", "OC_CONFIG", "OC_CACHE_MODE",
+             "OC_CACHE_TTL_MS", "OC_RUNLOG", "OC_DEFAULT_MODELS", "OPENROUTER_BASE_URL"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own cache folder and run log, and no default Lab from an earlier test."""
+    monkeypatch.setenv("OC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    opencode_lab.set_default_lab(None)
+
+
+@pytest.fixture(scope="session")
+def fault_server() -> Iterator[FaultServer]:
+    """One in-process fault-injecting OpenAI-compatible server; reset before each use by `fault`."""
+    with FaultServer().start() as server:
+        yield server
+
+
+@pytest.fixture
+def fault(fault_server: FaultServer) -> FaultServer:
+    fault_server.reset()
+    return fault_server
+
+
+@pytest.fixture(scope="session")
+def _three_servers() -> Iterator[list[FaultServer]]:
+    servers = [FaultServer().start() for _ in range(3)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def faults(_three_servers: list[FaultServer]) -> list[FaultServer]:
+    """Three independent fault servers (three deployments of one model), freshly reset."""
+    for server in _three_servers:
+        server.reset()
+    return _three_servers
+
+
+@pytest.fixture
+def make_lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
+    """Build a Lab from a TOML text (``{name}`` placeholders filled from keyword arguments); closed afterwards."""
+    labs: list[Lab] = []
+
+    def make(toml: str = "", **values: str) -> Lab:
+        path = tmp_path / f"lab{len(labs)}.toml"
+        path.write_text(toml.format(**values) if values else toml)
+        lab = Lab.from_file(path)
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in labs:
+        lab.close()
+
+
+@pytest.fixture
+def fault_toml() -> Callable[..., str]:
+    """``fault_toml(*servers, model="m", **limits)``: TOML text for N deployments of one model on fault servers."""
+    return _fault_toml
+
+
+def _fault_toml(*servers: FaultServer, model: str = "m", extra: str = "", **deployment: object) -> str:
+    lines = []
+    for i, server in enumerate(servers):
+        lines += [f"[providers.f{i}]", f'base_url = "{server.base_url}"', ""]
+    for i, _ in enumerate(servers):
+        lines += [f"[[models.{model}.deployments]]", f'provider = "f{i}"', 'upstream = "fault-model"']
+        lines += [f"{k} = {v!r}".replace("'", '"') for k, v in deployment.items()]
+        lines.append("")
+    return "\n".join(lines) + extra
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[str]:
+    """`python -m llama_cpp.server` serving the bundled SmolLM2 on a free loopback port; yields its /v1 URL."""
+    port = free_port()
+    log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--model_alias", "smollm2", "--chat_format", "chatml"],
+        stdout=log, stderr=log,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}")
+            try:
+                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        else:
+            raise RuntimeError("llama_cpp.server did not become ready within 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
