@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -49,16 +50,16 @@ class LoopThread:
         """Run *coro* on the background loop and wait; Ctrl-C cancels it there and propagates."""
         if self.in_loop_thread():
             coro.close()
-            raise RuntimeError("a synchronous opencode_lab call was made from inside its own event loop; use the a* twin")
+            raise RuntimeError(
+                "a synchronous opencode_lab call was made from inside its own event loop; use the a* twin"
+            )
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result()
         except KeyboardInterrupt:
             future.cancel()
-            try:
+            with contextlib.suppress(concurrent.futures.CancelledError, concurrent.futures.TimeoutError, Exception):
                 future.result(timeout=5)
-            except (concurrent.futures.CancelledError, concurrent.futures.TimeoutError, Exception):
-                pass
             raise
 
     def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:

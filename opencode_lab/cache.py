@@ -115,6 +115,12 @@ class ResponseCache:
         validate = joblib.expires_after(seconds=ttl_ms / 1000) if ttl_ms else None
         self._memory = memory
         self._fn = memory.cache(_response, ignore=["value"], cache_validation_callback=validate)
+        # joblib records the function's code on the first lookup and clears entries stored before that; look
+        # up once now so that a `put` before any `get` is kept
+        self._fn.check_call_in_cache("")
+        for path in self.location.iterdir():  # joblib's own .gitignore is written with a plain open()
+            if path.is_file():
+                path.chmod(0o600)
 
     @property
     def enabled(self) -> bool:
@@ -159,5 +165,10 @@ class ResponseCache:
             for path in self.location.rglob("output.pkl"):
                 entries += 1
                 size += sum(f.stat().st_size for f in path.parent.iterdir() if f.is_file())
-        return {"mode": self.mode, "entries": entries, "bytes": size, "ttl_ms": self.ttl_ms,
-                "location": str(self.location) if self.location else None}
+        return {
+            "mode": self.mode,
+            "entries": entries,
+            "bytes": size,
+            "ttl_ms": self.ttl_ms,
+            "location": str(self.location) if self.location else None,
+        }

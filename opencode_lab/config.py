@@ -273,11 +273,11 @@ def _deployments(table: Mapping[str, Any], where: str) -> tuple[DeploymentConfig
 
 def _deployment(model: str, entry: Mapping[str, Any], at: str) -> DeploymentConfig:
     if not isinstance(entry, Mapping) or "provider" not in entry:
-        raise ConfigError(f"{at} needs a provider (e.g. provider = \"openrouter\")")
+        raise ConfigError(f'{at} needs a provider (e.g. provider = "openrouter")')
     provider = str(entry["provider"])
     path = entry.get("path")
     if provider == "local" and not path:
-        raise ConfigError(f"{at}: a local model needs path = \"/path/to/model.gguf\"")
+        raise ConfigError(f'{at}: a local model needs path = "/path/to/model.gguf"')
     tags = entry.get("tags", [])
     if not isinstance(tags, list):
         raise ConfigError(f"{at}.tags must be a list of strings")

@@ -63,8 +63,11 @@ def compare(lab: Lab, prompts: Any, models: str | Sequence[str] | None = None, *
         lab._loop.run(_execute(lab, state, **_exec_options(kwargs)))
     except KeyboardInterrupt:
         state.interrupted = True
-        log.warning("compare interrupted: returning %d finished of %d rows; rerun with the same run= to resume",
-                    state.done, len(state.jobs))
+        log.warning(
+            "compare interrupted: returning %d finished of %d rows; rerun with the same run= to resume",
+            state.done,
+            len(state.jobs),
+        )
     return _finish(lab, state, kwargs.get("scorer"))
 
 
@@ -121,10 +124,12 @@ async def _prepare(
     for prompt_id, (prompt, extra) in enumerate(table):
         for model in model_list:
             for sample in range(n):
-                request = ChatRequest.build(prompt, model=model, system=system, temperature=temperature,
-                                            max_tokens=max_tokens, seed=seed)
-                jobs.append(_Job(len(jobs), prompt_id, prompt, model, sample, request, extra,
-                                 _estimate_usd(lab, request)))
+                request = ChatRequest.build(
+                    prompt, model=model, system=system, temperature=temperature, max_tokens=max_tokens, seed=seed
+                )
+                jobs.append(
+                    _Job(len(jobs), prompt_id, prompt, model, sample, request, extra, _estimate_usd(lab, request))
+                )
     return _CompareRun(run_id, jobs, [None] * len(jobs))
 
 
@@ -138,13 +143,15 @@ def _prompt_table(prompts: Any, template: str | None) -> list[tuple[str, dict[st
         if "prompt" not in prompts.columns and template is None:
             raise InvalidRequestError(
                 f"the prompts DataFrame has no 'prompt' column (columns: {', '.join(map(str, prompts.columns))}); "
-                "add one or pass template='... {column} ...'")
+                "add one or pass template='... {column} ...'"
+            )
         rows = prompts.to_dict("records")
     elif isinstance(prompts, pd.Series | list | tuple):
         rows = [{"prompt": p} for p in prompts]
     else:
         raise InvalidRequestError(
-            f"prompts must be a string, a list, a pandas Series or a DataFrame, not {type(prompts).__name__}")
+            f"prompts must be a string, a list, a pandas Series or a DataFrame, not {type(prompts).__name__}"
+        )
     if not rows:
         raise InvalidRequestError("prompts is empty")
     fields = _template_fields(template) if template is not None else []
@@ -153,8 +160,10 @@ def _prompt_table(prompts: Any, template: str | None) -> list[tuple[str, dict[st
         if template is not None:
             missing = [f for f in fields if f not in row]
             if missing:
-                raise InvalidRequestError(f"template field {{{missing[0]}}} is not a column of the prompts "
-                                          f"(columns: {', '.join(map(str, row))})")
+                raise InvalidRequestError(
+                    f"template field {{{missing[0]}}} is not a column of the prompts "
+                    f"(columns: {', '.join(map(str, row))})"
+                )
             prompt = template.format_map(row)
         else:
             prompt = row.get("prompt")
@@ -204,8 +213,9 @@ async def _execute(
     budget_usd: float | None = None,
     fallback: bool = False,
 ) -> None:
-    if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)
-                                    or concurrency < 1):
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+    ):
         raise InvalidRequestError(f"concurrency must be a positive integer, got {concurrency!r}")
     if budget_usd is not None and (not isinstance(budget_usd, int | float) or budget_usd < 0):
         raise InvalidRequestError(f"budget_usd must be a non-negative number, got {budget_usd!r}")
@@ -239,17 +249,26 @@ async def _execute(
             bar.close()
 
 
-async def _run_job(lab: Lab, state: _CompareRun, job: _Job, cache: bool | str, budget_usd: float | None,
-                   fallback: bool, runlog: Any) -> None:
+async def _run_job(
+    lab: Lab, state: _CompareRun, job: _Job, cache: bool | str, budget_usd: float | None, fallback: bool, runlog: Any
+) -> None:
     if budget_usd is not None and state.spent_usd + state.in_flight_usd + job.estimate_usd > budget_usd:
-        _store(state, job, {"error_type": "budget_exceeded", "error": (
-            f"budget of ${budget_usd:.4f} reached (spent ${state.spent_usd:.4f}, "
-            f"in flight ${state.in_flight_usd:.4f}); request not sent")}, runlog)
+        _store(
+            state,
+            job,
+            {
+                "error_type": "budget_exceeded",
+                "error": (
+                    f"budget of ${budget_usd:.4f} reached (spent ${state.spent_usd:.4f}, "
+                    f"in flight ${state.in_flight_usd:.4f}); request not sent"
+                ),
+            },
+            runlog,
+        )
         return
     state.in_flight_usd += job.estimate_usd
     try:
-        outcome = await lab._call(job.request, sample=job.sample, cache=cache, fallback=fallback,
-                                  run_id=state.run_id)
+        outcome = await lab._call(job.request, sample=job.sample, cache=cache, fallback=fallback, run_id=state.run_id)
     finally:
         state.in_flight_usd -= job.estimate_usd
     if outcome.result is not None:
@@ -264,8 +283,14 @@ async def _run_job(lab: Lab, state: _CompareRun, job: _Job, cache: bool | str, b
 
 
 def _store(state: _CompareRun, job: _Job, values: dict[str, Any], runlog: Any, *, resumed: bool = False) -> None:
-    row = {**values, "run_id": state.run_id, "prompt_id": job.prompt_id, "prompt": job.prompt, "model": job.model,
-           "sample": job.sample}
+    row = {
+        **values,
+        "run_id": state.run_id,
+        "prompt_id": job.prompt_id,
+        "prompt": job.prompt,
+        "model": job.model,
+        "sample": job.sample,
+    }
     row.setdefault("cached", False)
     row.setdefault("attempts", 0)
     for key, value in job.extra.items():
@@ -294,9 +319,18 @@ def _finish(lab: Lab, state: _CompareRun, scorer: Callable[[Any], float] | None)
     rows = []
     for job, row in zip(state.jobs, state.rows, strict=True):
         if row is None:
-            row = {"run_id": state.run_id, "prompt_id": job.prompt_id, "prompt": job.prompt, "model": job.model,
-                   "sample": job.sample, "cached": False, "attempts": 0, "error_type": "interrupted",
-                   "error": "the compare was interrupted before this row finished", **job.extra}
+            row = {
+                "run_id": state.run_id,
+                "prompt_id": job.prompt_id,
+                "prompt": job.prompt,
+                "model": job.model,
+                "sample": job.sample,
+                "cached": False,
+                "attempts": 0,
+                "error_type": "interrupted",
+                "error": "the compare was interrupted before this row finished",
+                **job.extra,
+            }
         rows.append(row)
     frame = results_frame(rows)
     if scorer is not None:
@@ -334,33 +368,66 @@ def models_frame(lab: Lab, filter: str | None = None, tag: str | None = None) ->
                 groups.setdefault(dep_id, []).append(name)
     rows = []
     for dep in sorted(lab.catalog.deployments.values(), key=lambda d: d.id):
-        if filter and filter.lower() not in dep.id.lower() and not any(
-                filter.lower() in g.lower() for g in groups.get(dep.id, [])):
+        if (
+            filter
+            and filter.lower() not in dep.id.lower()
+            and not any(filter.lower() in g.lower() for g in groups.get(dep.id, []))
+        ):
             continue
         if tag and tag not in dep.tags:
             continue
-        rows.append({
-            "id": dep.id, "provider": dep.provider, "context_length": dep.context_length,
-            "input_price_per_mtok": dep.input_price_per_mtok, "output_price_per_mtok": dep.output_price_per_mtok,
-            "tags": ",".join(dep.tags), "aliases": ",".join(groups.get(dep.id, [])),
-            "health": health[dep.id]["state"], "description": dep.description,
-        })
-    columns = ["id", "provider", "context_length", "input_price_per_mtok", "output_price_per_mtok", "tags",
-               "aliases", "health", "description"]
+        rows.append(
+            {
+                "id": dep.id,
+                "provider": dep.provider,
+                "context_length": dep.context_length,
+                "input_price_per_mtok": dep.input_price_per_mtok,
+                "output_price_per_mtok": dep.output_price_per_mtok,
+                "tags": ",".join(dep.tags),
+                "aliases": ",".join(groups.get(dep.id, [])),
+                "health": health[dep.id]["state"],
+                "description": dep.description,
+            }
+        )
+    columns = [
+        "id",
+        "provider",
+        "context_length",
+        "input_price_per_mtok",
+        "output_price_per_mtok",
+        "tags",
+        "aliases",
+        "health",
+        "description",
+    ]
     return pd.DataFrame(rows, columns=columns).set_index("id")
 
 
 def health_frame(lab: Lab) -> pd.DataFrame:
     import pandas as pd
 
-    columns = ["state", "success_rate", "latency_p50_s", "calls", "failures", "last_error", "open_for_s",
-               "paused_for_s", "in_flight"]
+    columns = [
+        "state",
+        "success_rate",
+        "latency_p50_s",
+        "calls",
+        "failures",
+        "last_error",
+        "open_for_s",
+        "paused_for_s",
+        "in_flight",
+    ]
     rows = []
     now = lab.router.clock.now()
     for dep_id, snap in sorted(lab.router.health().items()):
         until = snap.get("open_until")
-        rows.append({"deployment": dep_id, **{k: snap.get(k) for k in columns},
-                     "open_for_s": max(0.0, until - now) if isinstance(until, float) else 0.0})
+        rows.append(
+            {
+                "deployment": dep_id,
+                **{k: snap.get(k) for k in columns},
+                "open_for_s": max(0.0, until - now) if isinstance(until, float) else 0.0,
+            }
+        )
     return pd.DataFrame(rows, columns=["deployment", *columns]).set_index("deployment")
 
 
@@ -375,10 +442,20 @@ async def health_check(lab: Lab) -> pd.DataFrame:
         try:
             models = await asyncio.wait_for(lab.providers[name].list_models(), lab.settings.timeout_s)
         except (LabError, TimeoutError) as exc:
-            return {"provider": name, "ok": False, "latency_s": time.perf_counter() - started, "models": 0,
-                    "error": f"{error_type_of(exc)}: {exc}"}
-        return {"provider": name, "ok": True, "latency_s": time.perf_counter() - started, "models": len(models),
-                "error": None}
+            return {
+                "provider": name,
+                "ok": False,
+                "latency_s": time.perf_counter() - started,
+                "models": 0,
+                "error": f"{error_type_of(exc)}: {exc}",
+            }
+        return {
+            "provider": name,
+            "ok": True,
+            "latency_s": time.perf_counter() - started,
+            "models": len(models),
+            "error": None,
+        }
 
     rows = await asyncio.gather(*(probe(name) for name in sorted(lab.providers)))
     return pd.DataFrame(rows).set_index("provider")

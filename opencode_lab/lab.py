@@ -58,11 +58,15 @@ class Lab:
         self._loop = LoopThread()
         self._build(providers or {})
         self.router = Router(
-            self.catalog, self.providers, strategy=self.settings.strategy,
+            self.catalog,
+            self.providers,
+            strategy=self.settings.strategy,
             retry=RetryPolicy(max_retries=self.settings.max_retries, deadline_s=self.settings.deadline_s),
-            max_candidates=self.settings.agent_max_iter, rate_window_s=self.settings.rate_window_s,
-            breaker=BreakerSettings(consecutive_failures=self.settings.breaker_failures,
-                                    cooldown_s=self.settings.breaker_cooldown_s),
+            max_candidates=self.settings.agent_max_iter,
+            rate_window_s=self.settings.rate_window_s,
+            breaker=BreakerSettings(
+                consecutive_failures=self.settings.breaker_failures, cooldown_s=self.settings.breaker_cooldown_s
+            ),
         )
         self.cache = ResponseCache(self.settings.cache_mode, self.settings.cache_dir, self.settings.cache_ttl_ms)
         self._runlog: RunLog | None = None
@@ -90,36 +94,71 @@ class Lab:
         local_models = bundled_models(s.cache_dir) if importlib.util.find_spec("llama_cpp") else []
         for dep in s.deployments:
             if dep.provider == "local" and dep.path:
-                local_models.append(local_model_from_path(dep.upstream, dep.path, chat="base" not in dep.tags,
-                                                          context_length=dep.context_length))
+                local_models.append(
+                    local_model_from_path(
+                        dep.upstream, dep.path, chat="base" not in dep.tags, context_length=dep.context_length
+                    )
+                )
         if local_models:
             self.providers["local"] = LocalProvider(local_models)
             for m in local_models:
-                self.catalog.add(Deployment(f"local/{m.name}", "local", m.name, 0.0, 0.0, m.context_length,
-                                            tags=m.tags, description=m.description))
+                # one in flight: a llama.cpp model answers one prompt at a time, and queueing inside the
+                # provider would count as latency
+                self.catalog.add(
+                    Deployment(
+                        f"local/{m.name}",
+                        "local",
+                        m.name,
+                        0.0,
+                        0.0,
+                        m.context_length,
+                        max_in_flight=1,
+                        tags=m.tags,
+                        description=m.description,
+                    )
+                )
         if s.openrouter_api_key or s.openrouter_model_list:
             self.providers["openrouter"] = OpenRouterProvider(
-                s.openrouter_base_url, api_key=s.openrouter_api_key, timeout_s=s.timeout_s,
-                catalog_path=s.cache_dir / "openrouter_models.json")
+                s.openrouter_base_url,
+                api_key=s.openrouter_api_key,
+                timeout_s=s.timeout_s,
+                catalog_path=s.cache_dir / "openrouter_models.json",
+            )
             for model in s.openrouter_model_list:
                 self.catalog.add(Deployment(f"openrouter/{model}", "openrouter", model))
         if s.openai_api_key:
             self.providers["openai"] = OpenAICompatibleProvider(
-                "openai", s.openai_base_url, api_key=s.openai_api_key, timeout_s=s.timeout_s)
+                "openai", s.openai_base_url, api_key=s.openai_api_key, timeout_s=s.timeout_s
+            )
         for name, spec in s.providers.items():
             self.providers[name] = OpenAICompatibleProvider(
-                name, spec.base_url, api_key=spec.api_key, headers=dict(spec.headers), timeout_s=s.timeout_s)
+                name, spec.base_url, api_key=spec.api_key, headers=dict(spec.headers), timeout_s=s.timeout_s
+            )
             for model in spec.models:
                 self.catalog.add(Deployment(f"{name}/{model}", name, model))
         self.providers.update(extra)
         for dep in s.deployments:
             if dep.provider not in self.providers:
-                raise LabError(f"[models.{dep.model}] names provider {dep.provider!r}, which is not configured "
-                               f"(known: {', '.join(sorted(self.providers)) or 'none'})")
-            self.catalog.add(Deployment(
-                f"{dep.provider}/{dep.upstream}", dep.provider, dep.upstream, dep.input_price_per_mtok,
-                dep.output_price_per_mtok, dep.context_length, dep.weight, dep.rpm, dep.tpm, dep.max_in_flight,
-                dep.tags), model=dep.model)
+                raise LabError(
+                    f"[models.{dep.model}] names provider {dep.provider!r}, which is not configured "
+                    f"(known: {', '.join(sorted(self.providers)) or 'none'})"
+                )
+            self.catalog.add(
+                Deployment(
+                    f"{dep.provider}/{dep.upstream}",
+                    dep.provider,
+                    dep.upstream,
+                    dep.input_price_per_mtok,
+                    dep.output_price_per_mtok,
+                    dep.context_length,
+                    dep.weight,
+                    dep.rpm,
+                    dep.tpm,
+                    dep.max_in_flight,
+                    dep.tags,
+                ),
+                model=dep.model,
+            )
         self.catalog.aliases.update(s.aliases)
         pool = s.openrouter_model_list and tuple(f"openrouter/{m}" for m in s.openrouter_model_list)
         self.catalog.pool = pool or s.default_models or tuple(d.id for d in self.catalog.tagged("local"))
@@ -155,10 +194,14 @@ class Lab:
             dep_id = f"openrouter/{info.id}"
             if dep_id not in self.catalog.deployments:
                 self.catalog.add(Deployment(dep_id, "openrouter", info.id))
-            self.catalog.update_info(dep_id, input_price_per_mtok=info.input_price_per_mtok,
-                                     output_price_per_mtok=info.output_price_per_mtok,
-                                     context_length=info.context_length, tags=info.tags,
-                                     description=info.description)
+            self.catalog.update_info(
+                dep_id,
+                input_price_per_mtok=info.input_price_per_mtok,
+                output_price_per_mtok=info.output_price_per_mtok,
+                context_length=info.context_length,
+                tags=info.tags,
+                description=info.description,
+            )
 
     def resolve(self, spec: str | Sequence[str] | None) -> list[str]:
         return self._loop.run(self.aresolve(spec))
@@ -181,8 +224,16 @@ class Lab:
         strategy: str | None = None,
     ) -> ChatResult:
         """Ask one prompt; with a list of models, failing over across the list is the point."""
-        request = ChatRequest.build(prompt, model=model, system=system, temperature=temperature,
-                                    max_tokens=max_tokens, seed=seed, top_p=top_p, stop=stop)
+        request = ChatRequest.build(
+            prompt,
+            model=model,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            top_p=top_p,
+            stop=stop,
+        )
         outcome = await self._call(request, sample=0, cache=cache, fallback=fallback, strategy=strategy)
         self.flush()
         if outcome.error is not None:
@@ -190,13 +241,22 @@ class Lab:
         assert outcome.result is not None
         return outcome.result
 
-    def chat(self, prompt: str | Sequence[Mapping[str, str]], model: str | Sequence[str] | None = None,
-             **kwargs: Any) -> ChatResult:
+    def chat(
+        self, prompt: str | Sequence[Mapping[str, str]], model: str | Sequence[str] | None = None, **kwargs: Any
+    ) -> ChatResult:
         """Synchronous `achat`; safe inside a running notebook event loop."""
         return self._loop.run(self.achat(prompt, model, **kwargs))
 
-    async def _call(self, request: ChatRequest, *, sample: int, cache: bool | str, fallback: bool,
-                    strategy: str | None = None, run_id: str | None = None) -> _Outcome:
+    async def _call(
+        self,
+        request: ChatRequest,
+        *,
+        sample: int,
+        cache: bool | str,
+        fallback: bool,
+        strategy: str | None = None,
+        run_id: str | None = None,
+    ) -> _Outcome:
         """One request through cache and router; never raises a `LabError`, returns it instead."""
         run_id = run_id or self.session_run_id
         request_id = _new_id("q")
@@ -215,21 +275,31 @@ class Lab:
             routed = await self.router.complete(request, request_id, fallback=fallback, strategy=strategy)
         except LabError as exc:
             return self._fail(exc, spec, run_id, request_id, started)
-        result = self._result(routed, spec, request_id, started)
+        result = self._result(routed, spec, request_id)
         if cache is not False and key and result.finish_reason != "error":
             self.cache.put(key, _cache_value(result, routed.completion))
         self._record(result, run_id)
         return _Outcome(result, None)
 
-    def _result(self, routed: Routed, spec: str, request_id: str, started: float) -> ChatResult:
+    def _result(self, routed: Routed, spec: str, request_id: str) -> ChatResult:
+        """``latency_s`` is the answering attempt's own time: waits for limits, back-off and retries are not
+        the model's latency (they are in ``attempts``)."""
         completion, dep = routed.completion, routed.deployment
         cost, source = self._cost(completion, dep)
         return ChatResult(
-            text=completion.text, model=spec, served_by=dep.id, provider=dep.provider,
-            finish_reason=completion.finish_reason, latency_s=time.perf_counter() - started,
-            ttft_s=completion.ttft_s, input_tokens=completion.usage.input_tokens,
-            output_tokens=completion.usage.output_tokens, cost_usd=cost, cost_source=source,
-            attempts=tuple(routed.attempts), request_id=request_id,
+            text=completion.text,
+            model=spec,
+            served_by=dep.id,
+            provider=dep.provider,
+            finish_reason=completion.finish_reason,
+            latency_s=routed.attempts[-1].latency_s,
+            ttft_s=completion.ttft_s,
+            input_tokens=completion.usage.input_tokens,
+            output_tokens=completion.usage.output_tokens,
+            cost_usd=cost,
+            cost_source=source,
+            attempts=tuple(routed.attempts),
+            request_id=request_id,
         )
 
     def _cost(self, completion: Completion, dep: Deployment) -> tuple[float, str]:
@@ -241,22 +311,42 @@ class Lab:
         priced = dep.cost_usd(completion.usage.input_tokens, completion.usage.output_tokens)
         return (priced, "catalog") if priced is not None else (math.nan, "unknown")
 
-    def _from_cache(self, hit: dict[str, Any], spec: str, run_id: str, request_id: str, started: float,
-                    wall: float) -> ChatResult:
+    def _from_cache(
+        self, hit: dict[str, Any], spec: str, run_id: str, request_id: str, started: float, wall: float
+    ) -> ChatResult:
         result = ChatResult(
-            text=hit["text"], model=spec, served_by=hit["served_by"], provider=hit["provider"],
-            finish_reason=hit.get("finish_reason"), latency_s=time.perf_counter() - started,
-            ttft_s=None, input_tokens=hit.get("input_tokens"), output_tokens=hit.get("output_tokens"),
-            cost_usd=0.0, cost_source=hit.get("cost_source", "unknown"), cost_saved_usd=hit.get("cost_usd", math.nan),
-            cached=True, request_id=request_id,
+            text=hit["text"],
+            model=spec,
+            served_by=hit["served_by"],
+            provider=hit["provider"],
+            finish_reason=hit.get("finish_reason"),
+            latency_s=time.perf_counter() - started,
+            ttft_s=None,
+            input_tokens=hit.get("input_tokens"),
+            output_tokens=hit.get("output_tokens"),
+            cost_usd=0.0,
+            cost_source=hit.get("cost_source", "unknown"),
+            cost_saved_usd=hit.get("cost_usd", math.nan),
+            cached=True,
+            request_id=request_id,
         )
         self._record(result, run_id, wall=wall)
         return result
 
     def _fail(self, exc: LabError, spec: str, run_id: str, request_id: str, started: float) -> _Outcome:
-        row = {"run_id": run_id, "model": spec, "served_by": None, "latency_s": time.perf_counter() - started,
-               "cached": False, "attempts": len(exc.attempts), "error_type": error_type_of(exc), "error": str(exc),
-               "cost_usd": math.nan, "cost_source": "unknown", "cost_saved_usd": 0.0}
+        row = {
+            "run_id": run_id,
+            "model": spec,
+            "served_by": None,
+            "latency_s": time.perf_counter() - started,
+            "cached": False,
+            "attempts": len(exc.attempts),
+            "error_type": error_type_of(exc),
+            "error": str(exc),
+            "cost_usd": math.nan,
+            "cost_source": "unknown",
+            "cost_saved_usd": 0.0,
+        }
         self.calls.append(row)
         for attempt in exc.attempts:
             self._pending.append(_attempt_record(attempt, run_id, request_id))
@@ -271,8 +361,12 @@ class Lab:
         for attempt in result.attempts:
             record = _attempt_record(attempt, run_id, result.request_id)
             if attempt.status == "ok":
-                record.update(input_tokens=result.input_tokens, output_tokens=result.output_tokens,
-                              cost_usd=result.cost_usd, cost_source=result.cost_source)
+                record.update(
+                    input_tokens=result.input_tokens,
+                    output_tokens=result.output_tokens,
+                    cost_usd=result.cost_usd,
+                    cost_source=result.cost_source,
+                )
             self._pending.append(record)
         if len(self._pending) >= 200:
             self.flush()
@@ -292,15 +386,29 @@ class Lab:
 
     # -- streaming ----------------------------------------------------------------------------------------------
 
-    async def astream(self, prompt: str | Sequence[Mapping[str, str]], model: str | Sequence[str] | None = None,
-                      *, cache: bool | str = True, **kwargs: Any) -> AsyncIterator[str]:
+    async def astream(
+        self,
+        prompt: str | Sequence[Mapping[str, str]],
+        model: str | Sequence[str] | None = None,
+        *,
+        cache: bool | str = True,
+        **kwargs: Any,
+    ) -> AsyncIterator[str]:
         """Yield text deltas as they arrive; a cached answer arrives as one delta."""
         async for item in self._astream_events(prompt, model, cache=cache, **kwargs):
             if isinstance(item, str):
                 yield item
 
-    async def _astream_events(self, prompt: Any, model: Any, *, cache: bool | str = True, fallback: bool = True,
-                              strategy: str | None = None, **params: Any) -> AsyncIterator[str | ChatResult]:
+    async def _astream_events(
+        self,
+        prompt: Any,
+        model: Any,
+        *,
+        cache: bool | str = True,
+        fallback: bool = True,
+        strategy: str | None = None,
+        **params: Any,
+    ) -> AsyncIterator[str | ChatResult]:
         """Deltas, then the final `ChatResult` (the shared core of `stream` and the magics)."""
         request = ChatRequest.build(prompt, model=model, **params)
         spec = self.catalog.spec_name(request.model)
@@ -317,23 +425,25 @@ class Lab:
             return
         routed: list[Routed] = []
         try:
-            async for chunk in self.router.stream(request, request_id, fallback=fallback, strategy=strategy,
-                                                  routed=routed):
+            async for chunk in self.router.stream(
+                request, request_id, fallback=fallback, strategy=strategy, routed=routed
+            ):
                 if chunk.delta:
                     yield chunk.delta
         except LabError as exc:
             self._fail(exc, spec, run_id, request_id, started)
             self.flush()
             raise
-        result = self._result(routed[0], spec, request_id, started)
+        result = self._result(routed[0], spec, request_id)
         if cache is not False and key:
             self.cache.put(key, _cache_value(result, routed[0].completion))
         self._record(result, run_id)
         self.flush()
         yield result
 
-    def stream(self, prompt: str | Sequence[Mapping[str, str]], model: str | Sequence[str] | None = None,
-               **kwargs: Any) -> Iterator[str]:
+    def stream(
+        self, prompt: str | Sequence[Mapping[str, str]], model: str | Sequence[str] | None = None, **kwargs: Any
+    ) -> Iterator[str]:
         """Synchronous `astream`: iterate to get text deltas as they arrive."""
         return self._loop.iterate(self.astream(prompt, model, **kwargs))
 
@@ -444,40 +554,83 @@ def error_type_of(exc: BaseException) -> str:
 def result_row(result: ChatResult) -> dict[str, Any]:
     """The per-call columns a results frame shares with `ChatResult`."""
     return {
-        "model": result.model, "served_by": result.served_by, "response": result.text,
-        "finish_reason": result.finish_reason, "latency_s": result.latency_s, "ttft_s": result.ttft_s,
-        "input_tokens": result.input_tokens, "output_tokens": result.output_tokens, "cost_usd": result.cost_usd,
-        "cost_source": result.cost_source, "cost_saved_usd": result.cost_saved_usd, "cached": result.cached,
-        "attempts": len(result.attempts), "error_type": None, "error": None,
+        "model": result.model,
+        "served_by": result.served_by,
+        "response": result.text,
+        "finish_reason": result.finish_reason,
+        "latency_s": result.latency_s,
+        "ttft_s": result.ttft_s,
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "cost_usd": result.cost_usd,
+        "cost_source": result.cost_source,
+        "cost_saved_usd": result.cost_saved_usd,
+        "cached": result.cached,
+        "attempts": len(result.attempts),
+        "error_type": None,
+        "error": None,
     }
 
 
 def _cache_value(result: ChatResult, completion: Completion) -> dict[str, Any]:
     return {
-        "text": result.text, "upstream_model": completion.model, "served_by": result.served_by,
-        "provider": result.provider, "finish_reason": result.finish_reason, "input_tokens": result.input_tokens,
-        "output_tokens": result.output_tokens, "cost_usd": result.cost_usd, "cost_source": result.cost_source,
-        "latency_s": result.latency_s, "stored_at": time.time(),
+        "text": result.text,
+        "upstream_model": completion.model,
+        "served_by": result.served_by,
+        "provider": result.provider,
+        "finish_reason": result.finish_reason,
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "cost_usd": result.cost_usd,
+        "cost_source": result.cost_source,
+        "latency_s": result.latency_s,
+        "stored_at": time.time(),
     }
 
 
 def _attempt_record(attempt: Attempt, run_id: str, request_id: str) -> dict[str, Any]:
     return {
-        "run_id": run_id, "request_id": request_id, "timestamp": attempt.started_at, "model": attempt.model,
-        "served_by": attempt.deployment, "provider": attempt.provider, "attempt": attempt.number,
-        "status": attempt.status, "error_type": attempt.error_type, "http_status": attempt.http_status,
-        "latency_s": attempt.latency_s, "ttft_s": attempt.ttft_s, "input_tokens": None, "output_tokens": None,
-        "cost_usd": math.nan, "cost_source": "unknown", "cost_saved_usd": 0.0, "cached": False,
+        "run_id": run_id,
+        "request_id": request_id,
+        "timestamp": attempt.started_at,
+        "model": attempt.model,
+        "served_by": attempt.deployment,
+        "provider": attempt.provider,
+        "attempt": attempt.number,
+        "status": attempt.status,
+        "error_type": attempt.error_type,
+        "http_status": attempt.http_status,
+        "latency_s": attempt.latency_s,
+        "ttft_s": attempt.ttft_s,
+        "input_tokens": None,
+        "output_tokens": None,
+        "cost_usd": math.nan,
+        "cost_source": "unknown",
+        "cost_saved_usd": 0.0,
+        "cached": False,
     }
 
 
 def _cache_record(result: ChatResult, run_id: str, wall: float) -> dict[str, Any]:
     return {
-        "run_id": run_id, "request_id": result.request_id, "timestamp": wall, "model": result.model,
-        "served_by": result.served_by, "provider": result.provider, "attempt": 0, "status": "ok",
-        "error_type": None, "http_status": None, "latency_s": result.latency_s, "ttft_s": None,
-        "input_tokens": result.input_tokens, "output_tokens": result.output_tokens, "cost_usd": 0.0,
-        "cost_source": result.cost_source, "cost_saved_usd": result.cost_saved_usd, "cached": True,
+        "run_id": run_id,
+        "request_id": result.request_id,
+        "timestamp": wall,
+        "model": result.model,
+        "served_by": result.served_by,
+        "provider": result.provider,
+        "attempt": 0,
+        "status": "ok",
+        "error_type": None,
+        "http_status": None,
+        "latency_s": result.latency_s,
+        "ttft_s": None,
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "cost_usd": 0.0,
+        "cost_source": result.cost_source,
+        "cost_saved_usd": result.cost_saved_usd,
+        "cached": True,
     }
 
 

@@ -5,9 +5,10 @@ Figures are built with pyplot (so Jupyter's inline display is set up) and then
 a loop of 50 plots does not pile up open figures, and the global backend is never
 touched.  Save with ``fig.savefig(...)``; ``display(fig)`` shows it again.
 
-Readability defaults: models sorted alphabetically, ids shortened to their last
-path segment (longer suffixes where two would clash), tick labels turned only as
-far as needed (0°, 30°, then 90°) for their boxes not to overlap.
+Readability defaults: models in alphabetical order of their full id (the row
+order of `stats()`), shortened to the last path segment (longer suffixes where
+two would clash, an ellipsis past 30 characters), tick labels turned only as far
+as needed (0°, 30°, then 90°) for neighbours not to overlap.
 matplotlib and pandas are imported inside the functions.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import cycle, pairwise
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -95,16 +96,10 @@ def plot_traffic(attempts: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
     own = ax is None
     if ax is None:
         _, ax = _new_figure((min(14.0, max(6.4, 0.55 * len(counts) + 3)), 4.6))
-    positions = list(range(len(counts)))
-    bottom = [0] * len(counts)
-    errors = iter(["C3", "C1", "C4", "C5", "C6", "C7", "C8", "C9", "C0"] * 4)
-    for outcome_name in order:
-        heights = counts[outcome_name].tolist()
-        color = "C2" if outcome_name == "ok" else next(errors)
-        ax.bar(positions, heights, bottom=bottom, label=outcome_name, color=color, width=0.7)
-        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    errors = cycle(["C3", "C1", "C4", "C5", "C6", "C7", "C8", "C9", "C0"])
+    totals = _stacked(ax, counts, ["C2" if c == "ok" else next(errors) for c in order])
     _model_ticks(ax, [_ellipsize(s) for s in counts.index])
-    _integer_counts(ax, max(bottom, default=0))
+    _integer_counts(ax, max(totals, default=0))
     ax.set_ylabel("attempts")
     ax.set_title("Attempts per deployment")
     _legend(ax, title="outcome")
@@ -162,15 +157,12 @@ def _failures(ax: Axes, v: _View) -> None:
         failed = v.results[v.results["error_type"].notna()]
         counts = pd.crosstab(failed["model"], failed["error_type"].astype(str))
         counts = counts.reindex(index=v.stats.index, fill_value=0)
-        bottom = [0] * len(v.labels)
-        for i, error_type in enumerate(sorted(counts.columns)):
-            heights = counts[error_type].tolist()
-            ax.bar(v.positions, heights, bottom=bottom, width=0.6, label=error_type, color=f"C{(i + 3) % 10}")
-            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+        counts = counts[sorted(counts.columns)]
+        _stacked(ax, counts, [f"C{(i + 3) % 10}" for i in range(len(counts.columns))])
         if len(counts.columns):
             _legend(ax, title="error type")
         else:
-            ax.bar(v.positions, bottom, width=0.6, color="C3")  # keep every model on the axis
+            ax.bar(v.positions, totals, width=0.6, color="C3")  # zero-height bars keep every model on the axis
     else:
         ax.bar(v.positions, totals, width=0.6, color="C3")
     for x, total, rate in zip(v.positions, totals, v.stats["failure_rate"], strict=True):
@@ -266,6 +258,16 @@ def _new_figure(size: tuple[float, float], rows: int = 1, cols: int = 1) -> tupl
 def _model_ticks(ax: Axes, labels: list[str]) -> None:
     ax.set_xticks(range(len(labels)), labels, fontsize=9 if len(labels) <= 6 else 8)
     ax.set_xlim(-0.6, len(labels) - 0.4)
+
+
+def _stacked(ax: Axes, counts: pd.DataFrame, colors: list[str]) -> list[float]:
+    """One bar per row of ``counts``, one stacked layer per column (the legend label); returns the totals."""
+    bottom = [0.0] * len(counts)
+    for column, color in zip(counts.columns, colors, strict=True):
+        heights = counts[column].tolist()
+        ax.bar(range(len(counts)), heights, bottom=bottom, width=0.6, label=str(column), color=color)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    return bottom
 
 
 def _legend(ax: Axes, title: str | None = None) -> None:

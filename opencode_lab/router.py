@@ -133,13 +133,25 @@ class Router:
             if provider is None:
                 raise LabError(f"deployment {deployment.id} names unknown provider {deployment.provider!r}")
             breaker = CircuitBreaker(
-                consecutive_failures=self.breaker.consecutive_failures, failure_rate=self.breaker.failure_rate,
-                window=self.breaker.window, min_calls=self.breaker.min_calls, cooldown_s=self.breaker.cooldown_s,
-                clock=self.clock, on_change=lambda old, new, d=deployment.id: _log_breaker(d, old, new),
+                consecutive_failures=self.breaker.consecutive_failures,
+                failure_rate=self.breaker.failure_rate,
+                window=self.breaker.window,
+                min_calls=self.breaker.min_calls,
+                cooldown_s=self.breaker.cooldown_s,
+                clock=self.clock,
+                on_change=lambda old, new, d=deployment.id: _log_breaker(d, old, new),
             )
-            limiter = slot.limiter if slot else RateLimiter(
-                rpm=deployment.rpm, tpm=deployment.tpm, max_in_flight=deployment.max_in_flight,
-                window_s=_window_margin(self.rate_window_s), clock=self.clock)
+            limiter = (
+                slot.limiter
+                if slot
+                else RateLimiter(
+                    rpm=deployment.rpm,
+                    tpm=deployment.tpm,
+                    max_in_flight=deployment.max_in_flight,
+                    window_s=_window_margin(self.rate_window_s),
+                    clock=self.clock,
+                )
+            )
             health = slot.health if slot else DeploymentHealth(breaker=breaker, clock=self.clock)
             slot = _Slot(deployment, provider, limiter, health)
             self._slots[deployment.id] = slot
@@ -167,6 +179,8 @@ class Router:
             started, wall = time.perf_counter(), time.time()
             try:
                 async with slot.limiter.slot(plan.tokens):
+                    await plan.bounded(slot.provider.prepare(slot.deployment.upstream))
+                    started, wall = time.perf_counter(), time.time()  # latency excludes waits and loading
                     completion = await plan.bounded(slot.provider.complete(slot.deployment.upstream, request))
             except ProviderError as exc:
                 plan.failed(slot, exc, started, wall)
@@ -175,7 +189,12 @@ class Router:
             return Routed(completion, slot.deployment, plan.attempts)
 
     async def stream(
-        self, request: ChatRequest, request_id: str, *, fallback: bool = True, strategy: str | None = None,
+        self,
+        request: ChatRequest,
+        request_id: str,
+        *,
+        fallback: bool = True,
+        strategy: str | None = None,
         routed: list[Routed] | None = None,
     ) -> AsyncIterator[StreamChunk]:
         """Stream through the same policy; failover is allowed only until the first token arrives.
@@ -191,6 +210,8 @@ class Router:
             final: Completion | None = None
             try:
                 async with slot.limiter.slot(plan.tokens):
+                    await plan.bounded(slot.provider.prepare(slot.deployment.upstream))
+                    started, wall = time.perf_counter(), time.time()
                     chunks = slot.provider.stream(slot.deployment.upstream, request)
                     while True:
                         chunk = await plan.bounded(_anext(chunks), partial=emitted)
@@ -207,8 +228,11 @@ class Router:
                     raise plan.exhausted(exc) from exc
                 continue
             if final is None:
-                exc = StreamInterruptedError("stream ended without a final chunk",
-                                             provider=slot.deployment.provider, model=slot.deployment.upstream)
+                exc = StreamInterruptedError(
+                    "stream ended without a final chunk",
+                    provider=slot.deployment.provider,
+                    model=slot.deployment.upstream,
+                )
                 plan.failed(slot, exc, started, wall)
                 raise plan.exhausted(exc)
             plan.succeeded(slot, started, wall, final.ttft_s)
@@ -259,7 +283,9 @@ class _Plan:
             biggest = max((d.context_length or 0) for d in deployments)
             raise ContextWindowError(
                 f"prompt and max_tokens need about {self.tokens} tokens; the largest context among "
-                f"{self.spec!r} is {biggest}", model=self.spec)
+                f"{self.spec!r} is {biggest}",
+                model=self.spec,
+            )
 
     def _fits(self, deployment: Deployment) -> bool:
         return deployment.context_length is None or deployment.context_length >= self.tokens
@@ -274,8 +300,10 @@ class _Plan:
         while True:
             remaining = self.deadline - clock.now()
             if remaining <= 0:
-                raise self.exhausted(self.last_error or ProviderTimeout(
-                    f"request deadline of {self.router.retry.deadline_s}s passed", model=self.spec))
+                raise self.exhausted(
+                    self.last_error
+                    or ProviderTimeout(f"request deadline of {self.router.retry.deadline_s}s passed", model=self.spec)
+                )
             soonest: float | None = None
             for group in self.groups:
                 slots = self._ranked(group)
@@ -291,9 +319,13 @@ class _Plan:
             if soonest is None:
                 raise self.exhausted(self.last_error)
             if soonest > remaining:
-                raise self.exhausted(self.last_error or RateLimitError(
-                    f"rate limits would delay the request past its deadline by {soonest - remaining:.1f}s",
-                    model=self.spec))
+                raise self.exhausted(
+                    self.last_error
+                    or RateLimitError(
+                        f"rate limits would delay the request past its deadline by {soonest - remaining:.1f}s",
+                        model=self.spec,
+                    )
+                )
             await clock.sleep(soonest)
 
     def _wait(self, slot: _Slot) -> float:
@@ -309,14 +341,23 @@ class _Plan:
         """Eligible deployments of *group*, best first, without those whose circuit is open and cooling down."""
         now = self.router.clock.now()
         slots = [
-            slot for slot in (self.router.slot(d) for d in group.deployments if self._eligible(d))
+            slot
+            for slot in (self.router.slot(d) for d in group.deployments if self._eligible(d))
             if slot.health.breaker.state != "open" or (slot.health.breaker.open_until or 0.0) <= now
         ]
         if len(slots) <= 1:
             return slots
         by_key = {s.deployment.id: s for s in slots}
-        views = [Candidate(s.deployment.id, s.deployment.weight, s.limiter.in_flight, s.health.latency_ewma_s,
-                           s.deployment.blended_price_per_mtok) for s in slots]
+        views = [
+            Candidate(
+                s.deployment.id,
+                s.deployment.weight,
+                s.limiter.in_flight,
+                s.health.latency_ewma_s,
+                s.deployment.blended_price_per_mtok,
+            )
+            for s in slots
+        ]
         return [by_key[c.key] for c in self.strategy.rank(views, group.name)]
 
     def _admit(self, slot: _Slot) -> bool:
@@ -339,14 +380,21 @@ class _Plan:
                 raise StreamInterruptedError("request deadline passed mid-stream", model=self.spec) from None
             raise ProviderTimeout("request deadline passed during the call", model=self.spec) from None
 
-    def _record(self, slot: _Slot, started: float, wall: float, error: ProviderError | None,
-                ttft: float | None = None) -> Attempt:
+    def _record(
+        self, slot: _Slot, started: float, wall: float, error: ProviderError | None, ttft: float | None = None
+    ) -> Attempt:
         attempt = Attempt(
-            number=len(self.attempts) + 1, deployment=slot.deployment.id, provider=slot.deployment.provider,
-            model=self.spec, status="ok" if error is None else "error", latency_s=time.perf_counter() - started,
-            started_at=wall, error_type=None if error is None else error.error_type,
+            number=len(self.attempts) + 1,
+            deployment=slot.deployment.id,
+            provider=slot.deployment.provider,
+            model=self.spec,
+            status="ok" if error is None else "error",
+            latency_s=time.perf_counter() - started,
+            started_at=wall,
+            error_type=None if error is None else error.error_type,
             http_status=None if error is None else error.status_code,
-            error=None if error is None else str(error), ttft_s=ttft,
+            error=None if error is None else str(error),
+            ttft_s=ttft,
         )
         self.attempts.append(attempt)
         return attempt
@@ -362,8 +410,11 @@ class _Plan:
         dep = slot.deployment.id
         slot.health.record_failure(exc.error_type, str(exc), trip=exc.error_type in _TRIPS_BREAKER)
         if isinstance(exc, RateLimitError):
-            pause = exc.retry_after if exc.retry_after is not None else self.router.retry.backoff(
-                self.tries[dep] - 1, self.router.rng)
+            pause = (
+                exc.retry_after
+                if exc.retry_after is not None
+                else self.router.retry.backoff(self.tries[dep] - 1, self.router.rng)
+            )
             if pause > 0 and slot.limiter.paused_until < self.router.clock.now() + pause:
                 log.info("deployment %s paused for %.2fs after a 429", dep, pause)
                 slot.limiter.pause(pause)
@@ -373,7 +424,8 @@ class _Plan:
             self.done.add(dep)
         elif not isinstance(exc, RateLimitError):
             self.backoff_until[dep] = self.router.clock.now() + self.router.retry.backoff(
-                self.tries[dep] - 1, self.router.rng)
+                self.tries[dep] - 1, self.router.rng
+            )
 
     def exhausted(self, last: BaseException | None) -> LabError:
         """The one error a caller sees, carrying every attempt; a lone non-retryable error is raised as itself."""
@@ -383,4 +435,3 @@ class _Plan:
             error = AllAttemptsFailedError(self.spec, self.attempts, last)
         error.attempts = tuple(self.attempts)
         return error
-

@@ -104,6 +104,12 @@ class RunLog:
         with self._write() as con:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 con.execute(statement)
+            # a log written by an older version lacks columns added since: add them (NULL in old rows)
+            for table, columns in (("results", RESULT_COLUMNS), ("attempts", ATTEMPT_COLUMNS)):
+                have = {r["name"] for r in con.execute(f"PRAGMA table_info({table})")}
+                for col in columns:
+                    if col not in have:
+                        con.execute(f"ALTER TABLE {table} ADD COLUMN {_decl(col)}")
 
     def __repr__(self) -> str:
         return f"RunLog({str(self.path)!r})"

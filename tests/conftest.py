@@ -19,8 +19,17 @@ from opencode_lab.providers.local import smollm2_path
 from opencode_lab.testing import FaultServer
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-for _var in ("OPENROUTER_API_KEY", "OPENAI_API_KEY", "OPENROUTER_MODEL_LIST", "OC_CONFIG", "OC_CACHE_MODE",
-             "OC_CACHE_TTL_MS", "OC_RUNLOG", "OC_DEFAULT_MODELS", "OPENROUTER_BASE_URL"):
+for _var in (
+    "OPENROUTER_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENROUTER_MODEL_LIST",
+    "OC_CONFIG",
+    "OC_CACHE_MODE",
+    "OC_CACHE_TTL_MS",
+    "OC_RUNLOG",
+    "OC_DEFAULT_MODELS",
+    "OPENROUTER_BASE_URL",
+):
     os.environ.pop(_var, None)
 
 
@@ -107,9 +116,27 @@ def llama_server() -> Iterator[str]:
     port = free_port()
     log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--model_alias", "smollm2", "--chat_format", "chatml"],
-        stdout=log, stderr=log,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(smollm2_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "1",
+            "--model_alias",
+            "smollm2",
+            "--chat_format",
+            "chatml",
+        ],
+        stdout=log,
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:

@@ -27,11 +27,19 @@ def test_defaults_need_no_configuration() -> None:
 
 
 def test_original_variable_names_are_read() -> None:
-    settings = load({
-        "OPENROUTER_API_KEY": "sk-or-abcdefgh12345", "OPENROUTER_MODEL_LIST": "openai/gpt-4o-mini, meta/llama-3",
-        "OC_CACHE_MODE": "memory", "OC_CACHE_TTL_MS": "5000", "LOG_LEVEL": "debug", "AGENT_MAX_ITER": "5",
-        "OC_TIMEOUT_S": "2.5", "OC_MAX_CONCURRENCY": "4", "OC_RUNLOG": "off",
-    })
+    settings = load(
+        {
+            "OPENROUTER_API_KEY": "sk-or-abcdefgh12345",
+            "OPENROUTER_MODEL_LIST": "openai/gpt-4o-mini, meta/llama-3",
+            "OC_CACHE_MODE": "memory",
+            "OC_CACHE_TTL_MS": "5000",
+            "LOG_LEVEL": "debug",
+            "AGENT_MAX_ITER": "5",
+            "OC_TIMEOUT_S": "2.5",
+            "OC_MAX_CONCURRENCY": "4",
+            "OC_RUNLOG": "off",
+        }
+    )
     assert settings.openrouter_model_list == ("openai/gpt-4o-mini", "meta/llama-3")
     assert settings.cache_mode == "memory" and settings.cache_ttl_ms == 5000
     assert settings.log_level == "DEBUG" and settings.agent_max_iter == 5

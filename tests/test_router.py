@@ -27,7 +27,7 @@ def test_a_429_with_retry_after_pauses_that_deployment_and_moves_traffic(faults,
     lab = make_lab(fault_toml(*faults) + '\n[cache]\nmode = "off"\n')
     first = lab.chat("q-first", "m")
     assert first.served_by != "f0/fault-model"
-    assert [a.error_type for a in first.attempts][0] == "rate_limit"
+    assert next(a.error_type for a in first.attempts) == "rate_limit"
     throttled_at = faults[0].log[0]["t"]
     for i in range(40):
         lab.chat(f"q{i}", "m")
@@ -50,14 +50,17 @@ def test_the_paused_deployment_is_retried_only_when_no_other_remains(fault, make
 def test_a_dead_deployment_is_opened_and_then_only_probed_once_per_cooldown(faults, make_lab, fault_toml) -> None:
     """Scenario (b): the breaker opens after the threshold; afterwards at most one probe per cool-down."""
     faults[0].configure(mix={"server_error": 1.0}, seed=1)
-    lab = make_lab(fault_toml(faults[0], faults[1]) + """
+    lab = make_lab(
+        fault_toml(faults[0], faults[1])
+        + """
 [lab]
 breaker_failures = 3
 breaker_cooldown_s = 0.5
 max_retries = 0
 [cache]
 mode = "off"
-""")
+"""
+    )
     import time
 
     started = time.monotonic()
@@ -82,14 +85,21 @@ def test_rpm_is_never_exceeded_in_any_window_on_the_server(fault, make_lab, faul
 def test_random_faults_are_absorbed_by_failover(faults, make_lab, fault_toml) -> None:
     """Scenario (d): 500 requests, 20% faults at random; >= 99% succeed, none resent after success."""
     for i, server in enumerate(faults):
-        server.configure(mix={"rate_limit": 0.07, "server_error": 0.07, "hang": 0.03, "reset": 0.03},
-                         seed=100 + i, retry_after=0.2, hang_s=5)
-    lab = make_lab(fault_toml(*faults) + """
+        server.configure(
+            mix={"rate_limit": 0.07, "server_error": 0.07, "hang": 0.03, "reset": 0.03},
+            seed=100 + i,
+            retry_after=0.2,
+            hang_s=5,
+        )
+    lab = make_lab(
+        fault_toml(*faults)
+        + """
 [lab]
 timeout_s = 0.5
 [cache]
 mode = "off"
-""")
+"""
+    )
     frame = lab.compare([f"prompt {i}" for i in range(500)], "m", progress=False, concurrency=50)
     assert len(frame) == 500
     assert list(frame["prompt"]) == [f"prompt {i}" for i in range(500)]
@@ -155,17 +165,21 @@ def test_a_prompt_too_long_for_every_deployment_fails_before_sending(fault, make
 
 
 def test_context_window_fallback_skips_a_deployment_that_cannot_fit(faults, make_lab) -> None:
-    toml = (f'[providers.small]\nbase_url = "{faults[0].base_url}"\n[providers.big]\nbase_url = "{faults[1].base_url}"\n'
-            '[[models.m.deployments]]\nprovider = "small"\nupstream = "x"\ncontext_length = 64\n'
-            '[[models.m.deployments]]\nprovider = "big"\nupstream = "x"\ncontext_length = 100000\n')
+    toml = (
+        f'[providers.small]\nbase_url = "{faults[0].base_url}"\n[providers.big]\nbase_url = "{faults[1].base_url}"\n'
+        '[[models.m.deployments]]\nprovider = "small"\nupstream = "x"\ncontext_length = 64\n'
+        '[[models.m.deployments]]\nprovider = "big"\nupstream = "x"\ncontext_length = 100000\n'
+    )
     lab = make_lab(toml + '[cache]\nmode = "off"\n')
     assert lab.chat("word " * 300, "m").served_by == "big/x"
     assert faults[0].count() == 0
 
 
 def test_fallback_across_a_model_list_in_chat(faults, make_lab) -> None:
-    toml = (f'[providers.bad]\nbase_url = "{faults[0].base_url}"\nmodels = ["a"]\n'
-            f'[providers.good]\nbase_url = "{faults[1].base_url}"\nmodels = ["b"]\n')
+    toml = (
+        f'[providers.bad]\nbase_url = "{faults[0].base_url}"\nmodels = ["a"]\n'
+        f'[providers.good]\nbase_url = "{faults[1].base_url}"\nmodels = ["b"]\n'
+    )
     faults[0].configure(mix={"payment_required": 1.0})
     lab = make_lab(toml + '[cache]\nmode = "off"\n')
     result = lab.chat("hello", ["bad/a", "good/b"])

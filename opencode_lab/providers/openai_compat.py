@@ -71,8 +71,11 @@ class OpenAICompatibleProvider(Provider):
             if self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
             self._client = httpx.AsyncClient(
-                base_url=self.base_url, headers=headers, timeout=self._timeout,
-                limits=self._limits, transport=self._transport,
+                base_url=self.base_url,
+                headers=headers,
+                timeout=self._timeout,
+                limits=self._limits,
+                transport=self._transport,
             )
         return self._client
 
@@ -98,7 +101,10 @@ class OpenAICompatibleProvider(Provider):
         data = self._decode(response.status_code, content, response.headers, model)
         completion = self._completion(data, model)
         return Completion(
-            completion.text, completion.model, completion.finish_reason, completion.usage,
+            completion.text,
+            completion.model,
+            completion.finish_reason,
+            completion.usage,
             ttft_s=time.perf_counter() - started,
         )
 
@@ -160,13 +166,15 @@ class OpenAICompatibleProvider(Provider):
         except httpx.TimeoutException as exc:
             if parts:
                 raise _cut(self.name, model, parts, f"timed out mid-stream ({type(exc).__name__})") from exc
-            raise ProviderTimeout(f"no answer within the timeout ({type(exc).__name__})",
-                                  provider=self.name, model=model) from exc
+            raise ProviderTimeout(
+                f"no answer within the timeout ({type(exc).__name__})", provider=self.name, model=model
+            ) from exc
         except (httpx.TransportError, httpx.StreamError) as exc:
             if parts:
                 raise _cut(self.name, model, parts, f"connection lost mid-stream ({type(exc).__name__})") from exc
-            raise ProviderConnectionError(f"connection failed: {type(exc).__name__}: {exc}",
-                                          provider=self.name, model=model) from exc
+            raise ProviderConnectionError(
+                f"connection failed: {type(exc).__name__}: {exc}", provider=self.name, model=model
+            ) from exc
 
     def _decode(self, status: int, content: bytes, headers: httpx.Headers, model: str | None) -> dict[str, Any]:
         if status >= 400:
@@ -174,8 +182,9 @@ class OpenAICompatibleProvider(Provider):
         try:
             data = json.loads(content)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedResponseError(f"response is not JSON: {content[:80]!r}",
-                                         provider=self.name, model=model, status_code=status) from exc
+            raise MalformedResponseError(
+                f"response is not JSON: {content[:80]!r}", provider=self.name, model=model, status_code=status
+            ) from exc
         if not isinstance(data, dict):
             raise MalformedResponseError("response JSON is not an object", provider=self.name, model=model)
         _raise_embedded_error(data, self.name, model)
@@ -239,8 +248,9 @@ def _decode_line(raw: bytes, provider: str, model: str) -> str:
     try:
         return raw.decode("utf-8").rstrip("\r")
     except UnicodeDecodeError as exc:
-        raise MalformedResponseError(f"stream contains invalid UTF-8: {raw[:40]!r}",
-                                     provider=provider, model=model) from exc
+        raise MalformedResponseError(
+            f"stream contains invalid UTF-8: {raw[:40]!r}", provider=provider, model=model
+        ) from exc
 
 
 def _json(text: str, provider: str, model: str | None, what: str) -> dict[str, Any]:

@@ -256,9 +256,18 @@ class FaultServer:
             status, payload = self._admin(method, path, body)
             self._send(writer, None, status, payload, keep)
         else:
-            entry = {"t": t, "wall": wall, "path": path, "model": None, "prompt": None, "stream": False,
-                     "outcome": None, "status": None, "request_id": headers.get("x-request-id"),
-                     "auth": "authorization" in headers}  # presence only: the key itself is never stored
+            entry = {
+                "t": t,
+                "wall": wall,
+                "path": path,
+                "model": None,
+                "prompt": None,
+                "stream": False,
+                "outcome": None,
+                "status": None,
+                "request_id": headers.get("x-request-id"),
+                "auth": "authorization" in headers,
+            }  # presence only: the key itself is never stored
             with self._lock:
                 self._log.append(entry)
             if method == "POST" and path == "/v1/chat/completions":
@@ -274,16 +283,27 @@ class FaultServer:
         await writer.drain()
         return keep
 
-    def _send(self, writer: asyncio.StreamWriter, entry: dict[str, Any] | None, status: int, payload: Any,
-              keep: bool, content_type: str = "application/json", headers: dict[str, str] | None = None,
-              chunked: bool = False) -> None:
+    def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        entry: dict[str, Any] | None,
+        status: int,
+        payload: Any,
+        keep: bool,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        chunked: bool = False,
+    ) -> None:
         """Write status line, headers and (unless chunked) the body; logs the status before the bytes leave."""
         if entry is not None:
             entry["status"] = status
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}", f"Content-Type: {content_type}",
-                 "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}",
-                 "Connection: keep-alive" if keep else "Connection: close"]
+        lines = [
+            f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
+            f"Content-Type: {content_type}",
+            "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}",
+            "Connection: keep-alive" if keep else "Connection: close",
+        ]
         if entry is not None and entry["request_id"]:
             lines.append(f"X-Request-Id: {entry['request_id']}")
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
@@ -335,8 +355,9 @@ class FaultServer:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def _chat(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, entry: dict[str, Any],
-                    body: bytes, keep: bool) -> bool:
+    async def _chat(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, entry: dict[str, Any], body: bytes, keep: bool
+    ) -> bool:
         try:
             req = json.loads(body)
             users = [m for m in req.get("messages") or [] if m.get("role") == "user"]
@@ -371,8 +392,9 @@ class FaultServer:
         s, headers = self._settings, {}
         if s["retry_after"] is not None and status in (429, 503):
             when = s["retry_after"]
-            headers["Retry-After"] = (email.utils.formatdate(time.time() + when, usegmt=True)
-                                      if s["retry_after_http_date"] else f"{when:g}")
+            headers["Retry-After"] = (
+                email.utils.formatdate(time.time() + when, usegmt=True) if s["retry_after_http_date"] else f"{when:g}"
+            )
             headers["retry-after-ms"] = str(round(when * 1000))  # OpenAI's finer-grained twin
         self._send(writer, entry, status, {"error": {"message": message, "code": code}}, keep, headers=headers)
 
@@ -390,8 +412,12 @@ class FaultServer:
 
     def _plain(self, outcome: str, req: dict[str, Any], prompt: str) -> Any:
         base, text, usage = self._answer(req, prompt)
-        answer = {**base, "object": "chat.completion", "usage": usage, "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+        answer = {
+            **base,
+            "object": "chat.completion",
+            "usage": usage,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        }
         if outcome == "malformed":
             return b'{"choices": ['
         if outcome == "error_in_200":
@@ -402,8 +428,9 @@ class FaultServer:
             return json.dumps(answer).encode().replace(b"echo:", b"echo\xff:", 1)
         return answer
 
-    async def _stream(self, writer: asyncio.StreamWriter, entry: dict[str, Any], outcome: str,
-                      req: dict[str, Any], keep: bool) -> bool:
+    async def _stream(
+        self, writer: asyncio.StreamWriter, entry: dict[str, Any], outcome: str, req: dict[str, Any], keep: bool
+    ) -> bool:
         """SSE over chunked encoding, one event per chunk, flushed one by one."""
         base, text, usage = self._answer(req, entry["prompt"])
         chunk = {**base, "object": "chat.completion.chunk"}
@@ -442,14 +469,25 @@ class FaultServer:
 class SpawnedFaultServer:
     """A ``FaultServer`` in a child process, driven through the ``/_admin`` endpoints."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, startup_timeout: float = 20.0,
-                 **settings: Any) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, startup_timeout: float = 20.0, **settings: Any
+    ) -> None:
         _check_settings(settings)
         env = dict(os.environ)  # make the package importable even when it is not installed
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
-                                                          env.get("PYTHONPATH")]))
-        cmd = [sys.executable, "-m", "opencode_lab.testing.fault_server", "--host", host, "--port", str(port),
-               "--settings", json.dumps(settings)]
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")])
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "opencode_lab.testing.fault_server",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--settings",
+            json.dumps(settings),
+        ]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
         assert self._proc.stdout is not None
@@ -464,8 +502,9 @@ class SpawnedFaultServer:
 
     def _admin(self, method: str, path: str, payload: Any = None) -> Any:
         data = json.dumps(payload if payload is not None else {}).encode() if method == "POST" else None
-        request = urllib.request.Request(self._root + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self._root + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with self._opener.open(request, timeout=10) as response:
             return json.loads(response.read())
 
@@ -503,12 +542,15 @@ class SpawnedFaultServer:
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: print ``READY <base_url>`` once listening, serve until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m opencode_lab.testing.fault_server", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m opencode_lab.testing.fault_server",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, help="latency_s before every response")
-    parser.add_argument("--mix", type=json.loads, help='outcome probabilities, e.g. \'{"server_error": 0.1}\'')
+    parser.add_argument("--mix", type=json.loads, help="outcome probabilities, e.g. '{\"server_error\": 0.1}'")
     parser.add_argument("--seed", type=int, help="seed for the mix draw")
     parser.add_argument("--settings", type=json.loads, default={}, help="any configure() settings as JSON")
     args = parser.parse_args(argv)

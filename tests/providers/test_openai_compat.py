@@ -65,8 +65,9 @@ class TestAgainstLlamaCppServer:
         async def go():
             provider = provider_for(llama_server, timeout_s=120)
             try:
-                return await provider.complete("smollm2", ChatRequest.build(
-                    "What is the capital of France?", temperature=0, seed=1, max_tokens=20))
+                return await provider.complete(
+                    "smollm2", ChatRequest.build("What is the capital of France?", temperature=0, seed=1, max_tokens=20)
+                )
             finally:
                 await provider.aclose()
 
@@ -77,8 +78,9 @@ class TestAgainstLlamaCppServer:
         assert completion.finish_reason in ("stop", "length")
 
     def test_streaming_yields_several_deltas_then_the_whole_completion(self, llama_server: str) -> None:
-        chunks = run(_stream(llama_server, "Count from one to five.", model="smollm2",
-                             temperature=0, seed=1, max_tokens=30))
+        chunks = run(
+            _stream(llama_server, "Count from one to five.", model="smollm2", temperature=0, seed=1, max_tokens=30)
+        )
         deltas = [c.delta for c in chunks if c.delta]
         assert len(deltas) > 3
         final = chunks[-1].completion

@@ -1,0 +1,74 @@
+"""The in-process llama.cpp provider on the two bundled GGUF models."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from opencode_lab import ChatRequest, ContextWindowError
+from opencode_lab.providers.local import LocalProvider, bundled_models, completion_prompt
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory):
+    provider = LocalProvider(bundled_models(tmp_path_factory.mktemp("models")), threads=1)
+    yield provider
+    asyncio.run(provider.aclose())
+
+
+def ask(provider: LocalProvider, model: str, prompt: str, **params: object):
+    return asyncio.run(provider.complete(model, ChatRequest.build(prompt, **params)))
+
+
+def test_smollm2_answers_a_factual_question(local) -> None:
+    completion = ask(local, "smollm2-135m", "What is the capital of Japan?", temperature=0, seed=1, max_tokens=24)
+    assert "Tokyo" in completion.text
+    assert completion.usage.input_tokens and completion.usage.output_tokens
+    assert completion.usage.cost_usd == 0.0
+
+
+def test_answers_are_deterministic_at_temperature_zero_with_a_seed(local) -> None:
+    first = ask(local, "smollm2-135m", "Name a color.", temperature=0, seed=7, max_tokens=16)
+    second = ask(local, "smollm2-135m", "Name a color.", temperature=0, seed=7, max_tokens=16)
+    assert first.text == second.text != ""
+
+
+def test_gemma_base_model_answers_completion_style(local) -> None:
+    completion = ask(local, "gemma-3-270m", "What is the capital of France?", temperature=0, seed=1, max_tokens=16)
+    assert "Paris" in completion.text
+    assert "Question:" not in completion.text
+
+
+def test_the_completion_prompt_is_a_question_answer_transcript() -> None:
+    request = ChatRequest.build("Capital of Italy?", system="Answer briefly.")
+    assert completion_prompt(request) == "Answer briefly.\n\nQuestion: Capital of Italy?\n\nAnswer:"
+
+
+def test_streaming_yields_tokens_and_a_final_completion_with_usage(local) -> None:
+    async def go():
+        chunks = []
+        async for chunk in local.stream(
+            "smollm2-135m", ChatRequest.build("Count to five.", temperature=0, seed=1, max_tokens=20)
+        ):
+            chunks.append(chunk)
+        return chunks
+
+    chunks = asyncio.run(go())
+    deltas = [c.delta for c in chunks if c.delta]
+    final = chunks[-1].completion
+    assert len(deltas) > 3
+    assert final is not None and final.text == "".join(deltas).rstrip()
+    assert final.usage.output_tokens and final.usage.output_tokens > 3
+
+
+def test_a_prompt_over_the_context_window_is_refused(local) -> None:
+    with pytest.raises(ContextWindowError, match="2048-token context"):
+        ask(local, "smollm2-135m", "word " * 3000, max_tokens=8)
+
+
+def test_catalog_marks_gemma_as_a_base_model(local) -> None:
+    models = {m.id: m for m in asyncio.run(local.list_models())}
+    assert "base" in models["gemma-3-270m"].tags
+    assert "base" not in models["smollm2-135m"].tags
+    assert models["smollm2-135m"].input_price_per_mtok == 0.0
