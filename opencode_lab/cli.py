@@ -183,12 +183,14 @@ def _demo(lab: Lab, args: argparse.Namespace) -> int:
         raise LabError(f"the demo needs the local models ({', '.join(missing)}); pip install 'opencode-lab[local]'")
     table = _read_prompts(args.prompts) if args.prompts.is_file() else _builtin_prompts()
     frame = lab.compare(table, list(DEMO_MODELS), temperature=0.0, seed=42, max_tokens=48, progress=sys.stderr.isatty())
-    import pandas as pd
-
-    with pd.option_context("display.max_colwidth", 60, "display.width", 160):
-        print(frame[["prompt", "model", "response", "latency_s", "output_tokens"]].to_string(index=False))
-        print()
-        _print_frame(lab.stats(frame))
+    for row in frame.itertuples():
+        answer = row.response if isinstance(row.response, str) else f"[{row.error_type}] {row.error}"
+        print(f"{row.model:<20} {row.prompt[:44]:<44} -> {' '.join(answer.split())[:70]}")
+    print()
+    summary = lab.stats(frame)[
+        ["calls", "ok", "latency_p50_s", "latency_p95_s", "output_tokens_per_s", "output_tokens", "cost_usd"]
+    ]
+    _print_frame(summary.round(3))
     lab.plot(frame).savefig(args.plot, dpi=110)
     print(f"\noverview plot: {args.plot.resolve()}")
     return 0 if frame["error_type"].isna().all() else 1

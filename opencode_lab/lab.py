@@ -9,6 +9,7 @@ are the async twins over the same coroutines.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import time
 import uuid
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._loop import LoopThread
-from ._secrets import get_logger
+from ._secrets import RedactingFilter, get_logger
 from .cache import ResponseCache, canonical_key
 from .catalog import Catalog, Deployment
 from .config import Settings
@@ -53,6 +54,7 @@ class Lab:
 
     def __init__(self, settings: Settings | None = None, *, providers: Mapping[str, Provider] | None = None) -> None:
         self.settings = settings or Settings.load()
+        _configure_logging(self.settings.log_level)
         self.providers: dict[str, Provider] = {}
         self.catalog = Catalog()
         self._loop = LoopThread()
@@ -542,6 +544,17 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _configure_logging(level: str) -> None:
+    """Apply ``LOG_LEVEL`` to the package's loggers; add a redacting stderr handler if nobody configured one."""
+    package = logging.getLogger("opencode_lab")
+    package.setLevel(level)
+    if not package.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.addFilter(RedactingFilter())
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        package.addHandler(handler)
 
 
 def error_type_of(exc: BaseException) -> str:

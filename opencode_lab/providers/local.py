@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._secrets import get_logger
 from ..errors import ConfigError, ContextWindowError, ModelUnavailableError, ProviderError
 from ..types import ChatRequest, Completion, ModelInfo, StreamChunk, Usage
 from .base import Provider
@@ -133,6 +134,7 @@ class LocalProvider(Provider):
                 spec = self._model(name)
                 from llama_cpp import Llama
 
+                _route_llama_logs()
                 llama = Llama(
                     model_path=str(spec.locate()),
                     n_ctx=spec.context_length,
@@ -261,6 +263,28 @@ class LocalProvider(Provider):
         for item in loaded.values():
             item.executor.shutdown(wait=True)
             item.llama.close()
+
+
+_LLAMA_LOG_CALLBACK: Any = None
+
+
+def _route_llama_logs() -> None:
+    """Send llama.cpp's own chatter (it prints to stderr even when not verbose) to our DEBUG log instead."""
+    global _LLAMA_LOG_CALLBACK
+    if _LLAMA_LOG_CALLBACK is not None:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    llama_log = get_logger("opencode_lab.llama_cpp")
+
+    @llama_cpp.llama_log_callback
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        llama_log.debug("%s", text.decode("utf-8", "replace").rstrip())
+
+    _LLAMA_LOG_CALLBACK = forward  # a reference must outlive the C side's use of it
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
 
 
 def local_model_from_path(name: str, path: str, *, chat: bool = True, context_length: int | None = None) -> LocalModel:

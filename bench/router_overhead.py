@@ -1,0 +1,75 @@
+"""Throughput of the full router against raw httpx, in one run, on one fast loopback server.
+
+N=2,000 chat requests at concurrency 50: first raw ``httpx.AsyncClient`` POSTs,
+then ``Lab.achat`` through catalog, strategy, rate limiter, circuit breaker,
+attempt records and the SQLite run log (cache off).  The last line printed is
+the router's throughput divided by raw httpx's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import httpx
+from _common import lab_for, spawn
+
+N = 2_000
+CONCURRENCY = 50
+
+
+async def raw(url: str) -> float:
+    limit = asyncio.Semaphore(CONCURRENCY)
+    async with httpx.AsyncClient(
+        base_url=url, limits=httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    ) as client:
+
+        async def one(i: int) -> None:
+            async with limit:
+                body = {"model": "fault-model", "messages": [{"role": "user", "content": f"raw {i}"}]}
+                response = await client.post("/chat/completions", json=body)
+                response.raise_for_status()
+                response.json()["choices"][0]["message"]["content"]
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(N)))
+        return N / (time.perf_counter() - started)
+
+
+async def routed(url: str) -> float:
+    lab = lab_for(url)
+    limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(i: int) -> None:
+        async with limit:
+            await lab.achat(f"routed {i}", "m")
+
+    try:
+        await lab.achat("warm-up", "m")
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(N)))
+        rate = N / (time.perf_counter() - started)
+        for provider in lab.providers.values():
+            await provider.aclose()
+        return rate
+    finally:
+        lab.flush()
+
+
+def main() -> None:
+    with spawn() as server:
+        asyncio.run(raw(server.base_url))  # warm the server and the connection path
+        raw_rate = asyncio.run(raw(server.base_url))
+        router_rate = asyncio.run(routed(server.base_url))
+        raw_again = asyncio.run(raw(server.base_url))
+        print(f"server saw {len(server.log)} requests", file=sys.stderr)
+    baseline = (raw_rate + raw_again) / 2
+    print(f"raw httpx      : {raw_rate:8.0f} req/s (again: {raw_again:.0f})", file=sys.stderr)
+    print(f"opencode_lab   : {router_rate:8.0f} req/s", file=sys.stderr)
+    print(f"overhead/request: {(1 / router_rate - 1 / baseline) * 1e3:.2f} ms", file=sys.stderr)
+    print(f"{router_rate / baseline:.2f}")
+
+
+if __name__ == "__main__":
+    main()
