@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        return int(args.run(lab, args) or 0)
+        return int(args.command(lab, args) or 0)
     except LabError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -55,13 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--seed", type=int)
     chat.add_argument("--no-cache", action="store_true")
-    chat.set_defaults(run=_chat)
+    chat.set_defaults(command=_chat)
 
     models = sub.add_parser("models", help="list the model catalog")
     models.add_argument("filter", nargs="?")
     models.add_argument("--tag")
     models.add_argument("--refresh", action="store_true")
-    models.set_defaults(run=_models)
+    models.set_defaults(command=_models)
 
     compare = sub.add_parser("compare", help="run a prompts CSV against several models")
     compare.add_argument("prompts", type=Path, help="CSV with a 'prompt' column (other columns carry through)")
@@ -77,17 +77,17 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--no-cache", action="store_true")
     compare.add_argument("--out", type=Path, help="write results (.csv or .parquet)")
     compare.add_argument("--plot", type=Path, help="write the overview plot (.png, .svg, .pdf)")
-    compare.set_defaults(run=_compare)
+    compare.set_defaults(command=_compare)
 
     stats = sub.add_parser("stats", help="per-model summary of a results file or a logged run")
     stats.add_argument("source", help="results .csv/.parquet, or a run name or id from the run log")
     stats.add_argument("--by", default="model")
-    stats.set_defaults(run=_stats)
+    stats.set_defaults(command=_stats)
 
     demo = sub.add_parser("demo", help="compare the bundled local models offline")
     demo.add_argument("--prompts", type=Path, default=Path("data/prompts.csv"))
     demo.add_argument("--plot", type=Path, default=Path("opencode_lab_demo.png"))
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(command=_demo)
     return parser
 
 

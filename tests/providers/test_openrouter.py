@@ -1,0 +1,96 @@
+"""OpenRouter: attribution headers, usage accounting, catalog pricing and its disk cache."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import httpx
+import pytest
+
+from opencode_lab import ChatRequest, PaymentRequiredError
+from opencode_lab._secrets import Secret
+from opencode_lab.providers.openrouter import OpenRouterProvider
+
+CATALOG = {
+    "data": [
+        {
+            "id": "openai/gpt-4o-mini",
+            "name": "GPT-4o mini",
+            "context_length": 128000,
+            "pricing": {"prompt": "0.00000015", "completion": "0.0000006"},
+        },
+        {"id": "meta/free-model", "context_length": 8192, "pricing": {"prompt": "0", "completion": "0"}},
+    ]
+}
+
+
+def recording_transport(seen: list[httpx.Request]) -> httpx.MockTransport:
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json=CATALOG)
+        return httpx.Response(
+            200,
+            json={
+                "model": "openai/gpt-4o-mini",
+                "choices": [{"message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "cost": 0.0000012},
+            },
+        )
+
+    return httpx.MockTransport(handle)
+
+
+def provider(seen: list[httpx.Request], **kw: object) -> OpenRouterProvider:
+    return OpenRouterProvider(
+        "https://openrouter.test/api/v1",
+        api_key=Secret("sk-or-v1-unit-0123456789"),
+        transport=recording_transport(seen),
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+def test_requests_carry_attribution_headers_and_ask_for_usage() -> None:
+    seen: list[httpx.Request] = []
+    completion = asyncio.run(provider(seen).complete("openai/gpt-4o-mini", ChatRequest.build("hello")))
+    request = seen[0]
+    assert request.headers["X-Title"] == "opencode_lab"
+    assert "HTTP-Referer" in request.headers
+    assert request.headers["Authorization"] == "Bearer sk-or-v1-unit-0123456789"
+    assert json.loads(request.content)["usage"] == {"include": True}
+    assert completion.usage.cost_usd == pytest.approx(0.0000012)
+
+
+def test_catalog_prices_are_per_million_tokens_and_free_models_are_tagged(tmp_path) -> None:
+    models = {m.id: m for m in asyncio.run(provider([], catalog_path=tmp_path / "c.json").list_models())}
+    mini = models["openai/gpt-4o-mini"]
+    assert (mini.input_price_per_mtok, mini.output_price_per_mtok) == (0.15, 0.6)
+    assert mini.context_length == 128000
+    assert "free" in models["meta/free-model"].tags
+
+
+def test_the_catalog_is_read_from_disk_while_fresh(tmp_path) -> None:
+    seen: list[httpx.Request] = []
+    path = tmp_path / "catalog.json"
+    asyncio.run(provider(seen, catalog_path=path).list_models())
+    asyncio.run(provider(seen, catalog_path=path).list_models())
+    assert len(seen) == 1
+    stale = time.time() - 2 * 24 * 3600
+    os.utime(path, (stale, stale))
+    asyncio.run(provider(seen, catalog_path=path).list_models())
+    assert len(seen) == 2
+
+
+def test_402_means_out_of_credit(fault) -> None:
+    async def go() -> None:
+        p = OpenRouterProvider(fault.base_url, api_key=None)
+        try:
+            await p.complete("x", ChatRequest.build("hi [[fault:payment_required]]"))
+        finally:
+            await p.aclose()
+
+    with pytest.raises(PaymentRequiredError):
+        asyncio.run(go())
