@@ -1,0 +1,66 @@
+"""Catalog and health frames, active health checks, and Ctrl-C during a compare."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pandas as pd
+
+
+def test_models_lists_deployments_with_prices_tags_and_health(fault, make_lab) -> None:
+    lab = make_lab(
+        f'[providers.p]\nbase_url = "{fault.base_url}"\n'
+        '[models.cheap]\nprovider = "p"\nupstream = "x"\ninput_price = 0.1\noutput_price = 0.2\n'
+        'tags = ["fast"]\n'
+    )
+    frame = lab.models()
+    assert {"p/x", "local/smollm2-135m", "local/gemma-3-270m"} <= set(frame.index)
+    row = frame.loc["p/x"]
+    assert (row.input_price_per_mtok, row.output_price_per_mtok, row.aliases, row.health) == (
+        0.1,
+        0.2,
+        "cheap",
+        "closed",
+    )
+    assert list(lab.models(tag="fast").index) == ["p/x"]
+    assert list(lab.models("gemma").index) == ["local/gemma-3-270m"]
+    assert "base" in frame.loc["local/gemma-3-270m", "tags"]
+
+
+def test_health_shows_a_failing_deployment(fault, make_lab) -> None:
+    lab = make_lab(
+        f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n[lab]\nmax_retries = 0\n[cache]\nmode = "off"\n'
+    )
+    lab.compare(["ok", "bad [[fault:server_error]]"], "p/x", progress=False)
+    health = lab.health().loc["p/x"]
+    assert health.calls == 2 and health.failures == 1
+    assert health.success_rate == 0.5
+    assert health.last_error.startswith("server_error")
+
+
+def test_health_check_probes_every_provider(fault, make_lab) -> None:
+    lab = make_lab(
+        f'[providers.up]\nbase_url = "{fault.base_url}"\n'
+        '[providers.down]\nbase_url = "http://127.0.0.1:9"\n[lab]\ntimeout_s = 2\n'
+    )
+    frame = lab.health_check()
+    assert bool(frame.loc["up", "ok"]) and frame.loc["up", "models"] == 1
+    assert not bool(frame.loc["down", "ok"]) and frame.loc["down", "error"].startswith("connection")
+    assert bool(frame.loc["local", "ok"])
+
+
+def test_ctrl_c_returns_the_rows_finished_so_far(fault, make_lab) -> None:
+    fault.configure(latency_s=0.05)
+    lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n[cache]\nmode = "off"\n')
+    timer = threading.Timer(0.6, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    frame = lab.compare([f"q{i}" for i in range(200)], "p/x", progress=False, concurrency=1)
+    timer.join()
+    finished = frame.error_type.isna()
+    assert len(frame) == 200
+    assert 0 < finished.sum() < 200
+    assert set(frame.loc[~finished, "error_type"]) == {"interrupted"}
+    assert list(frame.prompt) == [f"q{i}" for i in range(200)]
+    assert isinstance(frame, pd.DataFrame)
