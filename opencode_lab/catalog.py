@@ -65,9 +65,11 @@ class Catalog:
     groups: dict[str, list[str]] = field(default_factory=dict)
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     pool: tuple[str, ...] = ()
+    _resolved: dict[object, list[ModelGroup]] = field(default_factory=dict, repr=False)
 
     def add(self, deployment: Deployment, *, model: str | None = None) -> Deployment:
         """Register *deployment* (merging with an existing one of the same id) under its id and *model*."""
+        self._resolved.clear()
         existing = self.deployments.get(deployment.id)
         if existing is not None:
             deployment = _merge(existing, deployment)
@@ -84,6 +86,7 @@ class Catalog:
         current = self.deployments[deployment_id]
         fresh = {k: v for k, v in changes.items() if v is not None and getattr(current, k) in (None, (), "")}
         if fresh:
+            self._resolved.clear()
             self.deployments[deployment_id] = replace(current, **fresh)  # type: ignore[arg-type]
 
     def names(self) -> list[str]:
@@ -93,7 +96,17 @@ class Catalog:
         return ModelGroup(name, tuple(self.deployments[d] for d in self.groups[name]))
 
     def resolve(self, spec: str | Sequence[str] | None) -> list[ModelGroup]:
-        """Turn a model spec into ordered, de-duplicated groups; raise `ModelNotFoundError` when it cannot."""
+        """Turn a model spec into ordered, de-duplicated groups; raise `ModelNotFoundError` when it cannot.
+
+        Results are memoised (every request resolves its spec) until a deployment is added or updated.
+        """
+        key = spec if spec is None or isinstance(spec, str) else tuple(spec)
+        cached = self._resolved.get(key)
+        if cached is None:
+            cached = self._resolved[key] = self._resolve(spec)
+        return cached
+
+    def _resolve(self, spec: str | Sequence[str] | None) -> list[ModelGroup]:
         if spec is None or spec == AUTO:
             return self._pool()
         items = [spec] if isinstance(spec, str) else list(spec)
