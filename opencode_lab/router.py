@@ -68,9 +68,10 @@ class BreakerSettings:
 
 
 def _window_margin(window_s: float) -> float:
-    """Sends are counted when the limiter admits them, a server counts them on arrival, which can lag by the
-    loop's latency; widening the window by 2% (at least 50 ms) keeps the server-side count within the limit."""
-    return window_s + max(0.05, 0.02 * window_s)
+    """The limiter counts a send when it admits it, the server when it arrives, which can lag by the loop's
+    latency on a loaded machine; widening the window by 2% (at least 0.25 s) keeps the server-side count
+    within the limit."""
+    return window_s + max(0.25, 0.02 * window_s)
 
 
 @dataclass
