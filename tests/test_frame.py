@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 
@@ -178,3 +180,22 @@ def test_stats_summarises_a_compare(two_models) -> None:
     assert list(stats.index) == ["a/x", "b/y"]
     assert list(stats.calls) == [3, 3] and list(stats.failed) == [1, 1]
     assert stats.loc["a/x", "top_error"] == "server_error"
+
+
+def test_an_expired_cache_entry_leads_to_a_new_call(fault, make_lab) -> None:
+    lab = make_lab(f'[providers.a]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n[cache]\nttl_ms = 300\n')
+    lab.compare("hello", "a/x", progress=False)
+    assert lab.compare("hello", "a/x", progress=False).cached[0]
+    time.sleep(0.4)
+    again = lab.compare("hello", "a/x", progress=False)
+    assert not again.cached[0] and fault.count() == 2
+
+
+def test_a_corrupted_cache_file_is_a_miss_not_a_wrong_answer(fault, make_lab) -> None:
+    lab = make_lab(f'[providers.a]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n')
+    first = lab.compare("hello", "a/x", progress=False)
+    (output,) = (lab.settings.cache_dir / "responses").rglob("output.pkl")
+    output.write_bytes(b"\x80\x04garbage")
+    again = lab.compare("hello", "a/x", progress=False)
+    assert not again.cached[0] and again.response[0] == first.response[0]
+    assert fault.count() == 2
