@@ -14,6 +14,7 @@
     │   ├── BadRequestError         400 caused by the request itself
     │   ├── ContextWindowError      prompt longer than the model's context
     │   ├── ModelUnavailableError   404 / the provider does not serve that model
+    │   ├── CircuitOpenError        every candidate is cooling down after repeated failures
     │   ├── ServerError             5xx
     │   ├── ProviderTimeout         no answer within the timeout
     │   ├── ProviderConnectionError refused / reset connection
@@ -158,6 +159,12 @@ class ContextWindowError(ProviderError):
 
 class ModelUnavailableError(ProviderError):
     error_type = "model_unavailable"
+
+
+class CircuitOpenError(ProviderError):
+    """Every candidate deployment's circuit is open: nothing was sent, try again after the cool-down."""
+
+    error_type = "circuit_open"
 
 
 class ServerError(ProviderError):

@@ -366,6 +366,13 @@ def models_frame(lab: Lab, filter: str | None = None, tag: str | None = None) ->
         for dep_id in members:
             if name != dep_id:
                 groups.setdefault(dep_id, []).append(name)
+    for alias in lab.catalog.aliases:
+        try:
+            reached = [d.id for g in lab.catalog.resolve(alias) for d in g.deployments]
+        except LabError:
+            continue
+        for dep_id in reached:
+            groups.setdefault(dep_id, []).append(alias)
     rows = []
     for dep in sorted(lab.catalog.deployments.values(), key=lambda d: d.id):
         if (

@@ -224,8 +224,12 @@ class Lab:
         cache: bool | str = True,
         fallback: bool = True,
         strategy: str | None = None,
+        sample: int = 0,
     ) -> ChatResult:
-        """Ask one prompt; with a list of models, failing over across the list is the point."""
+        """Ask one prompt; with a list of models, failing over across the list is the point.
+
+        ``sample`` numbers repeated draws of the same request: each is cached under its own index.
+        """
         request = ChatRequest.build(
             prompt,
             model=model,
@@ -236,7 +240,7 @@ class Lab:
             top_p=top_p,
             stop=stop,
         )
-        outcome = await self._call(request, sample=0, cache=cache, fallback=fallback, strategy=strategy)
+        outcome = await self._call(request, sample=sample, cache=cache, fallback=fallback, strategy=strategy)
         self.flush()
         if outcome.error is not None:
             raise outcome.error
@@ -409,6 +413,7 @@ class Lab:
         cache: bool | str = True,
         fallback: bool = True,
         strategy: str | None = None,
+        sample: int = 0,
         **params: Any,
     ) -> AsyncIterator[str | ChatResult]:
         """Deltas, then the final `ChatResult` (the shared core of `stream` and the magics)."""
@@ -417,7 +422,7 @@ class Lab:
         run_id, request_id = self.session_run_id, _new_id("q")
         started, wall = time.perf_counter(), time.time()
         resolved = await self.aresolve(request.model)
-        key = canonical_key(request, resolved, 0) if self.cache.enabled else ""
+        key = canonical_key(request, resolved, sample) if self.cache.enabled else ""
         hit = self.cache.get(key) if cache is True and key else None
         if hit is not None:
             result = self._from_cache(hit, spec, run_id, request_id, started, wall)

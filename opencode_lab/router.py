@@ -37,6 +37,7 @@ from ._secrets import get_logger
 from .catalog import Catalog, Deployment, ModelGroup
 from .errors import (
     AllAttemptsFailedError,
+    CircuitOpenError,
     ContextWindowError,
     LabError,
     ProviderError,
@@ -318,7 +319,9 @@ class _Plan:
                     soonest = min(later)
                     break  # do not fall back to the next model while this one only has to wait
             if soonest is None:
-                raise self.exhausted(self.last_error)
+                raise self.exhausted(self.last_error or CircuitOpenError(
+                    f"every deployment of {self.spec!r} is cooling down after repeated failures (circuit open)",
+                    model=self.spec))
             if soonest > remaining:
                 raise self.exhausted(
                     self.last_error

@@ -182,7 +182,9 @@ class ChatResult:
         )
 
     def _repr_markdown_(self) -> str:
-        return f"{self.text}\n\n<sub>{self.footer()}</sub>"
+        from .display import result_markdown  # model text is escaped there: an answer must not inject HTML
+
+        return result_markdown(self)
 
 
 def _messages(prompt: Any, system: str | None) -> tuple[Message, ...]:

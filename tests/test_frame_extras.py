@@ -64,3 +64,9 @@ def test_ctrl_c_returns_the_rows_finished_so_far(fault, make_lab) -> None:
     assert set(frame.loc[~finished, "error_type"]) == {"interrupted"}
     assert list(frame.prompt) == [f"q{i}" for i in range(200)]
     assert isinstance(frame, pd.DataFrame)
+
+
+def test_models_shows_and_finds_aliases(fault, make_lab) -> None:
+    lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n[aliases]\necho = "p/x"\n')
+    assert list(lab.models("echo").index) == ["p/x"]
+    assert lab.models().loc["p/x", "aliases"] == "echo"

@@ -166,7 +166,7 @@ class LocalProvider(Provider):
         stops = list(request.stop) + ([] if spec.chat else _BASE_STOPS)
         if stops:
             kw["stop"] = stops
-        prompt_tokens = len(llama.tokenize(self._prompt_text(spec, request).encode("utf-8")))
+        prompt_tokens = _prompt_tokens(spec, request, llama)
         if prompt_tokens + (request.max_tokens or 0) > spec.context_length:
             raise ContextWindowError(
                 f"prompt is {prompt_tokens} tokens; with max_tokens={request.max_tokens} it exceeds "
@@ -176,10 +176,6 @@ class LocalProvider(Provider):
             )
         kw["max_tokens"] = min(kw["max_tokens"], spec.context_length - prompt_tokens)
         return kw
-
-    @staticmethod
-    def _prompt_text(spec: LocalModel, request: ChatRequest) -> str:
-        return "\n".join(m.content for m in request.messages) if spec.chat else completion_prompt(request)
 
     def _call(self, spec: LocalModel, request: ChatRequest, llama: Any, stream: bool) -> Any:
         kw = self._kwargs(spec, request, llama, stream)
@@ -223,9 +219,9 @@ class LocalProvider(Provider):
                     )
                     if stop.is_set():
                         break
-                prompt = llama.tokenize(self._prompt_text(spec, request).encode("utf-8"))
                 output = llama.tokenize("".join(texts).encode("utf-8"), add_bos=False) if any(texts) else []
-                loop.call_soon_threadsafe(queue.put_nowait, Usage(len(prompt), len(output), 0.0))
+                usage = Usage(_prompt_tokens(spec, request, llama), len(output), 0.0)
+                loop.call_soon_threadsafe(queue.put_nowait, usage)
             except BaseException as exc:  # handed to the consumer, re-raised there
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
@@ -263,6 +259,23 @@ class LocalProvider(Provider):
         for item in loaded.values():
             item.executor.shutdown(wait=True)
             item.llama.close()
+
+
+def _prompt_tokens(spec: LocalModel, request: ChatRequest, llama: Any) -> int:
+    """Tokens of the prompt as the model sees it: through its chat template for chat models."""
+    template = llama.metadata.get("tokenizer.chat_template") if spec.chat else None
+    if not template:
+        text = completion_prompt(request) if not spec.chat else "\n".join(m.content for m in request.messages)
+        return len(llama.tokenize(text.encode("utf-8")))
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def token_text(token: int) -> str:
+        return "" if token == -1 else llama.detokenize([token], special=True).decode("utf-8", "replace")
+
+    formatter = Jinja2ChatFormatter(template=template, eos_token=token_text(llama.token_eos()),
+                                    bos_token=token_text(llama.token_bos()))
+    prompt = formatter(messages=[m.to_dict() for m in request.messages]).prompt
+    return len(llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
 
 _LLAMA_LOG_CALLBACK: Any = None
