@@ -66,7 +66,10 @@ def gemma3_path(cache_dir: Path | None = None) -> Path:
     target = None if cache_dir is None else Path(cache_dir) / "models" / gemma.MODEL_NAME
     if target is not None and target.is_file() and target.stat().st_size > 0:
         return target
-    return Path(gemma.assemble(target))
+    path = Path(gemma.assemble(target))
+    if target is not None:
+        path.chmod(0o600)  # everything in the cache folder is owner-only
+    return path
 
 
 def bundled_models(cache_dir: Path | None = None) -> list[LocalModel]:

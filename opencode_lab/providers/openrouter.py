@@ -83,7 +83,8 @@ class OpenRouterProvider(OpenAICompatibleProvider):
             return
         self._catalog_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._catalog_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps([m.__dict__ for m in models]))
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:  # owner-only
+            json.dump([m.__dict__ for m in models], fh)
         os.replace(tmp, self._catalog_path)
 
 
