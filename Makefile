@@ -24,12 +24,12 @@ demo: $(VENV)/.local-installed
 	$(BIN)/opencode-lab demo
 
 test: $(VENV)/.dev-installed
-	$(BIN)/ruff check opencode_lab tests bench
+	$(BIN)/ruff check opencode_lab tests bench docs
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider tests
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check opencode_lab tests bench
+	$(BIN)/ruff check opencode_lab tests bench docs
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/router_overhead.py
