@@ -181,7 +181,7 @@ class Router:
             started, wall = time.perf_counter(), time.time()
             try:
                 async with slot.limiter.slot(plan.tokens):
-                    await plan.bounded(slot.provider.prepare(slot.deployment.upstream))
+                    await slot.provider.prepare(slot.deployment.upstream)
                     started, wall = time.perf_counter(), time.time()  # latency excludes waits and loading
                     completion = await plan.bounded(slot.provider.complete(slot.deployment.upstream, request))
             except ProviderError as exc:
@@ -212,7 +212,7 @@ class Router:
             final: Completion | None = None
             try:
                 async with slot.limiter.slot(plan.tokens):
-                    await plan.bounded(slot.provider.prepare(slot.deployment.upstream))
+                    await slot.provider.prepare(slot.deployment.upstream)
                     started, wall = time.perf_counter(), time.time()
                     chunks = slot.provider.stream(slot.deployment.upstream, request)
                     while True:
