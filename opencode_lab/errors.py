@@ -209,7 +209,8 @@ class AllAttemptsFailedError(LabError):
         self.attempts = tuple(attempts)
         self.last = last
         tried = "; ".join(f"#{a.number} {a.deployment}: {a.error_type}" for a in self.attempts)
-        super().__init__(f"all {len(self.attempts)} attempt(s) for {spec!r} failed: {tried or 'none made'}")
+        detail = f"; last error: {last}" if last is not None else ""
+        super().__init__(f"all {len(self.attempts)} attempt(s) for {spec!r} failed: {tried or 'none made'}{detail}")
 
     @property
     def root_error_type(self) -> str:

@@ -8,6 +8,7 @@ are the async twins over the same coroutines.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import math
@@ -23,7 +24,7 @@ from ._secrets import RedactingFilter, get_logger
 from .cache import ResponseCache, canonical_key
 from .catalog import Catalog, Deployment
 from .config import Settings
-from .errors import AllAttemptsFailedError, LabError, ModelNotFoundError
+from .errors import AllAttemptsFailedError, LabError, ModelNotFoundError, ProviderTimeout
 from .policies.backoff import RetryPolicy
 from .providers.base import Provider
 from .providers.local import LocalProvider, bundled_models, local_model_from_path
@@ -192,7 +193,13 @@ class Lab:
         self._catalog_loaded = True
         if not isinstance(provider, OpenRouterProvider):
             return
-        for info in await provider.list_models(refresh=refresh):
+        try:  # httpx times out only when no byte arrives: a trickling server must not hang a notebook
+            async with asyncio.timeout(self.settings.deadline_s):
+                infos = await provider.list_models(refresh=refresh)
+        except TimeoutError:
+            raise ProviderTimeout(f"the model list did not arrive within {self.settings.deadline_s}s",
+                                  provider="openrouter") from None
+        for info in infos:
             dep_id = f"openrouter/{info.id}"
             if dep_id not in self.catalog.deployments:
                 self.catalog.add(Deployment(dep_id, "openrouter", info.id))
@@ -272,7 +279,7 @@ class Lab:
             resolved = await self.aresolve(request.model)
         except LabError as exc:
             return self._fail(exc, spec, run_id, request_id, started)
-        key = canonical_key(request, resolved, sample) if self.cache.enabled else ""
+        key = self._cache_key(request, resolved, sample, fallback)
         if cache is True and key:
             hit = self.cache.get(key)
             if hit is not None:
@@ -286,6 +293,13 @@ class Lab:
             self.cache.put(key, _cache_value(result, routed.completion))
         self._record(result, run_id)
         return _Outcome(result, None)
+
+    def _cache_key(self, request: ChatRequest, resolved: list[str], sample: int, fallback: bool) -> str:
+        """Without fallback only the first model may answer, so an answer another model gave (cached by a
+        fallback call) must not be found: the key names exactly the models allowed to answer."""
+        if not self.cache.enabled:
+            return ""
+        return canonical_key(request, resolved if fallback else resolved[:1], sample)
 
     def _result(self, routed: Routed, spec: str, request_id: str) -> ChatResult:
         """``latency_s`` is the answering attempt's own time: waits for limits, back-off and retries are not
@@ -422,7 +436,7 @@ class Lab:
         run_id, request_id = self.session_run_id, _new_id("q")
         started, wall = time.perf_counter(), time.time()
         resolved = await self.aresolve(request.model)
-        key = canonical_key(request, resolved, sample) if self.cache.enabled else ""
+        key = self._cache_key(request, resolved, sample, fallback)
         hit = self.cache.get(key) if cache is True and key else None
         if hit is not None:
             result = self._from_cache(hit, spec, run_id, request_id, started, wall)

@@ -68,13 +68,6 @@ class BreakerSettings:
     cooldown_s: float = 30.0
 
 
-def _window_margin(window_s: float) -> float:
-    """The limiter counts a send when it admits it, the server when it arrives, which can lag by the loop's
-    latency on a loaded machine; widening the window by 2% (at least 0.25 s) keeps the server-side count
-    within the limit."""
-    return window_s + max(0.25, 0.02 * window_s)
-
-
 @dataclass
 class _Slot:
     """Runtime state of one deployment: its provider, limiter and health."""
@@ -150,7 +143,7 @@ class Router:
                     rpm=deployment.rpm,
                     tpm=deployment.tpm,
                     max_in_flight=deployment.max_in_flight,
-                    window_s=_window_margin(self.rate_window_s),
+                    window_s=self.rate_window_s,
                     clock=self.clock,
                 )
             )

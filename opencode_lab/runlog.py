@@ -127,7 +127,7 @@ class RunLog:
             con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             con.row_factory = sqlite3.Row
             con.execute("PRAGMA busy_timeout = 30000")
-            con.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(con, timeout_s=30.0)
             con.execute("PRAGMA synchronous = NORMAL")
             self._con, self._pid = con, os.getpid()
         return self._con
@@ -269,6 +269,22 @@ class RunLog:
                 "SELECT * FROM attempts WHERE run_id = ? ORDER BY seq", (self.find_run(run_id) or run_id,)
             )
         return attempts_frame([{c: _nan_if_null(c, r[c]) for c in ATTEMPT_COLUMNS} for r in rows])
+
+
+def _enable_wal(con: sqlite3.Connection, *, timeout_s: float) -> None:
+    """Switch to WAL, retrying: that pragma fails at once with "database is locked" (it ignores
+    busy_timeout) while another process opens the same new file."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if con.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError(f"could not switch the run log to WAL within {timeout_s}s")
+        time.sleep(0.02)
 
 
 def _plain(value: Any) -> Any:

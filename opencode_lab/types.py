@@ -191,7 +191,7 @@ def _messages(prompt: Any, system: str | None) -> tuple[Message, ...]:
     if isinstance(prompt, str):
         if not prompt.strip():
             raise InvalidRequestError("prompt is empty")
-        out = [Message("user", prompt)]
+        out = [Message("user", _utf8("prompt", prompt))]
     elif isinstance(prompt, Iterable):
         out = [_message(i, m) for i, m in enumerate(prompt)]
         if not out:
@@ -203,8 +203,20 @@ def _messages(prompt: Any, system: str | None) -> tuple[Message, ...]:
     if system is not None:
         if not isinstance(system, str):
             raise InvalidRequestError(f"system must be a string, not {type(system).__name__}")
-        out.insert(0, Message("system", system))
+        out.insert(0, Message("system", _utf8("system", system)))
     return tuple(out)
+
+
+def _utf8(what: str, text: str) -> str:
+    """Refuse text that cannot go on the wire (a lone surrogate) here, not as a UnicodeEncodeError in httpx."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(
+            f"{what} is not valid Unicode: lone surrogate {text[exc.start]!r} at position {exc.start} "
+            "cannot be encoded as UTF-8"
+        ) from None
+    return text
 
 
 def _message(index: int, item: Any) -> Message:
@@ -218,7 +230,7 @@ def _message(index: int, item: Any) -> Message:
         raise InvalidRequestError(f"message {index} has role {role!r}; expected one of {', '.join(_ROLES)}")
     if not isinstance(content, str):
         raise InvalidRequestError(f"message {index} content must be a string, not {type(content).__name__}")
-    return Message(role, content)
+    return Message(role, _utf8(f"message {index} content", content))
 
 
 def _model_spec(model: Any) -> str | tuple[str, ...] | None:
@@ -241,7 +253,7 @@ def _number(name: str, value: Any, low: float, high: float) -> float | None:
         raise InvalidRequestError(f"{name} must be a number between {low} and {high}, got {value!r}")
     if not low <= value <= high:
         raise InvalidRequestError(f"{name} must be between {low} and {high}, got {value!r}")
-    return float(value)
+    return float(value) + 0.0  # -0.0 becomes 0.0: equal requests must give equal cache keys
 
 
 def _int(name: str, value: Any) -> int | None:
@@ -262,9 +274,7 @@ def _positive_int(name: str, value: Any) -> int | None:
 def _stop(stop: Any) -> tuple[str, ...]:
     if stop is None:
         return ()
-    if isinstance(stop, str):
-        return (stop,)
-    items = tuple(stop)
+    items = (stop,) if isinstance(stop, str) else tuple(stop)
     if not all(isinstance(s, str) and s for s in items):
         raise InvalidRequestError(f"stop must be a string or a list of non-empty strings, got {stop!r}")
-    return items
+    return tuple(_utf8("stop", s) for s in items)

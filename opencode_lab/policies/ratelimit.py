@@ -23,7 +23,10 @@ class RateLimiter:
     Guarantee: no window of ``window_s`` seconds (any start time) ever holds more
     than ``rpm`` sends, nor more than ``tpm`` tokens (except a single request
     larger than ``tpm``, which is let through alone so it cannot deadlock).
-    A send is recorded when `acquire` returns.  Single event loop, not thread-safe.
+    A send counts from the moment `acquire` admits it until ``window_s`` after its
+    `release`: the server receives it somewhere in between, so even when a busy
+    event loop delays the actual request, the server never sees more than ``rpm``
+    arrivals in a window.  Single event loop, not thread-safe.
     """
 
     # Sliding-window log, not a token bucket: a bucket of capacity N lets 2N sends into one
@@ -71,8 +74,10 @@ class RateLimiter:
 
     @property
     def saturated(self) -> bool:
-        """Every concurrency slot is taken; `delay` cannot tell how long that lasts."""
-        return self.max_in_flight is not None and self._in_flight >= self.max_in_flight
+        """Every concurrency slot (or the whole RPM budget) is in flight; `delay` cannot tell how long that lasts."""
+        if self.max_in_flight is not None and self._in_flight >= self.max_in_flight:
+            return True
+        return self._max_prior is not None and self._in_flight > self._max_prior
 
     @property
     def paused_until(self) -> float:
@@ -91,9 +96,10 @@ class RateLimiter:
         now = self._clock.now()
         self._expire(now)
         wait = self._paused_until - now
-        if self._max_prior is not None and len(self._sends) > self._max_prior:
-            oldest_needed = self._sends[len(self._sends) - self._max_prior - 1]
-            wait = max(wait, oldest_needed + self.window_s - now)
+        if self._max_prior is not None:
+            allowed = self._max_prior - self._in_flight  # completed sends that may stay in the window
+            if 0 <= allowed < len(self._sends):
+                wait = max(wait, self._sends[len(self._sends) - allowed - 1] + self.window_s - now)
         if self.tpm is not None and tokens > 0 and self._tokens and self._token_sum + tokens > self.tpm:
             remaining = self._token_sum
             for t, n in self._tokens:
@@ -125,6 +131,8 @@ class RateLimiter:
         """Give back a concurrency slot taken by `acquire`, waking the head waiter."""
         if self._in_flight <= 0:
             raise RuntimeError("RateLimiter.release() called more times than acquire()")
+        if self._max_prior is not None:
+            self._sends.append(self._clock.now())
         self._in_flight -= 1
         waiter = self._slot_waiter
         if waiter is not None and not waiter.done():
@@ -144,7 +152,6 @@ class RateLimiter:
 
     def _record(self, tokens: int) -> None:
         now = self._clock.now()
-        self._sends.append(now)
         if tokens > 0:
             self._tokens.append((now, tokens))
             self._token_sum += tokens

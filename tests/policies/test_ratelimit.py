@@ -29,8 +29,10 @@ def test_sends_at_once_while_under_the_request_budget(clock, run):
 def test_delay_is_the_time_until_the_oldest_send_leaves_the_window(clock, run):
     limiter = RateLimiter(rpm=2, window_s=10.0, clock=clock)
     run(limiter.acquire())
+    limiter.release()
     clock.advance(4.0)
     run(limiter.acquire())
+    limiter.release()
     assert limiter.delay() == 6.0
     clock.advance(6.0)
     assert limiter.delay() == 0.0
@@ -39,8 +41,19 @@ def test_delay_is_the_time_until_the_oldest_send_leaves_the_window(clock, run):
 def test_acquire_over_budget_sleeps_on_the_clock_until_the_window_frees(clock, run):
     limiter = RateLimiter(rpm=1, window_s=10.0, clock=clock)
     run(limiter.acquire())
+    limiter.release()
     run(limiter.acquire())
     assert clock.now() == 10.0
+
+
+def test_a_send_still_in_flight_holds_its_share_of_the_budget(clock, run):
+    """A slow request counts until a window after it completes: the server may receive it late."""
+    limiter = RateLimiter(rpm=1, window_s=10.0, clock=clock)
+    run(limiter.acquire())
+    clock.advance(30.0)
+    assert limiter.saturated
+    limiter.release()
+    assert limiter.delay() == 10.0
 
 
 @pytest.mark.parametrize(("rpm", "window_s"), [(60, 60.0), (20, 1.0), (7, 0.25)])

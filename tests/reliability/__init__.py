@@ -1,0 +1,1 @@
+"""Reliability tests: chaos soak, crash and resume, shared caches, secrets, bad input and hangs."""

@@ -1,0 +1,104 @@
+"""Crash and resume: a named compare killed with SIGKILL midway resumes without paying twice.
+
+A child process runs ``compare(..., run="soak")`` over 300 rows against a slow fault
+server and is killed when the server has seen about half of them.  What is
+guaranteed, and asserted: a row whose answer reached the response cache or the run
+log before the kill is never sent again; every other row is sent exactly once on
+resume; the only answers paid for twice are those the server had sent but the
+child had not stored yet, at most one per concurrency slot (requests in flight).
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from opencode_lab import ChatRequest
+from opencode_lab.cache import ResponseCache, canonical_key
+from opencode_lab.runlog import RunLog
+
+from .conftest import child_env, lab_toml, popen_python, spawned, wait_until
+
+ROWS = 300
+CONCURRENCY = 8
+PROMPTS = [f"resume row {i}" for i in range(ROWS)]
+CHILD = f"""
+    from opencode_lab import Lab
+    lab = Lab.from_env()
+    lab.compare({PROMPTS!r}, "m", run="soak", temperature=0, progress=False, concurrency={CONCURRENCY})
+    print("FINISHED", flush=True)
+"""
+SAME = ["prompt_id", "prompt", "model", "sample", "response", "finish_reason", "input_tokens", "output_tokens"]
+
+
+def stored_in_cache(lab, prompts: list[str]) -> set[str]:
+    resolved = lab.resolve("m")
+    keys = {p: canonical_key(ChatRequest.build(p, model="m", temperature=0), resolved, 0) for p in prompts}
+    return {p for p, key in keys.items() if lab.cache.get(key) is not None}
+
+
+@pytest.mark.timeout(240)
+def test_a_killed_named_run_resumes_sending_only_unstored_rows(tmp_path: Path, make_lab, monkeypatch) -> None:
+    """SIGKILL midway: cache and run log stay readable, the resume sends only rows with no stored answer,
+    and the resumed frame equals an uninterrupted run's."""
+    shared = tmp_path / "shared-cache"
+    with spawned({"latency_s": 0.05}) as (server,):
+        toml = tmp_path / "lab.toml"
+        toml.write_text(lab_toml([server]))
+        child = popen_python(CHILD, child_env(OC_CACHE_DIR=str(shared), OC_CONFIG=str(toml)))
+        try:
+            wait_until(lambda: server.count() >= ROWS // 2 or child.poll() is not None, 90, "half the rows")
+            child.send_signal(signal.SIGKILL)
+            out, err = child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert child.returncode == -signal.SIGKILL and "FINISHED" not in out, f"not killed midway: {err[-2000:]}"
+        before = server.log
+
+        # both stores are readable after the kill, the SQLite file intact
+        with sqlite3.connect(shared / "runs.sqlite") as con:
+            assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        with RunLog(shared / "runs.sqlite") as runlog:
+            run_id = runlog.find_run("soak")
+            assert run_id is not None
+            saved = {PROMPTS[key[0]] for key in runlog.completed(run_id)}
+            partial = runlog.load_run("soak")
+        assert partial["error_type"].isna().all()
+        info = ResponseCache("file", shared).info()
+        monkeypatch.setenv("OC_CACHE_DIR", str(shared))
+        lab = make_lab(toml.read_text())
+        cached = stored_in_cache(lab, PROMPTS)
+        assert info["entries"] >= len(cached) > 0
+        stored = saved | cached
+        assert 0 < len(stored) < ROWS, f"the kill did not land midway ({len(stored)} rows stored)"
+
+        server.reset()
+        frame = lab.compare(PROMPTS, "m", run="soak", temperature=0, progress=False, concurrency=CONCURRENCY)
+        sent_after = Counter(e["prompt"] for e in server.log)
+
+    answered_before = {e["prompt"] for e in before if e["outcome"] == "ok"}
+    print(
+        f"\ncrash/resume: server saw {len(before)} requests before SIGKILL; stored then: {len(saved)} rows in the "
+        f"run log, {len(cached)} in the cache ({len(stored)} either); resume sent {sum(sent_after.values())}, "
+        f"{len(set(sent_after) & answered_before)} of them answered before the kill but not stored"
+    )
+    assert not set(sent_after) & stored, "a row with a stored answer was sent again"
+    assert set(sent_after) == set(PROMPTS) - stored and max(sent_after.values()) == 1
+    assert len(set(sent_after) & answered_before) <= CONCURRENCY
+
+    assert list(frame["prompt"]) == PROMPTS and frame["error_type"].isna().all()
+    assert set(frame["run_id"]) == {run_id}
+    monkeypatch.setenv("OC_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    with spawned({}) as (fresh_server,):
+        reference = make_lab(lab_toml([fresh_server])).compare(PROMPTS, "m", run="soak", temperature=0, progress=False)
+    pd.testing.assert_frame_equal(frame[SAME], reference[SAME], check_dtype=False)
+    logged = lab.load_run("soak")
+    assert len(logged) == ROWS and logged["error_type"].isna().all()
+    assert list(logged["prompt"]) == PROMPTS

@@ -1,0 +1,289 @@
+"""Secrets: API keys reach their own provider's base URL and nothing else a user can see or a disk keeps.
+
+Distinctive fake keys are set for OpenRouter (base URL on one fault server), OpenAI
+(another fault server) and a custom ``[providers.x]`` (``api_key_env``) whose base URL
+is a small recording server, so the Authorization values it receives can be
+checked; ``[providers.y]`` has no key and records too.  The whole flow runs: chat,
+stream, compare, errors (401s, one from a vendor that echoes the Authorization
+header back), stats, health, plots saved to PNG, the magics in a real kernel (saved
+notebook with outputs), the CLI, DEBUG logs of every library captured to a file,
+the cache folder and the run log.  The key strings, and their distinctive middles,
+must appear nowhere, as bytes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from opencode_lab import AuthenticationError, Lab, LabError
+
+from .conftest import REPO
+
+OPENROUTER_KEY = "sk-or-v1-RELIABILITYOPENROUTERKEY-9f8e7d6c5b4a3928"
+OPENAI_KEY = "sk-proj-RELIABILITYOPENAIKEY-0a1b2c3d4e5f6a7b"
+CUSTOM_KEY = "xk-RELIABILITYCUSTOMKEY-5e6f7a8b9c0d1e2f"
+KEYS = (OPENROUTER_KEY, OPENAI_KEY, CUSTOM_KEY)
+NEEDLES = [k.encode() for k in KEYS] + [b"RELIABILITYOPENROUTERKEY", b"RELIABILITYOPENAIKEY", b"RELIABILITYCUSTOMKEY"]
+HAS_MAGICS = importlib.util.find_spec("opencode_lab.magics") is not None
+
+
+class Recorder:
+    """A loopback OpenAI-compatible endpoint that records the Authorization header of every request.
+
+    A prompt containing ``[[401]]`` gets a 401 whose body echoes the Authorization header back, as some
+    vendors do; the client must not let that echo reach a message, a log or a file.
+    """
+
+    def __init__(self) -> None:
+        self.auth: list[str | None] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                recorder.auth.append(self.headers.get("Authorization"))
+                self._send(200, json.dumps({"object": "list", "data": [{"id": "cm"}]}).encode())
+
+            def do_POST(self) -> None:
+                recorder.auth.append(self.headers.get("Authorization"))
+                req = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                prompt = req["messages"][-1]["content"]
+                if "[[401]]" in prompt:
+                    echo = f"invalid api key: {self.headers.get('Authorization')}"
+                    self._send(401, json.dumps({"error": {"message": echo, "code": 401}}).encode())
+                    return
+                text = f"echo: {prompt}"
+                base = {"id": "rec-1", "created": 0, "model": req["model"]}
+                usage = {"prompt_tokens": 3, "completion_tokens": len(text.split()), "total_tokens": 9}
+                if not req.get("stream"):
+                    message = {"role": "assistant", "content": text}
+                    body = {**base, "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+                    self._send(200, json.dumps({**body, "usage": usage}).encode())
+                    return
+                events = [
+                    {**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
+                    for word in text.split()
+                ]
+                events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                events.append({**base, "choices": [], "usage": usage})
+                sse = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+                self._send(200, sse, "text/event-stream")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def recorders() -> Iterator[tuple[Recorder, Recorder]]:
+    pair = (Recorder(), Recorder())
+    yield pair
+    for recorder in pair:
+        recorder.stop()
+
+
+@pytest.fixture
+def debug_log(tmp_path: Path) -> Iterator[Path]:
+    """Every log record of every library, DEBUG and up, into one file."""
+    path = tmp_path / "debug.log"
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    loggers = [logging.getLogger(name) for name in ("", "httpx", "httpcore", "opencode_lab")]
+    levels = [logger.level for logger in loggers]
+    loggers[0].addHandler(handler)
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+    yield path
+    loggers[0].removeHandler(handler)
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+    handler.close()
+
+
+def leaks(blob: bytes) -> list[str]:
+    return [n.decode() for n in NEEDLES if n in blob]
+
+
+def text_of(obj: object) -> str:
+    return f"{obj!s}\n{obj!r}"
+
+
+def error_text(exc: BaseException) -> str:
+    parts = [text_of(exc), "".join(traceback.format_exception(exc))]
+    parts += [text_of(a) for a in getattr(exc, "attempts", ())]
+    return "\n".join(parts)
+
+
+def run_cli(args: list[str], cwd: Path) -> str:
+    """The CLI as a user runs it (console script when installed, else ``-m``); returns stdout + stderr."""
+    script = Path(sys.executable).with_name("opencode-lab")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "opencode_lab.cli"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}
+    done = subprocess.run([*cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return f"$ {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}"
+
+
+NOTEBOOK_CELLS = [
+    "%load_ext opencode_lab",
+    "%%chat -m openrouter/fault-model\nHello from a notebook cell.",
+    "%%chat -m x/cm -m gpt --no-stream\nCompare these two.",
+    "%%chat -m x/cm --no-cache\n[[401]] this one fails and the vendor echoes the key",
+    "%models",
+    "%chat_stats",
+    "import opencode_lab\nlab = opencode_lab.default_lab()\nlab.settings",
+    "lab.providers",
+    "lab.settings.openrouter_api_key, lab.settings.providers['x'].api_key",
+    "lab.chat('[[401]] raised in a cell', 'x/cm', cache=False)",
+]
+
+
+def run_notebook(path: Path) -> bytes:
+    """Execute the magics in a real kernel (environment inherited) and save the notebook with its outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = NOTEBOOK_CELLS if HAS_MAGICS else NOTEBOOK_CELLS[6:]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    client = NotebookClient(
+        nb, timeout=120, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
+    )
+    client.execute()
+    nbformat.write(nb, path)
+    outputs = [o for cell in nb.cells for o in cell.get("outputs", [])]
+    assert any("echo: Hello from a notebook cell." in json.dumps(o) for o in outputs) or not HAS_MAGICS
+    return path.read_bytes()
+
+
+@pytest.mark.timeout(300)
+def test_keys_never_leak_and_reach_only_their_own_provider(
+    tmp_path: Path, monkeypatch, faults, recorders, debug_log, capfd
+) -> None:
+    """No key in any output, log, error, file, frame, plot, CLI output or notebook; cache and run-log files
+    are 0o600; each key is sent to its own provider only, and a keyless provider gets no Authorization."""
+    openrouter, openai = faults[0], faults[1]
+    custom, keyless = recorders
+    cache_dir = Path(os.environ["OC_CACHE_DIR"])
+    toml = tmp_path / "lab.toml"
+    toml.write_text(
+        f'[providers.x]\nbase_url = "{custom.base_url}"\napi_key_env = "RELIABILITY_X_KEY"\nmodels = ["cm"]\n\n'
+        f'[providers.y]\nbase_url = "{keyless.base_url}"\nmodels = ["cm"]\n\n'
+        '[models.gpt]\nprovider = "openai"\nupstream = "fault-model"\n'
+    )
+    for var, value in {
+        "OPENROUTER_API_KEY": OPENROUTER_KEY,
+        "OPENROUTER_BASE_URL": openrouter.base_url,
+        "OPENROUTER_MODEL_LIST": "fault-model",
+        "OPENAI_API_KEY": OPENAI_KEY,
+        "OPENAI_BASE_URL": openai.base_url,
+        "RELIABILITY_X_KEY": CUSTOM_KEY,
+        "LOG_LEVEL": "DEBUG",
+        "OC_CONFIG": str(toml),
+    }.items():
+        monkeypatch.setenv(var, value)
+
+    seen: list[str] = []  # everything shown to a user, as text
+    lab = Lab.from_env()
+    seen += [text_of(lab), text_of(lab.settings), text_of(lab.providers), text_of(lab.settings.providers)]
+    for model in ("openrouter/fault-model", "gpt", "x/cm", "y/cm"):
+        result = lab.chat(f"hello {model}", model)
+        assert result.text.strip() == f"echo: hello {model}"
+        seen += [text_of(result), result.footer(), result._repr_markdown_(), json.dumps(result.to_dict(), default=str)]
+        seen.append("".join(lab.stream(f"stream {model}", model)))
+    frame = lab.compare(["c0", "c1", "c2"], ["openrouter/fault-model", "gpt", "x/cm"], progress=False, run="secrets")
+    assert frame["error_type"].isna().all(), frame["error"].tolist()
+
+    openrouter.configure(queue=["unauthorized"])
+    with pytest.raises(LabError) as failed:
+        lab.chat("refused by openrouter", "openrouter/fault-model", cache=False)
+    assert "auth" in {a.error_type for a in failed.value.attempts}
+    seen.append(error_text(failed.value))
+    with pytest.raises(LabError) as echoed:
+        lab.chat("[[401]] echoed", "x/cm", cache=False)
+    assert isinstance(echoed.value, AuthenticationError) or "auth" in str(echoed.value)
+    assert "invalid api key: Bearer ***" in error_text(echoed.value)  # the vendor's echo arrived, masked
+    seen.append(error_text(echoed.value))
+    with pytest.raises(LabError) as echoed_stream:
+        "".join(lab.stream("[[401]] echoed in a stream", "x/cm", cache=False))
+    seen.append(error_text(echoed_stream.value))
+    failing = lab.compare(["[[401]] row"], ["x/cm"], progress=False, cache=False)
+    assert failing["error_type"].tolist() == ["auth"]
+    seen.append(failing.to_csv())
+
+    for table in (lab.stats(), lab.stats(frame), lab.health(), lab.models(), lab.attempts(), lab.runs()):
+        seen.append(table.to_csv())
+    seen += [lab.load_run("secrets").to_csv(), lab.health_check().to_csv(), frame.to_csv()]
+    lab.plot(frame).savefig(tmp_path / "overview.png")
+    lab.plot(lab.stats(frame), "latency").savefig(tmp_path / "latency.png")
+    lab.close()
+
+    (tmp_path / "prompts.csv").write_text("prompt,topic\nwhat is 1+1,math\nname a colour,art\n")
+    compare_args = ["--config", str(toml), "compare", "prompts.csv", "-m", "openrouter/fault-model", "-m", "x/cm"]
+    cli = [
+        run_cli(["--config", str(toml), "chat", "-m", "x/cm", "hello from the CLI"], tmp_path),
+        run_cli(["--config", str(toml), "chat", "-m", "x/cm", "--no-cache", "[[401]] CLI error"], tmp_path),
+        run_cli(["--config", str(toml), "models"], tmp_path),
+        run_cli([*compare_args, "--run", "cli-run", "--out", "cli.csv", "--plot", "cli.png"], tmp_path),
+        run_cli(["--config", str(toml), "stats", "cli-run"], tmp_path),
+    ]
+    assert "echo: hello from the CLI" in cli[0] and "echo: what is 1+1" in (tmp_path / "cli.csv").read_text()
+    assert "Traceback" not in "".join(cli)
+    notebook = run_notebook(tmp_path / "saved.ipynb")
+    if not HAS_MAGICS:
+        print("opencode_lab.magics is absent: the notebook ran without magic cells")
+
+    captured = capfd.readouterr()
+    blobs = {
+        "user-visible text": "\n".join(seen).encode(),
+        "CLI output": "\n".join(cli).encode(),
+        "captured stdout/stderr": (captured.out + captured.err).encode(),
+        "saved notebook": notebook,
+    }
+    for path in [debug_log, *tmp_path.glob("*.png"), tmp_path / "cli.csv", *cache_dir.rglob("*")]:
+        if path.is_file():
+            blobs[str(path)] = path.read_bytes()
+    assert debug_log.stat().st_size > 0 and any(cache_dir.rglob("output.pkl"))
+    leaked = {where: found for where, blob in blobs.items() if (found := leaks(blob))}
+    assert not leaked, f"keys leaked into: {leaked}"
+
+    # each key went to its own provider only; a provider without a key sends no Authorization at all
+    assert custom.auth and set(custom.auth) == {f"Bearer {CUSTOM_KEY}"}
+    assert keyless.auth and set(keyless.auth) == {None}
+    assert all(e["auth"] for e in openrouter.log) and all(e["auth"] for e in openai.log)
+    assert openrouter.count() and openai.count()
+
+    # cache and run log files are private to their owner
+    files = [p for p in cache_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "runs.sqlite" for p in files)
+    loose = {str(p.relative_to(cache_dir)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    loose = {name: mode for name, mode in loose.items() if mode != "0o600"}
+    assert not loose, f"files under the cache folder not 0o600: {loose}"

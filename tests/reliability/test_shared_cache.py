@@ -1,0 +1,172 @@
+"""Two kernels, one cache: concurrent processes sharing OC_CACHE_DIR and the run log lose and corrupt nothing.
+
+Each child imports everything, says it is ready, then waits at a barrier file so
+that both build their Lab (and open the cache and the run log) and run their
+compare at the same moment, against one slow fault server.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import joblib
+import pandas as pd
+import pytest
+
+from opencode_lab.runlog import RunLog
+
+from .conftest import child_env, lab_toml, popen_python, spawned, wait_until
+
+CHILD = """
+    import pathlib, time
+    import pandas
+    from opencode_lab import Lab
+    pathlib.Path({ready!r}).touch()
+    go = pathlib.Path({go!r})
+    while not go.exists():
+        time.sleep(0.005)
+    lab = Lab.from_env()
+    frame = lab.compare({prompts!r}, "m", run={run!r}, temperature=0, progress=False, concurrency=8)
+    frame.to_pickle({out!r})
+    lab.close()
+"""
+
+
+def run_together(tmp_path: Path, server, jobs: list[tuple[str, list[str]]]) -> list[pd.DataFrame]:
+    """One compare child per (run name, prompts): wait until all have imported, release them at once, and
+    require each to exit cleanly, without a warning from opencode_lab."""
+    toml = tmp_path / "lab.toml"
+    toml.write_text(lab_toml([server]))
+    env = child_env(OC_CACHE_DIR=str(tmp_path / "cache"), OC_CONFIG=str(toml))
+    go = tmp_path / "go"
+    ready = [tmp_path / f"ready-{i}" for i in range(len(jobs))]
+    outs = [tmp_path / f"{run}-{i}.pkl" for i, (run, _) in enumerate(jobs)]
+    children = [
+        popen_python(CHILD.format(ready=str(r), go=str(go), prompts=prompts, run=run, out=str(out)), env)
+        for (run, prompts), out, r in zip(jobs, outs, ready, strict=True)
+    ]
+
+    def all_ready() -> bool:
+        return all(r.exists() or c.poll() is not None for r, c in zip(ready, children, strict=True))
+
+    try:
+        wait_until(all_ready, 120, "the children's imports")
+        go.touch()
+        errors = [child.communicate(timeout=120)[1] for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    for child, err in zip(children, errors, strict=True):
+        assert child.returncode == 0 and "Traceback" not in err, err[-3000:]
+        assert "WARNING opencode_lab" not in err, f"a child reported a problem: {err[-3000:]}"
+    return [pd.read_pickle(out) for out in outs]
+
+
+def assert_answers(frame: pd.DataFrame, prompts: list[str]) -> None:
+    assert list(frame["prompt"]) == prompts
+    assert frame["error_type"].isna().all(), frame.loc[frame["error_type"].notna(), "error"].tolist()[:3]
+    assert (frame["response"] == "echo: " + frame["prompt"]).all()
+
+
+@pytest.mark.timeout(240)
+def test_two_processes_with_overlapping_compares_share_one_cache(tmp_path: Path, make_lab, monkeypatch) -> None:
+    """No exception, no lost row, no corrupt entry; a shared prompt costs one provider call, two at most."""
+    first = [f"shared cache prompt {i}" for i in range(200)]
+    second = [f"shared cache prompt {i}" for i in range(100, 300)]
+    with spawned({"latency_s": 0.02, "latency_jitter_s": 0.02, "seed": 5}) as (server,):
+        frame_a, frame_b = run_together(tmp_path, server, [("kernel-a", first), ("kernel-b", second)])
+        answered = Counter(e["prompt"] for e in server.log if e["outcome"] == "ok")
+        calls = server.count()
+
+        monkeypatch.setenv("OC_CACHE_DIR", str(tmp_path / "cache"))
+        lab = make_lab((tmp_path / "lab.toml").read_text())
+        everything = [f"shared cache prompt {i}" for i in range(300)]
+        replay = lab.compare(everything, "m", temperature=0, progress=False)
+        assert server.count() == calls, "an entry written by the two kernels could not be read back"
+
+    assert_answers(frame_a, first)
+    assert_answers(frame_b, second)
+    assert_answers(replay, everything)
+    assert replay["cached"].all()
+    shared = set(first) & set(second)
+    print(
+        f"\nshared cache: {calls} provider calls for 300 distinct prompts; shared prompts answered twice: "
+        f"{sum(1 for p in shared if answered[p] == 2)} of {len(shared)}"
+    )
+    assert all(answered[p] == 1 for p in set(first) ^ set(second))
+    assert all(1 <= answered[p] <= 2 for p in shared)
+    for output in (tmp_path / "cache" / "responses").rglob("output.pkl"):
+        assert "text" in joblib.load(output)
+    with sqlite3.connect(tmp_path / "cache" / "runs.sqlite") as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with RunLog(tmp_path / "cache" / "runs.sqlite") as runlog:
+        assert list(runlog.load_run("kernel-a")["prompt"]) == first
+        assert list(runlog.load_run("kernel-b")["prompt"]) == second
+
+
+@pytest.mark.timeout(240)
+def test_two_processes_running_the_same_named_run_keep_one_row_per_cell(tmp_path: Path) -> None:
+    """The same run name started in two kernels at once is one run: one row per cell, all answered."""
+    prompts = [f"same run prompt {i}" for i in range(150)]
+    with spawned({"latency_s": 0.02, "latency_jitter_s": 0.02, "seed": 6}) as (server,):
+        frames = run_together(tmp_path, server, [("together", prompts), ("together", prompts)])
+        answered = Counter(e["prompt"] for e in server.log if e["outcome"] == "ok")
+    for frame in frames:
+        assert_answers(frame, prompts)
+    assert frames[0]["run_id"].iloc[0] == frames[1]["run_id"].iloc[0]
+    assert all(1 <= answered[p] <= 2 for p in prompts)
+    with RunLog(tmp_path / "cache" / "runs.sqlite") as runlog:
+        runs = runlog.runs()
+        logged = runlog.load_run("together")
+    assert list(runs["name"]) == ["together"]
+    assert len(logged) == len(prompts) and logged["error_type"].isna().all()
+    assert list(logged["prompt"]) == prompts
+
+
+OPENER = """
+    import pathlib, time
+    from opencode_lab.runlog import RunLog
+    folder = pathlib.Path({folder!r})
+    for k in range({rounds}):
+        (folder / f"ready-{{k}}-{i}").touch()
+        while not (folder / f"go-{{k}}").exists():
+            time.sleep(0.001)
+        with RunLog(folder / f"runs-{{k}}.sqlite") as log:
+            run_id = log.start_run("opened together")
+            log.save_results(run_id, [{{"prompt_id": {i}, "model": "m", "sample": 0, "prompt": "p", "response": "r"}}])
+"""
+
+
+@pytest.mark.timeout(240)
+def test_processes_opening_a_new_run_log_at_the_same_moment_all_succeed(tmp_path: Path) -> None:
+    """Four kernels creating the same run log at once (twenty rounds, a fresh file each): every one opens it,
+    joins the one run and writes its row; none sees "database is locked"."""
+    rounds, kernels = 20, 4
+    children = [
+        popen_python(OPENER.format(folder=str(tmp_path), rounds=rounds, i=i), child_env()) for i in range(kernels)
+    ]
+    try:
+        for k in range(rounds):
+            wait_until(
+                lambda k=k: all(
+                    (tmp_path / f"ready-{k}-{i}").exists() or c.poll() is not None for i, c in enumerate(children)
+                ),
+                120,
+                f"round {k}",
+            )
+            (tmp_path / f"go-{k}").touch()
+        errors = [child.communicate(timeout=120)[1] for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    failed = [err.strip().splitlines()[-1] for child, err in zip(children, errors, strict=True) if child.returncode]
+    assert not failed, failed
+    for k in range(rounds):
+        with RunLog(tmp_path / f"runs-{k}.sqlite") as runlog:
+            assert len(runlog.runs()) == 1 and len(runlog.load_run("opened together")) == kernels
