@@ -282,10 +282,11 @@ async def _run_job(
     _store(state, job, row, runlog)
 
 
-def _store(state: _CompareRun, job: _Job, values: dict[str, Any], runlog: Any, *, resumed: bool = False) -> None:
+def _row(run_id: str, job: _Job, values: dict[str, Any]) -> dict[str, Any]:
+    """A results row: the job's identity, then *values*, then the user's carried columns."""
     row = {
         **values,
-        "run_id": state.run_id,
+        "run_id": run_id,
         "prompt_id": job.prompt_id,
         "prompt": job.prompt,
         "model": job.model,
@@ -295,6 +296,11 @@ def _store(state: _CompareRun, job: _Job, values: dict[str, Any], runlog: Any, *
     row.setdefault("attempts", 0)
     for key, value in job.extra.items():
         row.setdefault(key, value)
+    return row
+
+
+def _store(state: _CompareRun, job: _Job, values: dict[str, Any], runlog: Any, *, resumed: bool = False) -> None:
+    row = _row(state.run_id, job, values)
     state.rows[job.index] = row
     state.done += 1
     if not resumed and runlog is not None:
@@ -316,22 +322,11 @@ def _save(state: _CompareRun, runlog: Any) -> None:
 def _finish(lab: Lab, state: _CompareRun, scorer: Callable[[Any], float] | None) -> pd.DataFrame:
     from .metrics import results_frame
 
-    rows = []
-    for job, row in zip(state.jobs, state.rows, strict=True):
-        if row is None:
-            row = {
-                "run_id": state.run_id,
-                "prompt_id": job.prompt_id,
-                "prompt": job.prompt,
-                "model": job.model,
-                "sample": job.sample,
-                "cached": False,
-                "attempts": 0,
-                "error_type": "interrupted",
-                "error": "the compare was interrupted before this row finished",
-                **job.extra,
-            }
-        rows.append(row)
+    interrupted = {"error_type": "interrupted", "error": "the compare was interrupted before this row finished"}
+    rows = [
+        row if row is not None else _row(state.run_id, job, interrupted)
+        for job, row in zip(state.jobs, state.rows, strict=True)
+    ]
     frame = results_frame(rows)
     if scorer is not None:
         frame["score"] = [_score(scorer, row) for _, row in frame.iterrows()]
