@@ -28,8 +28,11 @@ if TYPE_CHECKING:
 FORMATS: tuple[str, ...] = ("markdown", "text", "code", "json")
 Bundle = dict[str, str]
 
-_FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+#.-]*)[^\n]*\n(?P<body>.*?)"
-                    r"(?:^ {0,3}(?P=fence)[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
+_FENCE = re.compile(
+    r"^ {0,3}(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+#.-]*)[^\n]*\n(?P<body>.*?)"
+    r"(?:^ {0,3}(?P=fence)[ \t]*$|\Z)",
+    re.MULTILINE | re.DOTALL,
+)
 _INLINE_CODE = re.compile(r"(`+)((?:(?!\n[ \t]*\n).)+?)\1", re.DOTALL)  # a code span never crosses a blank line
 _BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
 _HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
@@ -55,7 +58,7 @@ def markdown_safe(text: str) -> str:
     """
     out, pos = [], 0
     for match in _FENCE.finditer(text):
-        out.append(_escape_inline(text[pos:match.start()]))
+        out.append(_escape_inline(text[pos : match.start()]))
         out.append(match.group(0))
         pos = match.end()
     out.append(_escape_inline(text[pos:]))
@@ -65,7 +68,7 @@ def markdown_safe(text: str) -> str:
 def _escape_inline(text: str) -> str:
     out, pos = [], 0
     for match in _INLINE_CODE.finditer(text):
-        out.append(text[pos:match.start()].replace("&", "&amp;").replace("<", "&lt;"))
+        out.append(text[pos : match.start()].replace("&", "&amp;").replace("<", "&lt;"))
         out.append(match.group(0))
         pos = match.end()
     out.append(text[pos:].replace("&", "&amp;").replace("<", "&lt;"))
@@ -99,8 +102,10 @@ def answer_bundle(result: ChatResult, fmt: str = "markdown") -> Bundle:
     plain = f"{answer_text(result.text, fmt)}\n-- {footer}"
     sub = f"\n\n<sub>{escape(footer)}</sub>"
     if fmt == "text":
-        return {"text/html": f'<pre style="{_PRE}">{escape(result.text)}</pre>{_footer_html(footer)}',
-                "text/plain": plain}
+        return {
+            "text/html": f'<pre style="{_PRE}">{escape(result.text)}</pre>{_footer_html(footer)}',
+            "text/plain": plain,
+        }
     if fmt == "code":
         code, lang = extract_code(result.text)
         return {"text/markdown": code_block(code, lang) + sub, "text/plain": plain}
@@ -109,10 +114,14 @@ def answer_bundle(result: ChatResult, fmt: str = "markdown") -> Bundle:
             value = parse_json(result.text)
         except ValueError as exc:
             note = f"not valid JSON ({exc})"
-            return {"text/markdown": code_block(result.text) + f"\n\n<sub>{escape(note)} · {escape(footer)}</sub>",
-                    "text/plain": f"{result.text}\n-- {note}\n-- {footer}"}
-        return {"text/markdown": code_block(json.dumps(value, indent=2, ensure_ascii=False), "json") + sub,
-                "text/plain": plain}
+            return {
+                "text/markdown": code_block(result.text) + f"\n\n<sub>{escape(note)} · {escape(footer)}</sub>",
+                "text/plain": f"{result.text}\n-- {note}\n-- {footer}",
+            }
+        return {
+            "text/markdown": code_block(json.dumps(value, indent=2, ensure_ascii=False), "json") + sub,
+            "text/plain": plain,
+        }
     return {"text/markdown": markdown_safe(result.text) + sub, "text/plain": plain}
 
 
@@ -135,8 +144,10 @@ def result_markdown(result: ChatResult) -> str:
 
 def streaming_bundle(text: str, note: str) -> Bundle:
     """A partial answer while it streams in, shown verbatim with a dim status line."""
-    return {"text/html": f'<pre style="{_PRE}">{escape(text)}</pre>{_footer_html(note)}',
-            "text/plain": f"{text}\n-- {note}"}
+    return {
+        "text/html": f'<pre style="{_PRE}">{escape(text)}</pre>{_footer_html(note)}',
+        "text/plain": f"{text}\n-- {note}",
+    }
 
 
 def _footer_html(text: str) -> str:
@@ -160,7 +171,7 @@ def error_type(exc: BaseException) -> str:
 def error_message(exc: BaseException, model: str = "") -> str:
     """The root cause's message, without a leading ``model: `` that the caller already shows."""
     text = redact(str(_cause(exc)))
-    return text[len(model) + 2:] if model and text.startswith(f"{model}: ") else text
+    return text[len(model) + 2 :] if model and text.startswith(f"{model}: ") else text
 
 
 def attempt_lines(exc: LabError) -> list[str]:
@@ -177,8 +188,10 @@ def error_html(exc: LabError, model: str, partial: str = "") -> str:
     items = "".join(f"<li>{escape(line)}</li>" for line in attempt_lines(exc))
     tried = f'<ul style="margin:0">{items}</ul>' if items else ""
     text = f'<pre style="{_PRE}">{escape(partial)}</pre>' if partial else ""
-    return (f'{text}<div style="{_RED}"><b>{escape(error_type(exc))}</b> from {escape(model)}: '
-            f"{escape(error_message(exc, model))}{tried}</div>")
+    return (
+        f'{text}<div style="{_RED}"><b>{escape(error_type(exc))}</b> from {escape(model)}: '
+        f"{escape(error_message(exc, model))}{tried}</div>"
+    )
 
 
 def error_text(exc: LabError, model: str, partial: str = "") -> str:
@@ -216,7 +229,7 @@ def answer_html(text: str, fmt: str = "markdown") -> str:
         return f'<pre style="{_PRE}">{escape(text)}</pre>'
     out, pos = [], 0
     for match in _FENCE.finditer(text):
-        out.append(_markdown_inline_html(text[pos:match.start()]))
+        out.append(_markdown_inline_html(text[pos : match.start()]))
         code = match.group("body").rstrip("\n")
         out.append(f'<pre style="{_PRE}"><code>{escape(code)}</code></pre>')
         pos = match.end()
@@ -227,7 +240,7 @@ def answer_html(text: str, fmt: str = "markdown") -> str:
 def _markdown_inline_html(text: str) -> str:
     out, pos = [], 0
     for match in _INLINE_CODE.finditer(text):
-        out.append(_emphasis(escape(text[pos:match.start()])))
+        out.append(_emphasis(escape(text[pos : match.start()])))
         out.append(f"<code>{escape(match.group(2))}</code>")
         pos = match.end()
     out.append(_emphasis(escape(text[pos:])))
@@ -252,8 +265,10 @@ def comparison_html(columns: Sequence[Column], fmt: str = "markdown") -> str:
             body, foot = (f'<pre style="{_PRE}">{escape(c.text)}</pre>' if c.text else ""), c.status
         answers.append(f'<td style="{_CELL}">{body}</td>')
         stats.append(f'<td style="{_CELL}"><span style="{_DIM}">{escape(foot)}</span></td>')
-    return (f'<table class="oc-compare"><thead><tr>{head}</tr></thead>'
-            f'<tbody><tr>{"".join(answers)}</tr><tr>{"".join(stats)}</tr></tbody></table>')
+    return (
+        f'<table class="oc-compare"><thead><tr>{head}</tr></thead>'
+        f"<tbody><tr>{''.join(answers)}</tr><tr>{''.join(stats)}</tr></tbody></table>"
+    )
 
 
 def comparison_text(columns: Sequence[Column], fmt: str = "markdown") -> str:

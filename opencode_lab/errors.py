@@ -216,3 +216,10 @@ class AllAttemptsFailedError(LabError):
     def root_error_type(self) -> str:
         """The error type of the last attempt: what a results row reports."""
         return getattr(self.last, "error_type", None) or self.error_type
+
+
+def error_type_of(exc: BaseException) -> str:
+    """What a results row calls this error: the root cause for an exhausted request."""
+    if isinstance(exc, AllAttemptsFailedError):
+        return exc.root_error_type
+    return getattr(exc, "error_type", None) or type(exc).__name__

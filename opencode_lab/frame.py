@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._secrets import get_logger
-from .errors import InvalidRequestError, LabError
-from .lab import error_type_of, result_row
+from .errors import InvalidRequestError, LabError, error_type_of
+from .metrics import result_row
 from .types import ChatRequest
 
 if TYPE_CHECKING:

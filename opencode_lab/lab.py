@@ -24,14 +24,15 @@ from ._secrets import RedactingFilter, get_logger
 from .cache import ResponseCache, canonical_key
 from .catalog import Catalog, Deployment
 from .config import Settings
-from .errors import AllAttemptsFailedError, LabError, ModelNotFoundError, ProviderTimeout
+from .errors import LabError, ModelNotFoundError, ProviderTimeout, error_type_of
+from .metrics import attempt_record, cache_hit_record, result_row
 from .policies.backoff import RetryPolicy
 from .providers.base import Provider
 from .providers.local import LocalProvider, bundled_models, local_model_from_path
 from .providers.openai_compat import OpenAICompatibleProvider
 from .providers.openrouter import OpenRouterProvider
 from .router import BreakerSettings, Routed, Router
-from .types import Attempt, ChatRequest, ChatResult, Completion
+from .types import ChatRequest, ChatResult, Completion
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -197,8 +198,9 @@ class Lab:
             async with asyncio.timeout(self.settings.deadline_s):
                 infos = await provider.list_models(refresh=refresh)
         except TimeoutError:
-            raise ProviderTimeout(f"the model list did not arrive within {self.settings.deadline_s}s",
-                                  provider="openrouter") from None
+            raise ProviderTimeout(
+                f"the model list did not arrive within {self.settings.deadline_s}s", provider="openrouter"
+            ) from None
         for info in infos:
             dep_id = f"openrouter/{info.id}"
             if dep_id not in self.catalog.deployments:
@@ -369,7 +371,7 @@ class Lab:
         }
         self.calls.append(row)
         for attempt in exc.attempts:
-            self._pending.append(_attempt_record(attempt, run_id, request_id))
+            self._pending.append(attempt_record(attempt, run_id, request_id))
         return _Outcome(None, exc)
 
     def _record(self, result: ChatResult, run_id: str, *, wall: float | None = None) -> None:
@@ -377,9 +379,9 @@ class Lab:
         row["run_id"] = run_id
         self.calls.append(row)
         if result.cached:
-            self._pending.append(_cache_record(result, run_id, wall or time.time()))
+            self._pending.append(cache_hit_record(result, run_id, wall or time.time()))
         for attempt in result.attempts:
-            record = _attempt_record(attempt, run_id, result.request_id)
+            record = attempt_record(attempt, run_id, result.request_id)
             if attempt.status == "ok":
                 record.update(
                     input_tokens=result.input_tokens,
@@ -576,34 +578,6 @@ def _configure_logging(level: str) -> None:
         package.addHandler(handler)
 
 
-def error_type_of(exc: BaseException) -> str:
-    """What a results row calls this error: the root cause for an exhausted request."""
-    if isinstance(exc, AllAttemptsFailedError):
-        return exc.root_error_type
-    return getattr(exc, "error_type", None) or type(exc).__name__
-
-
-def result_row(result: ChatResult) -> dict[str, Any]:
-    """The per-call columns a results frame shares with `ChatResult`."""
-    return {
-        "model": result.model,
-        "served_by": result.served_by,
-        "response": result.text,
-        "finish_reason": result.finish_reason,
-        "latency_s": result.latency_s,
-        "ttft_s": result.ttft_s,
-        "input_tokens": result.input_tokens,
-        "output_tokens": result.output_tokens,
-        "cost_usd": result.cost_usd,
-        "cost_source": result.cost_source,
-        "cost_saved_usd": result.cost_saved_usd,
-        "cached": result.cached,
-        "attempts": len(result.attempts),
-        "error_type": None,
-        "error": None,
-    }
-
-
 def _cache_value(result: ChatResult, completion: Completion) -> dict[str, Any]:
     return {
         "text": result.text,
@@ -617,52 +591,6 @@ def _cache_value(result: ChatResult, completion: Completion) -> dict[str, Any]:
         "cost_source": result.cost_source,
         "latency_s": result.latency_s,
         "stored_at": time.time(),
-    }
-
-
-def _attempt_record(attempt: Attempt, run_id: str, request_id: str) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "request_id": request_id,
-        "timestamp": attempt.started_at,
-        "model": attempt.model,
-        "served_by": attempt.deployment,
-        "provider": attempt.provider,
-        "attempt": attempt.number,
-        "status": attempt.status,
-        "error_type": attempt.error_type,
-        "http_status": attempt.http_status,
-        "latency_s": attempt.latency_s,
-        "ttft_s": attempt.ttft_s,
-        "input_tokens": None,
-        "output_tokens": None,
-        "cost_usd": math.nan,
-        "cost_source": "unknown",
-        "cost_saved_usd": 0.0,
-        "cached": False,
-    }
-
-
-def _cache_record(result: ChatResult, run_id: str, wall: float) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "request_id": result.request_id,
-        "timestamp": wall,
-        "model": result.model,
-        "served_by": result.served_by,
-        "provider": result.provider,
-        "attempt": 0,
-        "status": "ok",
-        "error_type": None,
-        "http_status": None,
-        "latency_s": result.latency_s,
-        "ttft_s": None,
-        "input_tokens": result.input_tokens,
-        "output_tokens": result.output_tokens,
-        "cost_usd": 0.0,
-        "cost_source": result.cost_source,
-        "cost_saved_usd": result.cost_saved_usd,
-        "cached": True,
     }
 
 

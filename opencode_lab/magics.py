@@ -54,6 +54,8 @@ class ChatUsageError(UsageError):
 
     def _render_traceback_(self) -> list[str]:
         return [f"UsageError: {self}"]
+
+
 CONFIG_KEYS: tuple[str, ...] = ("model", "temperature", "max_tokens", "system", "cache", "seed")
 _FIELD = re.compile(r"\{([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\[\]{}]+\])*)\}")
 _ACCESSOR = re.compile(r"\.([A-Za-z_]\w*)|\[([^\[\]{}]+)\]")
@@ -104,8 +106,10 @@ def interpolate(template: str, namespace: Mapping[str, Any]) -> str:
 def _lookup(field: str, namespace: Mapping[str, Any]) -> Any:
     name = re.match(r"[A-Za-z_]\w*", field).group()  # type: ignore[union-attr]
     if name not in namespace:
-        raise ChatUsageError(f"prompt field {{{field}}}: {name!r} is not defined in the notebook "
-                         f"(define it, or write {{{{{field}}}}} for literal braces)")
+        raise ChatUsageError(
+            f"prompt field {{{field}}}: {name!r} is not defined in the notebook "
+            f"(define it, or write {{{{{field}}}}} for literal braces)"
+        )
     value = namespace[name]
     for match in _ACCESSOR.finditer(field, len(name)):
         attr, key = match.groups()
@@ -154,7 +158,9 @@ class _Plan:
             return outcomes[0]
         if len(self.models) == 1:
             return list(outcomes)
-        by_model = {model or "auto": list(outcomes[i * self.n:(i + 1) * self.n]) for i, model in enumerate(self.models)}
+        by_model = {
+            model or "auto": list(outcomes[i * self.n : (i + 1) * self.n]) for i, model in enumerate(self.models)
+        }
         return by_model if self.n > 1 else {model: results[0] for model, results in by_model.items()}
 
 
@@ -236,7 +242,7 @@ class _PlainView:
 
     def delta(self, index: int, text: str) -> None:
         column = self.columns[index]
-        sys.stdout.write(text[len(column.text):])
+        sys.stdout.write(text[len(column.text) :])
         sys.stdout.flush()
         column.text = text
 
@@ -306,19 +312,32 @@ class ChatMagics(Magics):
         self._lab = lab
 
     @magic_arguments(name="%chat")
-    @argument("-m", "--model", action="append", metavar="MODEL",
-              help="model id, alias or 'auto'; repeat the option or separate with commas to compare models")
+    @argument(
+        "-m",
+        "--model",
+        action="append",
+        metavar="MODEL",
+        help="model id, alias or 'auto'; repeat the option or separate with commas to compare models",
+    )
     @argument("-s", "--system", help="system prompt")
     @argument("-t", "--temperature", type=float, help="sampling temperature, 0 to 2")
     @argument("--max-tokens", type=int, dest="max_tokens", metavar="N", help="longest answer, in tokens")
     @argument("-n", type=int, default=1, metavar="N", help="samples per model (each cached on its own)")
     @argument("--seed", type=int, help="sampling seed, for reproducible answers")
     @argument("--no-cache", action="store_true", help="ask the model even if the answer is cached")
-    @argument("--format", choices=FORMATS, default="markdown",
-              help="how to show the answer: markdown (default), text, code or json")
-    @argument("-o", "--output", metavar="VAR",
-              help="store the result in VAR: a ChatResult for one answer, a list of samples, "
-                   "or a dict model -> result (a failed call stores its error)")
+    @argument(
+        "--format",
+        choices=FORMATS,
+        default="markdown",
+        help="how to show the answer: markdown (default), text, code or json",
+    )
+    @argument(
+        "-o",
+        "--output",
+        metavar="VAR",
+        help="store the result in VAR: a ChatResult for one answer, a list of samples, "
+        "or a dict model -> result (a failed call stores its error)",
+    )
     @argument("--no-stream", action="store_true", help="wait for the whole answer instead of streaming it")
     @cell_magic
     def chat(self, line: str, cell: str) -> None:
@@ -358,8 +377,12 @@ class ChatMagics(Magics):
         return self.lab.models(args.filter, tag=args.tag, refresh=args.refresh)
 
     @magic_arguments()
-    @argument("--by", default="model", metavar="COLUMN",
-              help="group by this column (or several, comma-separated); default: model")
+    @argument(
+        "--by",
+        default="model",
+        metavar="COLUMN",
+        help="group by this column (or several, comma-separated); default: model",
+    )
     @argument("--plot", metavar="KIND", help="also draw a plot: overview, latency, cost, failures or tradeoff")
     @line_magic
     def chat_stats(self, line: str = "") -> Any:
@@ -375,8 +398,9 @@ class ChatMagics(Magics):
         return stats
 
     @magic_arguments()
-    @argument("settings", nargs="*", metavar="KEY=VALUE",
-              help=f"set a default ({', '.join(CONFIG_KEYS)}); KEY= clears it")
+    @argument(
+        "settings", nargs="*", metavar="KEY=VALUE", help=f"set a default ({', '.join(CONFIG_KEYS)}); KEY= clears it"
+    )
     @argument("--reset", action="store_true", help="clear every default")
     @line_magic
     def chat_config(self, line: str = "") -> None:
@@ -410,8 +434,10 @@ class ChatMagics(Magics):
         prompt = interpolate(cell.strip(), self.shell.user_ns)
         if not prompt.strip():
             raise ChatUsageError("%%chat needs a prompt: write it in the cell, below the %%chat line")
-        params = {key: getattr(args, key) if getattr(args, key) is not None else d.get(key)
-                  for key in ("system", "temperature", "max_tokens", "seed")}
+        params = {
+            key: getattr(args, key) if getattr(args, key) is not None else d.get(key)
+            for key in ("system", "temperature", "max_tokens", "seed")
+        }
         try:
             ChatRequest.build(prompt, **params)
         except InvalidRequestError as exc:
@@ -419,8 +445,16 @@ class ChatMagics(Magics):
         models = _split_models(args.model) or _split_models([d.get("model") or ""]) or [None]
         for model in models:
             self._check_model(model)
-        return _Plan(prompt, tuple(models), args.n, params, False if args.no_cache else d.get("cache", True),
-                     args.format, args.output, not args.no_stream)
+        return _Plan(
+            prompt,
+            tuple(models),
+            args.n,
+            params,
+            False if args.no_cache else d.get("cache", True),
+            args.format,
+            args.output,
+            not args.no_stream,
+        )
 
     def _check_model(self, model: str | None) -> None:
         try:

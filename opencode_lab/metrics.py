@@ -21,6 +21,8 @@ from .errors import InvalidRequestError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .types import Attempt, ChatResult
+
 RESULT_COLUMNS: tuple[str, ...] = (
     "run_id", "prompt_id", "prompt", "model", "served_by", "sample", "response", "finish_reason",
     "latency_s", "ttft_s", "input_tokens", "output_tokens", "cost_usd", "cost_source", "cost_saved_usd",
@@ -215,3 +217,72 @@ def _top_error(errors: pd.Series) -> str | None:
     if counts.empty:
         return None
     return min(counts.items(), key=lambda item: (-item[1], item[0]))[0]
+
+
+def result_row(result: ChatResult) -> dict[str, Any]:
+    """The per-call columns a results frame shares with `ChatResult`."""
+    return {
+        "model": result.model,
+        "served_by": result.served_by,
+        "response": result.text,
+        "finish_reason": result.finish_reason,
+        "latency_s": result.latency_s,
+        "ttft_s": result.ttft_s,
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "cost_usd": result.cost_usd,
+        "cost_source": result.cost_source,
+        "cost_saved_usd": result.cost_saved_usd,
+        "cached": result.cached,
+        "attempts": len(result.attempts),
+        "error_type": None,
+        "error": None,
+    }
+
+
+def attempt_record(attempt: Attempt, run_id: str, request_id: str) -> dict[str, Any]:
+    """One attempt as an `ATTEMPT_COLUMNS` record; tokens and cost are filled in for the answering one."""
+    return {
+        "run_id": run_id,
+        "request_id": request_id,
+        "timestamp": attempt.started_at,
+        "model": attempt.model,
+        "served_by": attempt.deployment,
+        "provider": attempt.provider,
+        "attempt": attempt.number,
+        "status": attempt.status,
+        "error_type": attempt.error_type,
+        "http_status": attempt.http_status,
+        "latency_s": attempt.latency_s,
+        "ttft_s": attempt.ttft_s,
+        "input_tokens": None,
+        "output_tokens": None,
+        "cost_usd": math.nan,
+        "cost_source": "unknown",
+        "cost_saved_usd": 0.0,
+        "cached": False,
+    }
+
+
+def cache_hit_record(result: ChatResult, run_id: str, wall: float) -> dict[str, Any]:
+    """A cache hit as an attempt record: attempt 0, cost 0, and what the hit saved."""
+    return {
+        "run_id": run_id,
+        "request_id": result.request_id,
+        "timestamp": wall,
+        "model": result.model,
+        "served_by": result.served_by,
+        "provider": result.provider,
+        "attempt": 0,
+        "status": "ok",
+        "error_type": None,
+        "http_status": None,
+        "latency_s": result.latency_s,
+        "ttft_s": None,
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "cost_usd": 0.0,
+        "cost_source": result.cost_source,
+        "cost_saved_usd": result.cost_saved_usd,
+        "cached": True,
+    }

@@ -312,9 +312,13 @@ class _Plan:
                     soonest = min(later)
                     break  # do not fall back to the next model while this one only has to wait
             if soonest is None:
-                raise self.exhausted(self.last_error or CircuitOpenError(
-                    f"every deployment of {self.spec!r} is cooling down after repeated failures (circuit open)",
-                    model=self.spec))
+                raise self.exhausted(
+                    self.last_error
+                    or CircuitOpenError(
+                        f"every deployment of {self.spec!r} is cooling down after repeated failures (circuit open)",
+                        model=self.spec,
+                    )
+                )
             if soonest > remaining:
                 raise self.exhausted(
                     self.last_error

@@ -275,8 +275,9 @@ def _prompt_tokens(spec: LocalModel, request: ChatRequest, llama: Any) -> int:
     def token_text(token: int) -> str:
         return "" if token == -1 else llama.detokenize([token], special=True).decode("utf-8", "replace")
 
-    formatter = Jinja2ChatFormatter(template=template, eos_token=token_text(llama.token_eos()),
-                                    bos_token=token_text(llama.token_bos()))
+    formatter = Jinja2ChatFormatter(
+        template=template, eos_token=token_text(llama.token_eos()), bos_token=token_text(llama.token_bos())
+    )
     prompt = formatter(messages=[m.to_dict() for m in request.messages]).prompt
     return len(llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
