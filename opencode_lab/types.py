@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from .errors import InvalidRequestError
 
-Role = Literal["system", "user", "assistant"]
 _ROLES = ("system", "user", "assistant")
 
 
@@ -67,9 +66,6 @@ class ChatRequest:
             top_p=_number("top_p", top_p, 0.0, 1.0),
             stop=_stop(stop),
         )
-
-    def with_model(self, model: str | tuple[str, ...] | None) -> ChatRequest:
-        return replace(self, model=model)
 
     @property
     def prompt_text(self) -> str:
