@@ -133,3 +133,29 @@ def test_importing_the_package_loads_no_heavy_dependency() -> None:
     ).stderr
     imported = {line.split("|")[-1].strip().split(".")[0] for line in out.splitlines() if "|" in line}
     assert not imported & {"pandas", "matplotlib", "IPython", "llama_cpp", "joblib"}
+
+
+def test_a_custom_provider_object_plugs_in_like_the_built_in_ones(tmp_path) -> None:
+    from opencode_lab import Settings
+    from opencode_lab.providers.base import Provider
+    from opencode_lab.types import Completion, ModelInfo, StreamChunk, Usage
+
+    class Reverse(Provider):
+        name = "reverse"
+
+        async def complete(self, model, request):
+            return Completion(request.messages[-1].content[::-1], model, "stop", Usage(1, 1, None))
+
+        async def stream(self, model, request):
+            completion = await self.complete(model, request)
+            yield StreamChunk(completion.text)
+            yield StreamChunk("", completion)
+
+        async def list_models(self):
+            return [ModelInfo("backwards")]
+
+    config = tmp_path / "lab.toml"
+    config.write_text('[models.backwards]\nprovider = "reverse"\n')
+    with Lab(Settings.load(config), providers={"reverse": Reverse()}) as lab:
+        assert lab.chat("abc", "backwards", cache=False).text == "cba"
+        assert "".join(lab.stream("xyz", "backwards", cache=False)) == "zyx"
