@@ -40,7 +40,8 @@ from .errors import (
     StreamInterruptedError,
 )
 from .lab import Lab
-from .types import Attempt, ChatRequest, ChatResult, Message, Usage
+from .providers.base import Provider
+from .types import Attempt, ChatRequest, ChatResult, Completion, Message, ModelInfo, StreamChunk, Usage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -59,6 +60,7 @@ __all__ = [
     "ChatRequest",
     "ChatResult",
     "CircuitOpenError",
+    "Completion",
     "ConfigError",
     "ContextWindowError",
     "InvalidRequestError",
@@ -66,15 +68,18 @@ __all__ = [
     "LabError",
     "MalformedResponseError",
     "Message",
+    "ModelInfo",
     "ModelNotFoundError",
     "ModelUnavailableError",
     "PaymentRequiredError",
+    "Provider",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeout",
     "RateLimitError",
     "ServerError",
     "Settings",
+    "StreamChunk",
     "StreamInterruptedError",
     "Usage",
     "__version__",

@@ -136,9 +136,7 @@ def test_importing_the_package_loads_no_heavy_dependency() -> None:
 
 
 def test_a_custom_provider_object_plugs_in_like_the_built_in_ones(tmp_path) -> None:
-    from opencode_lab import Settings
-    from opencode_lab.providers.base import Provider
-    from opencode_lab.types import Completion, ModelInfo, StreamChunk, Usage
+    from opencode_lab import Completion, ModelInfo, Provider, Settings, StreamChunk, Usage
 
     class Reverse(Provider):
         name = "reverse"
