@@ -157,3 +157,15 @@ def test_a_custom_provider_object_plugs_in_like_the_built_in_ones(tmp_path) -> N
     with Lab(Settings.load(config), providers={"reverse": Reverse()}) as lab:
         assert lab.chat("abc", "backwards", cache=False).text == "cba"
         assert "".join(lab.stream("xyz", "backwards", cache=False)) == "zyx"
+
+
+def test_a_gguf_file_named_in_toml_becomes_a_local_model(tmp_path) -> None:
+    from opencode_lab import Settings
+    from opencode_lab.providers.local import smollm2_path
+
+    config = tmp_path / "lab.toml"
+    config.write_text(f'[models.mine]\nprovider = "local"\npath = "{smollm2_path()}"\ncontext_length = 1024\n')
+    with Lab(Settings.load(config)) as lab:
+        result = lab.chat("What is the capital of Japan?", "mine", temperature=0, seed=1, max_tokens=16, cache=False)
+        assert result.served_by == "local/mine" and "Tokyo" in result.text
+        assert lab.models().loc["local/mine", "context_length"] == 1024
