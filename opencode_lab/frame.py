@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._secrets import get_logger
-from .errors import InvalidRequestError, LabError, error_type_of
+from .errors import BudgetExceededError, InvalidRequestError, LabError, error_type_of
 from .metrics import result_row
 from .types import ChatRequest
 
@@ -253,16 +253,14 @@ async def _run_job(
     lab: Lab, state: _CompareRun, job: _Job, cache: bool | str, budget_usd: float | None, fallback: bool, runlog: Any
 ) -> None:
     if budget_usd is not None and state.spent_usd + state.in_flight_usd + job.estimate_usd > budget_usd:
+        error = BudgetExceededError(
+            f"budget of ${budget_usd:.4f} reached (spent ${state.spent_usd:.4f}, "
+            f"in flight ${state.in_flight_usd:.4f}); request not sent"
+        )
         _store(
             state,
             job,
-            {
-                "error_type": "budget_exceeded",
-                "error": (
-                    f"budget of ${budget_usd:.4f} reached (spent ${state.spent_usd:.4f}, "
-                    f"in flight ${state.in_flight_usd:.4f}); request not sent"
-                ),
-            },
+            {"error_type": error.error_type, "error": str(error)},
             runlog,
         )
         return
