@@ -9,11 +9,13 @@ are the async twins over the same coroutines.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import logging
 import math
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +80,8 @@ class Lab:
         self.calls: list[dict[str, Any]] = []
         self.session_run_id = _new_id("s")
         self._pending: list[dict[str, Any]] = []
+        self._flushed_at = time.monotonic()
+        atexit.register(_flush_at_exit, weakref.ref(self))
         self._catalog_loaded = False
 
     @classmethod
@@ -250,7 +254,6 @@ class Lab:
             stop=stop,
         )
         outcome = await self._call(request, sample=sample, cache=cache, fallback=fallback, strategy=strategy)
-        self.flush()
         if outcome.error is not None:
             raise outcome.error
         assert outcome.result is not None
@@ -370,16 +373,14 @@ class Lab:
             "cost_saved_usd": 0.0,
         }
         self.calls.append(row)
-        for attempt in exc.attempts:
-            self._pending.append(attempt_record(attempt, run_id, request_id))
+        self._log_records([attempt_record(attempt, run_id, request_id) for attempt in exc.attempts])
         return _Outcome(None, exc)
 
     def _record(self, result: ChatResult, run_id: str, *, wall: float | None = None) -> None:
         row = result_row(result)
         row["run_id"] = run_id
         self.calls.append(row)
-        if result.cached:
-            self._pending.append(cache_hit_record(result, run_id, wall or time.time()))
+        records = [cache_hit_record(result, run_id, wall or time.time())] if result.cached else []
         for attempt in result.attempts:
             record = attempt_record(attempt, run_id, result.request_id)
             if attempt.status == "ok":
@@ -389,16 +390,23 @@ class Lab:
                     cost_usd=result.cost_usd,
                     cost_source=result.cost_source,
                 )
-            self._pending.append(record)
-        if len(self._pending) >= 200:
+            records.append(record)
+        self._log_records(records)
+
+    def _log_records(self, records: list[dict[str, Any]]) -> None:
+        """Keep *records* for the session at once; write them to the run log in batches (a transaction per
+        call would cost more than the call's own bookkeeping) at least every second."""
+        self.records.extend(records)
+        self._pending.extend(records)
+        if len(self._pending) >= 200 or time.monotonic() - self._flushed_at >= 1.0:
             self.flush()
 
     def flush(self) -> None:
-        """Move pending attempt records into the session list and the run log."""
+        """Write pending attempt records to the run log."""
         pending, self._pending = self._pending, []
+        self._flushed_at = time.monotonic()
         if not pending:
             return
-        self.records.extend(pending)
         runlog = self.runlog
         if runlog is not None:
             try:
@@ -444,7 +452,6 @@ class Lab:
             result = self._from_cache(hit, spec, run_id, request_id, started, wall)
             yield result.text
             yield result
-            self.flush()
             return
         routed: list[Routed] = []
         try:
@@ -455,13 +462,11 @@ class Lab:
                     yield chunk.delta
         except LabError as exc:
             self._fail(exc, spec, run_id, request_id, started)
-            self.flush()
             raise
         result = self._result(routed[0], spec, request_id)
         if cache is not False and key:
             self.cache.put(key, _cache_value(result, routed[0].completion))
         self._record(result, run_id)
-        self.flush()
         yield result
 
     def stream(
@@ -565,6 +570,13 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _flush_at_exit(ref: weakref.ref[Lab]) -> None:
+    """Records still waiting for their batch reach the run log when the interpreter (kernel) exits."""
+    lab = ref()
+    if lab is not None:
+        lab.flush()
 
 
 def _configure_logging(level: str) -> None:
