@@ -301,6 +301,13 @@ def _plain(value: Any) -> Any:
 
 
 def _sql(value: Any) -> Any:
+    kind = type(value)  # the common cases first: this runs for every column of every row
+    if kind is str:
+        return redact(value)
+    if value is None or kind is int or kind is bool:
+        return value
+    if kind is float:
+        return None if value != value else value
     value = _plain(value)
     if value is None or isinstance(value, int | float | str | bytes):
         return redact(value) if isinstance(value, str) else value
