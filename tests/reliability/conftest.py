@@ -66,6 +66,18 @@ def popen_python(code: str, env: Mapping[str, str], cwd: Path | None = None) -> 
     )
 
 
+@contextlib.contextmanager
+def reaped(children: Iterable[subprocess.Popen[str]]) -> Iterator[None]:
+    """Whatever happens inside, no child process outlives the block."""
+    try:
+        yield
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.02) -> None:
     """Poll *condition* until it holds; fail the test naming *what* after *timeout_s*."""
     deadline = time.monotonic() + timeout_s

@@ -22,7 +22,7 @@ from opencode_lab import ChatRequest
 from opencode_lab.cache import ResponseCache, canonical_key
 from opencode_lab.runlog import RunLog
 
-from .conftest import child_env, lab_toml, popen_python, spawned, wait_until
+from .conftest import child_env, lab_toml, popen_python, reaped, spawned, wait_until
 
 ROWS = 300
 CONCURRENCY = 8
@@ -51,14 +51,10 @@ def test_a_killed_named_run_resumes_sending_only_unstored_rows(tmp_path: Path, m
         toml = tmp_path / "lab.toml"
         toml.write_text(lab_toml([server]))
         child = popen_python(CHILD, child_env(OC_CACHE_DIR=str(shared), OC_CONFIG=str(toml)))
-        try:
+        with reaped([child]):
             wait_until(lambda: server.count() >= ROWS // 2 or child.poll() is not None, 90, "half the rows")
             child.send_signal(signal.SIGKILL)
             out, err = child.communicate(timeout=30)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
         assert child.returncode == -signal.SIGKILL and "FINISHED" not in out, f"not killed midway: {err[-2000:]}"
         before = server.log
 

@@ -17,7 +17,7 @@ import pytest
 
 from opencode_lab.runlog import RunLog
 
-from .conftest import child_env, lab_toml, popen_python, spawned, wait_until
+from .conftest import child_env, lab_toml, popen_python, reaped, spawned, wait_until
 
 CHILD = """
     import pathlib, time
@@ -51,15 +51,10 @@ def run_together(tmp_path: Path, server, jobs: list[tuple[str, list[str]]]) -> l
     def all_ready() -> bool:
         return all(r.exists() or c.poll() is not None for r, c in zip(ready, children, strict=True))
 
-    try:
+    with reaped(children):
         wait_until(all_ready, 120, "the children's imports")
         go.touch()
         errors = [child.communicate(timeout=120)[1] for child in children]
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
     for child, err in zip(children, errors, strict=True):
         assert child.returncode == 0 and "Traceback" not in err, err[-3000:]
         assert "WARNING opencode_lab" not in err, f"a child reported a problem: {err[-3000:]}"
@@ -149,7 +144,7 @@ def test_processes_opening_a_new_run_log_at_the_same_moment_all_succeed(tmp_path
     children = [
         popen_python(OPENER.format(folder=str(tmp_path), rounds=rounds, i=i), child_env()) for i in range(kernels)
     ]
-    try:
+    with reaped(children):
         for k in range(rounds):
             wait_until(
                 lambda k=k: all(
@@ -160,11 +155,6 @@ def test_processes_opening_a_new_run_log_at_the_same_moment_all_succeed(tmp_path
             )
             (tmp_path / f"go-{k}").touch()
         errors = [child.communicate(timeout=120)[1] for child in children]
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
     failed = [err.strip().splitlines()[-1] for child, err in zip(children, errors, strict=True) if child.returncode]
     assert not failed, failed
     for k in range(rounds):
