@@ -36,7 +36,6 @@ class ProviderConfig:
     api_key: Secret | None = None
     models: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
-    kind: str = "openai"
 
 
 @dataclass(frozen=True)

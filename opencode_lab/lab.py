@@ -293,11 +293,15 @@ class Lab:
             routed = await self.router.complete(request, request_id, fallback=fallback, strategy=strategy)
         except LabError as exc:
             return self._fail(exc, spec, run_id, request_id, started)
+        return _Outcome(self._succeeded(routed, spec, run_id, request_id, key if cache is not False else ""), None)
+
+    def _succeeded(self, routed: Routed, spec: str, run_id: str, request_id: str, key: str) -> ChatResult:
+        """Turn a routed completion into the result, store it under *key* (if any) and record it."""
         result = self._result(routed, spec, request_id)
-        if cache is not False and key and result.finish_reason != "error":
+        if key:
             self.cache.put(key, _cache_value(result, routed.completion))
         self._record(result, run_id)
-        return _Outcome(result, None)
+        return result
 
     def _cache_key(self, request: ChatRequest, resolved: list[str], sample: int, fallback: bool) -> str:
         """Without fallback only the first model may answer, so an answer another model gave (cached by a
@@ -463,11 +467,7 @@ class Lab:
         except LabError as exc:
             self._fail(exc, spec, run_id, request_id, started)
             raise
-        result = self._result(routed[0], spec, request_id)
-        if cache is not False and key:
-            self.cache.put(key, _cache_value(result, routed[0].completion))
-        self._record(result, run_id)
-        yield result
+        yield self._succeeded(routed[0], spec, run_id, request_id, key if cache is not False else "")
 
     def stream(
         self, prompt: str | Sequence[Mapping[str, str]], model: str | Sequence[str] | None = None, **kwargs: Any

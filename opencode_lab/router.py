@@ -123,7 +123,7 @@ class Router:
     def slot(self, deployment: Deployment) -> _Slot:
         """The runtime state of *deployment*, created on first use and kept for the Lab's life."""
         slot = self._slots.get(deployment.id)
-        if slot is None or slot.deployment != deployment:
+        if slot is None:
             provider = self.providers.get(deployment.provider)
             if provider is None:
                 raise LabError(f"deployment {deployment.id} names unknown provider {deployment.provider!r}")
@@ -136,20 +136,17 @@ class Router:
                 clock=self.clock,
                 on_change=lambda old, new, d=deployment.id: _log_breaker(d, old, new),
             )
-            limiter = (
-                slot.limiter
-                if slot
-                else RateLimiter(
-                    rpm=deployment.rpm,
-                    tpm=deployment.tpm,
-                    max_in_flight=deployment.max_in_flight,
-                    window_s=self.rate_window_s,
-                    clock=self.clock,
-                )
+            limiter = RateLimiter(
+                rpm=deployment.rpm,
+                tpm=deployment.tpm,
+                max_in_flight=deployment.max_in_flight,
+                window_s=self.rate_window_s,
+                clock=self.clock,
             )
-            health = slot.health if slot else DeploymentHealth(breaker=breaker, clock=self.clock)
-            slot = _Slot(deployment, provider, limiter, health)
+            slot = _Slot(deployment, provider, limiter, DeploymentHealth(breaker=breaker, clock=self.clock))
             self._slots[deployment.id] = slot
+        elif slot.deployment is not deployment:
+            slot.deployment = deployment  # the catalog filled in prices or context; limits and health carry on
         return slot
 
     def health(self) -> dict[str, dict[str, object]]:
