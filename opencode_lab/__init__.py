@@ -14,11 +14,12 @@ Heavy dependencies (pandas, matplotlib, IPython, llama_cpp) load on first use.
 
 from __future__ import annotations
 
-import threading
+import sys
 from typing import TYPE_CHECKING, Any
 
-from .config import Settings
-from .errors import (
+from .core.config import ProviderConfig, Settings
+from .core.deployment import Deployment
+from .core.errors import (
     AllAttemptsFailedError,
     AuthenticationError,
     BadRequestError,
@@ -36,12 +37,18 @@ from .errors import (
     ProviderError,
     ProviderTimeout,
     RateLimitError,
+    RunInterruptedError,
     ServerError,
     StreamInterruptedError,
 )
-from .lab import Lab
+from .core.params import Params
+from .core.types import Attempt, ChatRequest, ChatResult, Completion, Message, ModelInfo, StreamChunk, Usage
+from .frontends.default import default_lab, set_default_lab
+from .frontends.lab import Lab
 from .providers.base import Provider
-from .types import Attempt, ChatRequest, ChatResult, Completion, Message, ModelInfo, StreamChunk, Usage
+from .providers.registry import register_provider_type
+from .routing.strategies import register_strategy
+from .session.cache import CachePolicy
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -57,12 +64,14 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "CachePolicy",
     "ChatRequest",
     "ChatResult",
     "CircuitOpenError",
     "Completion",
     "ConfigError",
     "ContextWindowError",
+    "Deployment",
     "InvalidRequestError",
     "Lab",
     "LabError",
@@ -71,12 +80,15 @@ __all__ = [
     "ModelInfo",
     "ModelNotFoundError",
     "ModelUnavailableError",
+    "Params",
     "PaymentRequiredError",
     "Provider",
+    "ProviderConfig",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeout",
     "RateLimitError",
+    "RunInterruptedError",
     "ServerError",
     "Settings",
     "StreamChunk",
@@ -93,32 +105,15 @@ __all__ = [
     "load_run",
     "models",
     "plot",
+    "plot_traffic",
+    "register_provider_type",
+    "register_strategy",
     "runs",
     "set_default_lab",
     "stats",
     "stream",
     "unload_ipython_extension",
 ]
-
-_default: Lab | None = None
-_default_lock = threading.Lock()
-
-
-def default_lab() -> Lab:
-    """The Lab behind the module-level functions, built from the environment on first use."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = Lab.from_env()
-        return _default
-
-
-def set_default_lab(lab: Lab | None) -> None:
-    """Replace (or with None, forget) the default Lab, e.g. after changing environment variables."""
-    global _default
-    with _default_lock:
-        _default = lab
-
 
 def chat(prompt: Any, model: Any = None, **kwargs: Any) -> ChatResult:
     """Ask one prompt (or a message list); see `Lab.achat` for the options."""
@@ -139,7 +134,7 @@ def astream(prompt: Any, model: Any = None, **kwargs: Any) -> AsyncIterator[str]
 
 
 def compare(prompts: Any, models: Any = None, **kwargs: Any) -> pd.DataFrame:
-    """Every prompt x model x sample as a row; see `opencode_lab.frame.acompare`."""
+    """Every prompt x model x sample as a row; see `opencode_lab.frontends.compare.acompare`."""
     return default_lab().compare(prompts, models, **kwargs)
 
 
@@ -162,6 +157,13 @@ def plot(data: pd.DataFrame | None = None, kind: str = "overview", **kwargs: Any
     return default_lab().plot(data, kind, **kwargs)
 
 
+def plot_traffic(attempts: pd.DataFrame | None = None, **kwargs: Any) -> Figure:
+    """Attempts over time per deployment (default: this session's attempts): where the router sent traffic."""
+    from .analysis.plots import plot_traffic as draw
+
+    return draw(attempts if attempts is not None else default_lab().attempts(), **kwargs)
+
+
 def runs() -> pd.DataFrame:
     """Runs kept in the SQLite run log."""
     return default_lab().runs()
@@ -172,14 +174,27 @@ def load_run(run: str) -> pd.DataFrame:
     return default_lab().load_run(run)
 
 
+def _register_rich_reprs() -> None:
+    """Show a `ChatResult` as escaped Markdown in a running IPython, without core importing display code."""
+    ipython_module = sys.modules.get("IPython")
+    shell = ipython_module.get_ipython() if ipython_module is not None else None
+    if shell is not None:
+        from .frontends.display import register_reprs
+
+        register_reprs(shell)
+
+
+_register_rich_reprs()
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext opencode_lab``: register ``%%chat``, ``%models`` and friends."""
-    from .magics import load_ipython_extension as load
+    from .frontends.magics import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .magics import unload_ipython_extension as unload
+    from .frontends.magics import unload_ipython_extension as unload
 
     unload(ipython)

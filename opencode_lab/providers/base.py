@@ -2,7 +2,7 @@
 
 Providers are our transports.  They know one vendor's wire format and nothing
 about routing, caching or retries; everything past them sees only `Completion`,
-`StreamChunk`, `ModelInfo` and the errors of `opencode_lab.errors`.
+`StreamChunk`, `ModelInfo` and the errors of `opencode_lab.core.errors`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 
-from ..types import ChatRequest, Completion, ModelInfo, StreamChunk
+from ..core.types import ChatRequest, Completion, ModelInfo, StreamChunk
 
 
 class Provider(ABC):

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._secrets import get_logger
-from ..errors import ConfigError, ContextWindowError, ModelUnavailableError, ProviderError
-from ..types import ChatRequest, Completion, ModelInfo, StreamChunk, Usage
+from ..core.errors import ConfigError, ContextWindowError, ModelUnavailableError, ProviderError
+from ..core.secrets import get_logger
+from ..core.types import ChatRequest, Completion, ModelInfo, StreamChunk, Usage
 from .base import Provider
 
 _DONE = object()
@@ -125,6 +125,10 @@ class LocalProvider(Provider):
         self._loaded: dict[str, _Loaded] = {}
         self._load_lock = threading.Lock()
 
+    @property
+    def models(self) -> list[LocalModel]:
+        return list(self._models.values())
+
     def _model(self, name: str) -> LocalModel:
         try:
             return self._models[name]
@@ -157,22 +161,20 @@ class LocalProvider(Provider):
         return await loop.run_in_executor(loaded.executor, fn, loaded.llama)
 
     def _kwargs(self, spec: LocalModel, request: ChatRequest, llama: Any, stream: bool) -> dict[str, Any]:
+        params = request.params
         kw: dict[str, Any] = {
-            "temperature": 0.8 if request.temperature is None else request.temperature,
-            "max_tokens": request.max_tokens or 256,
+            **params.payload(),
+            "temperature": 0.8 if params.temperature is None else params.temperature,
+            "max_tokens": params.max_tokens or 256,
             "stream": stream,
         }
-        if request.seed is not None:
-            kw["seed"] = request.seed
-        if request.top_p is not None:
-            kw["top_p"] = request.top_p
-        stops = list(request.stop) + ([] if spec.chat else _BASE_STOPS)
+        stops = list(params.stop) + ([] if spec.chat else _BASE_STOPS)
         if stops:
             kw["stop"] = stops
         prompt_tokens = _prompt_tokens(spec, request, llama)
-        if prompt_tokens + (request.max_tokens or 0) > spec.context_length:
+        if prompt_tokens + (params.max_tokens or 0) > spec.context_length:
             raise ContextWindowError(
-                f"prompt is {prompt_tokens} tokens; with max_tokens={request.max_tokens} it exceeds "
+                f"prompt is {prompt_tokens} tokens; with max_tokens={params.max_tokens} it exceeds "
                 f"the {spec.context_length}-token context",
                 provider=self.name,
                 model=spec.name,
@@ -182,6 +184,9 @@ class LocalProvider(Provider):
 
     def _call(self, spec: LocalModel, request: ChatRequest, llama: Any, stream: bool) -> Any:
         kw = self._kwargs(spec, request, llama, stream)
+        # every call starts from an empty context: reusing the previous prompt's cached prefix changes the
+        # arithmetic enough to flip a greedy (temperature 0) answer, and the same request must give the same answer
+        llama.reset()
         try:
             if spec.chat:
                 return llama.create_chat_completion(messages=[m.to_dict() for m in request.messages], **kw)

@@ -11,31 +11,25 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._secrets import Secret
-from ..errors import (
-    AuthenticationError,
-    BadRequestError,
-    ContextWindowError,
+from ..core.errors import (
     MalformedResponseError,
-    ModelUnavailableError,
-    PaymentRequiredError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
-    RateLimitError,
-    ServerError,
     StreamInterruptedError,
+    error_for_status,
 )
-from ..policies.backoff import parse_ratelimit_reset, parse_retry_after
-from ..types import ChatRequest, Completion, ModelInfo, StreamChunk, Usage
+from ..core.secrets import Secret
+from ..core.types import ChatRequest, Completion, ModelInfo, StreamChunk, Usage
 from .base import Provider
+from .retry_after import parse_ratelimit_reset, parse_retry_after
 
-_CONTEXT_HINTS = ("context length", "context_length", "context window", "maximum context", "too many tokens")
-
+if TYPE_CHECKING:
+    from ..core.config import ProviderConfig, Settings
 
 class OpenAICompatibleProvider(Provider):
     """Chat completions, SSE streaming and ``/models`` over one pooled ``httpx.AsyncClient``."""
@@ -81,13 +75,11 @@ class OpenAICompatibleProvider(Provider):
 
     def payload(self, model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         """The JSON body for one chat completion; subclasses add vendor fields."""
-        body: dict[str, Any] = {"model": model, "messages": [m.to_dict() for m in request.messages]}
-        for key in ("temperature", "max_tokens", "seed", "top_p"):
-            value = getattr(request, key)
-            if value is not None:
-                body[key] = value
-        if request.stop:
-            body["stop"] = list(request.stop)
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [m.to_dict() for m in request.messages],
+            **request.params.payload(),
+        }
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -118,7 +110,7 @@ class OpenAICompatibleProvider(Provider):
         with self._map_transport_errors(model, parts):
             body = self.payload(model, request, stream=True)
             async with self.client.stream("POST", "/chat/completions", json=body) as response:
-                if response.status_code >= 400:
+                if response.status_code >= 300:
                     self._decode(response.status_code, await response.aread(), response.headers, model)
                 done = False
                 async for line in _sse_lines(response, self.name, model):
@@ -177,7 +169,7 @@ class OpenAICompatibleProvider(Provider):
             ) from exc
 
     def _decode(self, status: int, content: bytes, headers: httpx.Headers, model: str | None) -> dict[str, Any]:
-        if status >= 400:
+        if status >= 300:
             raise self._status_error(status, content, headers, model)
         try:
             data = json.loads(content)
@@ -207,25 +199,13 @@ class OpenAICompatibleProvider(Provider):
 
     def _status_error(self, status: int, content: bytes, headers: httpx.Headers, model: str | None) -> ProviderError:
         message = _error_message(content) or httpx.codes.get_reason_phrase(status) or "error"
-        kw: dict[str, Any] = {"provider": self.name, "model": model, "status_code": status}
-        lowered = message.lower()
+        if 300 <= status < 400 and headers.get("location"):
+            message = f"{message}: redirected to {headers['location']} (point the base URL there)"
+        wait = None
         if status == 429:
             wait = parse_retry_after(headers.get("retry-after"))
             wait = wait if wait is not None else parse_ratelimit_reset(headers)
-            return RateLimitError(message, retry_after=wait, **kw)
-        if status in (401, 403):
-            return AuthenticationError(message, **kw)
-        if status == 402:
-            return PaymentRequiredError(message, **kw)
-        if status in (400, 413, 422) and any(h in lowered for h in _CONTEXT_HINTS):
-            return ContextWindowError(message, **kw)
-        if status == 404:
-            return ModelUnavailableError(message, **kw)
-        if status == 408:
-            return ProviderTimeout(message, **kw)
-        if status >= 500:
-            return ServerError(message, **kw)
-        return BadRequestError(message, **kw)
+        return error_for_status(status, message, retry_after=wait, provider=self.name, model=model)
 
 
 async def _sse_lines(response: httpx.Response, provider: str, model: str) -> AsyncIterator[str]:
@@ -270,17 +250,11 @@ def _raise_embedded_error(data: Mapping[str, Any], provider: str, model: str | N
         return
     message = error.get("message") if isinstance(error, dict) else str(error)
     code = error.get("code") if isinstance(error, dict) else None
-    status = code if isinstance(code, int) else None
+    status = code if isinstance(code, int) and not isinstance(code, bool) else None
     text = f"provider returned an error in a 200 response: {message}"
     if partial:
         raise StreamInterruptedError(text, partial_text=partial, provider=provider, model=model, status_code=status)
-    if status == 429:
-        raise RateLimitError(text, provider=provider, model=model, status_code=status)
-    if status in (401, 403):
-        raise AuthenticationError(text, provider=provider, model=model, status_code=status)
-    if status == 402:
-        raise PaymentRequiredError(text, provider=provider, model=model, status_code=status)
-    raise ServerError(text, provider=provider, model=model, status_code=status)
+    raise error_for_status(status, text, provider=provider, model=model)
 
 
 def _error_message(content: bytes) -> str:
@@ -314,3 +288,10 @@ def _cut(provider: str, model: str | None, parts: list[str], why: str) -> Provid
     if parts:
         return StreamInterruptedError(why, partial_text="".join(parts), provider=provider, model=model)
     return ProviderConnectionError(why, provider=provider, model=model)
+
+
+def from_config(config: ProviderConfig, settings: Settings) -> OpenAICompatibleProvider:
+    """The ``openai`` provider type: any OpenAI-compatible endpoint."""
+    return OpenAICompatibleProvider(
+        config.name, config.base_url, api_key=config.api_key, headers=dict(config.headers), timeout_s=settings.timeout_s
+    )

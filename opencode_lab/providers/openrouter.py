@@ -13,11 +13,14 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._secrets import Secret
-from ..types import ChatRequest, ModelInfo
+from ..core.secrets import Secret
+from ..core.types import ChatRequest, ModelInfo
 from .openai_compat import OpenAICompatibleProvider
+
+if TYPE_CHECKING:
+    from ..core.config import ProviderConfig, Settings
 
 CATALOG_TTL_S = 24 * 3600.0
 _ATTRIBUTION = {"HTTP-Referer": "https://github.com/opencode-lab/opencode-lab", "X-Title": "opencode_lab"}
@@ -86,6 +89,16 @@ class OpenRouterProvider(OpenAICompatibleProvider):
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:  # owner-only
             json.dump([m.__dict__ for m in models], fh)
         os.replace(tmp, self._catalog_path)
+
+
+def from_config(config: ProviderConfig, settings: Settings) -> OpenRouterProvider:
+    """The ``openrouter`` provider type; its catalog is kept in the cache folder."""
+    return OpenRouterProvider(
+        config.base_url,
+        api_key=config.api_key,
+        timeout_s=settings.timeout_s,
+        catalog_path=settings.cache_dir / "openrouter_models.json",
+    )
 
 
 def _per_mtok(value: Any) -> float | None:

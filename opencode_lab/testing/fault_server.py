@@ -86,6 +86,10 @@ _DONE = b"data: [DONE]\n\n"
 _ERROR_IN_200 = {"error": {"message": "upstream provider error", "code": 502}}
 
 
+#: the request fields a log entry keeps as ``sampling`` (what a client sent besides model and messages)
+_SAMPLING = ("temperature", "max_tokens", "seed", "top_p", "stop")
+
+
 def _check_settings(settings: dict[str, Any]) -> None:
     if unknown := set(settings) - set(_DEFAULTS):
         raise TypeError(f"unknown fault-server settings: {sorted(unknown)}")
@@ -262,6 +266,7 @@ class FaultServer:
                 "path": path,
                 "model": None,
                 "prompt": None,
+                "sampling": None,
                 "stream": False,
                 "outcome": None,
                 "status": None,
@@ -362,7 +367,8 @@ class FaultServer:
             req = json.loads(body)
             users = [m for m in req.get("messages") or [] if m.get("role") == "user"]
             prompt = _text(users[-1].get("content")) if users else ""
-            entry.update(model=req.get("model"), prompt=prompt, stream=bool(req.get("stream")))
+            sampling = {k: req[k] for k in _SAMPLING if k in req}
+            entry.update(model=req.get("model"), prompt=prompt, sampling=sampling, stream=bool(req.get("stream")))
             outcome = entry["outcome"] = self._choose(prompt)
         except (ValueError, TypeError, AttributeError) as exc:
             entry["outcome"] = "invalid_request"

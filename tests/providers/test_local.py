@@ -9,6 +9,8 @@ import pytest
 from opencode_lab import ChatRequest, ContextWindowError
 from opencode_lab.providers.local import LocalProvider, bundled_models, completion_prompt
 
+pytestmark = pytest.mark.llama
+
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory):

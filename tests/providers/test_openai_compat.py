@@ -22,9 +22,9 @@ from opencode_lab import (
     ServerError,
     StreamInterruptedError,
 )
-from opencode_lab._secrets import Secret
+from opencode_lab.core.secrets import Secret
+from opencode_lab.core.types import StreamChunk
 from opencode_lab.providers.openai_compat import OpenAICompatibleProvider
-from opencode_lab.types import StreamChunk
 
 T = TypeVar("T")
 
@@ -60,6 +60,7 @@ async def _stream(url: str, prompt: str, model: str = "fault-model", **params: o
         await provider.aclose()
 
 
+@pytest.mark.llama
 class TestAgainstLlamaCppServer:
     def test_chat_completion_returns_text_and_usage(self, llama_server: str) -> None:
         async def go():

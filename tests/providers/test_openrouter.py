@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from opencode_lab import ChatRequest, PaymentRequiredError
-from opencode_lab._secrets import Secret
+from opencode_lab.core.secrets import Secret
 from opencode_lab.providers.openrouter import OpenRouterProvider
 
 CATALOG = {

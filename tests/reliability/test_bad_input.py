@@ -33,8 +33,8 @@ from opencode_lab import (
     LabError,
     ModelNotFoundError,
 )
-from opencode_lab.cache import canonical_key
-from opencode_lab.lab import error_type_of
+from opencode_lab.core.errors import error_type_of
+from opencode_lab.session.cache import canonical_key
 
 from .conftest import REPO, child_env
 
@@ -245,7 +245,7 @@ def test_a_malformed_toml_file_is_a_config_error_naming_file_and_line(tmp_path: 
         Lab.from_file(bad)
     assert str(bad) in str(raised.value) and "line 3" in str(raised.value)
     done = subprocess.run(
-        [sys.executable, "-m", "opencode_lab.cli", "--config", str(bad), "chat", "hi"],
+        [sys.executable, "-m", "opencode_lab", "--config", str(bad), "chat", "hi"],
         capture_output=True,
         text=True,
         env=child_env(),
@@ -371,7 +371,7 @@ def test_unicode_text_is_keyed_losslessly(first: str, second: str) -> None:
 KEY_SCRIPT = """
 import json, sys
 from opencode_lab import ChatRequest
-from opencode_lab.cache import ResponseCache, canonical_key
+from opencode_lab.session.cache import ResponseCache, canonical_key
 requests = [
     ChatRequest.build("hello", temperature=0.7, seed=3),
     ChatRequest.build([{"role": "user", "content": "日本 é"}], system="brief", max_tokens=9, stop=["x", "y"]),

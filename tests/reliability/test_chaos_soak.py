@@ -29,6 +29,8 @@ import pytest
 
 from .conftest import busiest_window, lab_toml, spawned
 
+pytestmark = pytest.mark.slow
+
 ROWS = 2000
 RPM = 60
 WINDOW_S = 1.0

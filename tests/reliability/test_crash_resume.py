@@ -19,10 +19,12 @@ import pandas as pd
 import pytest
 
 from opencode_lab import ChatRequest
-from opencode_lab.cache import ResponseCache, canonical_key
-from opencode_lab.runlog import RunLog
+from opencode_lab.session.cache import ResponseCache, canonical_key
+from opencode_lab.session.runlog import RunLog
 
 from .conftest import child_env, lab_toml, popen_python, reaped, spawned, wait_until
+
+pytestmark = pytest.mark.slow
 
 ROWS = 300
 CONCURRENCY = 8

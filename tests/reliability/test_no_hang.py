@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from opencode_lab import Lab, LabError
-from opencode_lab.lab import error_type_of
+from opencode_lab.core.errors import error_type_of
 
 TIMEOUT_S = 0.5
 DEADLINE_S = 2.0

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from opencode_lab import AuthenticationError, Lab, LabError
+from opencode_lab.frontends.display import result_markdown
 
 from .conftest import REPO
 
@@ -37,7 +38,7 @@ OPENAI_KEY = "sk-proj-RELIABILITYOPENAIKEY-0a1b2c3d4e5f6a7b"
 CUSTOM_KEY = "xk-RELIABILITYCUSTOMKEY-5e6f7a8b9c0d1e2f"
 KEYS = (OPENROUTER_KEY, OPENAI_KEY, CUSTOM_KEY)
 NEEDLES = [k.encode() for k in KEYS] + [b"RELIABILITYOPENROUTERKEY", b"RELIABILITYOPENAIKEY", b"RELIABILITYCUSTOMKEY"]
-HAS_MAGICS = importlib.util.find_spec("opencode_lab.magics") is not None
+HAS_MAGICS = importlib.util.find_spec("opencode_lab.frontends.magics") is not None
 
 
 class Recorder:
@@ -147,7 +148,7 @@ def error_text(exc: BaseException) -> str:
 def run_cli(args: list[str], cwd: Path) -> str:
     """The CLI as a user runs it (console script when installed, else ``-m``); returns stdout + stderr."""
     script = Path(sys.executable).with_name("opencode-lab")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "opencode_lab.cli"]
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "opencode_lab"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}
     done = subprocess.run([*cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     return f"$ {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}"
@@ -189,7 +190,8 @@ def test_keys_never_leak_and_reach_only_their_own_provider(
     tmp_path: Path, monkeypatch, faults, recorders, debug_log, capfd
 ) -> None:
     """No key in any output, log, error, file, frame, plot, CLI output or notebook; cache and run-log files
-    are 0o600; each key is sent to its own provider only, and a keyless provider gets no Authorization."""
+    are readable by their owner only; each key is sent to its own provider only, and a keyless provider gets
+    no Authorization."""
     openrouter, openai = faults[0], faults[1]
     custom, keyless = recorders
     cache_dir = Path(os.environ["OC_CACHE_DIR"])
@@ -217,7 +219,7 @@ def test_keys_never_leak_and_reach_only_their_own_provider(
     for model in ("openrouter/fault-model", "gpt", "x/cm", "y/cm"):
         result = lab.chat(f"hello {model}", model)
         assert result.text.strip() == f"echo: hello {model}"
-        seen += [text_of(result), result.footer(), result._repr_markdown_(), json.dumps(result.to_dict(), default=str)]
+        seen += [text_of(result), result.footer(), result_markdown(result), json.dumps(result.to_dict(), default=str)]
         seen.append("".join(lab.stream(f"stream {model}", model)))
     frame = lab.compare(["c0", "c1", "c2"], ["openrouter/fault-model", "gpt", "x/cm"], progress=False, run="secrets")
     assert frame["error_type"].isna().all(), frame["error"].tolist()
@@ -259,7 +261,7 @@ def test_keys_never_leak_and_reach_only_their_own_provider(
     assert "Traceback" not in "".join(cli)
     notebook = run_notebook(tmp_path / "saved.ipynb")
     if not HAS_MAGICS:
-        print("opencode_lab.magics is absent: the notebook ran without magic cells")
+        print("opencode_lab.frontends.magics is absent: the notebook ran without magic cells")
 
     captured = capfd.readouterr()
     blobs = {
@@ -284,6 +286,14 @@ def test_keys_never_leak_and_reach_only_their_own_provider(
     # cache and run log files are private to their owner
     files = [p for p in cache_dir.rglob("*") if p.is_file()]
     assert any(p.name == "runs.sqlite" for p in files)
-    loose = {str(p.relative_to(cache_dir)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
-    loose = {name: mode for name, mode in loose.items() if mode != "0o600"}
-    assert not loose, f"files under the cache folder not 0o600: {loose}"
+    loose = [str(p.relative_to(cache_dir)) for p in files if not _private(p, cache_dir)]
+    assert not loose, f"files under the cache folder other users can read: {loose}"
+
+
+def _private(path: Path, top: Path) -> bool:
+    """No other user can read *path*: the file itself, or a folder between it and *top*, is owner-only."""
+    for each in (path, *path.relative_to(top).parents[:-1]):
+        target = path if each is path else top / each
+        if stat.S_IMODE(target.stat().st_mode) & 0o077 == 0:
+            return True
+    return False

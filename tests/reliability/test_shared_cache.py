@@ -15,9 +15,11 @@ import joblib
 import pandas as pd
 import pytest
 
-from opencode_lab.runlog import RunLog
+from opencode_lab.session.runlog import RunLog
 
 from .conftest import child_env, lab_toml, popen_python, reaped, spawned, wait_until
+
+pytestmark = pytest.mark.slow
 
 CHILD = """
     import pathlib, time
@@ -124,7 +126,7 @@ def test_two_processes_running_the_same_named_run_keep_one_row_per_cell(tmp_path
 
 OPENER = """
     import pathlib, time
-    from opencode_lab.runlog import RunLog
+    from opencode_lab.session.runlog import RunLog
     folder = pathlib.Path({folder!r})
     for k in range({rounds}):
         (folder / f"ready-{{k}}-{i}").touch()

@@ -1,0 +1,1 @@
+"""Analysis of results frames: statistics and comparison plots (depends on core only)."""

@@ -1,0 +1,1 @@
+"""The vocabulary every layer shares: types, request parameters, result schema, errors, configuration, secrets."""

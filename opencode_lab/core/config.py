@@ -1,0 +1,398 @@
+"""Settings from environment variables and an optional ``opencode_lab.toml``.
+
+The environment wins over the file, so a notebook can override one value
+without editing a shared config.  Each scalar setting is declared once, in
+`_SCALARS`, with its default on the `Settings` field.  Loading is strict: an
+unknown table or key, a non-finite or out-of-range number or a malformed URL
+raises `ConfigError` naming the variable or the file and key, because a typo
+that quietly falls back to a default surfaces later as a surprise bill or hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import ipaddress
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from .deployment import Deployment
+from .errors import ConfigError
+from .secrets import Secret
+
+CACHE_MODES = ("file", "memory", "off")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+CONFIG_FILE_ENV = "OC_CONFIG"
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")  # underscores: container hostnames use them
+_RESERVED_PROVIDERS = ("local", "openrouter", "openai")
+
+Parser = Callable[[str, Any], Any]
+"""``parse(name, raw) -> value``: *name* is what an error message calls the value."""
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One provider from ``[providers.NAME]`` (or the environment): its registered ``type`` builds it."""
+
+    name: str
+    base_url: str
+    type: str = "openai"
+    api_key: Secret | None = None
+    models: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, resolved once; the session reads it and nothing else does."""
+
+    openrouter_api_key: Secret | None = None
+    openrouter_base_url: str = DEFAULT_OPENROUTER_BASE_URL
+    openrouter_model_list: tuple[str, ...] = ()
+    openai_api_key: Secret | None = None
+    openai_base_url: str = DEFAULT_OPENAI_BASE_URL
+    cache_mode: str = "file"
+    cache_ttl_ms: int | None = None
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir())
+    runlog: Path | None = None  # `load` defaults it to cache_dir / "runs.sqlite"
+    log_level: str = "WARNING"
+    agent_max_iter: int = 3
+    timeout_s: float = 60.0
+    max_concurrency: int = 8
+    strategy: str = "round_robin"
+    max_retries: int = 2
+    deadline_s: float = 300.0
+    breaker_failures: int = 5
+    breaker_failure_rate: float = 0.5
+    breaker_window: int = 20
+    breaker_min_calls: int = 10
+    breaker_cooldown_s: float = 30.0
+    retry_after_cap_s: float = 300.0
+    rate_window_s: float = 60.0
+    default_models: tuple[str, ...] = ()
+    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    models: Mapping[str, tuple[Deployment, ...]] = field(default_factory=dict)
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    source: Path | None = None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from *path* (or ``$OC_CONFIG``, or ``./opencode_lab.toml`` if present) and *env*."""
+        env = os.environ if env is None else env
+        if path is None:
+            path = env.get(CONFIG_FILE_ENV) or ("opencode_lab.toml" if Path("opencode_lab.toml").is_file() else None)
+        doc = _read_toml(Path(path)) if path else {}
+        return _from_sources(doc, env, Path(path) if path else None)
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache folder of this platform (honours ``$XDG_CACHE_HOME`` on Linux)."""
+    return Path(platformdirs.user_cache_dir("opencode_lab"))
+
+
+# -- parsers: strict, because a value that is wrong here fails far from its cause later ----------------
+
+
+def _text(name: str, raw: Any) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError(f"{name} must be a non-empty string, got {raw!r}")
+    return raw.strip()
+
+
+def _plain(name: str, raw: Any, *, fold: bool = False) -> str:
+    """A registered name (which ones exist is checked by the session, where the registries are known)."""
+    text = _text(name, raw)
+    text = text.lower().replace("-", "_") if fold else text
+    if not _NAME.match(text):
+        raise ConfigError(f"{name} must be a plain name, got {raw!r}")
+    return text
+
+
+def _choice(options: tuple[str, ...], name: str, raw: Any) -> str:
+    text = _text(name, raw).lower()
+    for option in options:
+        if option.lower() == text:
+            return option
+    raise ConfigError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
+
+
+def _number(name: str, raw: Any, *, kind: type, low: float, above: bool = False, high: float | None = None) -> Any:
+    """A finite int or float within bounds; booleans are not numbers, and an int setting takes no float."""
+    value = None
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            value = kind(raw.strip())
+    elif isinstance(raw, int | float) and not isinstance(raw, bool) and (kind is float or isinstance(raw, int)):
+        value = kind(raw)
+    noun = "whole number" if kind is int else "number"
+    if value is None or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite {noun}, got {raw!r}")
+    if value < low or (above and value == low) or (high is not None and value > high):
+        bound = f"greater than {low:g}" if above else f"at least {low:g}"
+        bound += f" and at most {high:g}" if high is not None else ""
+        raise ConfigError(f"{name} must be a {noun} {bound}, got {raw!r}")
+    return value
+
+
+_count = partial(_number, kind=int, low=0)
+_positive_int = partial(_number, kind=int, low=1)
+_positive = partial(_number, kind=float, low=0, above=True)
+_price = partial(_number, kind=float, low=0)
+_fraction = partial(_number, kind=float, low=0, above=True, high=1)
+_word = partial(_plain, fold=True)
+
+
+def _strings(name: str, raw: Any) -> tuple[str, ...]:
+    """A list of non-empty strings (``[]`` is none); from the environment, comma-separated."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        raise ConfigError(f"{name} must be a list (comma-separated in a variable), got {raw!r}")
+    if not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"{name} must be a list of strings, got {raw!r}")
+    if not all(i.strip() for i in items):
+        raise ConfigError(f"{name} has an empty item: {raw!r} (expected e.g. 'openai/gpt-4o-mini,meta/llama-3-8b')")
+    return tuple(i.strip() for i in items)
+
+
+def _secret(name: str, raw: Any) -> Secret:
+    return Secret(_text(name, raw))
+
+
+def _path(name: str, raw: Any) -> Path:
+    return Path(os.path.expanduser(_text(name, raw)))
+
+
+def _runlog(name: str, raw: Any) -> Path | None:
+    if raw is False or (isinstance(raw, str) and raw.strip().lower() in ("off", "0", "false")):
+        return None
+    return _path(name, raw)
+
+
+def _url(name: str, raw: Any) -> str:
+    """An http(s) URL whose host and port could be connected to: refused now rather than on the first call."""
+    text = _text(name, raw).rstrip("/")
+    try:
+        parts = urlsplit(text)
+        host, port = parts.hostname, parts.port
+        if port == 0:
+            raise ValueError("Port out of range 1-65535")
+        if "[" in parts.netloc.rpartition("@")[2]:
+            ipaddress.IPv6Address(host or "")
+        elif host and re.fullmatch(r"[\d.]+", host):
+            ipaddress.IPv4Address(host)
+        elif host:
+            ascii_host = host.rstrip(".").encode("idna")
+            ascii_host.decode("idna")  # round trip: refuses invalid punycode such as xn--a
+            if not all(_LABEL.match(label) for label in ascii_host.decode("ascii").split(".")):
+                raise ValueError(f"{host!r} is not a valid host name")
+    except (ValueError, UnicodeError) as exc:
+        raise ConfigError(f"{name} is not a valid URL ({exc}): {raw!r}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"{name} must be an http(s) URL with a host, got {raw!r}")
+    return text
+
+
+# -- the declaration: one row per scalar setting; its default is the Settings field default -------------
+
+_SCALARS: tuple[tuple[str, str, str | None, str, Parser], ...] = (
+    # field, environment variable, TOML table (None: environment only, keys stay out of files), key, parser
+    ("openrouter_api_key", "OPENROUTER_API_KEY", None, "", _secret),
+    ("openrouter_base_url", "OPENROUTER_BASE_URL", "lab", "openrouter_base_url", _url),
+    ("openrouter_model_list", "OPENROUTER_MODEL_LIST", "lab", "openrouter_model_list", _strings),
+    ("openai_api_key", "OPENAI_API_KEY", None, "", _secret),
+    ("openai_base_url", "OPENAI_BASE_URL", "lab", "openai_base_url", _url),
+    ("cache_mode", "OC_CACHE_MODE", "cache", "mode", partial(_choice, CACHE_MODES)),
+    ("cache_ttl_ms", "OC_CACHE_TTL_MS", "cache", "ttl_ms", _positive_int),
+    ("cache_dir", "OC_CACHE_DIR", "cache", "dir", _path),
+    ("runlog", "OC_RUNLOG", "lab", "runlog", _runlog),
+    ("log_level", "LOG_LEVEL", "lab", "log_level", partial(_choice, LOG_LEVELS)),
+    ("agent_max_iter", "AGENT_MAX_ITER", "lab", "agent_max_iter", _positive_int),
+    ("timeout_s", "OC_TIMEOUT_S", "lab", "timeout_s", _positive),
+    ("max_concurrency", "OC_MAX_CONCURRENCY", "lab", "max_concurrency", _positive_int),
+    ("strategy", "OC_STRATEGY", "lab", "strategy", _word),
+    ("max_retries", "OC_MAX_RETRIES", "lab", "max_retries", _count),
+    ("deadline_s", "OC_DEADLINE_S", "lab", "deadline_s", _positive),
+    ("breaker_failures", "OC_BREAKER_FAILURES", "lab", "breaker_failures", _positive_int),
+    ("breaker_failure_rate", "OC_BREAKER_FAILURE_RATE", "lab", "breaker_failure_rate", _fraction),
+    ("breaker_window", "OC_BREAKER_WINDOW", "lab", "breaker_window", _positive_int),
+    ("breaker_min_calls", "OC_BREAKER_MIN_CALLS", "lab", "breaker_min_calls", _positive_int),
+    ("breaker_cooldown_s", "OC_BREAKER_COOLDOWN_S", "lab", "breaker_cooldown_s", _positive),
+    ("retry_after_cap_s", "OC_RETRY_AFTER_CAP_S", "lab", "retry_after_cap_s", _positive),
+    ("rate_window_s", "OC_RATE_WINDOW_S", "lab", "rate_window_s", _positive),
+    ("default_models", "OC_DEFAULT_MODELS", "lab", "default_models", _strings),
+)
+_TABLES: dict[str, frozenset[str]] = {
+    **{t: frozenset(k for _, _, table, k, _ in _SCALARS if table == t) for t in ("lab", "cache")},
+    # keys are names; a provider's own keys are _PROVIDER_KEYS, a deployment's _DEPLOYMENT_KEYS
+    **dict.fromkeys(("providers", "models", "aliases"), frozenset[str]()),
+}
+_PROVIDER_KEYS = ("base_url", "type", "api_key_env", "models", "headers")
+_DEPLOYMENT_KEYS: dict[str, tuple[str, Parser]] = {  # TOML key: (Deployment field, parser)
+    **{key: (key, _text) for key in ("provider", "upstream", "path")},
+    **{key: (key, _positive) for key in ("weight", "rpm", "tpm")},
+    **{key: (key, _positive_int) for key in ("max_in_flight", "context_length")},
+    **{f"{key}_price": (f"{key}_price_per_mtok", _price) for key in ("input", "output")},
+    "tags": ("tags", _strings),
+}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path | None) -> Settings:
+    where = str(source) if source else "config"
+    for key in doc:
+        if key not in _TABLES:
+            home = [f"; did you mean [{t}] {key}?" for t, keys in _TABLES.items() if key in keys]
+            raise ConfigError(f"{where}: unknown table [{key}]{home[0] if home else _hint(key, _TABLES)}")
+    tables = {name: _table(doc, name, where) for name in _TABLES}
+    for name in ("lab", "cache"):
+        _reject_unknown(tables[name], _TABLES[name], f"{where}: [{name}]")
+
+    given: dict[str, Any] = {}
+    names: dict[str, str] = {}  # what an error calls each setting: the variable, or the table and key
+    for attr, var, table, key, parse in _SCALARS:
+        names[attr] = var
+        if env.get(var, "").strip():
+            given[attr] = parse(var, env[var])
+        elif table and key in tables[table]:
+            names[attr] = f"[{table}] {key}"
+            given[attr] = parse(f"{where}: {names[attr]}", tables[table][key])
+    defaults = {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(Settings)}
+    values = {attr: defaults[attr] for attr in names} | given
+    if "runlog" not in given:
+        values["runlog"] = values["cache_dir"] / "runs.sqlite"
+    low, high = (f"{names[a]} ({values[a]})" for a in ("breaker_min_calls", "breaker_window"))
+    if values["breaker_min_calls"] > values["breaker_window"]:
+        prefix = f"{where}: " if "[" in low + high else ""
+        raise ConfigError(f"{prefix}{low} must be at most {high}: the breaker's window holds no more calls")
+    return Settings(
+        **values,
+        providers=_providers(tables["providers"], env, where),
+        models=_models(tables["models"], where),
+        aliases=_aliases(tables["aliases"], where),
+        source=source,
+    )
+
+
+def _hint(key: str, known: Collection[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(sorted(known)) or 'none'})"
+
+
+def _reject_unknown(table: Mapping[str, Any], known: Collection[str], at: str) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{at} has unknown key {key!r}{_hint(key, known)}")
+
+
+def _table(doc: Mapping[str, Any], key: str, at: str) -> Mapping[str, Any]:
+    table = doc.get(key, {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{at}: [{key}] must be a table")
+    return table
+
+
+def _providers(table: Mapping[str, Any], env: Mapping[str, str], where: str) -> dict[str, ProviderConfig]:
+    out = {}
+    for name, spec in table.items():
+        at = f"{where}: [providers.{name}]"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{at} must be a table with a base_url")
+        _reject_unknown(spec, _PROVIDER_KEYS, at)
+        if "base_url" not in spec:
+            raise ConfigError(f"{at} needs a base_url")
+        if not _NAME.match(name) or name in _RESERVED_PROVIDERS:
+            raise ConfigError(f"{at}: name must be a plain word other than {', '.join(_RESERVED_PROVIDERS)}")
+        key_env = _text(f"{at} api_key_env", spec["api_key_env"]) if "api_key_env" in spec else None
+        headers = spec.get("headers", {})
+        if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
+            raise ConfigError(f"{at} headers must be a table of strings")
+        key = env.get(key_env, "").strip() if key_env else ""
+        out[name] = ProviderConfig(
+            name=name,
+            type=_plain(f"{at} type", spec.get("type", "openai")),
+            base_url=_url(f"{at} base_url", spec["base_url"]),
+            api_key=Secret(key) if key else None,
+            models=_strings(f"{at} models", spec["models"]) if "models" in spec else (),
+            headers=tuple((str(k), v) for k, v in headers.items()),
+        )
+    return out
+
+
+def _models(table: Mapping[str, Any], where: str) -> dict[str, tuple[Deployment, ...]]:
+    out: dict[str, tuple[Deployment, ...]] = {}
+    for model, spec in table.items():
+        at = f"{where}: [models.{model}]"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{at} must be a table")
+        if "deployments" not in spec:
+            _reject_unknown(spec, [*_DEPLOYMENT_KEYS, "deployments"], at)
+            out[model] = (_deployment(model, spec, at),)
+            continue
+        _reject_unknown(spec, ["deployments"], at)
+        entries = spec["deployments"]
+        if not isinstance(entries, list) or not entries:
+            raise ConfigError(f"{at} deployments must be a non-empty array of tables")
+        at = f"{where}: [[models.{model}.deployments]]"
+        out[model] = tuple(_deployment(model, entry, f"{at} #{i + 1}") for i, entry in enumerate(entries))
+    return out
+
+
+def _deployment(model: str, entry: Any, at: str) -> Deployment:
+    """A `Deployment` built straight from the TOML keys, so its own defaults apply to keys left out."""
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{at} must be a table")
+    _reject_unknown(entry, _DEPLOYMENT_KEYS, at)
+    if "provider" not in entry:
+        raise ConfigError(f'{at} needs a provider (e.g. provider = "openrouter")')
+    kwargs = {attr: parse(f"{at} {key}", entry[key]) for key, (attr, parse) in _DEPLOYMENT_KEYS.items() if key in entry}
+    kwargs.setdefault("upstream", model)
+    if kwargs["provider"] == "local" and "path" not in kwargs:
+        raise ConfigError(f'{at}: a local model needs path = "/path/to/model.gguf"')
+    return Deployment(id=f"{kwargs['provider']}/{kwargs['upstream']}", **kwargs)
+
+
+def _aliases(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:
+    aliases: dict[str, tuple[str, ...]] = {}
+    for name, target in table.items():
+        items = [target] if isinstance(target, str) else target
+        if not isinstance(items, list) or not items or not all(isinstance(t, str) and t.strip() for t in items):
+            raise ConfigError(f"{where}: [aliases] {name} must be a model id or a non-empty list of ids")
+        aliases[name] = tuple(t.strip() for t in items)
+    _reject_cycles(aliases, where)
+    return aliases
+
+
+def _reject_cycles(aliases: Mapping[str, tuple[str, ...]], where: str) -> None:
+    """Fallback chains must be finite: an alias may not reach itself through other aliases."""
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        for target in aliases.get(name, ()):
+            if target in path:
+                chain = " -> ".join((*path, target))
+                raise ConfigError(f"{where}: [aliases] form a cycle: {chain}")
+            visit(target, (*path, target))
+
+    for name in aliases:
+        visit(name, (name,))

@@ -1,0 +1,44 @@
+"""The deployment: the unit the catalog lists, the router picks and the configuration declares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One way to reach a model: a provider, the provider's own model id, pricing, context and limits.
+
+    Declared once: TOML ``[models]`` entries are parsed straight into it, and the
+    catalog, router and cost accounting read it.
+    """
+
+    id: str
+    provider: str
+    upstream: str
+    input_price_per_mtok: float | None = None
+    output_price_per_mtok: float | None = None
+    context_length: int | None = None
+    weight: float = 1.0
+    rpm: float | None = None
+    tpm: float | None = None
+    max_in_flight: int | None = None
+    tags: tuple[str, ...] = ()
+    description: str = ""
+    path: str | None = None
+    """A local GGUF file (``provider = "local"`` only)."""
+
+    @property
+    def blended_price_per_mtok(self) -> float | None:
+        """Input plus output price: one number to rank deployments by cost."""
+        if self.input_price_per_mtok is None or self.output_price_per_mtok is None:
+            return None
+        return self.input_price_per_mtok + self.output_price_per_mtok
+
+    def cost_usd(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
+        """Catalog-priced cost of a call, or None when price or token counts are unknown."""
+        if self.input_price_per_mtok is None or self.output_price_per_mtok is None:
+            return None
+        if input_tokens is None or output_tokens is None:
+            return None
+        return (input_tokens * self.input_price_per_mtok + output_tokens * self.output_price_per_mtok) / 1e6

@@ -1,0 +1,282 @@
+"""One error tree for everything opencode_lab raises.
+
+::
+
+    LabError
+    ├── ConfigError                 bad environment variable or TOML file
+    ├── InvalidRequestError         bad input caught before any request is sent
+    ├── ModelNotFoundError          unknown / ambiguous model spec (with suggestions)
+    ├── BudgetExceededError         a compare() budget would be passed
+    ├── RunInterruptedError         a compare() row not finished when Ctrl-C came
+    ├── ProviderError               anything a provider answered or failed to answer
+    │   ├── AuthenticationError     401 / 403
+    │   ├── PaymentRequiredError    402, out of credit
+    │   ├── RateLimitError          429 (carries retry_after)
+    │   ├── BadRequestError         400 caused by the request itself
+    │   ├── ContextWindowError      prompt longer than the model's context
+    │   ├── ModelUnavailableError   404 / the provider does not serve that model
+    │   ├── CircuitOpenError        every candidate is cooling down after repeated failures
+    │   ├── ServerError             5xx
+    │   ├── ProviderTimeout         no answer within the timeout
+    │   ├── ProviderConnectionError refused / reset connection
+    │   ├── MalformedResponseError  a body we could not understand
+    │   └── StreamInterruptedError  a stream cut after its first token (carries partial_text)
+    └── AllAttemptsFailedError      the router ran out of retries and candidates
+
+Behaviour is declared on the classes, once: ``retryable`` (the same deployment
+may succeed later), ``rotate`` (another deployment may succeed now),
+``trips_breaker`` (the deployment itself looks unhealthy) and ``error_type``
+(the name a results row shows).  `STATUS_ERRORS` / `error_for_status` map HTTP
+statuses (and the codes of error objects inside a 200) to classes, once.
+
+Every message passes through `opencode_lab.core.secrets.redact`, so no registered API
+key survives into ``str(error)`` even if a vendor echoed it back.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .secrets import redact
+
+if TYPE_CHECKING:
+    from .attempt import Attempt
+
+
+class LabError(Exception):
+    """Root of every error opencode_lab raises on purpose.
+
+    ``attempts`` lists what the router tried before giving up (empty for errors
+    raised before any request was sent).
+    """
+
+    attempts: tuple[Attempt, ...] = ()
+    error_type = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(LabError):
+    """A configuration value or file is invalid; the message names the variable or file:line."""
+
+    error_type = "config"
+
+
+class InvalidRequestError(LabError, ValueError):
+    """The caller's input cannot make a valid request (empty prompt, temperature -1, n=0...)."""
+
+    error_type = "invalid_request"
+
+
+class BudgetExceededError(LabError):
+    """Spending would pass the budget the caller set."""
+
+    error_type = "budget_exceeded"
+
+
+class RunInterruptedError(LabError):
+    """A batch was interrupted (Ctrl-C) before this row finished; rerun the same ``run=`` to resume."""
+
+    error_type = "interrupted"
+
+
+class ModelNotFoundError(LabError, LookupError):
+    """A model spec matches no known model, or more than one."""
+
+    error_type = "model_not_found"
+
+    def __init__(self, spec: str, suggestions: Sequence[str] = (), *, reason: str = "unknown model") -> None:
+        self.spec = spec
+        self.suggestions = tuple(suggestions)
+        hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"{reason} {spec!r}{hint}")
+
+    @classmethod
+    def for_spec(cls, spec: str, known: Iterable[str], *, limit: int = 5) -> ModelNotFoundError:
+        """Build the error with the closest known ids (by similarity, then by shared suffix)."""
+        known = list(known)
+        close = difflib.get_close_matches(spec, known, n=limit, cutoff=0.5)
+        tail = spec.rsplit("/", 1)[-1].lower()
+        for candidate in known:
+            if len(close) >= limit:
+                break
+            if candidate not in close and tail and tail in candidate.lower():
+                close.append(candidate)
+        if not close:
+            by_tail = {k.rsplit("/", 1)[-1]: k for k in known}
+            close = [by_tail[m] for m in difflib.get_close_matches(tail, list(by_tail), n=limit, cutoff=0.5)]
+        return cls(spec, close)
+
+
+class ProviderError(LabError):
+    """A provider failed to give a usable completion (also: an unexpected status such as a 3xx).
+
+    ``retryable`` tells the router whether the same deployment may succeed on a
+    later attempt; ``rotate`` whether another deployment may succeed at once;
+    ``trips_breaker`` whether the failure counts against the deployment's health.
+    """
+
+    retryable = False
+    rotate = True
+    trips_breaker = False
+    error_type = "provider_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.status_code = status_code
+        where = "/".join(p for p in (provider, model) if p)
+        status = f" (HTTP {status_code})" if status_code else ""
+        super().__init__(f"{where}: {message}{status}" if where else f"{message}{status}")
+
+
+class AuthenticationError(ProviderError):
+    trips_breaker = True
+    error_type = "auth"
+
+
+class PaymentRequiredError(ProviderError):
+    trips_breaker = True
+    error_type = "payment_required"
+
+
+class RateLimitError(ProviderError):
+    retryable = True
+    error_type = "rate_limit"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)
+
+
+class BadRequestError(ProviderError):
+    """The request itself is wrong: another deployment would refuse it too."""
+
+    rotate = False
+    error_type = "bad_request"
+
+
+class ContextWindowError(ProviderError):
+    error_type = "context_window"
+
+
+class ModelUnavailableError(ProviderError):
+    error_type = "model_unavailable"
+
+
+class CircuitOpenError(ProviderError):
+    """Every candidate deployment's circuit is open: nothing was sent, try again after the cool-down."""
+
+    error_type = "circuit_open"
+
+
+class ServerError(ProviderError):
+    retryable = True
+    trips_breaker = True
+    error_type = "server_error"
+
+
+class ProviderTimeout(ProviderError):
+    retryable = True
+    trips_breaker = True
+    error_type = "timeout"
+
+
+class ProviderConnectionError(ProviderError):
+    retryable = True
+    trips_breaker = True
+    error_type = "connection"
+
+
+class MalformedResponseError(ProviderError):
+    retryable = True
+    trips_breaker = True
+    error_type = "malformed_response"
+
+
+class StreamInterruptedError(ProviderError):
+    """The stream broke after text was already delivered; ``partial_text`` holds it."""
+
+    retryable = False
+    rotate = False
+    error_type = "stream_interrupted"
+
+    def __init__(self, message: str, *, partial_text: str = "", **kw: Any) -> None:
+        self.partial_text = partial_text
+        super().__init__(message, **kw)
+
+
+class AllAttemptsFailedError(LabError):
+    """Every retry and candidate failed; ``attempts`` lists each one and ``last`` the final error."""
+
+    error_type = "all_attempts_failed"
+
+    def __init__(self, spec: str, attempts: Sequence[Attempt], last: BaseException | None) -> None:
+        self.spec = spec
+        self.attempts = tuple(attempts)
+        self.last = last
+        tried = "; ".join(f"#{a.number} {a.deployment}: {a.error_type}" for a in self.attempts)
+        detail = f"; last error: {last}" if last is not None else ""
+        super().__init__(f"all {len(self.attempts)} attempt(s) for {spec!r} failed: {tried or 'none made'}{detail}")
+
+    @property
+    def root_error_type(self) -> str:
+        """The error type of the last attempt: what a results row reports."""
+        return getattr(self.last, "error_type", None) or self.error_type
+
+
+def error_type_of(exc: BaseException) -> str:
+    """What a results row calls this error: the root cause for an exhausted request."""
+    if isinstance(exc, AllAttemptsFailedError):
+        return exc.root_error_type
+    return getattr(exc, "error_type", None) or type(exc).__name__
+
+
+#: HTTP statuses with a meaning of their own; other 4xx are `BadRequestError`, other 5xx `ServerError`
+STATUS_ERRORS: dict[int, type[ProviderError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: PaymentRequiredError,
+    403: AuthenticationError,
+    404: ModelUnavailableError,
+    408: ProviderTimeout,
+    413: BadRequestError,
+    422: BadRequestError,
+    429: RateLimitError,
+}
+
+_CONTEXT_HINTS = ("context length", "context_length", "context window", "maximum context", "too many tokens")
+
+
+def error_for_status(
+    status: int | None, message: str, *, retry_after: float | None = None, **kw: Any
+) -> ProviderError:
+    """The error an HTTP status (or an error object's ``code``; None when it has none) means.
+
+    *kw* go to `ProviderError`.  An error without a usable status is taken as a server-side failure.
+    """
+    cls = STATUS_ERRORS.get(status) if status is not None else ServerError
+    if cls is None:
+        assert status is not None
+        cls = ServerError if status >= 500 else BadRequestError if status >= 400 else ProviderError
+    if cls is BadRequestError and any(h in message.lower() for h in _CONTEXT_HINTS):
+        cls = ContextWindowError
+    if cls is RateLimitError:
+        return RateLimitError(message, retry_after=retry_after, status_code=status, **kw)
+    if cls is ProviderError:
+        message = f"unexpected response status: {message}"
+    return cls(message, status_code=status, **kw)

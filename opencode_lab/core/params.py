@@ -1,0 +1,135 @@
+"""THE declaration of request parameters: adding one is one field here (plus tests).
+
+`Params` is a frozen dataclass whose fields carry their own help text,
+validation and command-line parsing in ``metadata``.  Everything else derives
+from it: `ChatRequest` construction, the cache key, each provider's payload,
+the keywords of ``chat``/``stream``/``compare``, the CLI options and the
+``%%chat`` options.  Names follow the OpenAI chat-completions API, so a
+provider speaking that API sends `Params.payload` as it is.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from .errors import InvalidRequestError
+
+
+def utf8(what: str, text: str) -> str:
+    """Refuse text that cannot go on the wire (a lone surrogate) here, not as a UnicodeEncodeError in httpx."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(
+            f"{what} is not valid Unicode: lone surrogate {text[exc.start]!r} at position {exc.start} "
+            "cannot be encoded as UTF-8"
+        ) from None
+    return text
+
+
+def _number(low: float, high: float) -> Callable[[str, Any], float | None]:
+    def check(name: str, value: Any) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise InvalidRequestError(f"{name} must be a number between {low} and {high}, got {value!r}")
+        if not low <= value <= high:
+            raise InvalidRequestError(f"{name} must be between {low} and {high}, got {value!r}")
+        return float(value) + 0.0  # -0.0 becomes 0.0: equal requests must give equal cache keys
+
+    return check
+
+
+def _integer(low: int | None) -> Callable[[str, Any], int | None]:
+    def check(name: str, value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequestError(f"{name} must be an integer, got {value!r}")
+        if low is not None and value < low:
+            raise InvalidRequestError(f"{name} must be at least {low}, got {value!r}")
+        return value
+
+    return check
+
+
+def _strings(name: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, Iterable) else None
+    if items is None or not all(isinstance(s, str) and s for s in items):
+        raise InvalidRequestError(f"{name} must be a string or a list of non-empty strings, got {value!r}")
+    return tuple(utf8(name, s) for s in items)
+
+
+def _param(
+    default: Any, help: str, check: Callable[[str, Any], Any], parse: Callable[[str], Any], short: str = ""
+) -> Any:
+    """A `Params` field: default, help text, validator, text parser and short option (for the CLI and ``%%chat``)."""
+    return field(default=default, metadata={"help": help, "check": check, "parse": parse, "short": short})
+
+
+@dataclass(frozen=True)
+class Params:
+    """Output-relevant sampling parameters; ``None`` (or ``()``) means "the server's default"."""
+
+    temperature: float | None = _param(None, "sampling temperature, 0 to 2", _number(0.0, 2.0), float, "-t")
+    max_tokens: int | None = _param(None, "upper bound on generated tokens", _integer(1), int)
+    seed: int | None = _param(None, "sampling seed (sample i of n gets a seed derived from it)", _integer(None), int)
+    top_p: float | None = _param(None, "nucleus sampling probability mass, 0 to 1", _number(0.0, 1.0), float)
+    stop: tuple[str, ...] = _param((), "stop sequence (repeat for several)", _strings, str)
+
+    @classmethod
+    def build(cls, **values: Any) -> Params:
+        """Validate caller values; an unknown name raises `InvalidRequestError` with the closest valid one."""
+        reject_unknown(values, NAMES, "request parameter")
+        return cls(**{f.name: f.metadata["check"](f.name, values.get(f.name, f.default)) for f in fields(cls)})
+
+    def payload(self) -> dict[str, Any]:
+        """The parameters that were set, as OpenAI-style JSON values."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v not in (None, ())}
+
+    def with_seed(self, seed: int | None) -> Params:
+        return replace(self, seed=seed)
+
+
+NAMES: tuple[str, ...] = tuple(f.name for f in fields(Params))
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a parameter appears on a command line: what option parsers are generated from."""
+
+    name: str
+    help: str
+    parse: Callable[[str], Any]
+    short: str
+    repeated: bool
+
+
+def options() -> list[Option]:
+    """Every parameter as a command-line option, in declaration order."""
+    return [
+        Option(f.name, f.metadata["help"], f.metadata["parse"], f.metadata["short"], f.default == ())
+        for f in fields(Params)
+    ]
+
+
+def split(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Separate request parameters from the other keywords of a call."""
+    params = {k: v for k, v in kwargs.items() if k in NAMES}
+    return params, {k: v for k, v in kwargs.items() if k not in NAMES}
+
+
+def reject_unknown(given: Iterable[str], valid: Iterable[str], what: str = "keyword") -> None:
+    """Raise `InvalidRequestError` naming the first unknown name and the closest valid one."""
+    valid = list(valid)
+    for name in given:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (valid: {', '.join(sorted(valid))})"
+            raise InvalidRequestError(f"unknown {what} {name!r}{hint}")

@@ -1,0 +1,150 @@
+"""THE declaration of result rows and attempt records: columns, order and types, written once.
+
+A *results row* is one prompt x model x sample (what ``compare()`` returns and the
+run log keeps); an *attempt record* is one try the router made.  The frame
+builders here, the run log's SQL tables and the statistics all derive from
+`RESULT_COLUMNS` / `ATTEMPT_COLUMNS`, so a column is added in one place and a
+frame built live, loaded from the run log or read back from CSV compares equal.
+
+Column kinds and what they become:
+
+========  ====================  ==========  ===============================
+kind      pandas dtype          SQLite      unknown value
+========  ====================  ==========  ===============================
+text      object                TEXT        None
+float     float64               REAL        NaN (stored as NULL)
+int       Int64 (nullable)      INTEGER     <NA>
+bool      bool                  INTEGER     False
+id        Int64 if all ints     (untyped)   <NA>; a user's string ids kept
+========  ====================  ==========  ===============================
+
+pandas is imported inside the builders: ``import opencode_lab`` stays light.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Kind = Literal["text", "float", "int", "bool", "id"]
+_SQL = {"text": "TEXT", "float": "REAL", "int": "INTEGER", "bool": "INTEGER", "id": ""}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    doc: str
+
+    @property
+    def sql(self) -> str:
+        """The column's SQLite declaration."""
+        return f"{self.name} {_SQL[self.kind]}".rstrip()
+
+
+#: user-facing columns first (what a researcher reads), identifiers last
+RESULT_SCHEMA: tuple[Column, ...] = (
+    Column("prompt", "text", "the prompt as sent (after the template)"),
+    Column("model", "text", "the model spec as asked for"),
+    Column("response", "text", "the answer text (None when the row failed)"),
+    Column("error_type", "text", "None on success, else the error's type (see opencode_lab.errors)"),
+    Column("latency_s", "float", "seconds the answering attempt took (a cache hit reports the original call's)"),
+    Column("cost_usd", "float", "what this row cost (0 for a cache hit; NaN when unknown)"),
+    Column("served_by", "text", "the deployment that answered"),
+    Column("sample", "int", "sample index, 0..n-1"),
+    Column("finish_reason", "text", "why generation stopped (stop, length, ...)"),
+    Column("ttft_s", "float", "seconds to the first token"),
+    Column("input_tokens", "int", "prompt tokens as reported (NA when not reported)"),
+    Column("output_tokens", "int", "completion tokens as reported (NA when not reported)"),
+    Column("cost_source", "text", "provider, catalog, local or unknown"),
+    Column("cost_saved_usd", "float", "what a cache hit would have cost"),
+    Column("cached", "bool", "answered from the cache"),
+    Column("attempts", "int", "tries the router made"),
+    Column("error", "text", "the error message"),
+    Column("prompt_id", "id", "row of the prompt table (or the user's id)"),
+    Column("run_id", "text", "the run this row belongs to"),
+)
+
+ATTEMPT_SCHEMA: tuple[Column, ...] = (
+    Column("run_id", "text", "the run (or session) the call belonged to"),
+    Column("request_id", "text", "one id per call; its attempts share it"),
+    Column("timestamp", "float", "wall-clock start, seconds since the epoch"),
+    Column("model", "text", "the model spec as asked for"),
+    Column("served_by", "text", "the deployment tried"),
+    Column("provider", "text", "that deployment's provider"),
+    Column("attempt", "int", "1, 2, ... in order (0 for a cache hit)"),
+    Column("status", "text", "ok or error"),
+    Column("error_type", "text", "the error's type, when status is error"),
+    Column("http_status", "int", "the HTTP status, when there was one"),
+    Column("latency_s", "float", "seconds the attempt took"),
+    Column("ttft_s", "float", "seconds to the first token"),
+    Column("input_tokens", "int", "prompt tokens (answering attempt only)"),
+    Column("output_tokens", "int", "completion tokens (answering attempt only)"),
+    Column("cost_usd", "float", "cost paid"),
+    Column("cost_source", "text", "provider, catalog, local or unknown"),
+    Column("cost_saved_usd", "float", "what a cache hit saved"),
+    Column("cached", "bool", "a cache hit"),
+)
+
+RESULT_COLUMNS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA)
+ATTEMPT_COLUMNS: tuple[str, ...] = tuple(c.name for c in ATTEMPT_SCHEMA)
+KINDS: dict[str, Kind] = {c.name: c.kind for c in (*RESULT_SCHEMA, *ATTEMPT_SCHEMA)}
+
+
+def results_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """A results frame: `RESULT_SCHEMA` columns first (missing ones empty), a row's extra columns after."""
+    return _frame(rows, RESULT_SCHEMA)
+
+
+def attempts_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """A frame of attempt records with `ATTEMPT_SCHEMA` columns first and the same type rules."""
+    return _frame(records, ATTEMPT_SCHEMA)
+
+
+def _frame(rows: Sequence[Mapping[str, Any]], schema: tuple[Column, ...]) -> pd.DataFrame:
+    import pandas as pd
+
+    df = pd.DataFrame.from_records([dict(r) for r in rows]) if rows else pd.DataFrame()
+    names = [c.name for c in schema]
+    for name in names:
+        if name not in df.columns:
+            df[name] = pd.Series([None] * len(df), index=df.index, dtype=object)
+    df = df[names + [c for c in df.columns if c not in names]]
+    for column in schema:
+        df[column.name] = _typed(df[column.name], column.kind)
+    return df.reset_index(drop=True)
+
+
+def _typed(col: pd.Series, kind: Kind) -> pd.Series:
+    import pandas as pd
+
+    if kind == "float":
+        return pd.to_numeric(col, errors="coerce").astype("float64")
+    if kind == "bool":
+        return col.map(truthy).astype(bool)
+    if kind in ("int", "id"):
+        numbers = pd.to_numeric(col, errors="coerce")
+        if numbers.isna().sum() != col.isna().sum():
+            return col  # e.g. a user's string prompt ids: keep them
+        try:
+            return numbers.astype("Int64")
+        except (TypeError, ValueError):  # fractional values
+            return col
+    return col.astype(object).where(col.notna(), None)
+
+
+def truthy(value: Any) -> bool:
+    """A stored flag as a bool: None/NaN/NA and "false"/"0" are False."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    try:
+        return bool(value)
+    except (TypeError, ValueError):  # pd.NA
+        return False

@@ -1,0 +1,200 @@
+"""``opencode-lab``: the same Lab from a shell or a CI job.
+
+opencode-lab chat -m local/smollm2-135m "Name three primes."
+opencode-lab models [FILTER]
+opencode-lab compare data/prompts.csv -m local/smollm2-135m -m local/gemma-3-270m --out results.csv
+opencode-lab stats results.csv
+opencode-lab demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import LabError
+from .lab import Lab
+from .options import add_param_arguments, param_values
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEMO_MODELS = ("local/smollm2-135m", "local/gemma-3-270m")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        lab = Lab.from_file(args.config) if args.config else Lab.from_env()
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.command(lab, args) or 0)
+    except LabError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        lab.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opencode-lab", description="Prompt experiments and LLM comparison.")
+    parser.add_argument("--config", help="TOML settings file (default: $OC_CONFIG or ./opencode_lab.toml)")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    chat = sub.add_parser("chat", help="ask one prompt and stream the answer")
+    chat.add_argument("prompt")
+    chat.add_argument("-m", "--model", action="append", help="model id or alias (repeat for a fallback list)")
+    chat.add_argument("-s", "--system")
+    add_param_arguments(chat)
+    chat.add_argument("--no-cache", action="store_true")
+    chat.set_defaults(command=_chat)
+
+    models = sub.add_parser("models", help="list the model catalog")
+    models.add_argument("filter", nargs="?")
+    models.add_argument("--tag")
+    models.add_argument("--refresh", action="store_true")
+    models.set_defaults(command=_models)
+
+    compare = sub.add_parser("compare", help="run a prompts CSV against several models")
+    compare.add_argument("prompts", type=Path, help="CSV with a 'prompt' column (other columns carry through)")
+    compare.add_argument("-m", "--model", action="append", required=True)
+    compare.add_argument("-n", type=int, default=1, help="samples per prompt and model")
+    add_param_arguments(compare)
+    compare.add_argument("--system")
+    compare.add_argument("--concurrency", type=int)
+    compare.add_argument("--budget-usd", type=float)
+    compare.add_argument("--run", help="name that makes the run resumable")
+    compare.add_argument("--no-cache", action="store_true")
+    compare.add_argument("--out", type=Path, help="write results (.csv or .parquet)")
+    compare.add_argument("--plot", type=Path, help="write the overview plot (.png, .svg, .pdf)")
+    compare.set_defaults(command=_compare)
+
+    stats = sub.add_parser("stats", help="per-model summary of a results file or a logged run")
+    stats.add_argument("source", help="results .csv/.parquet, or a run name or id from the run log")
+    stats.add_argument("--by", default="model")
+    stats.set_defaults(command=_stats)
+
+    demo = sub.add_parser("demo", help="compare the bundled local models offline")
+    demo.add_argument("--prompts", type=Path, default=Path("data/prompts.csv"))
+    demo.add_argument("--plot", type=Path, default=Path("opencode_lab_demo.png"))
+    demo.set_defaults(command=_demo)
+    return parser
+
+
+def _models_arg(models: list[str] | None) -> Any:
+    if not models:
+        return None
+    return models[0] if len(models) == 1 else models
+
+
+def _chat(lab: Lab, args: argparse.Namespace) -> int:
+    result = None
+    options = {**param_values(args), "system": args.system, "cache": not args.no_cache}
+    for item in lab.stream_events(args.prompt, _models_arg(args.model), **options):
+        if isinstance(item, str):
+            sys.stdout.write(item)
+            sys.stdout.flush()
+        else:
+            result = item
+    sys.stdout.write("\n")
+    if result is not None:
+        print(result.footer(), file=sys.stderr)
+    return 0
+
+
+def _models(lab: Lab, args: argparse.Namespace) -> int:
+    frame = lab.models(args.filter, tag=args.tag, refresh=args.refresh)
+    _print_frame(frame.drop(columns=["description"]))
+    return 0
+
+
+def _read_prompts(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    if not path.is_file():
+        raise LabError(f"prompts file {path} does not exist")
+    return pd.read_csv(path)
+
+
+def _compare(lab: Lab, args: argparse.Namespace) -> int:
+    frame = lab.compare(
+        _read_prompts(args.prompts),
+        args.model,
+        n=args.n,
+        system=args.system,
+        concurrency=args.concurrency,
+        budget_usd=args.budget_usd,
+        run=args.run,
+        cache=not args.no_cache,
+        progress=sys.stderr.isatty(),
+        **param_values(args),
+    )
+    _print_frame(lab.stats(frame))
+    if args.out:
+        _write(frame, args.out)
+        print(f"results: {args.out}")
+    if args.plot:
+        lab.plot(frame).savefig(args.plot, dpi=120)
+        print(f"plot: {args.plot}")
+    return 0 if frame["error_type"].isna().any() else 1
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    if path.suffix == ".parquet":
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False)
+
+
+def _stats(lab: Lab, args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    source = Path(args.source)
+    if source.suffix in (".csv", ".parquet") and source.is_file():
+        frame = pd.read_csv(source) if source.suffix == ".csv" else pd.read_parquet(source)
+    else:
+        frame = lab.load_run(args.source)
+    _print_frame(lab.stats(frame, by=args.by))
+    return 0
+
+
+def _demo(lab: Lab, args: argparse.Namespace) -> int:
+    """Compare the two bundled local models on the bundled prompts: no network, no key."""
+    missing = [m for m in DEMO_MODELS if m not in lab.catalog.deployments]
+    if missing:
+        raise LabError(f"the demo needs the local models ({', '.join(missing)}); pip install 'opencode-lab[local]'")
+    table = _read_prompts(args.prompts) if args.prompts.is_file() else _builtin_prompts()
+    frame = lab.compare(table, list(DEMO_MODELS), temperature=0.0, seed=42, max_tokens=48, progress=sys.stderr.isatty())
+    for row in frame.itertuples():
+        answer = row.response if isinstance(row.response, str) else f"[{row.error_type}] {row.error}"
+        print(f"{row.model:<20} {row.prompt[:44]:<44} -> {' '.join(answer.split())[:70]}")
+    print()
+    summary = lab.stats(frame)[
+        ["calls", "ok", "latency_p50_s", "latency_p95_s", "output_tokens_per_s", "output_tokens", "cost_usd"]
+    ]
+    _print_frame(summary.round(3))
+    lab.plot(frame).savefig(args.plot, dpi=110)
+    print(f"\noverview plot: {args.plot.resolve()}")
+    return 0 if frame["error_type"].isna().all() else 1
+
+
+def _builtin_prompts() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame({"prompt": ["What is the capital of France?", "What is 2 + 2?"], "expected": ["Paris", "4"]})
+
+
+def _print_frame(frame: pd.DataFrame) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.max_columns", 30, "display.width", 200, "display.max_colwidth", 50):
+        print(frame.to_string())
+
+

@@ -1,0 +1,594 @@
+"""IPython magics: ``%%chat``, ``%models``, ``%chat_stats`` and ``%chat_config``.
+
+A thin front end over the Lab: parse the options, fill ``{name}`` fields from the
+notebook's variables, call the Lab, display the answer.  Routing, caching and the
+session records all happen inside the Lab; nothing here talks to a provider.
+
+``%load_ext opencode_lab`` registers the magics on the default Lab
+(`opencode_lab.default_lab`); ``load_ipython_extension(ip, lab=...)`` or setting
+``ChatMagics.lab`` points them at another one.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.display import display
+
+from ..core.errors import InvalidRequestError, LabError, error_type_of
+from ..core.params import NAMES, Params, options
+from ..core.types import ChatRequest, ChatResult
+from .default import default_lab
+from .display import (
+    FORMATS,
+    Column,
+    answer_bundle,
+    answer_text,
+    comparison_bundle,
+    error_bundle,
+    error_text,
+    register_reprs,
+    streaming_bundle,
+)
+from .options import param_values, with_param_arguments
+
+if TYPE_CHECKING:
+    from .lab import Lab
+
+Outcome = ChatResult | LabError
+
+
+class ChatUsageError(UsageError):
+    """A `UsageError` that still fails the cell: shown as one line, reported to the kernel as an error.
+
+    IPython prints a plain ``UsageError`` to stderr without reporting a cell error, so
+    nbclient would carry on and ``pytest --nbval-lax`` would pass a broken notebook.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"UsageError: {self}"]
+
+
+CONFIG_KEYS: tuple[str, ...] = ("model", "system", "cache", *NAMES)
+_FIELD = re.compile(r"\{([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\[\]{}]+\])*)\}")
+_ACCESSOR = re.compile(r"\.([A-Za-z_]\w*)|\[([^\[\]{}]+)\]")
+_UPDATE_EVERY_S = 0.1
+
+
+# -- prompt fields ------------------------------------------------------------------------------------------------
+
+
+def interpolate(template: str, namespace: Mapping[str, Any]) -> str:
+    """Fill ``{name}``, ``{name.attr}`` and ``{name[key]}`` fields from *namespace*.
+
+    Any other brace stays as written, so a JSON example such as ``{"a": 1}`` needs
+    no escaping; ``{{`` and its matching ``}}`` stand for literal braces, as in
+    `str.format`.  A field naming an undefined variable raises `UsageError`.
+    """
+    out: list[str] = []
+    escaped: list[bool] = []  # one entry per open brace: was it written as "{{"?
+    i = 0
+    while i < len(template):
+        char = template[i]
+        if template.startswith("{{", i):
+            out.append("{")
+            escaped.append(True)
+            i += 2
+        elif char == "{":
+            field = _FIELD.match(template, i)
+            if field:
+                out.append(str(_lookup(field.group(1), namespace)))
+                i = field.end()
+            else:
+                out.append("{")
+                escaped.append(False)
+                i += 1
+        elif char == "}":
+            width = 2 if escaped and escaped[-1] and template.startswith("}}", i) else 1
+            if escaped:
+                escaped.pop()
+            out.append("}")
+            i += width
+        else:
+            end = min((j for j in (template.find("{", i), template.find("}", i)) if j >= 0), default=len(template))
+            out.append(template[i:end])
+            i = end
+    return "".join(out)
+
+
+def _lookup(field: str, namespace: Mapping[str, Any]) -> Any:
+    name = re.match(r"[A-Za-z_]\w*", field).group()  # type: ignore[union-attr]
+    if name not in namespace:
+        raise ChatUsageError(
+            f"prompt field {{{field}}}: {name!r} is not defined in the notebook "
+            f"(define it, or write {{{{{field}}}}} for literal braces)"
+        )
+    value = namespace[name]
+    for match in _ACCESSOR.finditer(field, len(name)):
+        attr, key = match.groups()
+        try:
+            value = getattr(value, attr) if attr is not None else value[_key(key)]
+        except (AttributeError, KeyError, IndexError, TypeError) as exc:
+            what = f"attribute {attr!r}" if attr is not None else f"key {_key(key)!r}"
+            raise ChatUsageError(f"prompt field {{{field}}}: no {what} on {type(value).__name__} ({exc})") from None
+    return value
+
+
+def _key(text: str) -> str | int:
+    text = text.strip()
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+# -- what one %%chat cell asks for --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    prompt: str
+    models: tuple[str | None, ...]
+    n: int
+    params: dict[str, Any]
+    cache: bool | str
+    fmt: str
+    output: str | None
+    stream: bool
+
+    @property
+    def jobs(self) -> list[tuple[str | None, int]]:
+        return [(model, sample) for model in self.models for sample in range(self.n)]
+
+    def label(self, model: str | None, sample: int) -> str:
+        name = model or "auto"
+        return name if self.n == 1 else f"{name} #{sample + 1}"
+
+    def shape(self, outcomes: Sequence[Outcome]) -> Any:
+        """What ``-o VAR`` stores: one outcome, a list of samples, or a dict keyed by model."""
+        if len(outcomes) == 1:
+            return outcomes[0]
+        if len(self.models) == 1:
+            return list(outcomes)
+        by_model = {
+            model or "auto": list(outcomes[i * self.n : (i + 1) * self.n]) for i, model in enumerate(self.models)
+        }
+        return by_model if self.n > 1 else {model: results[0] for model, results in by_model.items()}
+
+
+def _split_models(values: Sequence[str] | None) -> list[str]:
+    items = [m.strip() for value in values or () for m in value.split(",")]
+    return list(dict.fromkeys(m for m in items if m))
+
+
+# -- live output --------------------------------------------------------------------------------------------------
+
+
+class _RichView:
+    """One display updated in place while answers arrive, then the final rendering as its own output.
+
+    Readers of saved notebooks that ignore ``update_display_data`` (nbval does) see a
+    live display only as first shown, so it starts and ends empty and the final
+    rendering is displayed afresh: a rerun under nbval sees what the notebook saved.
+    """
+
+    def __init__(self, columns: list[Column], fmt: str) -> None:
+        self.columns, self.fmt = columns, fmt
+        self._handle = display({"text/plain": ""}, raw=True, display_id=True)
+        self._shown_at = 0.0
+
+    def begin(self, index: int) -> None:
+        self.columns[index].status = "asking…"
+        self._show(force=True)
+
+    def delta(self, index: int, text: str) -> None:
+        column = self.columns[index]
+        first, column.text, column.status = column.status != "streaming…", text, "streaming…"
+        self._show(force=first)
+
+    def done(self, index: int, result: ChatResult) -> None:
+        self.columns[index].result = result
+        self.columns[index].status = "done"
+        self._show(force=True)
+
+    def failed(self, index: int, exc: LabError) -> None:
+        self.columns[index].error = exc
+        self.columns[index].status = "failed"
+        self._show(force=True)
+
+    def close(self) -> None:
+        for column in self.columns:
+            if column.status not in ("done", "failed"):
+                column.status = "interrupted" if column.status != "waiting" else "not asked"
+        if self._handle is not None:
+            self._handle.update({"text/plain": ""}, raw=True)
+        display(self._bundle(final=True), raw=True)
+
+    def _show(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if self._handle is not None and (force or now - self._shown_at >= _UPDATE_EVERY_S):
+            self._handle.update(self._bundle(final=False), raw=True)
+            self._shown_at = now
+
+    def _bundle(self, *, final: bool) -> dict[str, str]:
+        if len(self.columns) > 1:
+            return comparison_bundle(self.columns, self.fmt)
+        column = self.columns[0]
+        if column.error is not None:
+            return error_bundle(column.error, column.label, column.text)
+        if column.result is not None and final:
+            return answer_bundle(column.result, self.fmt)
+        return streaming_bundle(column.text, f"{column.label} · {column.status}")
+
+
+class _PlainView:
+    """Terminal output: text printed as it arrives, a footer line after each answer."""
+
+    def __init__(self, columns: list[Column], fmt: str, stream: bool) -> None:
+        self.columns, self.fmt, self.stream = columns, fmt, stream
+
+    def begin(self, index: int) -> None:
+        if len(self.columns) > 1:
+            gap = "\n" if index else ""
+            print(f"{gap}== {self.columns[index].label} ==")
+
+    def delta(self, index: int, text: str) -> None:
+        column = self.columns[index]
+        sys.stdout.write(text[len(column.text) :])
+        sys.stdout.flush()
+        column.text = text
+
+    def done(self, index: int, result: ChatResult) -> None:
+        streamed = self.columns[index].text
+        body = "" if streamed else answer_text(result.text, self.fmt)
+        print(f"{body}{_line_end(streamed or body)}-- {result.footer()}")
+
+    def failed(self, index: int, exc: LabError) -> None:
+        print(_line_end(self.columns[index].text) + error_text(exc, self.columns[index].label))
+
+    def close(self) -> None:
+        pass
+
+
+def _line_end(printed: str) -> str:
+    """What ends the line after *printed* (already on screen, or about to be) before the next line."""
+    if not printed:
+        return ""
+    return "" if printed.endswith("\n") else "\n"
+
+
+def _parse_line(magic: Any, line: str) -> Any:
+    """Parse options shell-style (quotes grouped and removed: ``-s "Be brief."``), errors as `UsageError`."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise ChatUsageError(f"cannot parse the options {line.strip()!r}: {exc}") from None
+    try:
+        return magic.parser.parse_args(argv)
+    except UsageError as exc:
+        raise ChatUsageError(str(exc)) from None
+
+
+def _rich(shell: Any) -> bool:
+    """Whether a front end renders HTML (Jupyter) or only text (terminal IPython, %doctest_mode)."""
+    formatter = getattr(shell, "display_formatter", None)
+    return formatter is not None and "text/html" in formatter.active_types
+
+
+# -- the magics ---------------------------------------------------------------------------------------------------
+
+
+@magics_class
+class ChatMagics(Magics):
+    """``%%chat``, ``%models``, ``%chat_stats`` and ``%chat_config`` over one Lab.
+
+    ``defaults`` holds the session defaults set with ``%chat_config``.
+    """
+
+    def __init__(self, shell: Any = None, lab: Lab | None = None) -> None:
+        super().__init__(shell)
+        self._lab = lab
+        self.defaults: dict[str, Any] = {}
+
+    @property
+    def lab(self) -> Lab:
+        """The Lab the magics call: the one set here, else `opencode_lab.default_lab()`."""
+        if self._lab is not None:
+            return self._lab
+        return default_lab()
+
+    @lab.setter
+    def lab(self, lab: Lab | None) -> None:
+        self._lab = lab
+
+    @magic_arguments(name="%chat")
+    @argument(
+        "-m",
+        "--model",
+        action="append",
+        metavar="MODEL",
+        help="model id, alias or 'auto'; repeat the option or separate with commas to compare models",
+    )
+    @argument("-s", "--system", help="system prompt")
+    @with_param_arguments(argument)
+    @argument("-n", type=int, default=1, metavar="N", help="samples per model (each cached on its own)")
+    @argument("--no-cache", action="store_true", help="ask the model even if the answer is cached")
+    @argument(
+        "--format",
+        choices=FORMATS,
+        default="markdown",
+        help="how to show the answer: markdown (default), text, code or json",
+    )
+    @argument(
+        "-o",
+        "--output",
+        metavar="VAR",
+        help="store the result in VAR: a ChatResult for one answer, a list of samples, "
+        "or a dict model -> result (a failed call stores its error)",
+    )
+    @argument("--no-stream", action="store_true", help="wait for the whole answer instead of streaming it")
+    @cell_magic
+    def chat(self, line: str, cell: str) -> None:
+        """Ask the cell's text to one or more models and show the answers as they arrive.
+
+        The cell body is the prompt.  {name}, {name.attr} and {name[key]} are filled
+        from the notebook's variables; any other brace (a JSON example such as
+        {"a": 1}) stays as written, and {{ ... }} stands for literal braces.
+        One model streams its answer; several models (or -n samples) fill a
+        side-by-side table.  A failed call shows its error type and the
+        deployments tried; the cell fails only when every call failed.
+        Defaults come from %chat_config.
+
+        Example::
+
+            %%chat -m local/smollm2-135m -t 0 --seed 1 -o answer
+            In one sentence: what is {topic}?
+        """
+        plan = self._plan(_parse_line(self.chat, line), cell)
+        columns = [Column(plan.label(model, sample)) for model, sample in plan.jobs]
+        view = _RichView(columns, plan.fmt) if _rich(self.shell) else _PlainView(columns, plan.fmt, plan.stream)
+        outcomes = self._run(plan, view)
+        if plan.output:
+            self.shell.user_ns[plan.output] = plan.shape(outcomes)
+        if all(isinstance(o, LabError) for o in outcomes):
+            causes = "; ".join(f"{c.label}: {error_type_of(o)}" for c, o in zip(columns, outcomes, strict=True))
+            raise ChatUsageError(f"every call failed ({causes})")
+
+    @magic_arguments()
+    @argument("filter", nargs="?", help="keep models whose id or alias contains this text")
+    @argument("--tag", help="keep models with this tag (e.g. local, free, base)")
+    @argument("--refresh", action="store_true", help="reload provider catalogs instead of using the cached copy")
+    @line_magic
+    def models(self, line: str = "") -> Any:
+        """The model catalog as a DataFrame: pricing, context length, tags, aliases and health."""
+        args = _parse_line(self.models, line)
+        return self.lab.models(args.filter, tag=args.tag, refresh=args.refresh)
+
+    @magic_arguments()
+    @argument(
+        "--by",
+        default="model",
+        metavar="COLUMN",
+        help="group by this column (or several, comma-separated); default: model",
+    )
+    @argument("--plot", metavar="KIND", help="also draw a plot: overview, latency, cost, failures or tradeoff")
+    @line_magic
+    def chat_stats(self, line: str = "") -> Any:
+        """Latency, cost and failure statistics of this session's calls (optionally with a plot)."""
+        args = _parse_line(self.chat_stats, line)
+        by = _split_models([args.by])
+        try:
+            stats = self.lab.stats(by=by[0] if len(by) == 1 else by)
+            if args.plot:
+                display(self.lab.plot(stats, kind=args.plot))
+        except (LabError, KeyError, ValueError) as exc:
+            raise ChatUsageError(f"%chat_stats: {exc}") from None
+        return stats
+
+    @magic_arguments()
+    @argument(
+        "settings", nargs="*", metavar="KEY=VALUE", help=f"set a default ({', '.join(CONFIG_KEYS)}); KEY= clears it"
+    )
+    @argument("--reset", action="store_true", help="clear every default")
+    @line_magic
+    def chat_config(self, line: str = "") -> None:
+        """Session defaults for later %%chat cells (options on a cell still win); no argument shows them.
+
+        Example: %chat_config model=local/smollm2-135m temperature=0 seed=1 system="Answer briefly."
+        """
+        args = _parse_line(self.chat_config, line)
+        updates = dict(self._config_item(item) for item in args.settings)
+        if args.reset:
+            self.defaults.clear()
+        for key, value in updates.items():
+            if value is None:
+                self.defaults.pop(key, None)
+            else:
+                self.defaults[key] = value
+        if self.defaults:
+            print("\n".join(f"{key} = {self.defaults[key]!r}" for key in CONFIG_KEYS if key in self.defaults))
+        else:
+            print(f"no %%chat defaults set (keys: {', '.join(CONFIG_KEYS)})")
+
+    # -- helpers --------------------------------------------------------------------------------------------------
+
+    def _plan(self, args: Any, cell: str) -> _Plan:
+        """Validate everything a cell asks for before the first request is sent."""
+        d = self.defaults
+        if args.n < 1:
+            raise ChatUsageError(f"-n must be at least 1 (samples per model), got {args.n}")
+        if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
+            raise ChatUsageError(f"-o needs a Python variable name, got {args.output!r}")
+        prompt = interpolate(cell.strip(), self.shell.user_ns)
+        if not prompt.strip():
+            raise ChatUsageError("%%chat needs a prompt: write it in the cell, below the %%chat line")
+        given = {**d, **{k: v for k, v in {"system": args.system, **param_values(args)}.items() if v is not None}}
+        params = {key: given[key] for key in ("system", *NAMES) if given.get(key) is not None}
+        try:
+            ChatRequest.build(prompt, **params)
+        except InvalidRequestError as exc:
+            raise ChatUsageError(str(exc)) from None
+        models = _split_models(args.model) or _split_models([d.get("model") or ""]) or [None]
+        for model in models:
+            self._check_model(model)
+        return _Plan(
+            prompt,
+            tuple(models),
+            args.n,
+            params,
+            False if args.no_cache else d.get("cache", True),
+            args.format,
+            args.output,
+            not args.no_stream,
+        )
+
+    def _check_model(self, model: str | None) -> None:
+        try:
+            self.lab.resolve(model)
+        except LabError as exc:
+            raise ChatUsageError(str(exc)) from None
+
+    def _run(self, plan: _Plan, view: _RichView | _PlainView) -> list[Outcome]:
+        """Ask each model (and sample) in turn, reporting to *view*; a failure becomes an outcome, not a raise."""
+        outcomes: list[Outcome] = []
+        try:
+            for index, (model, sample) in enumerate(plan.jobs):
+                view.begin(index)
+                try:
+                    result = self._ask(plan, model, sample, lambda text, i=index: view.delta(i, text))
+                except LabError as exc:
+                    view.failed(index, exc)
+                    outcomes.append(exc)
+                else:
+                    view.done(index, result)
+                    outcomes.append(result)
+        finally:
+            view.close()
+        return outcomes
+
+    def _ask(self, plan: _Plan, model: str | None, sample: int, on_text: Callable[[str], None]) -> ChatResult:
+        lab = self.lab
+        kwargs = {**plan.params, "cache": plan.cache, "sample": sample}
+        if not plan.stream:
+            return lab.chat(plan.prompt, model, **kwargs)
+        text, result = "", None
+        for event in lab.stream_events(plan.prompt, model, **kwargs):
+            if isinstance(event, str):
+                text += event
+                on_text(text)
+            else:
+                result = event
+        if result is None:
+            raise LabError(f"the stream from {model or 'auto'} ended without a result")
+        return result
+
+    def _config_item(self, item: str) -> tuple[str, Any]:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ChatUsageError(f"%chat_config expects KEY=VALUE, got {item!r}")
+        if key not in CONFIG_KEYS:
+            raise ChatUsageError(f"unknown %chat_config key {key!r}; known keys: {', '.join(CONFIG_KEYS)}")
+        raw = raw.strip()
+        if raw == "" or (raw.lower() == "none" and key != "system"):
+            return key, None
+        try:
+            value = _CONFIG_PARSERS[key](raw)
+        except (ValueError, InvalidRequestError) as exc:
+            raise ChatUsageError(f"%chat_config {key}={raw!r}: {exc}") from None
+        if key == "model":
+            for model in _split_models([value]):
+                self._check_model(model)
+        return key, value
+
+
+def _request_value(key: str, cast: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Parse with *cast*, then let `Params.build` judge the range (one source of truth)."""
+
+    def parse(raw: str) -> Any:
+        return getattr(Params.build(**{key: cast(raw)}), key)
+
+    return parse
+
+
+def _cache_value(raw: str) -> bool | str:
+    text = raw.lower()
+    if text in ("true", "on", "yes", "1"):
+        return True
+    if text in ("false", "off", "no", "0"):
+        return False
+    if text == "refresh":
+        return "refresh"
+    raise ValueError("expected true, false or refresh")
+
+
+_CONFIG_PARSERS: dict[str, Callable[[str], Any]] = {
+    "model": str,
+    "system": str,
+    "cache": _cache_value,
+    **{o.name: _request_value(o.name, o.parse) for o in options()},
+}
+
+
+# -- extension entry points ---------------------------------------------------------------------------------------
+
+
+def _owner(fn: Any) -> str | None:
+    """Who registered a magic: ``module.Class`` for a Magics method, ``module`` for a function."""
+    if fn is None:
+        return None
+    owner = getattr(fn, "__self__", None)
+    if owner is not None:
+        return f"{type(owner).__module__}.{type(owner).__name__}"
+    return getattr(fn, "__module__", None) or repr(fn)
+
+
+def load_ipython_extension(ip: Any, lab: Lab | None = None) -> ChatMagics:
+    """Register the magics; loading again keeps the existing ones (and their defaults).
+
+    A magic name another extension already owns is left alone, with one warning
+    line; ``%%oc_chat`` is always available as a second name for ``%%chat``.
+    """
+    ours = f"{ChatMagics.__module__}.{ChatMagics.__name__}"
+    existing = ip.magics_manager.registry.get(ChatMagics.__name__)
+    if existing is not None and _owner(existing.chat) == ours:
+        if lab is not None:
+            existing.lab = lab
+        return existing
+    register_reprs(ip)
+    magics = ChatMagics(ip, lab=lab)
+    magics.magics["cell"]["oc_chat"] = magics.chat
+    taken = []
+    for kind, table in magics.magics.items():
+        for name in list(table):
+            owner = _owner(ip.magics_manager.magics[kind].get(name))
+            if owner is not None and owner != ours:
+                taken.append(f"{'%%' if kind == 'cell' else '%'}{name} ({owner})")
+                del table[name]
+    if taken:
+        print(f"opencode_lab: left {', '.join(taken)} in place; use %%oc_chat for opencode_lab's chat")
+    ip.register_magics(magics)
+    return magics
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """Remove the magics this extension registered (and only those)."""
+    magics = ip.magics_manager.registry.pop(ChatMagics.__name__, None)
+    if magics is None:
+        return
+    for kind, table in magics.magics.items():
+        registered = ip.magics_manager.magics[kind]
+        for name, fn in table.items():
+            if registered.get(name) == fn:
+                del registered[name]

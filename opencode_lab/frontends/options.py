@@ -1,0 +1,49 @@
+"""Command-line options generated from the one declaration of request parameters.
+
+The CLI (`argparse`) and ``%%chat`` (IPython's ``magic_arguments``, argparse
+underneath) take the same ``--temperature``, ``--max-tokens``, ``--seed``,
+``--top-p`` and ``--stop`` options, each derived from `opencode_lab.core.params`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from ..core.params import options
+
+
+def param_arguments() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """``(flags, keyword arguments)`` for ``add_argument`` per request parameter."""
+    out = []
+    for option in options():
+        flags = (*((option.short,) if option.short else ()), "--" + option.name.replace("_", "-"))
+        kwargs: dict[str, Any] = {"dest": option.name, "help": option.help, "metavar": option.name.upper()}
+        if option.repeated:
+            kwargs["action"] = "append"
+        else:
+            kwargs["type"] = option.parse
+        out.append((flags, kwargs))
+    return out
+
+
+def add_param_arguments(parser: argparse.ArgumentParser) -> None:
+    for flags, kwargs in param_arguments():
+        parser.add_argument(*flags, **kwargs)
+
+
+def with_param_arguments(argument: Callable[..., Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """A decorator adding every parameter through IPython's ``@argument`` (so ``%%chat?`` lists them)."""
+
+    def decorate(fn: Any) -> Any:
+        for flags, kwargs in reversed(param_arguments()):
+            fn = argument(*flags, **kwargs)(fn)
+        return fn
+
+    return decorate
+
+
+def param_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters given on the command line (unset ones left out)."""
+    return {o.name: getattr(args, o.name) for o in options() if getattr(args, o.name, None) is not None}

@@ -1,0 +1,131 @@
+"""The model catalog: which deployments exist and what a model spec means.
+
+A *deployment* is one way to reach a model (a provider plus the provider's own
+model id, with pricing, context length and limits).  A *model name* groups one
+or more deployments (two llama.cpp servers, OpenRouter and a direct key...);
+every deployment id is also a model name of its own.  Resolution turns what a
+caller typed (full id, unique suffix, alias, list, ``auto``) into an ordered
+list of groups: the router balances inside a group and falls back across them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from ..core.deployment import Deployment
+from ..core.errors import ModelNotFoundError
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class ModelGroup:
+    """A model name and the deployments that can serve it, in registration order."""
+
+    name: str
+    deployments: tuple[Deployment, ...]
+
+
+@dataclass
+class Catalog:
+    """Mutable registry, filled by the Lab from settings, providers' ``/models`` and the local models."""
+
+    deployments: dict[str, Deployment] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    pool: tuple[str, ...] = ()
+    _resolved: dict[object, list[ModelGroup]] = field(default_factory=dict, repr=False)
+
+    def add(self, deployment: Deployment, *, model: str | None = None) -> Deployment:
+        """Register *deployment* (merging with an existing one of the same id) under its id and *model*."""
+        self._resolved.clear()
+        existing = self.deployments.get(deployment.id)
+        if existing is not None:
+            deployment = _merge(existing, deployment)
+        self.deployments[deployment.id] = deployment
+        self.groups.setdefault(deployment.id, [deployment.id])
+        if model and model != deployment.id:
+            members = self.groups.setdefault(model, [])
+            if deployment.id not in members:
+                members.append(deployment.id)
+        return deployment
+
+    def update_info(self, deployment_id: str, **changes: object) -> None:
+        """Fill in what a provider's catalog says (pricing, context) without touching configured limits."""
+        current = self.deployments[deployment_id]
+        fresh = {k: v for k, v in changes.items() if v is not None and getattr(current, k) in (None, (), "")}
+        if fresh:
+            self._resolved.clear()
+            self.deployments[deployment_id] = replace(current, **fresh)  # type: ignore[arg-type]
+
+    def names(self) -> list[str]:
+        return sorted(set(self.groups) | set(self.aliases))
+
+    def group(self, name: str) -> ModelGroup:
+        return ModelGroup(name, tuple(self.deployments[d] for d in self.groups[name]))
+
+    def resolve(self, spec: str | Sequence[str] | None) -> list[ModelGroup]:
+        """Turn a model spec into ordered, de-duplicated groups; raise `ModelNotFoundError` when it cannot.
+
+        Results are memoised (every request resolves its spec) until a deployment is added or updated.
+        """
+        key = spec if spec is None or isinstance(spec, str) else tuple(spec)
+        cached = self._resolved.get(key)
+        if cached is None:
+            cached = self._resolved[key] = self._resolve(spec)
+        return cached
+
+    def _resolve(self, spec: str | Sequence[str] | None) -> list[ModelGroup]:
+        if spec is None or spec == AUTO:
+            return self._pool()
+        items = [spec] if isinstance(spec, str) else list(spec)
+        out: list[ModelGroup] = []
+        for item in items:
+            for group in self._resolve_one(item, ()):
+                if all(g.name != group.name for g in out):
+                    out.append(group)
+        return out
+
+    def _resolve_one(self, name: str, seen: tuple[str, ...]) -> list[ModelGroup]:
+        if name == AUTO:
+            return self._pool()
+        if name in self.aliases:
+            return [g for target in self.aliases[name] for g in self._resolve_one(target, (*seen, name))]
+        if name in self.groups:
+            return [self.group(name)]
+        matches = [g for g in self.groups if g.endswith("/" + name)]
+        if len(matches) == 1:
+            return [self.group(matches[0])]
+        if len(matches) > 1:
+            raise ModelNotFoundError(name, sorted(matches)[:8], reason="ambiguous model")
+        raise ModelNotFoundError.for_spec(name, self.names())
+
+    def _pool(self) -> list[ModelGroup]:
+        """``auto``: one group rotating over every deployment of the pool's models."""
+        if not self.pool:
+            raise ModelNotFoundError(AUTO, (), reason="no rotation pool configured (set OPENROUTER_MODEL_LIST) for")
+        deployments: list[Deployment] = []
+        for name in self.pool:
+            for group in self._resolve_one(name, (AUTO,)):
+                deployments.extend(d for d in group.deployments if d not in deployments)
+        return [ModelGroup(AUTO, tuple(deployments))]
+
+    def spec_name(self, spec: str | Sequence[str] | None) -> str:
+        """The label a results row shows for what was asked for."""
+        if spec is None:
+            return AUTO
+        return spec if isinstance(spec, str) else ",".join(spec)
+
+    def tagged(self, tag: str) -> Iterable[Deployment]:
+        return (d for d in self.deployments.values() if tag in d.tags)
+
+
+def _merge(old: Deployment, new: Deployment) -> Deployment:
+    """Configured values (limits, weights) win over discovered ones; discovered fill the gaps."""
+    values = {}
+    for name in Deployment.__dataclass_fields__:
+        mine, theirs = getattr(new, name), getattr(old, name)
+        default = Deployment.__dataclass_fields__[name].default
+        values[name] = mine if mine not in (None, (), "") and mine != default else theirs
+    return Deployment(**values)

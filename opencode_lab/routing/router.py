@@ -1,0 +1,431 @@
+"""The router: pick a deployment, wait for its budget, call it, and on failure retry or rotate.
+
+Per request, a `_Plan` holds the routing state: the ordered groups of the
+resolved spec, how often each deployment was tried, and one deadline that
+covers every retry, rotation and wait, so a request can neither loop nor hang.
+
+Error handling, in one table (see `opencode_lab.core.errors` for the classes):
+
+========================  =================================================
+error                     what the router does
+========================  =================================================
+429 `RateLimitError`      pause that deployment for Retry-After (or back-off),
+                          move to another candidate at once; come back to it
+                          only when none remains and the pause ends in time
+timeout, 5xx, reset,      retry the same deployment with exponential back-off
+malformed                 and full jitter up to ``max_retries``, then rotate
+401/403, 402, 404,        rotate at once (cannot succeed on that deployment)
+context window
+400, stream cut after     give up at once: another deployment would fail the
+the first token           same way, or the caller already has partial text
+========================  =================================================
+
+The router never imports pandas; every attempt travels back on the result
+(`Routed.attempts`) or the error (``error.attempts``) and the Lab turns
+attempts into metrics records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from ..core.errors import (
+    AllAttemptsFailedError,
+    CircuitOpenError,
+    ContextWindowError,
+    LabError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimitError,
+    StreamInterruptedError,
+)
+from ..core.secrets import get_logger
+from ..core.types import Attempt, ChatRequest, Completion, StreamChunk
+from ..providers.base import Provider
+from .backoff import RetryPolicy
+from .catalog import Catalog, Deployment, ModelGroup
+from .clock import Clock, MonotonicClock
+from .health import CircuitBreaker, DeploymentHealth
+from .ratelimit import RateLimiter
+from .strategies import Candidate, Strategy, make_strategy
+
+log = get_logger(__name__)
+
+@dataclass
+class BreakerSettings:
+    consecutive_failures: int = 5
+    failure_rate: float = 0.5
+    window: int = 20
+    min_calls: int = 10
+    cooldown_s: float = 30.0
+
+
+@dataclass
+class _Slot:
+    """Runtime state of one deployment: its provider, limiter and health."""
+
+    deployment: Deployment
+    provider: Provider
+    limiter: RateLimiter
+    health: DeploymentHealth
+
+
+@dataclass
+class Routed:
+    """What the router hands back: the completion, who served it and every attempt it took."""
+
+    completion: Completion
+    deployment: Deployment
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+class Router:
+    def __init__(
+        self,
+        catalog: Catalog,
+        providers: dict[str, Provider],
+        *,
+        strategy: str = "round_robin",
+        retry: RetryPolicy | None = None,
+        max_candidates: int = 3,
+        breaker: BreakerSettings | None = None,
+        rate_window_s: float = 60.0,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.providers = providers
+        self.retry = retry or RetryPolicy()
+        self.max_candidates = max_candidates
+        self.breaker = breaker or BreakerSettings()
+        self.rate_window_s = rate_window_s
+        self.clock = clock or MonotonicClock()
+        self.rng = rng or random.Random()
+        self._strategies: dict[str, Strategy] = {}
+        self.default_strategy = strategy
+        self.strategy(strategy)
+        self._slots: dict[str, _Slot] = {}
+
+    def strategy(self, name: str | None) -> Strategy:
+        name = name or self.default_strategy
+        if name not in self._strategies:
+            self._strategies[name] = make_strategy(name, rng=self.rng)
+        return self._strategies[name]
+
+    def slot(self, deployment: Deployment) -> _Slot:
+        """The runtime state of *deployment*, created on first use and kept for the Lab's life."""
+        slot = self._slots.get(deployment.id)
+        if slot is None:
+            provider = self.providers.get(deployment.provider)
+            if provider is None:
+                raise LabError(f"deployment {deployment.id} names unknown provider {deployment.provider!r}")
+            breaker = CircuitBreaker(
+                consecutive_failures=self.breaker.consecutive_failures,
+                failure_rate=self.breaker.failure_rate,
+                window=self.breaker.window,
+                min_calls=self.breaker.min_calls,
+                cooldown_s=self.breaker.cooldown_s,
+                clock=self.clock,
+                on_change=lambda old, new, d=deployment.id: _log_breaker(d, old, new),
+            )
+            limiter = RateLimiter(
+                rpm=deployment.rpm,
+                tpm=deployment.tpm,
+                max_in_flight=deployment.max_in_flight,
+                window_s=self.rate_window_s,
+                clock=self.clock,
+            )
+            slot = _Slot(deployment, provider, limiter, DeploymentHealth(breaker=breaker, clock=self.clock))
+            self._slots[deployment.id] = slot
+        elif slot.deployment is not deployment:
+            slot.deployment = deployment  # the catalog filled in prices or context; limits and health carry on
+        return slot
+
+    def health(self) -> dict[str, dict[str, object]]:
+        """Snapshot of every deployment's health, paused-until and in-flight count, keyed by deployment id."""
+        out = {}
+        now = self.clock.now()
+        for dep_id, dep in self.catalog.deployments.items():
+            slot = self.slot(dep)
+            snap = slot.health.snapshot()
+            paused = slot.limiter.paused_until
+            snap["paused_for_s"] = max(0.0, paused - now) if paused else 0.0
+            snap["in_flight"] = slot.limiter.in_flight
+            out[dep_id] = snap
+        return out
+
+    async def complete(
+        self, request: ChatRequest, request_id: str, *, fallback: bool = True, strategy: str | None = None
+    ) -> Routed:
+        plan = _Plan(self, request, request_id, fallback=fallback, strategy=strategy)
+        while True:
+            slot = await plan.next()
+            started, wall = time.perf_counter(), time.time()
+            try:
+                async with slot.limiter.slot(plan.tokens):
+                    await slot.provider.prepare(slot.deployment.upstream)
+                    started, wall = time.perf_counter(), time.time()  # latency excludes waits and loading
+                    completion = await plan.bounded(slot.provider.complete(slot.deployment.upstream, request))
+            except ProviderError as exc:
+                plan.failed(slot, exc, started, wall)
+                continue
+            plan.succeeded(slot, started, wall, completion.ttft_s)
+            return Routed(completion, slot.deployment, plan.attempts)
+
+    async def stream(
+        self,
+        request: ChatRequest,
+        request_id: str,
+        *,
+        fallback: bool = True,
+        strategy: str | None = None,
+        routed: list[Routed] | None = None,
+    ) -> AsyncIterator[StreamChunk]:
+        """Stream through the same policy; failover is allowed only until the first token arrives.
+
+        The final `Routed` is appended to *routed* (an out-parameter, since an
+        async generator cannot return a value).
+        """
+        plan = _Plan(self, request, request_id, fallback=fallback, strategy=strategy)
+        while True:
+            slot = await plan.next()
+            started, wall = time.perf_counter(), time.time()
+            emitted = False
+            final: Completion | None = None
+            try:
+                async with slot.limiter.slot(plan.tokens):
+                    await slot.provider.prepare(slot.deployment.upstream)
+                    started, wall = time.perf_counter(), time.time()
+                    chunks = slot.provider.stream(slot.deployment.upstream, request)
+                    while True:
+                        chunk = await plan.bounded(_anext(chunks), partial=emitted)
+                        if chunk is None:
+                            break
+                        if chunk.completion is not None:
+                            final = chunk.completion
+                        elif chunk.delta:
+                            emitted = True
+                            yield chunk
+            except ProviderError as exc:
+                plan.failed(slot, exc, started, wall)
+                if emitted:
+                    raise plan.exhausted(exc) from exc
+                continue
+            if final is None:
+                exc = StreamInterruptedError(
+                    "stream ended without a final chunk",
+                    provider=slot.deployment.provider,
+                    model=slot.deployment.upstream,
+                )
+                plan.failed(slot, exc, started, wall)
+                raise plan.exhausted(exc)
+            plan.succeeded(slot, started, wall, final.ttft_s)
+            if routed is not None:
+                routed.append(Routed(final, slot.deployment, plan.attempts))
+            yield StreamChunk("", final)
+            return
+
+
+async def _anext(chunks: AsyncIterator[StreamChunk]) -> StreamChunk | None:
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+def _log_breaker(deployment: str, old: str, new: str) -> None:
+    log.info("circuit for %s: %s -> %s", deployment, old, new)
+
+
+class _Plan:
+    """The routing state of one request."""
+
+    def __init__(
+        self, router: Router, request: ChatRequest, request_id: str, *, fallback: bool, strategy: str | None
+    ) -> None:
+        self.router = router
+        self.request = request
+        self.request_id = request_id
+        self.spec = router.catalog.spec_name(request.model)
+        groups = router.catalog.resolve(request.model)
+        self.groups: list[ModelGroup] = groups if fallback else groups[:1]
+        self.strategy = router.strategy(strategy)
+        self.tokens = request.estimated_tokens()
+        self.deadline = router.clock.now() + router.retry.deadline_s
+        self.attempts: list[Attempt] = []
+        self.tries: dict[str, int] = {}
+        self.done: set[str] = set()
+        self.rotations = 0
+        self.last_error: BaseException | None = None
+        self.backoff_until: dict[str, float] = {}
+        self._check_context()
+
+    def _check_context(self) -> None:
+        """Refuse up front when no deployment's context window could hold the prompt."""
+        deployments = [d for g in self.groups for d in g.deployments]
+        if deployments and not any(self._fits(d) for d in deployments):
+            biggest = max((d.context_length or 0) for d in deployments)
+            raise ContextWindowError(
+                f"prompt and max_tokens need about {self.tokens} tokens; the largest context among "
+                f"{self.spec!r} is {biggest}",
+                model=self.spec,
+            )
+
+    def _fits(self, deployment: Deployment) -> bool:
+        return deployment.context_length is None or deployment.context_length >= self.tokens
+
+    async def next(self) -> _Slot:
+        """The next deployment to try, after any wait its limits or back-off need; raises when none is left.
+
+        Groups are tried in order (fallback); inside a group the strategy ranks
+        candidates, and one that is ready now beats a better one that must wait.
+        """
+        clock = self.router.clock
+        while True:
+            remaining = self.deadline - clock.now()
+            if remaining <= 0:
+                raise self.exhausted(
+                    self.last_error
+                    or ProviderTimeout(f"request deadline of {self.router.retry.deadline_s}s passed", model=self.spec)
+                )
+            soonest: float | None = None
+            for group in self.groups:
+                slots = self._ranked(group)
+                waits = [(self._wait(s), s) for s in slots]
+                for saturated_ok in (False, True):
+                    for wait, slot in waits:
+                        if wait <= 0 and (saturated_ok or not slot.limiter.saturated) and self._admit(slot):
+                            return slot
+                later = [w for w, _ in waits if w > 0]
+                if later:
+                    soonest = min(later)
+                    break  # do not fall back to the next model while this one only has to wait
+            if soonest is None:
+                raise self.exhausted(
+                    self.last_error
+                    or CircuitOpenError(
+                        f"every deployment of {self.spec!r} is cooling down after repeated failures (circuit open)",
+                        model=self.spec,
+                    )
+                )
+            if soonest > remaining:
+                raise self.exhausted(
+                    self.last_error
+                    or RateLimitError(
+                        f"rate limits would delay the request past its deadline by {soonest - remaining:.1f}s",
+                        model=self.spec,
+                    )
+                )
+            await clock.sleep(soonest)
+
+    def _wait(self, slot: _Slot) -> float:
+        backoff = self.backoff_until.get(slot.deployment.id, 0.0) - self.router.clock.now()
+        return max(slot.limiter.delay(self.tokens), backoff)
+
+    def _eligible(self, deployment: Deployment) -> bool:
+        if deployment.id in self.done or not self._fits(deployment):
+            return False
+        return deployment.id in self.tries or self.rotations < self.router.max_candidates
+
+    def _ranked(self, group: ModelGroup) -> list[_Slot]:
+        """Eligible deployments of *group*, best first, without those whose circuit is open and cooling down."""
+        now = self.router.clock.now()
+        slots = [
+            slot
+            for slot in (self.router.slot(d) for d in group.deployments if self._eligible(d))
+            if slot.health.breaker.state != "open" or (slot.health.breaker.open_until or 0.0) <= now
+        ]
+        if len(slots) <= 1:
+            return slots
+        by_key = {s.deployment.id: s for s in slots}
+        views = [
+            Candidate(
+                s.deployment.id,
+                s.deployment.weight,
+                s.limiter.in_flight,
+                s.health.latency_ewma_s,
+                s.deployment.blended_price_per_mtok,
+            )
+            for s in slots
+        ]
+        return [by_key[c.key] for c in self.strategy.rank(views, group.name)]
+
+    def _admit(self, slot: _Slot) -> bool:
+        if not slot.health.breaker.allow():
+            return False
+        if slot.deployment.id not in self.tries:
+            self.rotations += 1
+            self.tries[slot.deployment.id] = 0
+        self.tries[slot.deployment.id] += 1
+        return True
+
+    async def bounded(self, awaitable: object, *, partial: bool = False) -> object:
+        """Await under the request's remaining deadline; running out is a `ProviderTimeout`."""
+        remaining = self.deadline - self.router.clock.now()
+        try:
+            async with asyncio.timeout(max(remaining, 0.001)):
+                return await awaitable  # type: ignore[misc]
+        except TimeoutError:
+            if partial:
+                raise StreamInterruptedError("request deadline passed mid-stream", model=self.spec) from None
+            raise ProviderTimeout("request deadline passed during the call", model=self.spec) from None
+
+    def _record(
+        self, slot: _Slot, started: float, wall: float, error: ProviderError | None, ttft: float | None = None
+    ) -> Attempt:
+        attempt = Attempt(
+            number=len(self.attempts) + 1,
+            deployment=slot.deployment.id,
+            provider=slot.deployment.provider,
+            model=self.spec,
+            status="ok" if error is None else "error",
+            latency_s=time.perf_counter() - started,
+            started_at=wall,
+            error_type=None if error is None else error.error_type,
+            http_status=None if error is None else error.status_code,
+            error=None if error is None else str(error),
+            ttft_s=ttft,
+        )
+        self.attempts.append(attempt)
+        return attempt
+
+    def succeeded(self, slot: _Slot, started: float, wall: float, ttft: float | None) -> None:
+        attempt = self._record(slot, started, wall, None, ttft)
+        slot.health.record_success(attempt.latency_s)
+
+    def failed(self, slot: _Slot, exc: ProviderError, started: float, wall: float) -> None:
+        """Classify *exc*: pause, back off, rotate, or give up (by raising)."""
+        self._record(slot, started, wall, exc)
+        self.last_error = exc
+        dep = slot.deployment.id
+        slot.health.record_failure(exc.error_type, str(exc), trip=exc.trips_breaker)
+        if isinstance(exc, RateLimitError):
+            pause = (
+                exc.retry_after
+                if exc.retry_after is not None
+                else self.router.retry.backoff(self.tries[dep] - 1, self.router.rng)
+            )
+            if pause > 0 and slot.limiter.paused_until < self.router.clock.now() + pause:
+                log.info("deployment %s paused for %.2fs after a 429", dep, pause)
+                slot.limiter.pause(pause)
+        if not exc.rotate:
+            raise self.exhausted(exc)
+        if not exc.retryable or self.tries[dep] > self.router.retry.max_retries:
+            self.done.add(dep)
+        elif not isinstance(exc, RateLimitError):
+            self.backoff_until[dep] = self.router.clock.now() + self.router.retry.backoff(
+                self.tries[dep] - 1, self.router.rng
+            )
+
+    def exhausted(self, last: BaseException | None) -> LabError:
+        """The one error a caller sees, carrying every attempt; a lone non-retryable error is raised as itself."""
+        if isinstance(last, ProviderError) and len(self.attempts) <= 1 and not last.rotate:
+            error: LabError = last
+        else:
+            error = AllAttemptsFailedError(self.spec, self.attempts, last)
+        error.attempts = tuple(self.attempts)
+        return error

@@ -1,0 +1,178 @@
+"""Load-balancing strategies: the order in which the router tries a model's deployments.
+
+A strategy only ranks; it never filters.  The router drops deployments whose
+breaker is open before ranking and walks the ranked list on failover, so every
+candidate appears exactly once.  `rank` runs once per request: it does one
+rotation or one sort of a handful of items and nothing more.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..core.errors import InvalidRequestError
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a strategy may know about one deployment at ranking time."""
+
+    key: str
+    weight: float = 1.0
+    in_flight: int = 0
+    latency_s: float | None = None
+    """EWMA of recent successes; None = unknown."""
+    price_per_mtok: float | None = None
+    """Blended input+output USD per million tokens; None = unknown (ranked after known prices)."""
+
+
+class Strategy(Protocol):
+    name: str
+
+    def rank(self, candidates: Sequence[Candidate], group: str) -> list[Candidate]:
+        """Every candidate once, best first; the router tries them in this order."""
+        ...
+
+
+class _Rotating:
+    """A per-group call counter: the source of round-robin order for rotations and tie-breaks."""
+
+    def __init__(self) -> None:
+        self._counters: dict[str, int] = {}
+
+    def _next(self, group: str) -> int:
+        n = self._counters.get(group, 0)
+        self._counters[group] = n + 1
+        return n
+
+
+class RoundRobin(_Rotating):
+    """Consecutive calls for the same group start at successive candidates; the rest follow in order."""
+
+    name = "round_robin"
+
+    def rank(self, candidates: Sequence[Candidate], group: str) -> list[Candidate]:
+        n = len(candidates)
+        if n < 2:
+            return list(candidates)
+        start = self._next(group) % n
+        return [*candidates[start:], *candidates[:start]]
+
+
+class _SortedWithRotatingTies(_Rotating):
+    """Ascending by `_key`; runs of equal keys are rotated per call so equals share the load."""
+
+    _key: Callable[[Candidate], float]
+
+    def rank(self, candidates: Sequence[Candidate], group: str) -> list[Candidate]:
+        if len(candidates) < 2:
+            return list(candidates)
+        key = self._key
+        ranked = sorted(candidates, key=key)
+        turn = self._next(group)
+        i, n = 0, len(ranked)
+        while i < n:
+            k, j = key(ranked[i]), i + 1
+            while j < n and key(ranked[j]) == k:
+                j += 1
+            if j - i > 1 and (shift := turn % (j - i)):
+                ranked[i:j] = ranked[i + shift : j] + ranked[i:j][:shift]
+            i = j
+        return ranked
+
+
+def _latency_key(c: Candidate) -> float:
+    return -math.inf if c.latency_s is None else c.latency_s  # unknown first: explore it
+
+
+def _busy_key(c: Candidate) -> float:
+    return c.in_flight
+
+
+def _price_key(c: Candidate) -> float:
+    return math.inf if c.price_per_mtok is None else c.price_per_mtok
+
+
+class LeastLatency(_SortedWithRotatingTies):
+    """Unknown latencies first (so new deployments get measured), then fastest EWMA first."""
+
+    name = "least_latency"
+    _key = staticmethod(_latency_key)
+
+
+class LeastBusy(_SortedWithRotatingTies):
+    """Fewest requests in flight first."""
+
+    name = "least_busy"
+    _key = staticmethod(_busy_key)
+
+
+class Cost(_SortedWithRotatingTies):
+    """Cheapest blended price first; unknown prices last."""
+
+    name = "cost"
+    _key = staticmethod(_price_key)
+
+
+class Weighted:
+    """Random order drawn by weight: P(first) is proportional to weight; the rest follow by weighted sampling
+    without replacement.  Weights <= 0 come last (in random order) unless every weight is <= 0."""
+
+    name = "weighted"
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
+
+    def rank(self, candidates: Sequence[Candidate], group: str) -> list[Candidate]:
+        if len(candidates) < 2:
+            return list(candidates)
+        rng = self._rng.random
+        # Efraimidis–Spirakis: sorting by u**(1/w) descending is successive weighted sampling without replacement;
+        # log(u)/w is the same order without underflow.  Non-positive weights get keys below every positive one.
+        keyed = [
+            (math.log(1.0 - rng()) / c.weight if c.weight > 0 else -math.inf, rng(), i)
+            for i, c in enumerate(candidates)
+        ]
+        keyed.sort(reverse=True)
+        return [candidates[i] for _, _, i in keyed]
+
+
+StrategyFactory = Callable[[random.Random], Strategy]
+
+_FACTORIES: dict[str, StrategyFactory] = {
+    "round_robin": lambda rng: RoundRobin(),
+    "weighted": Weighted,
+    "least_latency": lambda rng: LeastLatency(),
+    "least_busy": lambda rng: LeastBusy(),
+    "cost": lambda rng: Cost(),
+}
+
+
+def register_strategy(name: str, factory: StrategyFactory) -> None:
+    """Make *name* usable as ``strategy=`` and ``OC_STRATEGY``; *factory* gets the router's seeded rng."""
+    _FACTORIES[_normal(name)] = factory
+
+
+def strategy_names() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+def make_strategy(name: str, *, rng: random.Random | None = None) -> Strategy:
+    """Build a strategy by name (``least-latency`` and any case are accepted); ``rng`` seeds `weighted`."""
+    factory = _FACTORIES.get(_normal(name))
+    if factory is None:
+        close = difflib.get_close_matches(_normal(name), list(_FACTORIES), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise InvalidRequestError(
+            f"unknown routing strategy {name!r}; expected one of {', '.join(strategy_names())}{hint}"
+        )
+    return factory(rng or random.Random())
+
+
+def _normal(name: str) -> str:
+    return name.strip().lower().replace("-", "_")

@@ -1,0 +1,328 @@
+"""The run log: every results row and attempt record of an experiment, in one SQLite file.
+
+Experiments outlive the kernel: rows are committed in small transactions as they
+arrive, so a restart, a crash or a SIGKILL loses at most the batch being written,
+and `RunLog.completed` lets `compare()` resume a named run without paying twice.
+
+Storage choices:
+
+- WAL journal, ``synchronous=NORMAL`` (a committed batch survives a process kill),
+  ``busy_timeout`` 30 s and ``BEGIN IMMEDIATE`` writes, so several processes can
+  append to the same file; SQLite serialises them.
+- One connection per `RunLog`, guarded by a re-entrant lock and opened with
+  ``check_same_thread=False``: the Lab's event-loop thread writes while the
+  notebook thread reads, and every statement runs under the lock.  A forked child
+  opens its own connection on first use.
+- The file is created owner-only (0o600): prompts and responses can be private.
+- NaN is stored as NULL and comes back as NaN; user columns of a results row are
+  kept as one JSON object (``extra``) and restored as columns on load.
+- Nothing else is stored: no request headers, so never an API key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import InvalidRequestError
+from ..core.schema import (
+    ATTEMPT_COLUMNS,
+    ATTEMPT_SCHEMA,
+    KINDS,
+    RESULT_COLUMNS,
+    RESULT_SCHEMA,
+    attempts_frame,
+    results_frame,
+)
+from ..core.secrets import redact
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_KEY = ("run_id", "prompt_id", "model", "sample")
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, name TEXT UNIQUE, created_at REAL NOT NULL, meta TEXT
+);
+CREATE TABLE IF NOT EXISTS results (
+    seq INTEGER PRIMARY KEY,
+    {", ".join(c.sql for c in RESULT_SCHEMA)},
+    extra TEXT,
+    updated_at REAL,
+    UNIQUE (run_id, prompt_id, model, sample)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    seq INTEGER PRIMARY KEY,
+    {", ".join(c.sql for c in ATTEMPT_SCHEMA)}
+);
+CREATE INDEX IF NOT EXISTS attempts_run ON attempts (run_id);
+PRAGMA user_version = 1;
+"""
+
+_RESULT_FIELDS = (*RESULT_COLUMNS, "extra", "updated_at")
+_UPSERT = (
+    f"INSERT INTO results ({', '.join(_RESULT_FIELDS)}) VALUES ({', '.join('?' for _ in _RESULT_FIELDS)}) "
+    f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _RESULT_FIELDS if c not in _KEY)
+    # a success is final: a later failure of the same cell (e.g. a flaky resume) never replaces it
+    + " WHERE results.error_type IS NOT NULL OR excluded.error_type IS NULL"
+)
+_INSERT_ATTEMPT = (
+    f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({', '.join('?' for _ in ATTEMPT_COLUMNS)})"
+)
+# the cost rule of metrics.summarize: successes, plus failures that were billed
+_BILLED = "CASE WHEN x.error_type IS NULL OR x.cost_usd > 0 THEN x.cost_usd END"
+
+
+class RunLog:
+    """An append-mostly SQLite log of runs, results rows and attempt records (see the module doc)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._con: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+            os.chmod(self.path, 0o600)  # whatever the umask said
+        with self._write() as con:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                con.execute(statement)
+            # a log written by an older version lacks columns added since: add them (NULL in old rows)
+            for table, schema in (("results", RESULT_SCHEMA), ("attempts", ATTEMPT_SCHEMA)):
+                have = {r["name"] for r in con.execute(f"PRAGMA table_info({table})")}
+                for column in schema:
+                    if column.name not in have:
+                        con.execute(f"ALTER TABLE {table} ADD COLUMN {column.sql}")
+
+    def __repr__(self) -> str:
+        return f"RunLog({str(self.path)!r})"
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connection ------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._con is None or self._pid != os.getpid():
+            con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA busy_timeout = 30000")
+            _enable_wal(con, timeout_s=30.0)
+            con.execute("PRAGMA synchronous = NORMAL")
+            self._con, self._pid = con, os.getpid()
+        return self._con
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: takes the write lock up front, so waits honour busy_timeout."""
+        with self._lock:
+            con = self._connection()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._connection().execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        """Close the connection; a later call on this object reopens it."""
+        with self._lock:
+            if self._con is not None and self._pid == os.getpid():
+                self._con.close()
+            self._con = None
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def start_run(self, name: str | None = None, meta: Mapping[str, Any] | None = None) -> str:
+        """Return the run_id of run ``name`` if it exists (that is how a run resumes), else create one.
+
+        A resumed run keeps its original ``meta``.
+        """
+        run_id = "r-" + uuid.uuid4().hex[:12]
+        blob = json.dumps(dict(meta or {}), default=str)
+        with self._write() as con:
+            if name is not None:
+                row = con.execute("SELECT run_id FROM runs WHERE name = ?", (name,)).fetchone()
+                if row is not None:
+                    return str(row["run_id"])
+            con.execute(
+                "INSERT INTO runs (run_id, name, created_at, meta) VALUES (?, ?, ?, ?)",
+                (run_id, name, time.time(), blob),
+            )
+        return run_id
+
+    def find_run(self, name_or_id: str) -> str | None:
+        """The run_id whose id or name is ``name_or_id`` (an id wins), or None."""
+        rows = self._query(
+            "SELECT run_id FROM runs WHERE run_id = ? OR name = ? ORDER BY run_id = ? DESC LIMIT 1",
+            (name_or_id, name_or_id, name_or_id),
+        )
+        return str(rows[0]["run_id"]) if rows else None
+
+    def _require_run(self, name_or_id: str) -> str:
+        run_id = self.find_run(name_or_id)
+        if run_id is None:
+            known = [r["name"] or r["run_id"] for r in self._query("SELECT name, run_id FROM runs ORDER BY created_at")]
+            hint = f"; known runs: {', '.join(known[-10:])}" if known else "; the log has no runs yet"
+            raise InvalidRequestError(f"no run named or with id {name_or_id!r} in {self.path}{hint}")
+        return run_id
+
+    def runs(self) -> pd.DataFrame:
+        """One row per run, oldest first: run_id, name, created_at (UTC datetime), rows, ok, failed, cost_usd."""
+        import pandas as pd
+
+        rows = self._query(
+            "SELECT r.run_id, r.name, r.created_at, COUNT(x.seq) AS rows, "
+            "COUNT(x.seq) - COUNT(x.error_type) AS ok, COUNT(x.error_type) AS failed, "
+            f"SUM({_BILLED}) AS cost_usd "
+            "FROM runs r LEFT JOIN results x ON x.run_id = r.run_id "
+            "GROUP BY r.run_id ORDER BY r.created_at, r.rowid"
+        )
+        columns = ["run_id", "name", "created_at", "rows", "ok", "failed", "cost_usd"]
+        df = pd.DataFrame([tuple(r) for r in rows], columns=columns)
+        df["created_at"] = pd.to_datetime(df["created_at"].astype("float64"), unit="s", utc=True)
+        df["cost_usd"] = df["cost_usd"].astype("float64")
+        for col in ("rows", "ok", "failed"):
+            df[col] = df[col].astype("int64")
+        return df
+
+    # -- results ---------------------------------------------------------------------------
+
+    def save_results(self, run_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Upsert results rows of ``run_id`` in one transaction, keyed by (prompt_id, model, sample).
+
+        A successful row is never overwritten by a failed one; a success replaces a
+        failure or an earlier success.  Columns outside `RESULT_COLUMNS` go to ``extra``.
+        """
+        if not rows:
+            return
+        now = time.time()
+        params = []
+        for row in rows:
+            missing = [c for c in _KEY[1:] if _sql(row.get(c)) is None]
+            if missing:
+                raise InvalidRequestError(f"results row without {', '.join(missing)}: cannot key it in the run log")
+            values = [run_id if c == "run_id" else _sql(row.get(c)) for c in RESULT_COLUMNS]
+            extra = {k: _plain(v) for k, v in row.items() if k not in RESULT_COLUMNS}
+            params.append((*values, json.dumps(extra, default=str) if extra else None, now))
+        with self._write() as con:
+            if con.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise InvalidRequestError(f"unknown run_id {run_id!r}: call start_run() first")
+            con.executemany(_UPSERT, params)
+
+    def completed(self, run_id: str) -> dict[tuple[Any, str, int], dict[str, Any]]:
+        """Successful rows of a run keyed by (prompt_id, model, sample): what a resume need not resend."""
+        rows = self._query("SELECT * FROM results WHERE run_id = ? AND error_type IS NULL ORDER BY seq", (run_id,))
+        return {(r["prompt_id"], r["model"], r["sample"]): _restore(r) for r in rows}
+
+    def load_run(self, name_or_id: str) -> pd.DataFrame:
+        """The results frame of a run: by prompt_id, then models in first-seen order, then sample."""
+        run_id = self._require_run(name_or_id)
+        rows = self._query(
+            "SELECT x.* FROM results x JOIN (SELECT model, MIN(seq) AS first FROM results WHERE run_id = ? "
+            "GROUP BY model) m ON m.model IS x.model WHERE x.run_id = ? ORDER BY x.prompt_id, m.first, x.sample",
+            (run_id, run_id),
+        )
+        return results_frame([_restore(r) for r in rows])
+
+    # -- attempts --------------------------------------------------------------------------
+
+    def append_attempts(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append attempt records (`ATTEMPT_COLUMNS`; other keys are dropped) in one transaction."""
+        if not records:
+            return
+        params = [tuple(_sql(r.get(c)) for c in ATTEMPT_COLUMNS) for r in records]
+        with self._write() as con:
+            con.executemany(_INSERT_ATTEMPT, params)
+
+    def attempts(self, run_id: str | None = None) -> pd.DataFrame:
+        """Attempt records in the order they were logged, of one run (name or id) or of all runs."""
+        if run_id is None:
+            rows = self._query("SELECT * FROM attempts ORDER BY seq")
+        else:
+            rows = self._query(
+                "SELECT * FROM attempts WHERE run_id = ? ORDER BY seq", (self.find_run(run_id) or run_id,)
+            )
+        return attempts_frame([{c: _nan_if_null(c, r[c]) for c in ATTEMPT_COLUMNS} for r in rows])
+
+
+def _enable_wal(con: sqlite3.Connection, *, timeout_s: float) -> None:
+    """Switch to WAL, retrying: that pragma fails at once with "database is locked" (it ignores
+    busy_timeout) while another process opens the same new file."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if con.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError(f"could not switch the run log to WAL within {timeout_s}s")
+        time.sleep(0.02)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON/SQLite friendly Python value: numpy scalars unwrapped, NaN / NA / NaT → None."""
+    if value is None:
+        return None
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _sql(value: Any) -> Any:
+    kind = type(value)  # the common cases first: this runs for every column of every row
+    if kind is str:
+        return redact(value)
+    if value is None or kind is int or kind is bool:
+        return value
+    if kind is float:
+        return None if value != value else value
+    value = _plain(value)
+    if value is None or isinstance(value, int | float | str | bytes):
+        return redact(value) if isinstance(value, str) else value
+    return json.dumps(value, default=str)
+
+
+def _nan_if_null(col: str, value: Any) -> Any:
+    kind = KINDS[col]
+    if value is None and kind == "float":
+        return math.nan
+    if kind == "bool":
+        return bool(value)
+    return value
+
+
+def _restore(row: sqlite3.Row) -> dict[str, Any]:
+    out = {c: _nan_if_null(c, row[c]) for c in RESULT_COLUMNS}
+    if row["extra"]:
+        out.update(json.loads(row["extra"]))
+    return out

@@ -1,0 +1,200 @@
+"""plots: every kind renders on Agg without warnings, with the right labels and one mark per model."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator
+from itertools import pairwise
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless; plots.py itself never touches the backend
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from opencode_lab.analysis.metrics import summarize
+from opencode_lab.analysis.plots import KINDS, _short_names, plot, plot_traffic
+from opencode_lab.core.schema import results_frame
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+MODELS = ["openrouter/openai/gpt-4o-mini", "openrouter/anthropic/claude-3.5-haiku", "local/smollm2-135m"]
+LABELS = {"latency": "latency (s)", "cost": "cost (USD)", "failures": "failed calls", "tradeoff": "latency p50 (s)"}
+
+
+def _frame(models: list[str], prompts: int = 6) -> pd.DataFrame:
+    rows = []
+    for m, model in enumerate(models):
+        for p in range(prompts):
+            failed = m == 0 and p >= prompts - 2  # only the first model fails (timeout + rate_limit)
+            rows.append(
+                {
+                    "run_id": "r", "prompt_id": p, "model": model, "served_by": model, "sample": 0,
+                    "latency_s": 0.5 + 0.1 * ((p * 7 + m * 3) % 10), "ttft_s": 0.05, "input_tokens": 10,
+                    "output_tokens": 20 + p, "cost_usd": 0.0001 * (m + 1), "cost_source": "catalog",
+                    "cost_saved_usd": 0.0001 if p == 0 else 0.0, "cached": p == 0, "attempts": 1,
+                    "error_type": ("timeout" if p % 2 else "rate_limit") if failed else None,
+                    "error": "boom" if failed else None,
+                }
+            )  # fmt: skip
+    return results_frame(rows)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures() -> Iterator[None]:
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def results() -> pd.DataFrame:
+    return _frame(MODELS)
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _tick_texts(ax: Axes) -> list[str]:
+    return [t.get_text() for t in ax.get_xticklabels()]
+
+
+def _assert_labels_apart(ax: Axes) -> None:
+    """Upright/vertical labels: disjoint boxes.  Slanted (parallel) labels: perpendicular gap > text height."""
+    labels = [t for t in ax.get_xticklabels() if t.get_text()]
+    rotation = labels[0].get_rotation()
+    if rotation % 90 == 0:
+        boxes = sorted((t.get_window_extent() for t in labels), key=lambda b: b.x0)
+        for a, b in pairwise(boxes):
+            assert a.x1 <= b.x0, f"tick labels overlap: {a} / {b}"
+        return
+    heights = []
+    for label in labels:  # measure the unrotated height, then restore
+        label.set_rotation(0)
+        heights.append(label.get_window_extent().height)
+        label.set_rotation(rotation)
+    ticks = [ax.transData.transform((x, 0))[0] for x in ax.get_xticks()]
+    spacing = min(b - a for a, b in pairwise(ticks))
+    assert spacing * math.sin(math.radians(rotation)) > max(heights)
+
+
+@pytest.mark.parametrize("source", ["results", "stats"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_renders_to_png(results: pd.DataFrame, kind: str, source: str) -> None:
+    data = results if source == "results" else summarize(results)
+    fig = plot(data, kind)
+    assert isinstance(fig, Figure)
+    assert _png(fig).startswith(b"\x89PNG")
+    assert len(fig.axes) == (4 if kind == "overview" else 1)
+    assert plt.get_fignums() == []  # detached from pyplot: Jupyter shows it once, nothing piles up
+
+
+@pytest.mark.parametrize("source", ["results", "stats"])
+@pytest.mark.parametrize("kind", ["latency", "cost", "failures"])
+def test_bar_kinds_label_axes_and_show_each_model_once(results: pd.DataFrame, kind: str, source: str) -> None:
+    data = results if source == "results" else summarize(results)
+    ax = plot(data, kind).axes[0]
+    assert ax.get_ylabel() == LABELS[kind]
+    assert ax.get_title()
+    # sorted by full id, shortened to the last path segment
+    assert _tick_texts(ax) == ["smollm2-135m", "claude-3.5-haiku", "gpt-4o-mini"]
+    assert all(t.get_rotation() == 0 for t in ax.get_xticklabels())  # three short names fit upright
+
+
+def test_latency_draws_one_box_per_model_from_fresh_rows(results: pd.DataFrame) -> None:
+    ax = plot(results, "latency").axes[0]
+    medians = [line for line in ax.lines if line.get_linestyle() == "-" and len(line.get_xdata()) == 2]
+    assert len(ax.get_xticks()) == 3
+    assert len(medians) >= 3
+
+
+def test_failures_keep_models_without_failures(results: pd.DataFrame) -> None:
+    ax = plot(results, "failures").axes[0]
+    heights: dict[float, float] = {}
+    for bar in ax.patches:
+        x = round(bar.get_x() + bar.get_width() / 2)
+        heights[x] = heights.get(x, 0) + bar.get_height()
+    assert heights == {0: 0, 1: 0, 2: 2}  # gpt-4o-mini (third after sorting) failed twice
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["rate_limit", "timeout"]
+
+
+def test_tradeoff_labels_one_point_per_model(results: pd.DataFrame) -> None:
+    ax = plot(summarize(results), "tradeoff").axes[0]
+    assert ax.get_xlabel() == "cost per 1k calls (USD)"
+    assert ax.get_ylabel() == "latency p50 (s)"
+    assert len(ax.collections[0].get_offsets()) == 3
+    assert sorted(t.get_text() for t in ax.texts) == ["claude-3.5-haiku", "gpt-4o-mini", "smollm2-135m"]
+
+
+def test_unknown_costs_are_marked_not_drawn_as_zero(results: pd.DataFrame) -> None:
+    results.loc[results["model"] == MODELS[2], "cost_usd"] = math.nan
+    cost_ax = plot(results, "cost").axes[0]
+    assert [t.get_text() for t in cost_ax.texts] == ["n/a"]
+    trade_ax = plot(results, "tradeoff").axes[0]
+    assert len(trade_ax.collections[0].get_offsets()) == 2
+    assert any("smollm2-135m" in t.get_text() and "not shown" in t.get_text() for t in trade_ax.texts)
+
+
+def test_ten_models_tick_labels_do_not_overlap() -> None:
+    models = [f"openrouter/vendor{i}/a-fairly-long-model-name-{i}" for i in range(10)]
+    data = _frame(models, prompts=3)
+    for fig in (plot(data), plot(data, "cost"), plot(summarize(data), "latency")):
+        _png(fig)
+        tick_axes = [ax for ax in fig.axes if ax.get_xlabel() != "cost per 1k calls (USD)"]
+        for ax in tick_axes:
+            assert len(ax.get_xticks()) == 10
+            _assert_labels_apart(ax)
+
+
+def test_short_names_disambiguate_clashes() -> None:
+    assert _short_names(["openrouter/openai/gpt-4o-mini"]) == ["gpt-4o-mini"]
+    assert _short_names(["a/x/m", "b/x/m", "c/n"]) == ["a/x/m", "b/x/m", "n"]
+    assert _short_names(["openai/m", "m"]) == ["openai/m", "m"]
+
+
+def test_draws_into_a_given_axes(results: pd.DataFrame) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    assert plot(results, "cost", ax=right) is fig
+    assert right.get_ylabel() == "cost (USD)" and not left.has_data()
+    assert plt.fignum_exists(fig.number)  # the caller's figure stays open
+    with pytest.raises(ValueError, match="overview"):
+        plot(results, "overview", ax=left)
+
+
+def test_bad_kind_lists_the_valid_ones(results: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="latency, cost, failures, tradeoff"):
+        plot(results, "pie")
+
+
+def test_empty_or_wrong_frames_are_refused(results: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot(results.iloc[:0])
+    with pytest.raises(ValueError, match="results frame"):
+        plot(pd.DataFrame({"x": [1]}))
+
+
+def test_plot_traffic_stacks_outcomes_per_deployment() -> None:
+    attempts = pd.DataFrame(
+        {
+            "served_by": ["openrouter/m", "openrouter/m", "vllm/m", "vllm/m", "vllm/m"],
+            "status": ["ok", "error", "ok", "error", "error"],
+            "error_type": [None, "rate_limit", None, "timeout", "timeout"],
+        }
+    )
+    fig = plot_traffic(attempts)
+    _png(fig)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "attempts"
+    assert _tick_texts(ax) == ["openrouter/m", "vllm/m"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["ok", "rate_limit", "timeout"]
+    assert sum(bar.get_height() for bar in ax.patches) == 5
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_traffic(attempts.iloc[:0])

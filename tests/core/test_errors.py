@@ -1,0 +1,60 @@
+"""One error tree; messages name the problem and never carry a key."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from opencode_lab import (
+    AllAttemptsFailedError,
+    LabError,
+    ModelNotFoundError,
+    ProviderError,
+    RateLimitError,
+)
+from opencode_lab.core.secrets import Secret, get_logger, redact
+from opencode_lab.core.types import Attempt
+
+
+def test_every_error_is_a_lab_error() -> None:
+    assert issubclass(RateLimitError, ProviderError)
+    assert issubclass(ProviderError, LabError)
+    assert issubclass(ModelNotFoundError, LabError)
+
+
+def test_model_not_found_suggests_close_ids() -> None:
+    error = ModelNotFoundError.for_spec("smollm-135m", ["local/smollm2-135m", "local/gemma-3-270m"])
+    assert "local/smollm2-135m" in str(error)
+    assert error.suggestions[0] == "local/smollm2-135m"
+
+
+def test_an_exhausted_request_names_each_attempt() -> None:
+    attempts = [
+        Attempt(1, "a/m", "a", "m", "error", 0.1, 0.0, error_type="server_error"),
+        Attempt(2, "b/m", "b", "m", "error", 0.1, 0.0, error_type="timeout"),
+    ]
+    error = AllAttemptsFailedError("m", attempts, RateLimitError("slow down"))
+    assert "#1 a/m: server_error" in str(error) and "#2 b/m: timeout" in str(error)
+    assert error.root_error_type == "rate_limit"
+
+
+def test_registered_secrets_are_masked_in_error_messages() -> None:
+    key = Secret("sk-or-v1-ERRORS-0123456789")
+    error = ProviderError(f"server echoed Authorization: Bearer {key.reveal()}", provider="openrouter")
+    assert key.reveal() not in str(error)
+    assert "***" in str(error)
+
+
+def test_log_records_are_redacted_including_arguments(caplog: pytest.LogCaptureFixture) -> None:
+    key = Secret("sk-or-v1-LOGGING-0123456789")
+    log = get_logger("opencode_lab.test_errors")
+    with caplog.at_level(logging.DEBUG, logger="opencode_lab.test_errors"):
+        log.debug("sending with %s", key.reveal())
+    assert key.reveal() not in caplog.text
+    assert "sending with ***" in caplog.text
+
+
+def test_short_strings_are_not_treated_as_secrets() -> None:
+    Secret("abc")
+    assert redact("abc def") == "abc def"

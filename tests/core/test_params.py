@@ -1,0 +1,60 @@
+"""Request parameters are declared once, in `Params`; everything else derives from that declaration."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from opencode_lab import InvalidRequestError, Params
+from opencode_lab.core.params import NAMES, options, reject_unknown
+
+
+def test_the_declaration_lists_the_openai_sampling_parameters() -> None:
+    assert NAMES == ("temperature", "max_tokens", "seed", "top_p", "stop")
+    assert tuple(f.name for f in dataclasses.fields(Params)) == NAMES
+
+
+def test_build_validates_and_normalises() -> None:
+    params = Params.build(temperature=-0.0, max_tokens=5, seed=3, top_p=1, stop="END")
+    assert params == Params(temperature=0.0, max_tokens=5, seed=3, top_p=1.0, stop=("END",))
+    assert str(params.temperature) == "0.0"  # -0.0 would give a different cache key
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"temperature": 2.5}, "temperature must be between 0.0 and 2.0"),
+        ({"temperature": float("nan")}, "temperature must be a number"),
+        ({"top_p": float("inf")}, "top_p must be a number"),
+        ({"max_tokens": 0}, "max_tokens must be at least 1"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"seed": True}, "seed must be an integer"),
+        ({"stop": ["ok", ""]}, "stop must be a string or a list of non-empty strings"),
+    ],
+)
+def test_bad_values_name_the_parameter(values: dict, message: str) -> None:
+    with pytest.raises(InvalidRequestError, match=message):
+        Params.build(**values)
+
+
+def test_an_unknown_parameter_names_the_closest_valid_one() -> None:
+    with pytest.raises(InvalidRequestError, match="unknown request parameter 'temprature'; did you mean 'temperature'"):
+        Params.build(temprature=0.5)
+
+
+def test_reject_unknown_lists_the_valid_names_when_nothing_is_close() -> None:
+    with pytest.raises(InvalidRequestError, match=r"unknown keyword 'zzz' \(valid: a, b\)"):
+        reject_unknown({"zzz": 1}, ["b", "a"])
+
+
+def test_the_payload_holds_only_what_was_set_in_wire_form() -> None:
+    assert Params().payload() == {}
+    assert Params.build(top_p=0.5, stop=["a", "b"]).payload() == {"top_p": 0.5, "stop": ["a", "b"]}
+
+
+def test_every_parameter_is_a_command_line_option() -> None:
+    by_name = {o.name: o for o in options()}
+    assert tuple(by_name) == NAMES
+    assert by_name["stop"].repeated and not by_name["top_p"].repeated
+    assert by_name["top_p"].parse("0.25") == 0.25 and by_name["max_tokens"].parse("7") == 7

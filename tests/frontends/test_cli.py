@@ -1,0 +1,97 @@
+"""The opencode-lab command line, run as a user would (a subprocess of the installed console script)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+
+def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "opencode_lab", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def config(fault, tmp_path: Path) -> Path:
+    path = tmp_path / "lab.toml"
+    path.write_text(f'[providers.f]\nbase_url = "{fault.base_url}"\nmodels = ["x", "y"]\n')
+    return path
+
+
+def test_chat_streams_the_answer_to_stdout(config: Path) -> None:
+    out = cli("--config", str(config), "chat", "-m", "f/x", "hello there")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "echo: hello there"
+    assert "f/x" in out.stderr
+
+
+def test_models_lists_the_catalog(config: Path) -> None:
+    out = cli("--config", str(config), "models", "f/")
+    assert out.returncode == 0
+    assert "f/x" in out.stdout and "f/y" in out.stdout
+    assert "local/" not in out.stdout
+
+
+def test_compare_writes_results_and_a_plot_and_stats_reads_them(config: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.csv"
+    pd.DataFrame({"prompt": ["a", "b"], "expected": ["1", "2"]}).to_csv(prompts, index=False)
+    results, figure = tmp_path / "results.csv", tmp_path / "fig.png"
+    out = cli(
+        "--config",
+        str(config),
+        "compare",
+        str(prompts),
+        "-m",
+        "f/x",
+        "-m",
+        "f/y",
+        "--out",
+        str(results),
+        "--plot",
+        str(figure),
+        "--run",
+        "cli-run",
+    )
+    assert out.returncode == 0, out.stderr
+    frame = pd.read_csv(results)
+    assert len(frame) == 4 and list(frame.expected) == [1, 1, 2, 2]
+    assert figure.stat().st_size > 10_000
+    stats = cli("--config", str(config), "stats", str(results))
+    assert stats.returncode == 0 and "f/x" in stats.stdout and "f/y" in stats.stdout
+    by_run = cli("--config", str(config), "stats", "cli-run")
+    assert by_run.returncode == 0 and "f/y" in by_run.stdout
+
+
+def test_an_unknown_model_is_a_one_line_error(config: Path) -> None:
+    out = cli("--config", str(config), "chat", "-m", "f/z", "hi")
+    assert out.returncode == 1
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("error: ModelNotFoundError: unknown model 'f/z'; did you mean")
+    assert "f/x" in line and "f/y" in line
+
+
+def test_a_broken_config_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[lab\n")
+    out = cli("--config", str(bad), "models")
+    assert out.returncode == 2 and "bad.toml" in out.stderr
+
+
+@pytest.mark.llama
+def test_demo_answers_with_both_local_models_offline(tmp_path: Path) -> None:
+    out = cli("demo", "--plot", str(tmp_path / "demo.png"), cwd=Path(__file__).parents[2])
+    assert out.returncode == 0, out.stderr
+    assert "local/smollm2-135m" in out.stdout and "local/gemma-3-270m" in out.stdout
+    assert "Tokyo" in out.stdout
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
