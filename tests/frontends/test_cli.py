@@ -43,6 +43,7 @@ def test_models_lists_the_catalog(config: Path) -> None:
     assert "local/" not in out.stdout
 
 
+@pytest.mark.slow
 def test_compare_writes_results_and_a_plot_and_stats_reads_them(config: Path, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.csv"
     pd.DataFrame({"prompt": ["a", "b"], "expected": ["1", "2"]}).to_csv(prompts, index=False)
@@ -95,3 +96,11 @@ def test_demo_answers_with_both_local_models_offline(tmp_path: Path) -> None:
     assert "local/smollm2-135m" in out.stdout and "local/gemma-3-270m" in out.stdout
     assert "Tokyo" in out.stdout
     assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+
+def test_every_request_parameter_is_an_option_that_reaches_the_server(config: Path, fault) -> None:
+    out = cli("--config", str(config), "chat", "-m", "f/x", "-t", "0.5", "--max-tokens", "9", "--seed", "4",
+              "--top-p", "0.5", "--stop", "END", "--stop", "STOP", "--no-cache", "q")
+    assert out.returncode == 0, out.stderr
+    (entry,) = fault.log
+    assert entry["sampling"] == {"temperature": 0.5, "max_tokens": 9, "seed": 4, "top_p": 0.5, "stop": ["END", "STOP"]}

@@ -180,3 +180,10 @@ def test_a_corrupted_cache_file_is_a_miss_not_a_wrong_answer(fault, make_lab) ->
     again = lab.compare("hello", "a/x", progress=False)
     assert not again.cached[0] and again.response[0] == first.response[0]
     assert fault.count() == 2
+
+
+def test_every_request_parameter_reaches_the_request_body(fault, make_lab) -> None:
+    lab = make_lab(f'[providers.f]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n')
+    lab.compare(["q"], "f/x", temperature=0.5, max_tokens=9, seed=4, top_p=0.5, stop=["END"], progress=False)
+    (entry,) = fault.log
+    assert entry["sampling"] == {"temperature": 0.5, "max_tokens": 9, "seed": 4, "top_p": 0.5, "stop": ["END"]}

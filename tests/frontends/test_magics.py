@@ -186,8 +186,8 @@ def test_a_chat_magic_owned_by_another_extension_is_kept_with_one_warning(ip, ma
 def test_help_lists_every_option(ip):
     with capture_output() as cap:
         ip.run_cell("%%chat?")
-    for option in ("--model", "--system", "--temperature", "--max-tokens", "-n", "--seed", "--no-cache",
-                   "--format", "--output", "--no-stream", "%%chat"):
+    for option in ("--model", "--system", "--temperature", "--max-tokens", "--top-p", "--stop", "-n", "--seed",
+                   "--no-cache", "--format", "--output", "--no-stream", "%%chat"):
         assert option in cap.stdout, option
 
 
@@ -255,6 +255,13 @@ def test_the_answer_is_rendered_markdown_with_a_footer(ip, magics, lab):
     assert set(shown.final) == {"text/markdown", "text/plain"}
     assert shown.final["text/markdown"].endswith(f"<sub>{result.footer()}</sub>")
     assert "local/smollm2-135m" in result.footer() and "1 attempt(s)" in result.footer()
+
+
+def test_every_request_parameter_is_an_option_that_reaches_the_server(ip, magics, servers):
+    servers.ok.reset()
+    chat(ip, "-m echo -t 0.5 --max-tokens 9 --seed 4 --top-p 0.5 --stop END --stop STOP --no-cache", "q")
+    (entry,) = servers.ok.log
+    assert entry["sampling"] == {"temperature": 0.5, "max_tokens": 9, "seed": 4, "top_p": 0.5, "stop": ["END", "STOP"]}
 
 
 def test_output_stores_one_chat_result(ip, magics):

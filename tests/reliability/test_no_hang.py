@@ -26,6 +26,8 @@ import pytest
 from opencode_lab import Lab, LabError
 from opencode_lab.core.errors import error_type_of
 
+pytestmark = pytest.mark.slow
+
 TIMEOUT_S = 0.5
 DEADLINE_S = 2.0
 SLACK_S = 2.0

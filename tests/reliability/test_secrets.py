@@ -186,6 +186,7 @@ def run_notebook(path: Path) -> bytes:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_keys_never_leak_and_reach_only_their_own_provider(
     tmp_path: Path, monkeypatch, faults, recorders, debug_log, capfd
 ) -> None:

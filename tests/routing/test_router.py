@@ -72,6 +72,7 @@ mode = "off"
     assert lab.health().loc["f0/fault-model", "state"] in ("open", "half_open")
 
 
+@pytest.mark.slow
 def test_rpm_is_never_exceeded_in_any_window_on_the_server(fault, make_lab, fault_toml) -> None:
     """Scenario (c), with a scaled window: rpm=10 per 1 s window, 35 concurrent requests."""
     lab = make_lab(fault_toml(fault, rpm=10) + '\n[lab]\nrate_window_s = 1.0\n[cache]\nmode = "off"\n')
@@ -82,6 +83,7 @@ def test_rpm_is_never_exceeded_in_any_window_on_the_server(fault, make_lab, faul
     assert busiest <= 10
 
 
+@pytest.mark.slow
 def test_random_faults_are_absorbed_by_failover(faults, make_lab, fault_toml) -> None:
     """Scenario (d): 500 requests, 20% faults at random; >= 99% succeed, none resent after success."""
     for i, server in enumerate(faults):
@@ -122,6 +124,7 @@ def test_least_latency_sends_most_traffic_to_the_fastest(faults, make_lab, fault
     assert counts[0] > counts[1] + counts[2]
 
 
+@pytest.mark.slow
 def test_weighted_follows_its_weights_within_five_points(faults, make_lab) -> None:
     """Scenario (e2): 1,000 calls with weights 1:2:7."""
     toml = "\n".join(f'[providers.f{i}]\nbase_url = "{s.base_url}"\n' for i, s in enumerate(faults))
