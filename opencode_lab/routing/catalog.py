@@ -6,6 +6,12 @@ or more deployments (two llama.cpp servers, OpenRouter and a direct key...);
 every deployment id is also a model name of its own.  Resolution turns what a
 caller typed (full id, unique suffix, alias, list, ``auto``) into an ordered
 list of groups: the router balances inside a group and falls back across them.
+
+Providers with an *open* catalog (``openai``, ``anthropic``, ``gemini``,
+``openrouter``) serve ``PROVIDER/ANY-ID`` without a declaration: the deployment
+is made on first use, priced from the bundled table, and refused with
+suggestions once the provider's model list is known not to hold it.
+``provider:model`` (the aisuite / jupyter-ai spelling) means ``provider/model``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..core.deployment import Deployment
-from ..core.errors import ModelNotFoundError
+from ..core.errors import InvalidRequestError, ModelNotFoundError
+from ..core.types import ChatRequest
+from ..providers.prices import bundled_price
 
 AUTO = "auto"
 
@@ -35,6 +43,10 @@ class Catalog:
     groups: dict[str, list[str]] = field(default_factory=dict)
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     pool: tuple[str, ...] = ()
+    open: frozenset[str] = frozenset()
+    """Providers whose catalog is open: ``PROVIDER/ANY-ID`` names a deployment without declaring it."""
+    listed: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    """Per open provider, the ids its model list holds (None: the list could not be fetched; absent: not tried)."""
     _resolved: dict[object, list[ModelGroup]] = field(default_factory=dict, repr=False)
 
     def add(self, deployment: Deployment, *, model: str | None = None) -> Deployment:
@@ -61,6 +73,25 @@ class Catalog:
 
     def names(self) -> list[str]:
         return sorted(set(self.groups) | set(self.aliases))
+
+    def unlisted(self, spec: str | Sequence[str] | None) -> list[str]:
+        """The open providers *spec* names by id whose model list has not been tried yet."""
+        items = [] if spec is None else [spec] if isinstance(spec, str) else list(spec)
+        names = [self._open_id(i)[0] for i in items if i not in self.groups and i not in self.aliases]
+        return list(dict.fromkeys(n for n in names if n and n not in self.listed))
+
+    def set_listed(self, provider: str, ids: Iterable[str] | None) -> None:
+        """Record what *provider*'s model list holds (None: it could not be fetched, so ids stay unchecked)."""
+        self._resolved.clear()
+        self.listed[provider] = None if ids is None else frozenset(ids)
+
+    def _open_id(self, name: str) -> tuple[str, str]:
+        """``(provider, upstream)`` when *name* is ``provider/id`` or ``provider:id`` of an open provider."""
+        for sep in "/:":
+            provider, found, upstream = name.partition(sep)
+            if found and upstream and provider in self.open:
+                return provider, upstream
+        return "", ""
 
     def group(self, name: str) -> ModelGroup:
         return ModelGroup(name, tuple(self.deployments[d] for d in self.groups[name]))
@@ -94,12 +125,40 @@ class Catalog:
             return [g for target in self.aliases[name] for g in self._resolve_one(target, (*seen, name))]
         if name in self.groups:
             return [self.group(name)]
+        provider, upstream = self._open_id(name)
+        if provider:
+            return [self._open_group(provider, upstream, name)]
+        provider, colon, upstream = name.partition(":")
+        if colon and f"{provider}/{upstream}" in self.groups:
+            return [self.group(f"{provider}/{upstream}")]
         matches = [g for g in self.groups if g.endswith("/" + name)]
         if len(matches) == 1:
             return [self.group(matches[0])]
         if len(matches) > 1:
             raise ModelNotFoundError(name, sorted(matches)[:8], reason="ambiguous model")
         raise ModelNotFoundError.for_spec(name, self.names())
+
+    def _open_group(self, provider: str, upstream: str, spec: str) -> ModelGroup:
+        """The deployment ``provider/upstream``, made (and priced from the bundled table) on first use."""
+        dep_id = f"{provider}/{upstream}"
+        if dep_id not in self.groups:
+            known = self.listed.get(provider)
+            if known is not None and upstream not in known:
+                raise ModelNotFoundError.for_spec(spec, sorted(f"{provider}/{m}" for m in known))
+            price = bundled_price(provider, upstream)
+            self.add(
+                Deployment(dep_id, provider, upstream)
+                if price is None
+                else Deployment(
+                    dep_id,
+                    provider,
+                    upstream,
+                    price.input_per_mtok,
+                    price.output_per_mtok,
+                    tags=() if price.images else (TEXT_ONLY,),
+                )
+            )
+        return self.group(dep_id)
 
     def _pool(self) -> list[ModelGroup]:
         """``auto``: one group rotating over every deployment of the pool's models."""
@@ -119,6 +178,24 @@ class Catalog:
 
     def tagged(self, tag: str) -> Iterable[Deployment]:
         return (d for d in self.deployments.values() if tag in d.tags)
+
+
+#: a deployment tag saying the model takes no image input (the bundled price table and TOML ``tags`` set it)
+TEXT_ONLY = "text-only"
+
+
+def refuse_unsupported(request: ChatRequest, groups: Sequence[ModelGroup]) -> None:
+    """Refuse, before anything is sent, tools or images a candidate model cannot take.
+
+    In-process llama.cpp models get neither (their chat templates here have no tool calling and no
+    image projector is loaded); a deployment tagged `TEXT_ONLY` gets no images.
+    """
+    for group in groups:
+        for dep in group.deployments:
+            if request.tools and dep.provider == "local":
+                raise InvalidRequestError(f"model {dep.id!r} cannot call tools (a local llama.cpp model); drop tools=")
+            if request.images and (dep.provider == "local" or TEXT_ONLY in dep.tags):
+                raise InvalidRequestError(f"model {dep.id!r} does not accept images (the catalog marks it text-only)")
 
 
 def _merge(old: Deployment, new: Deployment) -> Deployment:

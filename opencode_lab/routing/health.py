@@ -1,6 +1,6 @@
 """Health of a deployment: a circuit breaker plus rolling success-rate and latency figures.
 
-The router skips a deployment whose breaker does not `allow` a call, and the
+The router prefers deployments whose breaker is not `blocked`, and the
 `snapshot` feeds ``%models`` / ``stats()`` so a researcher sees why a model was
 skipped.  Single event loop (or one lock held by the caller); not thread-safe.
 """
@@ -31,6 +31,11 @@ class CircuitBreaker:
     the first outcome recorded decides.  A probe whose outcome never arrives (a
     cancelled call) is written off after another `cooldown_s`, so the breaker
     cannot stay half-open forever.  On closing, the rolling window starts afresh.
+
+    ``allow(force=True)`` admits a call whatever the state, as a probe: the router
+    uses it when every deployment of a model is blocked (panic mode), so a flaky
+    model degrades instead of failing without a request, and one success closes
+    the circuit again.
     """
 
     def __init__(
@@ -78,21 +83,35 @@ class CircuitBreaker:
         """Clock time the cool-down ends while open; None when closed or half-open."""
         return self._open_until
 
-    def allow(self) -> bool:
-        """May a call go out now?  After the cool-down, True exactly once (the probe) until its outcome is known."""
+    def blocked(self) -> bool:
+        """Would `allow` refuse a call now?  (Reads only: no probe is admitted.)"""
         if self._state == "closed":
-            return True
+            return False
         now = self._clock.now()
         if self._state == "open":
-            if self._open_until is not None and now < self._open_until:
-                return False
+            return self._open_until is not None and now < self._open_until
+        return self._probe_started is not None and now - self._probe_started < self.cooldown_s
+
+    def allow(self, *, force: bool = False) -> bool:
+        """May a call go out now?  After the cool-down, True exactly once (the probe) until its outcome is known.
+
+        *force* admits the call even while blocked; an open breaker then turns half-open with it as the probe.
+        """
+        if self._state == "closed":
+            return True
+        if not force and self.blocked():
+            return False
+        now = self._clock.now()
+        if self._state == "open":
             self._probe_started = now
             self._transition("half_open")
-            return True
-        if self._probe_started is None or now - self._probe_started >= self.cooldown_s:
-            self._probe_started = now  # no probe out, or the last one was lost: admit a new one
-            return True
-        return False
+        elif self._probe_started is None or now - self._probe_started >= self.cooldown_s:
+            self._probe_started = now  # no probe out, or the last one was lost: this call is the probe
+        return True
+
+    def reset(self) -> None:
+        """Close the circuit and forget the window (``lab.reset``: the user says the deployment is fixed)."""
+        self._close()
 
     def record_success(self) -> None:
         if self._state == "half_open":
@@ -152,6 +171,9 @@ class DeploymentHealth:
 
     `calls` and `failures` count every call since creation; `success_rate` and
     `latency_p50_s` cover only the last `window` calls (latency: successes only).
+    The first success does not seed the EWMA: it pays for connection set-up (or a
+    model's warm-up), often ten times a normal call, and would make
+    ``least_latency`` shun a healthy deployment for many calls.
     """
 
     def __init__(
@@ -172,6 +194,7 @@ class DeploymentHealth:
         self._recent: deque[float | None] = deque(maxlen=window)  # latency of a success, None for a failure
         self._recent_failures = 0
         self._ewma: float | None = None
+        self._warmed_up = False
         self._calls = 0
         self._failures = 0
         self._last_error: str | None = None
@@ -181,8 +204,10 @@ class DeploymentHealth:
 
     def record_success(self, latency_s: float) -> None:
         self._push(latency_s)
-        a = self.ewma_alpha
-        self._ewma = latency_s if self._ewma is None else a * latency_s + (1 - a) * self._ewma
+        if self._warmed_up:
+            a = self.ewma_alpha
+            self._ewma = latency_s if self._ewma is None else a * latency_s + (1 - a) * self._ewma
+        self._warmed_up = True
         self.breaker.record_success()
 
     def record_failure(self, error_type: str, message: str = "", *, trip: bool = True) -> None:

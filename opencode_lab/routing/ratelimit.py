@@ -91,6 +91,10 @@ class RateLimiter:
         """Hold every send for ``seconds`` from now (a 429's Retry-After); extends, never shortens a pause."""
         self._paused_until = max(self._paused_until, self._clock.now() + seconds)
 
+    def resume(self) -> None:
+        """End a pause now (``lab.reset``); the RPM/TPM windows are the server's real budget and stay."""
+        self._paused_until = 0.0
+
     def delay(self, tokens: int = 0) -> float:
         """Seconds until ``acquire(tokens)`` could send, ignoring concurrency (see `saturated`); 0.0 = now."""
         now = self._clock.now()
@@ -126,6 +130,15 @@ class RateLimiter:
             self._record(tokens)
         finally:
             self._pass_turn()
+
+    def set_max_in_flight(self, value: int | None) -> None:
+        """Change the concurrency limit (a cluster gained or lost workers); a raised limit wakes the head waiter."""
+        if value is not None and not value > 0:
+            raise ValueError(f"max_in_flight must be positive or None, got {value!r}")
+        self.max_in_flight = value
+        waiter = self._slot_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def release(self) -> None:
         """Give back a concurrency slot taken by `acquire`, waking the head waiter."""

@@ -9,16 +9,27 @@ Error handling, in one table (see `opencode_lab.core.errors` for the classes):
 ========================  =================================================
 error                     what the router does
 ========================  =================================================
-429 `RateLimitError`      pause that deployment for Retry-After (or back-off),
-                          move to another candidate at once; come back to it
-                          only when none remains and the pause ends in time
+429 `RateLimitError`      pause that deployment for Retry-After (or back-off;
+                          capped by ``retry_after_cap_s``), move to another
+                          candidate at once; come back to it only when none
+                          can be served now and the pause ends in time
 timeout, 5xx, reset,      retry the same deployment with exponential back-off
 malformed                 and full jitter up to ``max_retries``, then rotate
 401/403, 402, 404,        rotate at once (cannot succeed on that deployment)
-context window
+context window, anything
+else a provider raises
 400, stream cut after     give up at once: another deployment would fail the
 the first token           same way, or the caller already has partial text
 ========================  =================================================
+
+Waiting: a request never waits (for a pause, a rate limit or its own back-off)
+while any candidate of its whole fallback list can be sent now, and it waits
+only for a candidate that is free before the deadline; one paused past the
+deadline is skipped.  Breakers isolate dead deployments, not flaky ones: a
+deployment whose circuit is open is left out while another can be sent now;
+when none can, the request sends to it anyway (panic mode, as Envoy's panic
+threshold) as that circuit's half-open probe: once per request when none of
+its recent calls succeeded, with the usual retries when some did.
 
 The router never imports pandas; every attempt travels back on the result
 (`Routed.attempts`) or the error (``error.attempts``) and the Lab turns
@@ -30,7 +41,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..core.errors import (
@@ -54,6 +66,7 @@ from .ratelimit import RateLimiter
 from .strategies import Candidate, Strategy, make_strategy
 
 log = get_logger(__name__)
+
 
 @dataclass
 class BreakerSettings:
@@ -94,15 +107,19 @@ class Router:
         max_candidates: int = 3,
         breaker: BreakerSettings | None = None,
         rate_window_s: float = 60.0,
+        retry_after_cap_s: float = 300.0,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        if not retry_after_cap_s > 0:
+            raise ValueError(f"retry_after_cap_s must be positive, got {retry_after_cap_s!r}")
         self.catalog = catalog
         self.providers = providers
         self.retry = retry or RetryPolicy()
         self.max_candidates = max_candidates
         self.breaker = breaker or BreakerSettings()
         self.rate_window_s = rate_window_s
+        self.retry_after_cap_s = retry_after_cap_s
         self.clock = clock or MonotonicClock()
         self.rng = rng or random.Random()
         self._strategies: dict[str, Strategy] = {}
@@ -143,6 +160,7 @@ class Router:
             self._slots[deployment.id] = slot
         elif slot.deployment is not deployment:
             slot.deployment = deployment  # the catalog filled in prices or context; limits and health carry on
+            slot.limiter.set_max_in_flight(deployment.max_in_flight)  # a cluster's capacity follows its workers
         return slot
 
     def health(self) -> dict[str, dict[str, object]]:
@@ -158,6 +176,57 @@ class Router:
             out[dep_id] = snap
         return out
 
+    def reset(self, spec: str | Sequence[str] | None = None) -> list[str]:
+        """End the 429 pauses and close the circuits of *spec*'s deployments (any model spec; None = every one).
+
+        Rolling figures and rate-limit windows stay: they describe what happened.  Returns the ids reset.
+        """
+        if spec is None:
+            ids = list(self._slots)
+        else:
+            ids = list(dict.fromkeys(d.id for g in self.catalog.resolve(spec) for d in g.deployments))
+        for dep_id in ids:
+            slot = self._slots.get(dep_id)
+            if slot is not None:
+                slot.limiter.resume()
+                slot.health.breaker.reset()
+        return ids
+
+    async def probe(self, deployment: Deployment, request: ChatRequest, *, timeout_s: float) -> Attempt:
+        """Send *request* to *deployment* once, outside any plan: an active health check.
+
+        A paused or rate-limited deployment is reported (``error_type="rate_limit"``), not waited for.  The
+        probe counts as the circuit's half-open call, so a success closes an open circuit; a failure is
+        recorded like any other, as the deployment's last error.  Its latency stays out of the latency
+        figures (a one-token answer is not the model's latency).
+        """
+        slot = self.slot(deployment)
+        tokens = request.estimated_tokens()
+        started, wall = time.perf_counter(), time.time()
+        wait = slot.limiter.delay(tokens)
+        if wait > 0 or slot.limiter.saturated:
+            why = f"paused or rate-limited for {wait:.1f}s" if wait > 0 else "every concurrency slot is in use"
+            busy = RateLimitError(f"not sent: {why}", provider=deployment.provider, model=deployment.upstream)
+            return _attempt(1, deployment, deployment.id, started, wall, busy)
+        try:
+            async with slot.limiter.slot(tokens), asyncio.timeout(timeout_s):
+                slot.health.breaker.allow(force=True)
+                with _foreign_errors(deployment):
+                    await slot.provider.prepare(deployment.upstream)
+                    started, wall = time.perf_counter(), time.time()
+                    _check_completion(await slot.provider.complete(deployment.upstream, request))
+        except TimeoutError:
+            error: ProviderError = ProviderTimeout(
+                f"no answer within {timeout_s}s", provider=deployment.provider, model=deployment.upstream
+            )
+        except ProviderError as exc:
+            error = exc
+        else:
+            slot.health.breaker.record_success()
+            return _attempt(1, deployment, deployment.id, started, wall, None)
+        slot.health.record_failure(error.error_type, str(error), trip=error.trips_breaker)
+        return _attempt(1, deployment, deployment.id, started, wall, error)
+
     async def complete(
         self, request: ChatRequest, request_id: str, *, fallback: bool = True, strategy: str | None = None
     ) -> Routed:
@@ -167,9 +236,12 @@ class Router:
             started, wall = time.perf_counter(), time.time()
             try:
                 async with slot.limiter.slot(plan.tokens):
-                    await slot.provider.prepare(slot.deployment.upstream)
-                    started, wall = time.perf_counter(), time.time()  # latency excludes waits and loading
-                    completion = await plan.bounded(slot.provider.complete(slot.deployment.upstream, request))
+                    with _foreign_errors(slot.deployment):
+                        await slot.provider.prepare(slot.deployment.upstream)
+                        started, wall = time.perf_counter(), time.time()  # latency excludes waits and loading
+                        completion = _check_completion(
+                            await plan.bounded(slot.provider.complete(slot.deployment.upstream, request))
+                        )
             except ProviderError as exc:
                 plan.failed(slot, exc, started, wall)
                 continue
@@ -194,25 +266,26 @@ class Router:
         while True:
             slot = await plan.next()
             started, wall = time.perf_counter(), time.time()
-            emitted = False
+            shown: list[str] = []
             final: Completion | None = None
             try:
                 async with slot.limiter.slot(plan.tokens):
-                    await slot.provider.prepare(slot.deployment.upstream)
-                    started, wall = time.perf_counter(), time.time()
-                    chunks = slot.provider.stream(slot.deployment.upstream, request)
-                    while True:
-                        chunk = await plan.bounded(_anext(chunks), partial=emitted)
-                        if chunk is None:
-                            break
-                        if chunk.completion is not None:
-                            final = chunk.completion
-                        elif chunk.delta:
-                            emitted = True
-                            yield chunk
+                    with _foreign_errors(slot.deployment):
+                        await slot.provider.prepare(slot.deployment.upstream)
+                        started, wall = time.perf_counter(), time.time()
+                        chunks = slot.provider.stream(slot.deployment.upstream, request)
+                        while True:
+                            chunk = await plan.bounded(_anext(chunks), shown=shown)
+                            if chunk is None:
+                                break
+                            if chunk.completion is not None:
+                                final = _check_completion(chunk.completion)
+                            elif chunk.delta:
+                                shown.append(chunk.delta)
+                                yield chunk
             except ProviderError as exc:
                 plan.failed(slot, exc, started, wall)
-                if emitted:
+                if shown:
                     raise plan.exhausted(exc) from exc
                 continue
             if final is None:
@@ -237,6 +310,50 @@ async def _anext(chunks: AsyncIterator[StreamChunk]) -> StreamChunk | None:
         return None
 
 
+@contextmanager
+def _foreign_errors(deployment: Deployment) -> Iterator[None]:
+    """Whatever else a provider raises (a user's provider with a bug, say) becomes a `ProviderError` of its
+    deployment: rotated, not retried, and one cell's error row instead of an exception that aborts a batch."""
+    try:
+        yield
+    except LabError:
+        raise
+    except Exception as exc:
+        raise ProviderError(
+            f"the provider raised {type(exc).__name__}: {exc}", provider=deployment.provider, model=deployment.upstream
+        ) from exc
+
+
+def _check_completion(completion: object) -> Completion:
+    if not isinstance(completion, Completion):
+        raise TypeError(f"expected a Completion, got {type(completion).__name__}")
+    return completion
+
+
+def _attempt(
+    number: int,
+    deployment: Deployment,
+    spec: str,
+    started: float,
+    wall: float,
+    error: ProviderError | None,
+    ttft: float | None = None,
+) -> Attempt:
+    return Attempt(
+        number=number,
+        deployment=deployment.id,
+        provider=deployment.provider,
+        model=spec,
+        status="ok" if error is None else "error",
+        latency_s=time.perf_counter() - started,
+        started_at=wall,
+        error_type=None if error is None else error.error_type,
+        http_status=None if error is None else error.status_code,
+        error=None if error is None else str(error),
+        ttft_s=ttft,
+    )
+
+
 def _log_breaker(deployment: str, old: str, new: str) -> None:
     log.info("circuit for %s: %s -> %s", deployment, old, new)
 
@@ -259,6 +376,7 @@ class _Plan:
         self.attempts: list[Attempt] = []
         self.tries: dict[str, int] = {}
         self.done: set[str] = set()
+        self.probed: set[str] = set()
         self.rotations = 0
         self.last_error: BaseException | None = None
         self.backoff_until: dict[str, float] = {}
@@ -281,8 +399,10 @@ class _Plan:
     async def next(self) -> _Slot:
         """The next deployment to try, after any wait its limits or back-off need; raises when none is left.
 
-        Groups are tried in order (fallback); inside a group the strategy ranks
-        candidates, and one that is ready now beats a better one that must wait.
+        Candidates come in try order: groups in order (fallback), the strategy's ranking inside each.
+        The first that can be sent now wins, preferring a closed circuit to an open one (panic probe) and
+        a free concurrency slot to a full one; only when none can be sent now does the request wait, for
+        the soonest candidate that is free before the deadline.
         """
         clock = self.router.clock
         while True:
@@ -292,35 +412,58 @@ class _Plan:
                     self.last_error
                     or ProviderTimeout(f"request deadline of {self.router.retry.deadline_s}s passed", model=self.spec)
                 )
-            soonest: float | None = None
-            for group in self.groups:
-                slots = self._ranked(group)
-                waits = [(self._wait(s), s) for s in slots]
+            later: list[float] = []
+            for blocked in (False, True):
+                candidates = self._candidates(remaining, blocked=blocked)
                 for saturated_ok in (False, True):
-                    for wait, slot in waits:
-                        if wait <= 0 and (saturated_ok or not slot.limiter.saturated) and self._admit(slot):
+                    for wait, slot in candidates:
+                        if (
+                            wait <= 0
+                            and (saturated_ok or not slot.limiter.saturated)
+                            and self._admit(slot, force=blocked)
+                        ):
                             return slot
-                later = [w for w, _ in waits if w > 0]
-                if later:
-                    soonest = min(later)
-                    break  # do not fall back to the next model while this one only has to wait
-            if soonest is None:
-                raise self.exhausted(
-                    self.last_error
-                    or CircuitOpenError(
-                        f"every deployment of {self.spec!r} is cooling down after repeated failures (circuit open)",
-                        model=self.spec,
-                    )
-                )
-            if soonest > remaining:
-                raise self.exhausted(
-                    self.last_error
-                    or RateLimitError(
-                        f"rate limits would delay the request past its deadline by {soonest - remaining:.1f}s",
-                        model=self.spec,
-                    )
-                )
-            await clock.sleep(soonest)
+                later += [wait for wait, _ in candidates if wait > 0]
+            if not later:
+                raise self.exhausted(self.last_error or self._unservable(remaining))
+            await clock.sleep(min(later))
+
+    def _candidates(self, remaining: float, *, blocked: bool) -> list[tuple[float, _Slot]]:
+        """``(wait, slot)`` for the eligible deployments whose circuit is (not) *blocked* and that are free
+        before the deadline, in try order."""
+        out = []
+        for group in self.groups:
+            slots = [
+                slot
+                for slot in (self.router.slot(d) for d in group.deployments if self._eligible(d))
+                if slot.health.breaker.blocked() is blocked
+            ]
+            for slot in self._ranked(slots, group):
+                wait = self._wait(slot)
+                if wait < remaining:
+                    out.append((wait, slot))
+        return out
+
+    def _unservable(self, remaining: float) -> ProviderError:
+        """Why nothing was sent: every candidate is paused, limited or cooling down past the deadline."""
+        now = self.router.clock.now()
+        reasons, soonest, circuit_open = [], None, False
+        for d in dict.fromkeys(d for g in self.groups for d in g.deployments if self._fits(d)):
+            slot = self.router.slot(d)
+            wait, breaker, why = self._wait(slot), slot.health.breaker, []
+            if breaker.blocked():
+                circuit_open = True
+                why.append(f"circuit open, next probe in {max(0.0, (breaker.open_until or now) - now):.1f}s")
+            if wait > 0:
+                soonest = wait if soonest is None else min(soonest, wait)
+                why.append(f"paused or rate-limited for {wait:.1f}s")
+            if slot.health.last_error:
+                why.append(f"last error: {slot.health.last_error}")
+            reasons.append(f"{d.id} ({'; '.join(why) or 'not eligible'})")
+        message = f"nothing can be sent within the {remaining:.1f}s left: {', '.join(reasons)}"
+        if circuit_open:
+            return CircuitOpenError(message, model=self.spec)
+        return RateLimitError(message, retry_after=soonest, model=self.spec)
 
     def _wait(self, slot: _Slot) -> float:
         backoff = self.backoff_until.get(slot.deployment.id, 0.0) - self.router.clock.now()
@@ -331,14 +474,8 @@ class _Plan:
             return False
         return deployment.id in self.tries or self.rotations < self.router.max_candidates
 
-    def _ranked(self, group: ModelGroup) -> list[_Slot]:
-        """Eligible deployments of *group*, best first, without those whose circuit is open and cooling down."""
-        now = self.router.clock.now()
-        slots = [
-            slot
-            for slot in (self.router.slot(d) for d in group.deployments if self._eligible(d))
-            if slot.health.breaker.state != "open" or (slot.health.breaker.open_until or 0.0) <= now
-        ]
+    def _ranked(self, slots: list[_Slot], group: ModelGroup) -> list[_Slot]:
+        """*slots* best first, by the request's strategy."""
         if len(slots) <= 1:
             return slots
         by_key = {s.deployment.id: s for s in slots}
@@ -354,42 +491,36 @@ class _Plan:
         ]
         return [by_key[c.key] for c in self.strategy.rank(views, group.name)]
 
-    def _admit(self, slot: _Slot) -> bool:
-        if not slot.health.breaker.allow():
+    def _admit(self, slot: _Slot, *, force: bool) -> bool:
+        if not slot.health.breaker.allow(force=force):
             return False
-        if slot.deployment.id not in self.tries:
+        dep = slot.deployment.id
+        if force:
+            self.probed.add(dep)
+        if dep not in self.tries:
             self.rotations += 1
-            self.tries[slot.deployment.id] = 0
-        self.tries[slot.deployment.id] += 1
+            self.tries[dep] = 0
+        self.tries[dep] += 1
         return True
 
-    async def bounded(self, awaitable: object, *, partial: bool = False) -> object:
-        """Await under the request's remaining deadline; running out is a `ProviderTimeout`."""
+    async def bounded(self, awaitable: object, *, shown: list[str] | None = None) -> object:
+        """Await under the request's remaining deadline; running out is a `ProviderTimeout`, or mid-stream a
+        `StreamInterruptedError` carrying the text *shown* so far."""
         remaining = self.deadline - self.router.clock.now()
         try:
             async with asyncio.timeout(max(remaining, 0.001)):
                 return await awaitable  # type: ignore[misc]
         except TimeoutError:
-            if partial:
-                raise StreamInterruptedError("request deadline passed mid-stream", model=self.spec) from None
+            if shown:
+                raise StreamInterruptedError(
+                    "request deadline passed mid-stream", partial_text="".join(shown), model=self.spec
+                ) from None
             raise ProviderTimeout("request deadline passed during the call", model=self.spec) from None
 
     def _record(
         self, slot: _Slot, started: float, wall: float, error: ProviderError | None, ttft: float | None = None
     ) -> Attempt:
-        attempt = Attempt(
-            number=len(self.attempts) + 1,
-            deployment=slot.deployment.id,
-            provider=slot.deployment.provider,
-            model=self.spec,
-            status="ok" if error is None else "error",
-            latency_s=time.perf_counter() - started,
-            started_at=wall,
-            error_type=None if error is None else error.error_type,
-            http_status=None if error is None else error.status_code,
-            error=None if error is None else str(error),
-            ttft_s=ttft,
-        )
+        attempt = _attempt(len(self.attempts) + 1, slot.deployment, self.spec, started, wall, error, ttft)
         self.attempts.append(attempt)
         return attempt
 
@@ -398,32 +529,42 @@ class _Plan:
         slot.health.record_success(attempt.latency_s)
 
     def failed(self, slot: _Slot, exc: ProviderError, started: float, wall: float) -> None:
-        """Classify *exc*: pause, back off, rotate, or give up (by raising)."""
+        """Classify *exc*: pause, back off, rotate, or give up (by raising).
+
+        A deployment sent to although its circuit was open gets no retry in this request when none of its
+        recent calls succeeded: a dead deployment costs one fast attempt, a flaky one keeps its retries.
+        """
         self._record(slot, started, wall, exc)
         self.last_error = exc
         dep = slot.deployment.id
         slot.health.record_failure(exc.error_type, str(exc), trip=exc.trips_breaker)
         if isinstance(exc, RateLimitError):
-            pause = (
-                exc.retry_after
-                if exc.retry_after is not None
-                else self.router.retry.backoff(self.tries[dep] - 1, self.router.rng)
-            )
-            if pause > 0 and slot.limiter.paused_until < self.router.clock.now() + pause:
-                log.info("deployment %s paused for %.2fs after a 429", dep, pause)
-                slot.limiter.pause(pause)
+            self._pause(slot, exc)
         if not exc.rotate:
             raise self.exhausted(exc)
-        if not exc.retryable or self.tries[dep] > self.router.retry.max_retries:
+        dead = dep in self.probed and not slot.health.success_rate
+        if not exc.retryable or self.tries[dep] > self.router.retry.max_retries or dead:
             self.done.add(dep)
         elif not isinstance(exc, RateLimitError):
             self.backoff_until[dep] = self.router.clock.now() + self.router.retry.backoff(
                 self.tries[dep] - 1, self.router.rng
             )
 
+    def _pause(self, slot: _Slot, exc: RateLimitError) -> None:
+        """Hold the deployment for its Retry-After (back-off when absent), at most ``retry_after_cap_s``."""
+        router = self.router
+        asked = exc.retry_after
+        if asked is None:
+            asked = router.retry.backoff(self.tries[slot.deployment.id] - 1, router.rng)
+        pause = min(asked, router.retry_after_cap_s)
+        if pause > 0 and slot.limiter.paused_until < router.clock.now() + pause:
+            log.info("deployment %s paused for %.2fs after a 429", slot.deployment.id, pause)
+            slot.limiter.pause(pause)
+
     def exhausted(self, last: BaseException | None) -> LabError:
-        """The one error a caller sees, carrying every attempt; a lone non-retryable error is raised as itself."""
-        if isinstance(last, ProviderError) and len(self.attempts) <= 1 and not last.rotate:
+        """The one error a caller sees, carrying every attempt; an error before any attempt, or a lone
+        non-retryable one, is raised as itself."""
+        if isinstance(last, ProviderError) and (not self.attempts or (len(self.attempts) <= 1 and not last.rotate)):
             error: LabError = last
         else:
             error = AllAttemptsFailedError(self.spec, self.attempts, last)

@@ -1,9 +1,10 @@
 """Load-balancing strategies: the order in which the router tries a model's deployments.
 
-A strategy only ranks; it never filters.  The router drops deployments whose
-breaker is open before ranking and walks the ranked list on failover, so every
-candidate appears exactly once.  `rank` runs once per request: it does one
-rotation or one sort of a handful of items and nothing more.
+A strategy only ranks; it never filters.  The router ranks the deployments
+whose circuit is closed apart from those whose circuit is open (tried only when
+nothing else can be sent) and walks the ranked list on failover, so every
+candidate appears exactly once.  `rank` runs about once per request: it does one
+rotation, one random draw or one sort of a handful of items and nothing more.
 """
 
 from __future__ import annotations
@@ -86,10 +87,6 @@ class _SortedWithRotatingTies(_Rotating):
         return ranked
 
 
-def _latency_key(c: Candidate) -> float:
-    return -math.inf if c.latency_s is None else c.latency_s  # unknown first: explore it
-
-
 def _busy_key(c: Candidate) -> float:
     return c.in_flight
 
@@ -98,11 +95,56 @@ def _price_key(c: Candidate) -> float:
     return math.inf if c.price_per_mtok is None else c.price_per_mtok
 
 
-class LeastLatency(_SortedWithRotatingTies):
-    """Unknown latencies first (so new deployments get measured), then fastest EWMA first."""
+class LeastLatency:
+    """Power of two choices over expected latency x (in flight + 1), as Finagle's and Envoy's balancers do.
+
+    Two distinct candidates are drawn at random and the cheaper goes first; the
+    rest follow cheapest first (the failover order).  The cost counts requests
+    already in flight, so a burst spreads instead of piling onto the fastest
+    deployment.  A latency figure loses weight while others serve: it is scaled
+    by ``decay`` for every request of the group since its deployment was last
+    picked, so one slow sample cannot starve a deployment for good (an idle one
+    looks cheaper and cheaper until it is measured again) and a clearly slower
+    one is re-measured now and then.  Costs within ``tolerance`` of each other
+    count as equal and go to the one picked less recently, so equal deployments
+    share the load evenly even one request at a time.  An unknown latency counts
+    as the mean of the known ones (1 s when none is known): a new deployment is
+    tried soon without being flooded.
+    """
 
     name = "least_latency"
-    _key = staticmethod(_latency_key)
+
+    def __init__(self, rng: random.Random | None = None, *, decay: float = 0.9, tolerance: float = 0.2) -> None:
+        if not 0 < decay <= 1 or tolerance < 0:
+            raise ValueError(f"need 0 < decay <= 1 and tolerance >= 0, got {decay!r}, {tolerance!r}")
+        self._rng = rng or random.Random()
+        self.decay = decay
+        self.tolerance = tolerance
+        self._turns: dict[str, int] = {}  # group -> requests ranked so far
+        self._picks: dict[str, dict[str, int]] = {}  # group -> key -> the turn that last put it first
+
+    def rank(self, candidates: Sequence[Candidate], group: str) -> list[Candidate]:
+        if len(candidates) < 2:
+            return list(candidates)
+        turn, picks = self._turns.get(group, 0), self._picks.setdefault(group, {})
+        latencies = {
+            c.key: c.latency_s * self.decay ** (turn - picks.get(c.key, 0))
+            for c in candidates
+            if c.latency_s is not None
+        }
+        prior = sum(latencies.values()) / len(latencies) if latencies else 1.0
+        cost = {c.key: latencies.get(c.key, prior) * (c.in_flight + 1) for c in candidates}
+        a, b = self._rng.sample(range(len(candidates)), 2)
+        first = self._cheaper(candidates[a], candidates[b], cost, picks)
+        self._turns[group] = picks[first.key] = turn + 1
+        rest = sorted((c for c in candidates if c is not first), key=lambda c: cost[c.key])
+        return [first, *rest]
+
+    def _cheaper(self, a: Candidate, b: Candidate, cost: dict[str, float], picks: dict[str, int]) -> Candidate:
+        low, high = sorted((cost[a.key], cost[b.key]))
+        if high <= low * (1 + self.tolerance):
+            return a if picks.get(a.key, 0) <= picks.get(b.key, 0) else b
+        return a if cost[a.key] < cost[b.key] else b
 
 
 class LeastBusy(_SortedWithRotatingTies):
@@ -147,7 +189,7 @@ StrategyFactory = Callable[[random.Random], Strategy]
 _FACTORIES: dict[str, StrategyFactory] = {
     "round_robin": lambda rng: RoundRobin(),
     "weighted": Weighted,
-    "least_latency": lambda rng: LeastLatency(),
+    "least_latency": LeastLatency,
     "least_busy": lambda rng: LeastBusy(),
     "cost": lambda rng: Cost(),
 }
@@ -163,7 +205,8 @@ def strategy_names() -> list[str]:
 
 
 def make_strategy(name: str, *, rng: random.Random | None = None) -> Strategy:
-    """Build a strategy by name (``least-latency`` and any case are accepted); ``rng`` seeds `weighted`."""
+    """Build a strategy by name (``least-latency`` and any case are accepted); ``rng`` drives the random
+    choices of `weighted` and `least_latency`."""
     factory = _FACTORIES.get(_normal(name))
     if factory is None:
         close = difflib.get_close_matches(_normal(name), list(_FACTORIES), n=1)

@@ -195,6 +195,8 @@ def test_latency_p50_is_the_median_of_recent_successes(clock):
 
 def test_latency_ewma_weights_recent_successes_by_alpha(clock):
     health = DeploymentHealth(ewma_alpha=0.5, clock=clock)
+    health.record_success(9.0)  # the first success pays for connection set-up: not a latency figure
+    assert health.latency_ewma_s is None
     health.record_success(1.0)
     assert health.latency_ewma_s == 1.0
     health.record_success(2.0)
@@ -239,15 +241,66 @@ def test_a_non_tripping_probe_failure_lets_another_probe_through(clock):
 
 def test_snapshot_has_the_documented_keys_and_values(clock):
     health = DeploymentHealth(breaker=CircuitBreaker(consecutive_failures=1, cooldown_s=10.0, clock=clock))
+    health.record_success(4.0)
     health.record_success(2.0)
     health.record_failure("server_error", "boom")
     assert health.snapshot() == {
         "state": "open",
-        "success_rate": 0.5,
-        "latency_p50_s": 2.0,
+        "success_rate": 2 / 3,
+        "latency_p50_s": 3.0,
         "latency_ewma_s": 2.0,
-        "calls": 2,
+        "calls": 3,
         "failures": 1,
         "last_error": "server_error: boom",
         "open_until": 10.0,
     }
+
+
+def test_blocked_reads_the_state_without_admitting_a_probe(breaker, clock):
+    assert not breaker.blocked()
+    trip(breaker)
+    assert breaker.blocked()
+    clock.advance(30.0)
+    assert not breaker.blocked()
+    assert breaker.state == "open"  # reading did not start the probe
+    assert breaker.allow()
+    assert breaker.blocked()  # half-open, its probe is out
+
+
+def test_a_forced_call_on_an_open_breaker_is_its_half_open_probe(breaker, clock, changes):
+    trip(breaker)
+    assert not breaker.allow()
+    assert breaker.allow(force=True)
+    assert breaker.state == "half_open"
+    breaker.record_success()
+    assert breaker.state == "closed"
+    assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+def test_a_failed_forced_probe_reopens_and_restarts_the_cooldown(breaker, clock):
+    trip(breaker)
+    clock.advance(10.0)
+    assert breaker.allow(force=True)
+    breaker.record_failure()
+    assert breaker.state == "open"
+    assert breaker.open_until == 40.0
+
+
+def test_force_admits_more_calls_while_a_probe_is_out(breaker, clock):
+    trip(breaker)
+    clock.advance(30.0)
+    assert breaker.allow()
+    assert not breaker.allow()
+    assert breaker.allow(force=True)
+    assert breaker.state == "half_open"
+
+
+def test_reset_closes_the_breaker_and_forgets_its_window(breaker, clock):
+    breaker.record_failure()
+    breaker.record_failure()
+    trip(breaker)
+    breaker.reset()
+    assert breaker.state == "closed" and breaker.open_until is None
+    breaker.record_failure()
+    breaker.record_failure()
+    assert breaker.state == "closed"  # the streak started again from zero

@@ -306,3 +306,34 @@ def test_the_same_limiter_works_across_event_loops(clock):
     asyncio.run(contended())
     asyncio.run(contended())
     assert limiter.in_flight == 0
+
+
+def test_resume_ends_a_pause_but_keeps_the_request_window(clock, run):
+    limiter = RateLimiter(rpm=1, window_s=10.0, clock=clock)
+    limiter.pause(3600.0)
+    limiter.resume()
+    assert not limiter.is_paused()
+    run(limiter.acquire())
+    limiter.release()
+    assert limiter.delay() == 10.0
+
+
+def test_a_raised_in_flight_limit_lets_a_waiting_request_in(clock, run):
+    """A cluster that gains a worker serves the request queued behind the busy one at once."""
+    limiter = RateLimiter(max_in_flight=1, clock=clock)
+
+    async def main():
+        await limiter.acquire()
+        waiting = asyncio.ensure_future(limiter.acquire())
+        await spin(3)
+        assert not waiting.done()
+        limiter.set_max_in_flight(2)
+        await asyncio.wait_for(waiting, 1.0)
+        return limiter.in_flight
+
+    assert run(main()) == 2
+
+
+def test_an_in_flight_limit_must_be_positive(clock):
+    with pytest.raises(ValueError, match="must be positive"):
+        RateLimiter(clock=clock).set_max_in_flight(0)

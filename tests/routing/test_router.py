@@ -118,10 +118,27 @@ def test_least_latency_sends_most_traffic_to_the_fastest(faults, make_lab, fault
     for server, latency in zip(faults, (0.0, 0.03, 0.06), strict=True):
         server.configure(latency_s=latency)
     lab = make_lab(fault_toml(*faults) + '\n[lab]\nstrategy = "least_latency"\n[cache]\nmode = "off"\n')
+    lab.router.rng.seed(5)  # the strategy draws its pairs from the router's rng
     for i in range(60):
         lab.chat(f"q{i}", "m")
     counts = [s.count() for s in faults]
     assert counts[0] > counts[1] + counts[2]
+
+
+@pytest.mark.slow  # real latencies: a loaded machine adds noise; the strategy itself is unit-tested
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_least_latency_splits_two_equal_servers_within_60_40(faults, make_lab, fault_toml, concurrency) -> None:
+    """Issue 12 (3): in flight and stale figures count, so neither server starves, one at a time or in bursts."""
+    for server in faults[:2]:
+        server.configure(latency_s=0.02)
+    lab = make_lab(
+        fault_toml(faults[0], faults[1])
+        + '\n[lab]\nstrategy = "least_latency"\nrunlog = "off"\n[cache]\nmode = "off"\n'
+    )
+    lab.router.rng.seed(12)
+    frame = lab.compare([f"q{i}" for i in range(60)], "m", progress=False, concurrency=concurrency)
+    assert frame["error_type"].isna().all()
+    assert 24 <= faults[0].count() <= 36, [s.count() for s in faults]
 
 
 @pytest.mark.slow

@@ -8,7 +8,13 @@ from collections import Counter
 import pytest
 
 from opencode_lab.core.errors import InvalidRequestError
-from opencode_lab.routing.strategies import Candidate, make_strategy, register_strategy, strategy_names
+from opencode_lab.routing.strategies import (
+    Candidate,
+    LeastLatency,
+    make_strategy,
+    register_strategy,
+    strategy_names,
+)
 
 
 def keys(ranked: list[Candidate]) -> list[str]:
@@ -81,22 +87,70 @@ def test_weighted_with_all_weights_non_positive_picks_uniformly():
     assert abs(firsts["a"] / 1000 - 0.5) <= 0.05
 
 
-def test_least_latency_tries_unknown_latencies_first_then_fastest():
-    strategy = make_strategy("least_latency")
+def least_latency(seed: int = 0, **kwargs) -> LeastLatency:
+    return LeastLatency(random.Random(seed), **kwargs)
+
+
+def test_least_latency_puts_the_cheaper_of_two_random_draws_first_and_the_rest_cheapest_first():
     candidates = [
         Candidate("slow", latency_s=2.0),
-        Candidate("new", latency_s=None),
         Candidate("fast", latency_s=0.3),
         Candidate("mid", latency_s=1.0),
+        Candidate("busy", latency_s=0.2, in_flight=14),  # cost 3.0: requests in flight count
     ]
-    assert keys(strategy.rank(candidates, "m")) == ["new", "fast", "mid", "slow"]
+    firsts = Counter()
+    for seed in range(300):
+        first, *rest = least_latency(seed).rank(candidates, "m")
+        firsts[first.key] += 1
+        assert keys(rest) == [k for k in ("fast", "mid", "slow", "busy") if k != first.key]
+    assert "busy" not in firsts  # the costliest loses to whichever it is drawn with
+    assert firsts["fast"] > firsts["mid"] > firsts["slow"] > 0  # wins 3, 2 and 1 of the 6 possible pairs
 
 
-def test_least_latency_breaks_ties_round_robin():
-    strategy = make_strategy("least_latency")
-    candidates = [Candidate("x", latency_s=1.0), Candidate("y", latency_s=0.5), Candidate("z", latency_s=0.5)]
-    orders = [keys(strategy.rank(candidates, "m")) for _ in range(3)]
-    assert orders == [["y", "z", "x"], ["z", "y", "x"], ["y", "z", "x"]]
+def test_least_latency_shares_equal_deployments_evenly_one_request_at_a_time():
+    strategy = least_latency()
+    candidates = [Candidate("a", latency_s=0.020), Candidate("b", latency_s=0.021)]  # within the tolerance
+    firsts = Counter(strategy.rank(candidates, "m")[0].key for _ in range(40))
+    assert firsts == {"a": 20, "b": 20}
+
+
+def test_least_latency_spreads_a_burst_by_requests_in_flight():
+    strategy = least_latency()
+    in_flight = {"a": 0, "b": 0}
+    for _ in range(20):  # twenty concurrent requests: none finishes before the next is ranked
+        first = strategy.rank([Candidate(k, latency_s=0.5, in_flight=n) for k, n in in_flight.items()], "m")[0]
+        in_flight[first.key] += 1
+    assert in_flight == {"a": 10, "b": 10}
+
+
+def test_least_latency_sends_a_clearly_slower_deployment_only_the_odd_request_to_re_measure_it():
+    strategy = least_latency(tolerance=0.2)
+    candidates = [Candidate("fast", latency_s=0.02), Candidate("slow", latency_s=0.06)]
+    firsts = Counter(strategy.rank(candidates, "m")[0].key for _ in range(100))
+    assert firsts["slow"] == 10  # 0.06 x 0.9**9 is within 20% of 0.02: one request in ten
+
+
+def test_an_old_slow_sample_decays_until_the_deployment_is_tried_again():
+    strategy = least_latency(decay=0.9)
+    candidates = [Candidate("unlucky", latency_s=0.1), Candidate("steady", latency_s=0.02)]
+    firsts = [strategy.rank(candidates, "m")[0].key for _ in range(40)]
+    # 0.1 x 0.9**14 = 0.023 is within 20% of 0.02: re-measured every 15th request, never starved, rarely paid for
+    assert [i for i, key in enumerate(firsts) if key == "unlucky"] == [14, 29]
+
+
+def test_an_unknown_latency_counts_as_the_mean_of_the_known_ones():
+    strategy = least_latency()
+    ranked = strategy.rank([Candidate("new", in_flight=1), Candidate("a", latency_s=0.1)], "m")
+    assert keys(ranked) == ["a", "new"]  # taken as 0.1 s, but one in flight doubles it: not flooded
+    ranked = strategy.rank([Candidate("new"), Candidate("a", latency_s=0.1, in_flight=1)], "m")
+    assert keys(ranked) == ["new", "a"]  # a new deployment is tried as soon as it is the cheaper
+
+
+def test_least_latency_rejects_impossible_settings():
+    with pytest.raises(ValueError):
+        least_latency(decay=0.0)
+    with pytest.raises(ValueError):
+        least_latency(tolerance=-0.1)
 
 
 def test_least_busy_prefers_fewest_in_flight():
