@@ -3,17 +3,23 @@
 Every key the configuration loads is registered here; `redact()` replaces any
 registered key in a string with a fixed mask.  Error messages, log records and
 reprs pass through it, so a key pasted into an exception by a vendor (some echo
-the ``Authorization`` header back) still never reaches a notebook cell.
+the ``Authorization`` header back) still never reaches a notebook cell.  Answers
+pass through it too (`StreamRedactor` for streams), so a key a server echoes
+inside an answer is masked before it is cached, shown or returned.  Credentials
+in a URL (``https://user:pass@host``) are masked by their position, whatever
+their length.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 
 MASK = "***"
 _lock = threading.Lock()
 _known: set[str] = set()
+_USERINFO = re.compile(r"(?<=://)[^\s/?#]+@")  # greedy: an unescaped "@" inside a password is masked too
 
 
 class Secret:
@@ -54,16 +60,73 @@ def register(value: str) -> None:
             _known.add(value)
 
 
-def redact(text: str) -> str:
-    """Return *text* with every registered secret replaced by the mask."""
-    if not _known or not text:
+def redact(text: str, *, urls: bool = True) -> str:
+    """Return *text* with every registered secret replaced by the mask.
+
+    With *urls* (the default) the user-info of any URL is masked too
+    (``https://***@host``); answers pass ``urls=False``, so a URL a model wrote stays as written.
+    """
+    if not text:
         return text
-    with _lock:
-        known = sorted(_known, key=len, reverse=True)
-    for value in known:
-        if value in text:
-            text = text.replace(value, MASK)
+    if _known:
+        with _lock:
+            known = sorted(_known, key=len, reverse=True)
+        for value in known:
+            if value in text:
+                text = text.replace(value, MASK)
+    if urls and "://" in text and "@" in text:
+        text = _USERINFO.sub(f"{MASK}@", text)
     return text
+
+
+class SecretURL(str):
+    """A URL that may carry credentials (``https://user:pass@host/v1``).
+
+    Its ``repr`` masks the user-info, as `httpx.URL`'s does, so settings and
+    configs display safely; the string itself is the URL, for the HTTP client.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return redact(str.__repr__(self))
+
+
+class StreamRedactor:
+    """Redacts a text that arrives in pieces: a secret split across two pieces is still masked.
+
+    `feed` returns what may be shown now and holds back a tail that could be the
+    start of a secret; `flush` returns that tail once the text is complete.  A
+    stream cut before `flush` never shows its held tail (it may be most of a key).
+    """
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        text = redact(self._held + piece, urls=False)
+        keep = _secret_start(text)
+        self._held = text[len(text) - keep :]
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        text, self._held = self._held, ""
+        return text
+
+
+def _secret_start(text: str) -> int:
+    """Length of the longest end of *text* that is the beginning of a registered secret."""
+    with _lock:
+        known = list(_known)
+    longest = 0
+    for value in known:
+        start = text.find(value[0], max(0, len(text) - len(value) + 1))
+        while start != -1 and len(text) - start > longest:
+            if value.startswith(text[start:]):
+                longest = len(text) - start
+                break
+            start = text.find(value[0], start + 1)
+    return longest
 
 
 class RedactingFilter(logging.Filter):

@@ -1,14 +1,20 @@
 """Any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama's /v1, llama.cpp's server, custom gateways.
 
-Vendor failures are translated into our errors here and only here
-(`_map_transport_errors`, `_raise_for_status`), always ``raise ... from`` the
-original, so nothing above a provider ever sees an httpx exception.
+Vendor failures are translated into our errors here and only here (`_edge`,
+`_status_error`, the strict reader of `openai_wire`), always ``raise ... from``
+the original, so nothing above a provider ever sees an httpx exception or a
+body it cannot trust.  Every exchange is bounded twice: ``timeout_s`` per
+attempt (httpx's own read timeout restarts with every byte, so a trickling
+server would outlast it) and ``max_body_bytes``, checked while reading.
+Answers pass through `redact`, so a key a server echoes is masked here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
-import json
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -23,13 +29,25 @@ from ..core.errors import (
     StreamInterruptedError,
     error_for_status,
 )
-from ..core.secrets import Secret
+from ..core.secrets import Secret, StreamRedactor, get_logger, redact, register
 from ..core.types import ChatRequest, Completion, ModelInfo, StreamChunk, Usage
+from . import openai_tools
+from . import openai_wire as wire
 from .base import Provider
 from .retry_after import parse_ratelimit_reset, parse_retry_after
 
 if TYPE_CHECKING:
     from ..core.config import ProviderConfig, Settings
+
+#: the largest response body read before it is refused (decoded bytes, so a gzip bomb is stopped too)
+MAX_BODY_BYTES = 32 * 1024 * 1024
+#: how long a stream whose choice has finished waits for its usage chunk and ``[DONE]``
+FINISH_GRACE_S = 1.0
+
+# httpx's INFO line names each request's URL; httpcore's DEBUG trace shows response headers
+for _logger in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy"):
+    get_logger(_logger)
+
 
 class OpenAICompatibleProvider(Provider):
     """Chat completions, SSE streaming and ``/models`` over one pooled ``httpx.AsyncClient``."""
@@ -40,15 +58,23 @@ class OpenAICompatibleProvider(Provider):
         base_url: str,
         *,
         api_key: Secret | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str | Secret] | None = None,
         timeout_s: float = 60.0,
         max_connections: int = 100,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        finish_grace_s: float = FINISH_GRACE_S,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """User-info in *base_url* (``https://user:pass@host/v1``) is sent as Basic auth, as httpx would,
+        in place of *api_key*; it is kept out of `base_url`, reprs and httpx's log lines."""
         self.name = name
-        self.base_url = base_url.rstrip("/")
+        url, self._basic = _basic_auth(base_url)
+        self.base_url = url.rstrip("/")
         self._api_key = api_key
         self._headers = dict(headers or {})
+        self._timeout_s = timeout_s
+        self._max_body_bytes = max_body_bytes
+        self._finish_grace_s = finish_grace_s
         self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._transport = transport
@@ -61,8 +87,11 @@ class OpenAICompatibleProvider(Provider):
     def client(self) -> httpx.AsyncClient:
         """Created on first use, inside the event loop that will use it."""
         if self._client is None:
-            headers = {"Accept": "application/json", **self._headers}
-            if self._api_key:
+            headers = {"Accept": "application/json"}
+            headers |= {k: v.reveal() if isinstance(v, Secret) else v for k, v in self._headers.items()}
+            if self._basic:
+                headers["Authorization"] = f"Basic {self._basic.reveal()}"
+            elif self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
             self._client = httpx.AsyncClient(
                 base_url=self.base_url,
@@ -73,13 +102,21 @@ class OpenAICompatibleProvider(Provider):
             )
         return self._client
 
+    def identity(self, model: str) -> str:
+        """The server (without any user-info) and the model id: another server is another model."""
+        url = httpx.URL(self.base_url)
+        return f"{url.copy_with(username=None, password=None)}|{model}"
+
     def payload(self, model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         """The JSON body for one chat completion; subclasses add vendor fields."""
         body: dict[str, Any] = {
             "model": model,
             "messages": [m.to_dict() for m in request.messages],
             **request.params.payload(),
+            **openai_tools.tools_payload(request),
         }
+        if body.pop("schema", None) is not None:  # structured output, validated again on arrival
+            body["response_format"] = request.params.schema.response_format()
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -87,118 +124,169 @@ class OpenAICompatibleProvider(Provider):
 
     async def complete(self, model: str, request: ChatRequest) -> Completion:
         started = time.perf_counter()
-        with self._map_transport_errors(model):
-            response = await self.client.post("/chat/completions", json=self.payload(model, request, stream=False))
-            content = response.content
-        data = self._decode(response.status_code, content, response.headers, model)
-        completion = self._completion(data, model)
-        return Completion(
-            completion.text,
-            completion.model,
-            completion.finish_reason,
-            completion.usage,
-            ttft_s=time.perf_counter() - started,
-        )
+        data = await self._fetch("POST", "/chat/completions", model, self.payload(model, request, stream=False))
+        with self._edge(model):
+            completion = wire.completion(data, model)
+            calls = openai_tools.message_tool_calls(data)
+        text = redact(completion.text, urls=False)
+        if request.params.schema is not None:
+            request.params.schema.parse(text, provider=self.name, model=model)
+        return dataclasses.replace(completion, text=text, ttft_s=time.perf_counter() - started, tool_calls=calls)
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """SSE deltas; ``timeout_s`` bounds the wait for each piece of progress (a new delta), so a body
+        trickling bytes that say nothing times out, while a long answer that keeps coming does not.
+        Once a choice has finished, the usage chunk, ``[DONE]`` and the end of the body get
+        `FINISH_GRACE_S`: a server that then hangs has still given a complete answer."""
+        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         parts: list[str] = []
+        redactor = StreamRedactor()
         ttft: float | None = None
         finish: str | None = None
         usage = Usage()
         served = model
-        with self._map_transport_errors(model, parts):
-            body = self.payload(model, request, stream=True)
-            async with self.client.stream("POST", "/chat/completions", json=body) as response:
+        calls = openai_tools.ToolCallDeltas()
+        with self._edge(model, parts):
+            reader = _Reader(loop.time() + self._timeout_s, self._max_body_bytes)
+            response = await self._send("POST", "/chat/completions", reader, self.payload(model, request, stream=True))
+            try:
                 if response.status_code >= 300:
-                    self._decode(response.status_code, await response.aread(), response.headers, model)
+                    raise self._status_error(response.status_code, await reader.read(response), response.headers, model)
                 done = False
-                async for line in _sse_lines(response, self.name, model):
-                    if line == "[DONE]":
-                        done = True
-                        break
-                    event = _json(line, self.name, model, "stream chunk")
-                    _raise_embedded_error(event, self.name, model, partial="".join(parts))
-                    served = event.get("model") or served
-                    usage = _usage(event.get("usage")) if event.get("usage") else usage
-                    for choice in event.get("choices") or ():
-                        delta = (choice.get("delta") or {}).get("content") or ""
-                        finish = choice.get("finish_reason") or finish
-                        if delta:
-                            ttft = ttft if ttft is not None else time.perf_counter() - started
-                            parts.append(delta)
-                            yield StreamChunk(delta)
+                try:
+                    async for line in reader.sse_lines(response):
+                        if done:  # read to the end of the body (within the grace), so the connection is reused
+                            continue
+                        if line == "[DONE]":
+                            done = True
+                            reader.deadline = min(reader.deadline, loop.time() + self._finish_grace_s)
+                            continue
+                        event = wire.loads(line, "stream chunk")
+                        self._raise_embedded(event, model, "".join(parts))
+                        served = wire.served_model(event, served)
+                        if event.get("usage") is not None:
+                            usage = wire.usage(event["usage"])
+                        progressed = False
+                        for choice in wire.choices(event):
+                            finished = wire.finish_reason(choice)
+                            if finished and finish is None:
+                                reader.deadline = min(reader.deadline, loop.time() + self._finish_grace_s)
+                            finish = finished or finish
+                            raw = wire.delta_text(choice)
+                            progressed = calls.feed(choice) or progressed or bool(raw)
+                            delta = redactor.feed(raw)
+                            if delta:
+                                ttft = ttft if ttft is not None else time.perf_counter() - started
+                                parts.append(delta)
+                                yield StreamChunk(delta)
+                        if progressed and finish is None:
+                            reader.deadline = loop.time() + self._timeout_s
+                except TimeoutError:
+                    if finish is None and not done:
+                        raise
                 if not done and finish is None:
                     raise _cut(self.name, model, parts, "stream ended without [DONE]")
-        completion = Completion("".join(parts), served, finish, usage, ttft)
+            finally:
+                await response.aclose()
+        tail = redactor.flush()
+        if tail:
+            parts.append(tail)
+            yield StreamChunk(tail)
+        completion = Completion("".join(parts), served, finish, usage, ttft, calls.calls())
+        if request.params.schema is not None:
+            request.params.schema.parse(completion.text, provider=self.name, model=model)
         yield StreamChunk("", completion)
 
     async def list_models(self) -> list[ModelInfo]:
-        with self._map_transport_errors(None):
-            response = await self.client.get("/models")
-            content = response.content
-        data = self._decode(response.status_code, content, response.headers, None)
-        return [self.model_info(item) for item in data.get("data") or () if isinstance(item, dict) and "id" in item]
+        data = await self._fetch("GET", "/models", None)
+        items = data.get("data")
+        if items is None:
+            return []
+        if not isinstance(items, list):
+            raise MalformedResponseError("the model list's data is not a list", provider=self.name)
+        return [
+            self.model_info(item)
+            for item in items
+            if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]
+        ]
 
     def model_info(self, item: Mapping[str, Any]) -> ModelInfo:
-        """Normalise one ``/models`` entry; OpenRouter overrides this to read pricing."""
-        ctx = item.get("context_length") or (item.get("meta") or {}).get("n_ctx_train")
-        return ModelInfo(id=str(item["id"]), context_length=int(ctx) if ctx else None)
+        """Normalise one ``/models`` entry (a bad value is dropped); OpenRouter overrides this to read pricing."""
+        meta = item.get("meta")
+        ctx = item.get("context_length") or (meta.get("n_ctx_train") if isinstance(meta, dict) else None)
+        return ModelInfo(id=item["id"], context_length=wire.context_length(ctx))
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
 
+    async def _send(
+        self, method: str, path: str, reader: _Reader, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """Send a request and wait for the response headers, within *reader*'s deadline; the body is not read."""
+        request = self.client.build_request(method, path, json=body)
+        async with asyncio.timeout_at(reader.deadline):
+            return await self.client.send(request, stream=True)
+
+    async def _fetch(self, method: str, path: str, model: str | None, body: dict[str, Any] | None = None) -> Any:
+        """One whole non-streamed exchange (connect, headers, body) within ``timeout_s``, decoded."""
+        reader = _Reader(asyncio.get_running_loop().time() + self._timeout_s, self._max_body_bytes)
+        with self._edge(model):
+            response = await self._send(method, path, reader, body)
+            try:
+                content = await reader.read(response)
+            finally:
+                await response.aclose()
+            return self._decode(response.status_code, content, response.headers, model)
+
     @contextlib.contextmanager
-    def _map_transport_errors(self, model: str | None, parts: list[str] | None = None) -> Iterator[None]:
-        """Translate httpx's transport exceptions into ours, once, at the edge."""
+    def _edge(self, model: str | None, parts: list[str] | None = None) -> Iterator[None]:
+        """Translate httpx's exceptions, our own time limit and broken wire formats into our errors, once."""
         try:
             yield
-        except httpx.TimeoutException as exc:
-            if parts:
-                raise _cut(self.name, model, parts, f"timed out mid-stream ({type(exc).__name__})") from exc
-            raise ProviderTimeout(
-                f"no answer within the timeout ({type(exc).__name__})", provider=self.name, model=model
+        except wire.WireError as exc:
+            raise MalformedResponseError(str(exc), provider=self.name, model=model) from exc
+        except httpx.DecodingError as exc:  # e.g. "Content-Encoding: gzip" on a body that is not gzip
+            raise MalformedResponseError(
+                f"response body could not be decoded ({exc})", provider=self.name, model=model
             ) from exc
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            why = f"timed out (timeout_s={self._timeout_s:g}s; {type(exc).__name__})"
+            if parts:
+                raise _cut(self.name, model, parts, f"stream stalled: {why}") from exc
+            raise ProviderTimeout(why, provider=self.name, model=model) from exc
         except (httpx.TransportError, httpx.StreamError) as exc:
             if parts:
                 raise _cut(self.name, model, parts, f"connection lost mid-stream ({type(exc).__name__})") from exc
+            what = "connection refused" if isinstance(exc, httpx.ConnectError) else "connection failed"
             raise ProviderConnectionError(
-                f"connection failed: {type(exc).__name__}: {exc}", provider=self.name, model=model
+                f"{what} at {self.base_url}: {type(exc).__name__}: {exc}", provider=self.name, model=model
             ) from exc
 
     def _decode(self, status: int, content: bytes, headers: httpx.Headers, model: str | None) -> dict[str, Any]:
         if status >= 300:
             raise self._status_error(status, content, headers, model)
-        try:
-            data = json.loads(content)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedResponseError(
-                f"response is not JSON: {content[:80]!r}", provider=self.name, model=model, status_code=status
-            ) from exc
-        if not isinstance(data, dict):
-            raise MalformedResponseError("response JSON is not an object", provider=self.name, model=model)
-        _raise_embedded_error(data, self.name, model)
+        data = wire.loads(content, "response")
+        self._raise_embedded(data, model)
         return data
 
-    def _completion(self, data: Mapping[str, Any], model: str) -> Completion:
-        choices = data.get("choices")
-        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-            raise MalformedResponseError("response has no choices", provider=self.name, model=model)
-        message = choices[0].get("message") or {}
-        text = message.get("content")
-        if text is None and not message.get("tool_calls"):
-            raise MalformedResponseError("response choice has no message content", provider=self.name, model=model)
-        return Completion(
-            text=text or "",
-            model=str(data.get("model") or model),
-            finish_reason=choices[0].get("finish_reason"),
-            usage=_usage(data.get("usage")),
-        )
+    def _raise_embedded(self, data: Mapping[str, Any], model: str | None, partial: str = "") -> None:
+        """A 200 carrying an ``error`` object (OpenRouter does this) is an error, never an empty answer."""
+        found = wire.embedded_error(data)
+        if found is None:
+            return
+        status, message = found
+        text = f"provider returned an error in a 200 response: {message}"
+        if partial:
+            raise StreamInterruptedError(
+                text, partial_text=partial, provider=self.name, model=model, status_code=status
+            )
+        raise error_for_status(status, text, provider=self.name, model=model)
 
     def _status_error(self, status: int, content: bytes, headers: httpx.Headers, model: str | None) -> ProviderError:
-        message = _error_message(content) or httpx.codes.get_reason_phrase(status) or "error"
+        message = wire.error_message(content) or httpx.codes.get_reason_phrase(status) or "error"
         if 300 <= status < 400 and headers.get("location"):
             message = f"{message}: redirected to {headers['location']} (point the base URL there)"
         wait = None
@@ -208,79 +296,56 @@ class OpenAICompatibleProvider(Provider):
         return error_for_status(status, message, retry_after=wait, provider=self.name, model=model)
 
 
-async def _sse_lines(response: httpx.Response, provider: str, model: str) -> AsyncIterator[str]:
-    """The ``data:`` payloads of an SSE stream, decoded strictly as UTF-8 (a bad byte is an error, not U+FFFD)."""
-    buffer = b""
-    async for chunk in response.aiter_bytes():
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for raw in lines:
-            line = _decode_line(raw, provider, model)
-            if line.startswith("data:"):
-                yield line[5:].strip()
-    if buffer.strip():
-        line = _decode_line(buffer, provider, model)
+class _Reader:
+    """Reads one response body under a byte cap and a deadline (loop time) the caller may move on progress."""
+
+    def __init__(self, deadline: float, cap: int) -> None:
+        self.deadline = deadline
+        self.cap = cap
+        self.size = 0
+
+    async def chunks(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        """Decoded body bytes; refused as soon as the declared or the received size passes the cap."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.cap:
+            raise wire.WireError(f"response body of {declared} bytes is over the {self.cap}-byte cap (max_body_bytes)")
+        pieces = response.aiter_bytes()
+        while True:
+            async with asyncio.timeout_at(self.deadline):
+                chunk = await anext(pieces, None)
+            if chunk is None:
+                return
+            self.size += len(chunk)
+            if self.size > self.cap:
+                raise wire.WireError(f"response body is over the {self.cap}-byte cap (max_body_bytes)")
+            yield chunk
+
+    async def read(self, response: httpx.Response) -> bytes:
+        return b"".join([chunk async for chunk in self.chunks(response)])
+
+    async def sse_lines(self, response: httpx.Response) -> AsyncIterator[str]:
+        """The ``data:`` payloads of an SSE stream, decoded strictly as UTF-8 (a bad byte is an error, not U+FFFD)."""
+        pending: list[bytes] = []  # the unfinished line, in pieces: joined once, not copied per chunk
+        async for chunk in self.chunks(response):
+            if b"\n" not in chunk:
+                pending.append(chunk)
+                continue
+            first, *lines, rest = chunk.split(b"\n")
+            for raw in (b"".join([*pending, first]), *lines):
+                line = _decode_line(raw)
+                if line.startswith("data:"):
+                    yield line[5:].strip()
+            pending = [rest]
+        line = _decode_line(b"".join(pending))
         if line.startswith("data:"):
             yield line[5:].strip()
 
 
-def _decode_line(raw: bytes, provider: str, model: str) -> str:
+def _decode_line(raw: bytes) -> str:
     try:
         return raw.decode("utf-8").rstrip("\r")
-    except UnicodeDecodeError as exc:
-        raise MalformedResponseError(
-            f"stream contains invalid UTF-8: {raw[:40]!r}", provider=provider, model=model
-        ) from exc
-
-
-def _json(text: str, provider: str, model: str | None, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise MalformedResponseError(f"{what} is not JSON: {text[:80]!r}", provider=provider, model=model) from exc
-    if not isinstance(data, dict):
-        raise MalformedResponseError(f"{what} is not a JSON object", provider=provider, model=model)
-    return data
-
-
-def _raise_embedded_error(data: Mapping[str, Any], provider: str, model: str | None, partial: str = "") -> None:
-    """A 200 carrying an ``error`` object (OpenRouter does this) is an error, never an empty answer."""
-    error = data.get("error")
-    if not error:
-        return
-    message = error.get("message") if isinstance(error, dict) else str(error)
-    code = error.get("code") if isinstance(error, dict) else None
-    status = code if isinstance(code, int) and not isinstance(code, bool) else None
-    text = f"provider returned an error in a 200 response: {message}"
-    if partial:
-        raise StreamInterruptedError(text, partial_text=partial, provider=provider, model=model, status_code=status)
-    raise error_for_status(status, text, provider=provider, model=model)
-
-
-def _error_message(content: bytes) -> str:
-    try:
-        data = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        return content[:200].decode("utf-8", "replace").strip()
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        return str(error.get("message") or error)
-    return str(error or data.get("message") or data.get("detail") or "") if isinstance(data, dict) else ""
-
-
-def _usage(raw: Any) -> Usage:
-    if not isinstance(raw, dict):
-        return Usage()
-    cost = raw.get("cost")
-    return Usage(
-        input_tokens=_int_or_none(raw.get("prompt_tokens")),
-        output_tokens=_int_or_none(raw.get("completion_tokens")),
-        cost_usd=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
-    )
-
-
-def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    except UnicodeDecodeError:
+        raise wire.WireError(f"stream contains invalid UTF-8: {raw[:40]!r}") from None
 
 
 def _cut(provider: str, model: str | None, parts: list[str], why: str) -> ProviderError:
@@ -288,6 +353,19 @@ def _cut(provider: str, model: str | None, parts: list[str], why: str) -> Provid
     if parts:
         return StreamInterruptedError(why, partial_text="".join(parts), provider=provider, model=model)
     return ProviderConnectionError(why, provider=provider, model=model)
+
+
+def _basic_auth(base_url: str) -> tuple[str, Secret | None]:
+    """*base_url* without its user-info, and the Basic credentials that user-info stands for (as httpx would
+    send them), registered as secrets so neither the password nor its Base64 form can be shown."""
+    if "@" not in base_url:
+        return base_url, None
+    url = httpx.URL(base_url)
+    if not url.userinfo:
+        return base_url, None
+    register(url.password)
+    token = Secret(base64.b64encode(f"{url.username}:{url.password}".encode()).decode())
+    return str(url.copy_with(username=None, password=None)), token
 
 
 def from_config(config: ProviderConfig, settings: Settings) -> OpenAICompatibleProvider:

@@ -9,19 +9,22 @@ listing models in a notebook should not cost a network round trip each time.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.secrets import Secret
+from ..core.secrets import Secret, get_logger
 from ..core.types import ChatRequest, ModelInfo
 from .openai_compat import OpenAICompatibleProvider
+from .openai_wire import context_length
 
 if TYPE_CHECKING:
     from ..core.config import ProviderConfig, Settings
 
+log = get_logger(__name__)
 CATALOG_TTL_S = 24 * 3600.0
 _ATTRIBUTION = {"HTTP-Referer": "https://github.com/opencode-lab/opencode-lab", "X-Title": "opencode_lab"}
 
@@ -36,9 +39,10 @@ class OpenRouterProvider(OpenAICompatibleProvider):
         api_key: Secret | None,
         catalog_path: Path | None = None,
         catalog_ttl_s: float = CATALOG_TTL_S,
+        headers: Mapping[str, str | Secret] | None = None,
         **kw: Any,
     ) -> None:
-        super().__init__("openrouter", base_url, api_key=api_key, headers=_ATTRIBUTION, **kw)
+        super().__init__("openrouter", base_url, api_key=api_key, headers={**_ATTRIBUTION, **(headers or {})}, **kw)
         self._catalog_path = catalog_path
         self._catalog_ttl_s = catalog_ttl_s
 
@@ -48,13 +52,14 @@ class OpenRouterProvider(OpenAICompatibleProvider):
         return body
 
     def model_info(self, item: Mapping[str, Any]) -> ModelInfo:
-        pricing = item.get("pricing") or {}
+        """One catalog entry; a value that is not a price or a context size (``Infinity``, ``"n/a"``) is dropped."""
+        pricing = item.get("pricing")
+        pricing = pricing if isinstance(pricing, dict) else {}
         prompt, completion = _per_mtok(pricing.get("prompt")), _per_mtok(pricing.get("completion"))
         tags = ("free",) if prompt == 0 and completion == 0 else ()
-        ctx = item.get("context_length")
         return ModelInfo(
-            id=str(item["id"]),
-            context_length=int(ctx) if isinstance(ctx, int | float) else None,
+            id=item["id"],
+            context_length=context_length(item.get("context_length")),
             input_price_per_mtok=prompt,
             output_price_per_mtok=completion,
             tags=tags,
@@ -78,17 +83,22 @@ class OpenRouterProvider(OpenAICompatibleProvider):
         try:
             items = json.loads(path.read_text())
             return [ModelInfo(**{**item, "tags": tuple(item.get("tags", ()))}) for item in items]
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # a damaged copy is fetched again
             return None
 
     def _write_catalog(self, models: list[ModelInfo]) -> None:
+        """Keep the catalog on disk; the copy only saves a round trip, so a folder that cannot take it is a
+        warning, never a failed call."""
         if self._catalog_path is None:
             return
-        self._catalog_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._catalog_path.with_suffix(f".{os.getpid()}.tmp")
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:  # owner-only
-            json.dump([m.__dict__ for m in models], fh)
-        os.replace(tmp, self._catalog_path)
+        try:
+            self._catalog_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._catalog_path.with_suffix(f".{os.getpid()}.tmp")
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:  # owner-only
+                json.dump([m.__dict__ for m in models], fh)
+            os.replace(tmp, self._catalog_path)
+        except OSError as exc:
+            log.warning("could not keep the OpenRouter catalog at %s: %s", self._catalog_path, exc)
 
 
 def from_config(config: ProviderConfig, settings: Settings) -> OpenRouterProvider:
@@ -96,6 +106,7 @@ def from_config(config: ProviderConfig, settings: Settings) -> OpenRouterProvide
     return OpenRouterProvider(
         config.base_url,
         api_key=config.api_key,
+        headers=dict(config.headers),
         timeout_s=settings.timeout_s,
         catalog_path=settings.cache_dir / "openrouter_models.json",
     )
@@ -107,4 +118,4 @@ def _per_mtok(value: Any) -> float | None:
         price = float(value)
     except (TypeError, ValueError):
         return None
-    return round(price * 1_000_000, 6) if price >= 0 else None
+    return round(price * 1_000_000, 6) if math.isfinite(price) and price >= 0 else None

@@ -11,7 +11,14 @@ model list) and misbehaves on request, chosen per request in this order:
 3. a seeded random ``mix`` (``{"rate_limit": 0.15, ...}``, the remainder is ``ok``);
 4. otherwise ``ok``: ``"echo: <last user message>"`` with word-count usage.
 
-Faults apply to chat completions only; ``GET /v1/models`` always answers. Stdlib only (raw
+The ``raw`` outcome sends the ``raw`` setting byte for byte, for misbehaviour no named outcome
+covers: ``status``, ``headers``, ``body`` (sent ``repeat`` times, in chunked encoding unless the
+headers declare a ``Content-Length``); then ``trickle`` (text sent again every ``trickle_s``) or
+``hang``, and the body never ends: the connection stays open until ``hang_s`` passes or the
+client leaves.
+
+Faults apply to chat completions only; ``GET /v1/models`` always answers (``models`` entries are
+ids, or whole entries as dicts, e.g. ``{"id": "m", "context_length": 8192}``). Stdlib only (raw
 asyncio streams), so it ships inside the package and a notebook can start it::
 
     with FaultServer(latency_s=0.01) as srv:
@@ -48,6 +55,8 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
+from opencode_lab.testing import scripted
+
 __all__ = ["OUTCOMES", "FaultServer", "SpawnedFaultServer"]
 
 # outcome -> (HTTP status, error message, error code)
@@ -63,8 +72,18 @@ _ERRORS: dict[str, tuple[int, str, int | str]] = {
     "context_length": (400, "This model's maximum context length is 2048 tokens", "context_length_exceeded"),
 }
 OUTCOMES: frozenset[str] = frozenset(
-    {"ok", "hang", "reset", "malformed", "error_in_200", "empty_choices", "cut_stream", "bad_utf8", *_ERRORS}
+    {"ok", "hang", "reset", "malformed", "error_in_200", "empty_choices", "cut_stream", "bad_utf8", "raw", *_ERRORS}
 )
+#: the ``raw`` outcome's response, with these defaults for the keys a script leaves out
+_RAW: dict[str, Any] = {
+    "status": 200,
+    "headers": {},
+    "body": "",
+    "repeat": 1,
+    "trickle": "",
+    "trickle_s": 0.05,
+    "hang": False,
+}
 _DEFAULTS: dict[str, Any] = {
     "latency_s": 0.0,  # delay before any /v1 response
     "latency_jitter_s": 0.0,  # plus uniform(0, jitter)
@@ -74,7 +93,9 @@ _DEFAULTS: dict[str, Any] = {
     "retry_after_http_date": False,  # send Retry-After as an HTTP-date instead
     "hang_s": 30.0,
     "cost_per_token": None,  # adds usage.cost = completion_tokens * cost_per_token, as OpenRouter does
+    "stream_usage": True,  # honour stream_options.include_usage (llama.cpp's server does not: set False)
     "models": ["fault-model"],
+    "raw": {},  # the response of the ``raw`` outcome (keys of _RAW)
     "queue": [],
     "mix": {},
     "seed": None,
@@ -90,12 +111,14 @@ _ERROR_IN_200 = {"error": {"message": "upstream provider error", "code": 502}}
 _SAMPLING = ("temperature", "max_tokens", "seed", "top_p", "stop")
 
 
-def _check_settings(settings: dict[str, Any]) -> None:
+def _check_settings(settings: dict[str, Any], outcomes: frozenset[str] = OUTCOMES) -> None:
     if unknown := set(settings) - set(_DEFAULTS):
         raise TypeError(f"unknown fault-server settings: {sorted(unknown)}")
     named = [*settings.get("queue", ()), *settings.get("mix", {}), *settings.get("outcome_latency_s", {})]
-    if bad := [o for o in named if o not in OUTCOMES]:
-        raise ValueError(f"unknown outcomes {bad}; known: {sorted(OUTCOMES)}")
+    if bad := [o for o in named if o not in outcomes]:
+        raise ValueError(f"unknown outcomes {bad}; known: {sorted(outcomes)}")
+    if unknown := set(settings.get("raw", {})) - set(_RAW):
+        raise TypeError(f"unknown raw response keys: {sorted(unknown)}; known: {sorted(_RAW)}")
     if sum(settings.get("mix", {}).values()) > 1.0 + 1e-9:
         raise ValueError("mix probabilities sum to more than 1")
 
@@ -103,12 +126,19 @@ def _check_settings(settings: dict[str, Any]) -> None:
 def _text(content: Any) -> str:
     """Message content as text; OpenAI also allows a list of ``{"type": "text", "text": ...}`` parts."""
     if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return content if isinstance(content, str) else ""
 
 
 def _sse(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:  # a scripted status HTTP does not define
+        return "Unknown"
 
 
 def _count(log: list[dict[str, Any]], outcome: str | None, since: float | None) -> int:
@@ -119,10 +149,14 @@ class FaultServer:
     """In-process server on a daemon thread with its own event loop; ``configure`` is thread-safe.
 
     Settings passed to the constructor become this server's defaults: ``reset()`` returns to them.
+    Servers of other wire formats (`opencode_lab.testing.anthropic_server`, ``gemini_server``)
+    subclass it: they declare their ``outcomes`` and serve their routes in `_route`.
     """
 
+    outcomes: frozenset[str] = OUTCOMES
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **settings: Any) -> None:
-        _check_settings(settings)
+        _check_settings(settings, self.outcomes)
         self.host, self._port = host, port
         self._base = {**_DEFAULTS, **settings}
         self._lock = threading.Lock()
@@ -136,7 +170,7 @@ class FaultServer:
     # -- control ---------------------------------------------------------------------------------
     def configure(self, **settings: Any) -> None:
         """Merge settings; ``queue`` and ``mix`` replace the old ones, ``mix``/``seed`` reseed the draw."""
-        _check_settings(settings)
+        _check_settings(settings, self.outcomes)
         with self._lock:
             # copy-on-write: the loop thread reads self._settings without taking the lock
             self._settings = {**self._settings, **settings}
@@ -275,17 +309,36 @@ class FaultServer:
             }  # presence only: the key itself is never stored
             with self._lock:
                 self._log.append(entry)
-            if method == "POST" and path == "/v1/chat/completions":
-                keep = await self._chat(reader, writer, entry, body, keep)
-            elif method == "GET" and path == "/v1/models":
-                entry["outcome"] = "ok"
-                await self._delay("ok")
-                models = [{"id": m, "object": "model", "owned_by": "fault-server"} for m in self._settings["models"]]
-                self._send(writer, entry, 200, {"object": "list", "data": models}, keep)
-            else:
-                entry["outcome"] = "not_found"
-                self._send(writer, entry, 404, {"error": {"message": f"no route {method} {path}", "code": 404}}, keep)
+            keep = await self._route(method, target, headers, body, reader, writer, entry, keep)
         await writer.drain()
+        return keep
+
+    async def _route(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        entry: dict[str, Any],
+        keep: bool,
+    ) -> bool:
+        """Serve one logged API request (*headers* have lower-case names); returns whether to keep the connection."""
+        path = entry["path"]
+        if method == "POST" and path == "/v1/chat/completions":
+            keep = await self._chat(reader, writer, entry, body, keep)
+        elif method == "GET" and path == "/v1/models":
+            entry["outcome"] = "ok"
+            await self._delay("ok")
+            models = [
+                {"object": "model", "owned_by": "fault-server", **(m if isinstance(m, dict) else {"id": m})}
+                for m in self._settings["models"]
+            ]
+            self._send(writer, entry, 200, {"object": "list", "data": models}, keep)
+        else:
+            entry["outcome"] = "not_found"
+            self._send(writer, entry, 404, {"error": {"message": f"no route {method} {path}", "code": 404}}, keep)
         return keep
 
     def _send(
@@ -304,7 +357,7 @@ class FaultServer:
             entry["status"] = status
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         lines = [
-            f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
+            f"HTTP/1.1 {status} {_phrase(status)}",
             f"Content-Type: {content_type}",
             "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}",
             "Connection: keep-alive" if keep else "Connection: close",
@@ -337,7 +390,7 @@ class FaultServer:
         with self._lock:
             if directive:
                 outcome, limit = directive.group(1), directive.group(2)
-                if outcome not in OUTCOMES:
+                if outcome not in self.outcomes:
                     raise ValueError(f"unknown fault directive {outcome!r}")
                 if limit is None:
                     return outcome
@@ -369,6 +422,7 @@ class FaultServer:
             prompt = _text(users[-1].get("content")) if users else ""
             sampling = {k: req[k] for k in _SAMPLING if k in req}
             entry.update(model=req.get("model"), prompt=prompt, sampling=sampling, stream=bool(req.get("stream")))
+            entry.update(tools=[t["function"]["name"] for t in req.get("tools") or []], images=_images(req))
             outcome = entry["outcome"] = self._choose(prompt)
         except (ValueError, TypeError, AttributeError) as exc:
             entry["outcome"] = "invalid_request"
@@ -377,6 +431,8 @@ class FaultServer:
         await self._delay(outcome)
         if outcome in _ERRORS:
             self._send_error(writer, entry, outcome, keep)
+        elif outcome == "raw":
+            return await self._raw(reader, writer, entry, keep)
         elif outcome == "hang":
             with contextlib.suppress(TimeoutError):  # ends early when the client gives up and closes
                 await asyncio.wait_for(reader.read(1), self._settings["hang_s"])
@@ -393,6 +449,41 @@ class FaultServer:
             self._send(writer, entry, 200, self._plain(outcome, req, prompt), keep)
         return keep
 
+    async def _raw(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, entry: dict[str, Any], keep: bool
+    ) -> bool:
+        """The scripted ``raw`` response (see the module docstring); a declared length closes afterwards."""
+        raw = {**_RAW, **self._settings["raw"]}
+        headers = {str(k): str(v) for k, v in raw["headers"].items()}
+        declared = any(k.lower() == "content-length" for k in headers)
+        entry["status"] = raw["status"]
+        head = [f"HTTP/1.1 {raw['status']} {_phrase(raw['status'])}"]
+        head += [] if declared else ["Transfer-Encoding: chunked"]
+        head += ["Connection: keep-alive" if keep else "Connection: close", *(f"{k}: {v}" for k, v in headers.items())]
+        writer.write("\r\n".join(head).encode("latin-1") + b"\r\n\r\n")
+
+        def frame(piece: bytes) -> bytes:
+            return piece if declared else b"%x\r\n%s\r\n" % (len(piece), piece)
+
+        for piece in filter(None, [raw["body"].encode()] * raw["repeat"]):  # an empty chunk would end the body
+            writer.write(frame(piece))
+            await writer.drain()
+        if not (raw["trickle"] or raw["hang"]):
+            if not declared:
+                writer.write(b"0\r\n\r\n")
+            return keep and not declared
+        end = time.monotonic() + self._settings["hang_s"]
+        while (left := end - time.monotonic()) > 0:
+            if raw["trickle"]:
+                writer.write(frame(raw["trickle"].encode()))
+                await writer.drain()
+            try:  # a read returns at once when the client gives up and closes
+                await asyncio.wait_for(reader.read(1), min(left, raw["trickle_s"]) if raw["trickle"] else left)
+                break
+            except TimeoutError:
+                pass
+        return False
+
     def _send_error(self, writer: asyncio.StreamWriter, entry: dict[str, Any], outcome: str, keep: bool) -> None:
         status, message, code = _ERRORS[outcome]
         s, headers = self._settings, {}
@@ -406,7 +497,8 @@ class FaultServer:
 
     def _answer(self, req: dict[str, Any], prompt: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
         """The shared parts of an answer: (id/created/model, text, usage with word counts as tokens)."""
-        text = f"echo: {prompt}"
+        last = (req.get("messages") or [{}])[-1]
+        text = scripted.echo(_text(last.get("content")) if last.get("role") == "tool" else prompt)
         if (req.get("temperature") or 0) > 0 and req.get("seed") is None:
             text += f" #{os.urandom(3).hex()}"  # sampling without a seed: repeated samples must differ
         p, c = sum(len(_text(m.get("content")).split()) for m in req.get("messages") or []), len(text.split())
@@ -424,6 +516,10 @@ class FaultServer:
             "usage": usage,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         }
+        call = self._tool_call(req, prompt)
+        if call is not None:
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            answer["choices"] = [{"index": 0, "message": message, "finish_reason": "tool_calls"}]
         if outcome == "malformed":
             return b'{"choices": ['
         if outcome == "error_in_200":
@@ -450,11 +546,18 @@ class FaultServer:
             events = [_sse({**chunk, **_ERROR_IN_200}), _DONE]
         elif outcome == "empty_choices":
             events = [_sse({**chunk, "choices": []}), _DONE]
+        elif call := self._tool_call(req, entry["prompt"]):  # arguments in two pieces, as OpenAI streams them
+            head = {"index": 0, **call, "function": {"name": call["function"]["name"], "arguments": ""}}
+            args = call["function"]["arguments"]
+            halves = (args[: len(args) // 2], args[len(args) // 2 :])
+            events = [event({"role": "assistant", "content": None, "tool_calls": [head]})]
+            events += [event({"tool_calls": [{"index": 0, "function": {"arguments": a}}]}) for a in halves]
+            events += [event({}, "tool_calls"), _DONE]
         else:
             words = _WORDS.findall(text)
             events = [event({"role": "assistant", "content": words[0]}), *(event({"content": w}) for w in words[1:])]
             events.append(event({}, "stop"))
-            if (req.get("stream_options") or {}).get("include_usage"):
+            if self._settings["stream_usage"] and (req.get("stream_options") or {}).get("include_usage"):
                 events.append(_sse({**chunk, "choices": [], "usage": usage}))
             events.append(_DONE)
             if outcome == "bad_utf8":
@@ -470,6 +573,31 @@ class FaultServer:
                 await asyncio.sleep(self._settings["chunk_delay_s"])
         writer.write(b"0\r\n\r\n")
         return keep
+
+
+    def _tool_call(self, req: dict[str, Any], prompt: str) -> dict[str, Any] | None:
+        """The ``tool_calls`` entry the shared script (`scripted`) makes for *req*, or None for a text answer."""
+        messages = req.get("messages") or []
+        if not messages or messages[-1].get("role") == "tool":
+            return None
+        offered = [(t["function"]["name"], t["function"].get("parameters") or {}) for t in req.get("tools") or []]
+        call = scripted.tool_call(prompt, offered)
+        if call is None:
+            return None
+        function = {"name": call[0], "arguments": call[1]}
+        return {"id": scripted.call_id(next(self._ids)), "type": "function", "function": function}
+
+
+def _images(req: dict[str, Any]) -> list[str]:
+    """The content hash of every ``image_url`` data URL in *req* (http URLs as they are)."""
+    out = []
+    for message in req.get("messages") or []:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else ():
+            url = (part.get("image_url") or {}).get("url", "") if part.get("type") == "image_url" else ""
+            if url:
+                out.append(scripted.image_digest(url.partition(",")[2]) if url.startswith("data:") else url)
+    return out
 
 
 class SpawnedFaultServer:

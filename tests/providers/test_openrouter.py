@@ -94,3 +94,40 @@ def test_402_means_out_of_credit(fault) -> None:
 
     with pytest.raises(PaymentRequiredError):
         asyncio.run(go())
+
+
+def test_catalog_numbers_that_are_not_prices_or_sizes_are_dropped_and_the_entry_kept(fault, tmp_path) -> None:
+    fault.configure(
+        models=[
+            {"id": "inf", "context_length": float("inf"), "pricing": {"prompt": "Infinity", "completion": "NaN"}},
+            {"id": "odd", "context_length": "n/a", "pricing": "free?"},
+            {"id": "fine", "context_length": 8192, "pricing": {"prompt": "0.000001", "completion": "0.000002"}},
+        ]
+    )
+
+    async def go():
+        p = OpenRouterProvider(fault.base_url, api_key=None, catalog_path=tmp_path / "c.json")
+        try:
+            return await p.list_models()
+        finally:
+            await p.aclose()
+
+    models = {m.id: m for m in asyncio.run(go())}
+    assert [(m.context_length, m.input_price_per_mtok, m.output_price_per_mtok) for m in models.values()] == [
+        (None, None, None),
+        (None, None, None),
+        (8192, 1.0, 2.0),
+    ]
+    assert "Infinity" not in (tmp_path / "c.json").read_text() and "NaN" not in (tmp_path / "c.json").read_text()
+
+
+def test_configured_headers_join_the_attribution_headers() -> None:
+    seen: list[httpx.Request] = []
+    p = OpenRouterProvider(
+        "https://openrouter.test/api/v1",
+        api_key=None,
+        headers={"X-Team": Secret("research-team-7")},
+        transport=recording_transport(seen),
+    )
+    asyncio.run(p.complete("openai/gpt-4o-mini", ChatRequest.build("hello")))
+    assert seen[0].headers["X-Team"] == "research-team-7" and seen[0].headers["X-Title"] == "opencode_lab"

@@ -13,6 +13,7 @@ must appear nowhere, as bytes.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import logging
@@ -29,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from opencode_lab import AuthenticationError, Lab, LabError
+from opencode_lab.core.errors import error_type_of
 from opencode_lab.frontends.display import result_markdown
 
 from .conftest import REPO
@@ -298,3 +300,75 @@ def _private(path: Path, top: Path) -> bool:
         if stat.S_IMODE(target.stat().st_mode) & 0o077 == 0:
             return True
     return False
+
+
+# -- header values, URL user-info and keys echoed inside answers -------------------------------------------------
+
+PASSWORD = "pw-RELIABILITYURLPASSWORD-77"
+HEADER_KEY = "hk-RELIABILITYHEADERKEY-4d5e6f"
+ECHOED_KEY = "ek-RELIABILITYECHOEDKEY-8a9b0c"
+BASIC = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+CREDENTIAL_NEEDLES = [PASSWORD, "RELIABILITYURLPASSWORD", HEADER_KEY, "RELIABILITYHEADERKEY", BASIC]
+
+
+def _answer(content: str) -> str:
+    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+    return json.dumps({"model": "fault-model", "choices": [choice]})
+
+
+def _sse(*deltas: str) -> str:
+    chunks = [{"choices": [{"index": 0, "delta": {"content": d}, "finish_reason": None}]} for d in deltas]
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+
+def test_header_values_and_url_user_info_show_nowhere(make_lab, fault, debug_log: Path) -> None:
+    """Masked in reprs of settings and providers, in errors (a vendor echoing them included) and in every log
+    line, httpx's own INFO request line among them; still sent to the server."""
+    lab = make_lab(
+        '[providers.x]\nbase_url = "http://alice:{password}@127.0.0.1:{port}/v1"\n'
+        'headers = {{ "X-Api-Key" = "{header}" }}\nmodels = ["fault-model"]\n',
+        password=PASSWORD,
+        port=str(fault.port),
+        header=HEADER_KEY,
+    )
+    seen = [text_of(lab.settings), text_of(lab.settings.providers["x"]), text_of(lab.providers)]
+    assert lab.chat("hello", "x/fault-model", cache=False).text == "echo: hello"
+    assert fault.log[-1]["auth"] is True
+    seen.append("".join(lab.stream("hello again", "x/fault-model", cache=False)))
+    echo = json.dumps({"error": {"message": f"bad key {HEADER_KEY} for Basic {BASIC} ({PASSWORD})", "code": 401}})
+    fault.configure(mix={"raw": 1.0}, raw={"status": 401, "body": echo})
+    with pytest.raises(LabError) as failed:
+        lab.chat("refused", "x/fault-model", cache=False)
+    assert error_type_of(failed.value) == "auth" and "bad key *** for Basic *** (***)" in str(failed.value)
+    seen.append(error_text(failed.value))
+    lab.close()
+
+    logged = debug_log.read_text()
+    assert f"HTTP Request: POST http://127.0.0.1:{fault.port}/v1/chat/completions" in logged
+    blob = "\n".join(seen) + logged
+    assert not [n for n in CREDENTIAL_NEEDLES if n in blob]
+
+
+def test_a_key_echoed_inside_an_answer_is_masked_before_it_is_cached_shown_or_returned(
+    make_lab, fault, monkeypatch
+) -> None:
+    monkeypatch.setenv("RELIABILITY_ECHO_KEY", ECHOED_KEY)
+    lab = make_lab(
+        '[providers.x]\nbase_url = "{url}"\napi_key_env = "RELIABILITY_ECHO_KEY"\nmodels = ["fault-model"]\n',
+        url=fault.base_url,
+    )
+    fault.configure(mix={"raw": 1.0}, raw={"body": _answer(f"your key is {ECHOED_KEY}.")})
+    assert lab.chat("which key?", "x/fault-model").text == "your key is ***."
+    assert lab.chat("which key?", "x/fault-model").cached  # what the cache holds is the masked answer
+    frame = lab.compare(["p1", "p2"], ["x/fault-model"], progress=False, run="echo")
+    assert frame["response"].tolist() == ["your key is ***."] * 2
+    fault.configure(raw={"body": _sse("key: ", ECHOED_KEY[:9], ECHOED_KEY[9:], " ok")})
+    pieces = list(lab.stream("stream the key", "x/fault-model"))
+    assert "".join(pieces) == "key: *** ok" and not any(ECHOED_KEY[:9] in p for p in pieces)
+    lab.close()
+
+    cache_dir = Path(os.environ["OC_CACHE_DIR"])
+    files = [p for p in cache_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "runs.sqlite" for p in files)
+    assert not [str(p) for p in files if b"RELIABILITYECHOEDKEY" in p.read_bytes()]

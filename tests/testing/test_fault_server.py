@@ -255,6 +255,60 @@ def test_bad_utf8_plain_body_is_not_utf8(server: FaultServer, client: httpx.Clie
         response.content.decode("utf-8")
 
 
+def test_raw_sends_the_scripted_status_headers_and_body_as_given(server: FaultServer, client: httpx.Client) -> None:
+    server.configure(queue=["raw"], raw={"status": 302, "headers": {"Location": "http://elsewhere/"}, "body": "moved"})
+    response = chat(client)
+    assert (response.status_code, response.headers["location"], response.text) == (302, "http://elsewhere/", "moved")
+    assert server.log[-1]["outcome"] == "raw" and server.log[-1]["status"] == 302
+    assert chat(client).status_code == 200  # the connection is still good
+
+
+def test_raw_repeats_the_body(server: FaultServer, client: httpx.Client) -> None:
+    server.configure(queue=["raw"], raw={"body": "ab", "repeat": 3})
+    assert chat(client).text == "ababab"
+
+
+def test_raw_headers_are_sent_even_when_they_lie(server: FaultServer, client: httpx.Client) -> None:
+    server.configure(queue=["raw"], raw={"headers": {"Content-Encoding": "gzip"}, "body": "not gzip"})
+    with pytest.raises(httpx.DecodingError):
+        chat(client)
+
+
+def test_raw_with_hang_sends_the_body_and_never_ends_it(server: FaultServer, client: httpx.Client) -> None:
+    server.configure(queue=["raw"], raw={"body": "data: partial\n\n", "hang": True})
+    payload = {"model": "m", "messages": [{"role": "user", "content": "a"}], "stream": True}
+    received: list[str] = []
+    with pytest.raises(httpx.ReadTimeout), client.stream("POST", "/chat/completions", json=payload, timeout=0.5) as r:
+        received.extend(r.iter_lines())
+    assert received[0] == "data: partial"
+
+
+def test_raw_trickle_keeps_bytes_coming_after_the_body(server: FaultServer, client: httpx.Client) -> None:
+    server.configure(queue=["raw"], raw={"body": "{", "trickle": " ", "trickle_s": 0.01})
+    payload = {"model": "m", "messages": [{"role": "user", "content": "a"}]}
+    pieces: list[bytes] = []
+    with client.stream("POST", "/chat/completions", json=payload) as response:
+        for piece in response.iter_raw():
+            pieces.append(piece)
+            if len(b"".join(pieces)) >= 10:
+                break
+    assert b"".join(pieces).startswith(b"{    ")
+
+
+def test_configure_rejects_unknown_raw_keys(server: FaultServer) -> None:
+    with pytest.raises(TypeError, match="unknown raw response keys"):
+        server.configure(raw={"stauts": 200})
+
+
+def test_model_entries_may_be_whole_objects(server: FaultServer, client: httpx.Client) -> None:
+    server.configure(models=["plain", {"id": "rich", "context_length": 8192}])
+    data = client.get("/models").json()["data"]
+    assert [(m["id"], m.get("context_length"), m["object"]) for m in data] == [
+        ("plain", None, "model"),
+        ("rich", 8192, "model"),
+    ]
+
+
 def test_unknown_path_is_404_json(client: httpx.Client) -> None:
     response = client.get("/nowhere")
     assert response.status_code == 404
