@@ -14,6 +14,14 @@ Storage choices:
   notebook thread reads, and every statement runs under the lock.  A forked child
   opens its own connection on first use.
 - The file is created owner-only (0o600): prompts and responses can be private.
+- A file that cannot serve as a run log (not SQLite, damaged, another program's
+  database, a directory, unwritable) is never modified: every SQLite or OS error
+  becomes a `ConfigError` that names the file and what to do about it.
+- Processes running the same named run share it through *claims*: a row is sent
+  by the process that claimed it (`RunLog.claim`, in a ``BEGIN IMMEDIATE``
+  transaction), and the claim is released in the transaction that saves the row.
+  A claim is a lease: its owner renews it, and it lapses when the lease expires
+  or the owner's process (on this host) is gone, so a crashed kernel blocks no one.
 - NaN is stored as NULL and comes back as NaN; user columns of a results row are
   kept as one JSON object (``extra``) and restored as columns on load.
 - Nothing else is stored: no request headers, so never an API key.
@@ -21,24 +29,28 @@ Storage choices:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import socket
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import InvalidRequestError
+from ..core.errors import ConfigError, InvalidRequestError
 from ..core.schema import (
     ATTEMPT_COLUMNS,
     ATTEMPT_SCHEMA,
     KINDS,
     RESULT_COLUMNS,
+    RESULT_KEY,
     RESULT_SCHEMA,
     attempts_frame,
     results_frame,
@@ -48,7 +60,9 @@ from ..core.secrets import redact
 if TYPE_CHECKING:
     import pandas as pd
 
-_KEY = ("run_id", "prompt_id", "model", "sample")
+_KEY = RESULT_KEY
+_KEY_SQL = ", ".join(c.sql for c in RESULT_SCHEMA if c.name in _KEY)
+_WHERE_KEY = " AND ".join(f"{c} = ?" for c in _KEY)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, name TEXT UNIQUE, created_at REAL NOT NULL, meta TEXT
@@ -65,6 +79,12 @@ CREATE TABLE IF NOT EXISTS attempts (
     {", ".join(c.sql for c in ATTEMPT_SCHEMA)}
 );
 CREATE INDEX IF NOT EXISTS attempts_run ON attempts (run_id);
+CREATE TABLE IF NOT EXISTS claims (
+    {_KEY_SQL},
+    owner TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY ({", ".join(_KEY)})
+);
+CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
 PRAGMA user_version = 1;
 """
 
@@ -79,26 +99,50 @@ _UPSERT = (
 _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({', '.join('?' for _ in ATTEMPT_COLUMNS)})"
 )
+_CLAIM = (
+    f"INSERT INTO claims ({', '.join(_KEY)}, owner, host, pid, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET owner = excluded.owner, host = excluded.host, "
+    "pid = excluded.pid, expires_at = excluded.expires_at"
+)
 # the cost rule of metrics.summarize: successes, plus failures that were billed
 _BILLED = "CASE WHEN x.error_type IS NULL OR x.cost_usd > 0 THEN x.cost_usd END"
+#: seconds a claim holds without renewal: a row's send, retries included, fits in it many times over
+LEASE_S = 30.0
+_HOST = socket.gethostname()
+_LIVE_OWNERS: set[str] = set()  # claim owners of this process that have not been released
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What `RunLog.claim` found: ``granted`` (send the row now), the ``row`` another owner finished,
+    or neither (another live owner holds the row: ask again later)."""
+
+    granted: bool
+    row: dict[str, Any] | None = None
 
 
 class RunLog:
     """An append-mostly SQLite log of runs, results rows and attempt records (see the module doc)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open (or create) the log at *path*; `ConfigError` when the file cannot be one, left untouched."""
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._con: sqlite3.Connection | None = None
         self._pid = os.getpid()
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            os.close(fd)
-            os.chmod(self.path, 0o600)  # whatever the umask said
+        with self._failures():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_dir():
+                raise IsADirectoryError(f"{self.path} is a directory")
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                os.close(fd)
+                os.chmod(self.path, 0o600)  # whatever the umask said
+            with contextlib.closing(sqlite3.connect(self.path, timeout=30.0)) as probe:
+                _require_ours(probe)  # before the connection below switches the file to WAL
         with self._write() as con:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 con.execute(statement)
@@ -120,6 +164,15 @@ class RunLog:
 
     # -- connection ------------------------------------------------------------------------
 
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        """Turn a SQLite or OS failure into a `ConfigError` naming this file and the way out."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            self.close()  # a damaged file may have left the connection unusable: reopen on the next call
+            raise _unusable(self.path, exc) from exc
+
     def _connection(self) -> sqlite3.Connection:
         if self._con is None or self._pid != os.getpid():
             con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -133,35 +186,40 @@ class RunLog:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction: takes the write lock up front, so waits honour busy_timeout."""
-        with self._lock:
+        with self._lock, self._failures():
             con = self._connection()
             con.execute("BEGIN IMMEDIATE")
             try:
                 yield con
+                con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # nothing to roll back when BEGIN or COMMIT failed
+                    con.execute("ROLLBACK")
                 raise
-            con.execute("COMMIT")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._failures():
             return self._connection().execute(sql, params).fetchall()
 
     def close(self) -> None:
         """Close the connection; a later call on this object reopens it."""
         with self._lock:
             if self._con is not None and self._pid == os.getpid():
-                self._con.close()
+                with contextlib.suppress(sqlite3.Error):
+                    self._con.close()
             self._con = None
 
     # -- runs ------------------------------------------------------------------------------
 
-    def start_run(self, name: str | None = None, meta: Mapping[str, Any] | None = None) -> str:
+    def start_run(
+        self, name: str | None = None, meta: Mapping[str, Any] | None = None, *, run_id: str | None = None
+    ) -> str:
         """Return the run_id of run ``name`` if it exists (that is how a run resumes), else create one.
 
-        A resumed run keeps its original ``meta``.
+        A resumed run keeps its original ``meta``.  *run_id* starts an unnamed run under that id (a
+        session's own calls); starting it again changes nothing.
         """
-        run_id = "r-" + uuid.uuid4().hex[:12]
+        run_id = run_id or "r-" + uuid.uuid4().hex[:12]
         blob = json.dumps(dict(meta or {}), default=str)
         with self._write() as con:
             if name is not None:
@@ -169,10 +227,24 @@ class RunLog:
                 if row is not None:
                     return str(row["run_id"])
             con.execute(
-                "INSERT INTO runs (run_id, name, created_at, meta) VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO runs (run_id, name, created_at, meta) VALUES (?, ?, ?, ?)",
                 (run_id, name, time.time(), blob),
             )
         return run_id
+
+    def run_meta(self, name: str) -> dict[str, Any] | None:
+        """The ``meta`` a named run was started with (its specification), or None if there is no such run."""
+        rows = self._query("SELECT meta FROM runs WHERE name = ?", (name,))
+        return json.loads(rows[0]["meta"] or "{}") if rows else None
+
+    def retire(self, name: str) -> str | None:
+        """Rename run ``name`` to ``name@run_id`` (its rows stay), freeing the name for a fresh run."""
+        with self._write() as con:
+            row = con.execute("SELECT run_id FROM runs WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return None
+            con.execute("UPDATE runs SET name = ? WHERE run_id = ?", (f"{name}@{row['run_id']}", row["run_id"]))
+        return str(row["run_id"])
 
     def find_run(self, name_or_id: str) -> str | None:
         """The run_id whose id or name is ``name_or_id`` (an id wins), or None."""
@@ -211,11 +283,13 @@ class RunLog:
 
     # -- results ---------------------------------------------------------------------------
 
-    def save_results(self, run_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    def save_results(self, run_id: str, rows: Sequence[Mapping[str, Any]], *, owner: str | None = None) -> None:
         """Upsert results rows of ``run_id`` in one transaction, keyed by (prompt_id, model, sample).
 
         A successful row is never overwritten by a failed one; a success replaces a
         failure or an earlier success.  Columns outside `RESULT_COLUMNS` go to ``extra``.
+        *owner*'s claims on these rows are released in the same transaction, so no
+        other process sees a row neither claimed nor saved.
         """
         if not rows:
             return
@@ -227,11 +301,14 @@ class RunLog:
                 raise InvalidRequestError(f"results row without {', '.join(missing)}: cannot key it in the run log")
             values = [run_id if c == "run_id" else _sql(row.get(c)) for c in RESULT_COLUMNS]
             extra = {k: _plain(v) for k, v in row.items() if k not in RESULT_COLUMNS}
-            params.append((*values, json.dumps(extra, default=str) if extra else None, now))
+            params.append((*values, redact(json.dumps(extra, default=str)) if extra else None, now))
         with self._write() as con:
             if con.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
                 raise InvalidRequestError(f"unknown run_id {run_id!r}: call start_run() first")
             con.executemany(_UPSERT, params)
+            if owner is not None:
+                keys = [(run_id, *(values[RESULT_COLUMNS.index(c)] for c in _KEY[1:]), owner) for values in params]
+                con.executemany(f"DELETE FROM claims WHERE {_WHERE_KEY} AND owner = ?", keys)
 
     def completed(self, run_id: str) -> dict[tuple[Any, str, int], dict[str, Any]]:
         """Successful rows of a run keyed by (prompt_id, model, sample): what a resume need not resend."""
@@ -248,6 +325,49 @@ class RunLog:
         )
         return results_frame([_restore(r) for r in rows])
 
+    # -- claims ----------------------------------------------------------------------------
+
+    def claimant(self) -> str:
+        """A new claim owner, alive for this process until `release`."""
+        owner = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        _LIVE_OWNERS.add(owner)
+        return owner
+
+    def claim(
+        self, run_id: str, key: tuple[Any, str, int], owner: str, *, since: float, lease_s: float = LEASE_S
+    ) -> Claim:
+        """Claim row *key* = (prompt_id, model, sample) of *run_id* for *owner*, unless it is finished or held.
+
+        Finished means succeeded, or failed at or after *since* (the caller's start: a failure
+        from before it is what a resume retries).  A held row is claimed by another owner whose
+        lease has not expired and whose process is alive.  A cheap read answers first, so
+        asking again about a held row takes no write lock.
+        """
+        where = (run_id, *(_sql(k) for k in key))
+        with self._lock, self._failures():
+            found = _claim_state(self._connection(), where, owner, since)
+        if found is not None:
+            return found
+        with self._write() as con:
+            found = _claim_state(con, where, owner, since)
+            if found is not None:
+                return found
+            con.execute(_CLAIM, (*where, owner, _HOST, os.getpid(), time.time() + lease_s))
+        return Claim(True)
+
+    def renew(self, owner: str, lease_s: float = LEASE_S) -> None:
+        """Extend every claim *owner* holds by *lease_s* from now."""
+        with self._write() as con:
+            con.execute("UPDATE claims SET expires_at = ? WHERE owner = ?", (time.time() + lease_s, owner))
+
+    def release(self, owner: str) -> None:
+        """Drop every claim *owner* still holds (rows it did not finish) and retire the owner."""
+        try:
+            with self._write() as con:
+                con.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+        finally:
+            _LIVE_OWNERS.discard(owner)
+
     # -- attempts --------------------------------------------------------------------------
 
     def append_attempts(self, records: Sequence[Mapping[str, Any]]) -> None:
@@ -258,15 +378,81 @@ class RunLog:
         with self._write() as con:
             con.executemany(_INSERT_ATTEMPT, params)
 
-    def attempts(self, run_id: str | None = None) -> pd.DataFrame:
-        """Attempt records in the order they were logged, of one run (name or id) or of all runs."""
-        if run_id is None:
-            rows = self._query("SELECT * FROM attempts ORDER BY seq")
-        else:
-            rows = self._query(
-                "SELECT * FROM attempts WHERE run_id = ? ORDER BY seq", (self.find_run(run_id) or run_id,)
-            )
+    def attempts(self, run_id: str | None = None, *, since: float | None = None) -> pd.DataFrame:
+        """Attempt records in the order they were logged, of one run (name or id) or of all runs; *since*
+        (seconds since the epoch) keeps those started at or after it."""
+        where, params = ["1"], []
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(self.find_run(run_id) or run_id)
+        if since is not None:
+            where.append("timestamp >= ?")
+            params.append(since)
+        rows = self._query(f"SELECT * FROM attempts WHERE {' AND '.join(where)} ORDER BY seq", params)
         return attempts_frame([{c: _nan_if_null(c, r[c]) for c in ATTEMPT_COLUMNS} for r in rows])
+
+    def history(self, since: float | None = None) -> pd.DataFrame:
+        """Every results row of every run, oldest first: chat and stream calls under their session's run,
+        compare rows under theirs.  Adds ``run`` (the run's name, None for a session) and ``logged_at``
+        (when the row was saved, UTC); *since* (seconds since the epoch) keeps rows saved at or after it."""
+        import pandas as pd
+
+        where, params = ("WHERE x.updated_at >= ?", (since,)) if since is not None else ("", ())
+        rows = self._query(
+            f"SELECT x.*, r.name AS run_name FROM results x LEFT JOIN runs r ON r.run_id = x.run_id {where} "
+            "ORDER BY x.seq",
+            params,
+        )
+        frame = results_frame([{**_restore(r), "run": r["run_name"], "logged_at": r["updated_at"]} for r in rows])
+        frame["run"] = frame["run"] if rows else None
+        frame["logged_at"] = pd.to_datetime(frame["logged_at"] if rows else [], unit="s", utc=True)
+        return frame
+
+
+def _claim_state(con: sqlite3.Connection, where: tuple[Any, ...], owner: str, since: float) -> Claim | None:
+    """The row's answer when it is finished or held by someone else (see `RunLog.claim`); None when free."""
+    row = con.execute(f"SELECT * FROM results WHERE {_WHERE_KEY}", where).fetchone()
+    if row is not None and (row["error_type"] is None or (row["updated_at"] or 0.0) >= since):
+        return Claim(False, _restore(row))
+    held = con.execute(f"SELECT owner, host, pid, expires_at FROM claims WHERE {_WHERE_KEY}", where).fetchone()
+    if held is not None and held["owner"] != owner and held["expires_at"] > time.time() and _alive(held):
+        return Claim(False)
+    return None
+
+
+def _alive(claim: sqlite3.Row) -> bool:
+    """Whether a claim's owner may still be working: certainly not when its process on this host is gone."""
+    if claim["host"] != _HOST:
+        return True  # another machine on a shared disk: only its lease can tell
+    if claim["pid"] == os.getpid():
+        return claim["owner"] in _LIVE_OWNERS
+    try:
+        os.kill(claim["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _require_ours(con: sqlite3.Connection) -> None:
+    """Refuse another program's database before anything of ours is written to it."""
+    tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return
+    for table, needed in (("runs", {"run_id", "name"}), ("results", set(_KEY))):
+        columns = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+        if not needed <= columns:
+            raise sqlite3.DatabaseError(f"another program's database, with tables {', '.join(sorted(tables))}")
+
+
+def _unusable(path: Path, exc: BaseException) -> ConfigError:
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in reason or "busy" in reason):
+        advice = "another process holds it locked; try again, or set OC_RUNLOG to another file"
+    else:
+        advice = "move it away or set OC_RUNLOG to another file (OC_RUNLOG=off runs without a log)"
+    return ConfigError(f"the run log {path} cannot be used ({reason}): {advice}")
 
 
 def _enable_wal(con: sqlite3.Connection, *, timeout_s: float) -> None:

@@ -39,8 +39,8 @@ SAME = ["prompt_id", "prompt", "model", "sample", "response", "finish_reason", "
 
 
 def stored_in_cache(lab, prompts: list[str]) -> set[str]:
-    resolved = lab.resolve("m")
-    keys = {p: canonical_key(ChatRequest.build(p, model="m", temperature=0), resolved, 0) for p in prompts}
+    identities = lab.run(lab.aidentities("m"))  # what the cache key names: who may answer, by identity
+    keys = {p: canonical_key(ChatRequest.build(p, model="m", temperature=0), identities, 0) for p in prompts}
     return {p for p, key in keys.items() if lab.cache.get(key) is not None}
 
 
@@ -100,3 +100,57 @@ def test_a_killed_named_run_resumes_sending_only_unstored_rows(tmp_path: Path, m
     logged = lab.load_run("soak")
     assert len(logged) == ROWS and logged["error_type"].isna().all()
     assert list(logged["prompt"]) == PROMPTS
+
+
+INTERRUPTED_CHILD = """
+    import pickle, signal, sqlite3, threading, time
+    from opencode_lab import Lab
+    lab = Lab.from_env()
+
+    def interrupt_when_answered():
+        while sum(1 for row in list(lab.calls) if row["error_type"] is None) < {answered}:
+            time.sleep(0.01)
+        other = sqlite3.connect(lab.settings.runlog, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the log when Ctrl-C comes: saving must wait
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C, as a terminal sends it
+        time.sleep(1.0)
+        other.execute("COMMIT")
+        other.close()
+
+    threading.Thread(target=interrupt_when_answered, daemon=True).start()
+    frame = lab.compare({prompts!r}, "m", run="ctrl-c", progress=False, concurrency=16)
+    reader = sqlite3.connect(f"file:{{lab.settings.runlog}}?mode=ro", uri=True)  # a reader waits for no writer
+    logged = [p for (p,) in reader.execute("SELECT prompt FROM results ORDER BY prompt_id")]  # the moment it returns
+    with open({out!r}, "wb") as file:
+        pickle.dump((frame, logged), file)
+    print("RETURNED", flush=True)
+    lab.close()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_during_a_named_compare_returns_the_finished_rows_already_logged(tmp_path: Path) -> None:
+    """A real SIGINT while some requests hang and another writer holds the run log: compare returns the
+    answered rows, the hanging ones marked interrupted, and the log read the moment it returns holds exactly
+    the answered rows."""
+    answered = [f"answered row {i}" for i in range(6)]
+    prompts = [*answered, *(f"[[fault:hang]] held row {i}" for i in range(3))]
+    out = tmp_path / "frames.pkl"
+    with spawned({"hang_s": 90}) as (server,):
+        toml = tmp_path / "lab.toml"
+        toml.write_text(lab_toml([server]))
+        env = child_env(OC_CACHE_DIR=str(tmp_path / "cache"), OC_CONFIG=str(toml))
+        child = popen_python(INTERRUPTED_CHILD.format(answered=len(answered), prompts=prompts, out=str(out)), env)
+        with reaped([child]):
+            stdout, stderr = child.communicate(timeout=90)
+        assert child.returncode == 0 and "RETURNED" in stdout, stderr[-3000:]
+        assert server.count() == len(prompts)  # every request was out when the interrupt came
+    assert "compare interrupted: returning 6 finished of 9 rows" in stderr
+
+    frame, logged_on_return = pd.read_pickle(out)
+    assert list(frame["prompt"]) == prompts
+    assert frame["error_type"].tolist() == [None] * 6 + ["interrupted"] * 3
+    assert logged_on_return == answered
+    finished = frame[frame["error_type"].isna()].reset_index(drop=True)
+    with RunLog(tmp_path / "cache" / "runs.sqlite") as runlog:
+        pd.testing.assert_frame_equal(runlog.load_run("ctrl-c")[SAME], finished[SAME], check_dtype=False)

@@ -24,7 +24,7 @@ import pytest
 from opencode_lab.core import secrets
 from opencode_lab.core.errors import InvalidRequestError
 from opencode_lab.core.schema import results_frame
-from opencode_lab.session.runlog import RunLog
+from opencode_lab.session.runlog import Claim, RunLog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -299,3 +299,92 @@ def test_readable_after_writer_is_sigkilled(tmp_path: Path) -> None:
         assert len(log.attempts()) in (len(frame) - 1, len(frame))  # killed between the two writes, or not
         with closing(sqlite3.connect(path)) as con:
             assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+# -- claims: one named run shared by several processes ----------------------------------------------------------
+
+_CLAIMER = textwrap.dedent(
+    """
+    import sys, time
+    from opencode_lab.session.runlog import RunLog
+    log = RunLog(sys.argv[1])
+    owner = log.claimant()
+    print(log.claim(sys.argv[2], (0, "m", 0), owner, since=time.time(), lease_s=60).granted, flush=True)
+    sys.stdin.readline()  # hold the claim, alive, until told to exit
+    """
+)
+
+
+@pytest.fixture
+def claimed_by_child(tmp_path: Path) -> Iterator[tuple[RunLog, str, subprocess.Popen[str]]]:
+    """A run log, a run, and a live child process holding a 60 s claim on row (0, "m", 0) of it."""
+    log = RunLog(tmp_path / "shared.sqlite")
+    run = log.start_run("shared")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CLAIMER, str(log.path), run], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "True"
+        yield log, run, child
+    finally:
+        child.kill()
+        child.wait(10)
+        log.close()
+
+
+def test_a_row_claimed_by_a_live_process_is_not_granted(claimed_by_child: Any) -> None:
+    log, run, _ = claimed_by_child
+    mine = log.claimant()
+    assert log.claim(run, (0, "m", 0), mine, since=time.time()) == Claim(False)
+    assert log.claim(run, (1, "m", 0), mine, since=time.time()) == Claim(True)
+
+
+def test_the_claims_of_a_process_that_died_lapse_at_once(claimed_by_child: Any) -> None:
+    """A crashed kernel blocks no one for the rest of its lease."""
+    log, run, child = claimed_by_child
+    child.kill()
+    child.wait(10)
+    assert log.claim(run, (0, "m", 0), log.claimant(), since=time.time()) == Claim(True)
+
+
+def test_an_expired_lease_frees_the_row_and_renewal_keeps_it(log: RunLog) -> None:
+    run = log.start_run("shared")
+    first, second = log.claimant(), log.claimant()
+    assert log.claim(run, (0, "m", 0), first, since=0.0, lease_s=0.0).granted
+    assert log.claim(run, (0, "m", 0), second, since=0.0).granted  # the first owner's lease ran out
+    log.renew(second, lease_s=60.0)
+    assert log.claim(run, (0, "m", 0), first, since=0.0) == Claim(False)
+
+
+def test_a_released_owner_no_longer_holds_its_rows(log: RunLog) -> None:
+    run = log.start_run("shared")
+    first, second = log.claimant(), log.claimant()
+    assert log.claim(run, (0, "m", 0), first, since=0.0).granted
+    assert log.claim(run, (0, "m", 0), second, since=0.0) == Claim(False)
+    log.release(first)
+    assert log.claim(run, (0, "m", 0), second, since=0.0).granted
+
+
+def test_a_saved_row_releases_its_claim_and_is_read_back_instead_of_granted(log: RunLog) -> None:
+    run = log.start_run("shared")
+    first, second = log.claimant(), log.claimant()
+    assert log.claim(run, (0, "m", 0), first, since=0.0).granted
+    log.save_results(run, [_row(0, "m", response="sent once")], owner=first)
+    with closing(sqlite3.connect(log.path)) as con:
+        assert con.execute("SELECT COUNT(*) FROM claims").fetchone() == (0,)
+    claim = log.claim(run, (0, "m", 0), second, since=0.0)
+    assert not claim.granted and claim.row is not None and claim.row["response"] == "sent once"
+
+
+def test_a_failure_saved_since_the_claimant_began_is_read_back_an_older_one_is_retried(log: RunLog) -> None:
+    """A failure from an earlier attempt at the run is what a resume retries; one from a process running the
+    run alongside is its answer for that row."""
+    run = log.start_run("shared")
+    log.save_results(run, [_failed(0, "m")])
+    began = time.time()
+    log.save_results(run, [_failed(1, "m")])
+    assert log.claim(run, (0, "m", 0), log.claimant(), since=began).granted
+    claim = log.claim(run, (1, "m", 0), log.claimant(), since=began)
+    assert not claim.granted and claim.row is not None and claim.row["error_type"] == "timeout"
