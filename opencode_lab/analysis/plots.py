@@ -5,6 +5,15 @@ Figures are built with pyplot (so Jupyter's inline display is set up) and then
 a loop of 50 plots does not pile up open figures, and the global backend is never
 touched.  Save with ``fig.savefig(...)``; ``display(fig)`` shows it again.
 
+Uncertainty is drawn, not implied: score and failure-rate bars carry their 95 %
+intervals (`metrics.summarize`), latency boxes and bars say how many calls they rest
+on, and a stats frame's latency bars carry bootstrap intervals.
+
+One colour per model across every figure of a session (`model_colour`: assigned in
+order of first appearance, never red, which marks failures).  The overview leaves out
+panels without data (cost when every call was free or unpriced, a trade-off with
+nothing to trade), so free local models get no blank or negative-dollar panels.
+
 Readability defaults: models in alphabetical order of their full id (the row
 order of `stats()`), shortened to the last path segment (longer suffixes where
 two would clash, an ellipsis past 30 characters), tick labels turned only as far
@@ -25,10 +34,22 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-KINDS: tuple[str, ...] = ("overview", "latency", "cost", "failures", "tradeoff")
-_PANELS = ("latency", "cost", "failures", "tradeoff")
+KINDS: tuple[str, ...] = ("overview", "score", "latency", "cost", "failures", "tradeoff")
+#: the overview's panels in reading order (those without data are left out)
+_PANELS = ("score", "failures", "latency", "cost", "tradeoff")
 _ROTATIONS = (0, 30, 90)
 _MAX_LABEL = 30
+#: model colours: matplotlib's cycle without its red and brown (error types use reds and browns)
+_MODEL_COLOURS = ("C0", "C1", "C2", "C4", "C6", "C8", "C9", "C7", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5")
+_ERROR_COLOURS = ("#c62828", "#ef9a9a", "#8d6e63", "#ad1457", "#ff7043", "#4e342e", "#f8bbd0", "#bf360c")
+_COLOURS: dict[str, str] = {}
+
+
+def model_colour(model: str) -> str:
+    """The colour of *model* in every figure of this process: the same model is never drawn in two colours."""
+    if model not in _COLOURS:
+        _COLOURS[model] = _MODEL_COLOURS[len(_COLOURS) % len(_MODEL_COLOURS)]
+    return _COLOURS[model]
 
 
 @dataclass
@@ -43,28 +64,58 @@ class _View:
     def positions(self) -> list[int]:
         return list(range(len(self.labels)))
 
+    @property
+    def colours(self) -> list[str]:
+        return [model_colour(str(key)) for key in self.stats.index]
+
+    @property
+    def priced(self) -> bool:
+        """Some call cost (or would have cost) money: a cost axis says something."""
+        known = [c for c in (*self.column("cost_usd"), *self.column("cost_saved_usd")) if c == c]
+        return any(c > 0 for c in known)
+
+    def has(self, panel: str) -> bool:
+        """Whether *panel* has data to show (the overview leaves the others out)."""
+        if panel == "score":
+            return self.scored
+        if panel == "latency":
+            return any(n > 0 for n in self.column("n_latency"))
+        if panel == "cost":
+            return self.priced
+        if panel == "tradeoff":
+            return self.scored or self.priced
+        return True
+
+    @property
+    def scored(self) -> bool:
+        return "score_mean" in self.stats.columns
+
+    def column(self, name: str) -> list[float]:
+        """A stats column as floats; all NaN when the frame lacks it (a stats frame saved before it existed)."""
+        if name not in self.stats.columns:
+            return [math.nan] * len(self.labels)
+        return self.stats[name].astype(float).tolist()
+
 
 def plot(data: pd.DataFrame, kind: str = "overview", *, ax: Axes | None = None) -> Figure:
-    """Draw one comparison ``kind`` (or the 2x2 ``overview``) and return the figure.
+    """Draw one comparison ``kind`` (or the ``overview`` of them all) and return the figure.
 
-    ``data`` is a results frame (has ``latency_s``: latency is drawn as box plots of
-    ok, uncached calls) or a stats frame (has ``latency_p50_s``: p50 bars with a p95
-    whisker).  ``ax`` draws a single kind into an existing axes.
-    Raises ValueError for an unknown kind, a frame of neither shape, or no rows.
+    ``data`` is a results frame (has ``latency_s``: latency is drawn as box plots of ok
+    calls) or a stats frame (has ``latency_p50_s``: p50 bars and p95 ticks, each with its
+    interval).  ``score`` needs a score column; the overview shows the panels that have
+    data (score, failures, latency, cost, trade-off).  ``ax`` draws a single kind into an existing axes.
+    Raises ValueError for an unknown kind, a frame of neither shape, no rows, or no score.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown plot kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     view = _view(data)
     if kind == "overview" and ax is not None:
-        raise ValueError("kind='overview' draws its own 2x2 figure; pass ax= only with a single kind")
+        raise ValueError("kind='overview' draws its own figure of several panels; pass ax= only with a single kind")
+    if kind == "score" and not view.scored:
+        raise ValueError("no score to plot: the frame has no score column (compare(..., scorer=...) adds one)")
     n = len(view.labels)
     if kind == "overview":
-        fig, grid = _new_figure((min(18.0, max(11.0, 1.1 * n + 4)), 8.5), rows=2, cols=2)
-        axes = list(grid.flat)
-        for panel_ax, panel in zip(axes, _PANELS, strict=True):
-            _DRAW[panel](panel_ax, view)
-        _finish(fig, axes[:3], detach=True)
-        return fig
+        return _overview(view, n)
     own = ax is None
     if ax is None:
         _, ax = _new_figure((min(14.0, max(6.4, 0.55 * n + 3)), 4.6))
@@ -72,6 +123,32 @@ def plot(data: pd.DataFrame, kind: str = "overview", *, ax: Axes | None = None) 
     fig = ax.figure.figure  # the root figure, also when ax lives in a subfigure
     _finish(fig, [ax] if kind != "tradeoff" else [], detach=own)
     return fig
+
+
+def _overview(view: _View, n: int) -> Figure:
+    import matplotlib.pyplot as plt
+
+    shown = [p for p in _PANELS if view.has(p)]
+    rows = _mosaic(shown)
+    width = len(rows[0]) // 2  # panels in the widest row
+    fig = plt.figure(
+        figsize=(min(20.0, max(6.4, (0.5 * n + 3.2) * width)), 4.4 * len(rows)), layout="constrained"
+    )
+    panels = fig.subplot_mosaic(rows)
+    for panel, panel_ax in panels.items():
+        _DRAW[panel](panel_ax, view)
+    _finish(fig, [a for p, a in panels.items() if p != "tradeoff"], detach=True)
+    return fig
+
+
+def _mosaic(panels: list[str]) -> list[list[str]]:
+    """Rows of panels, each panel two cells wide: one row up to three panels, else two rows."""
+    if len(panels) <= 3:
+        return [[p for p in panels for _ in range(2)]]
+    top = panels[: (len(panels) + 1) // 2]
+    bottom = panels[len(top) :]
+    span = 2 * len(top)
+    return [[p for p in top for _ in range(2)], [p for p in bottom for _ in range(span // len(bottom))]]
 
 
 def plot_traffic(attempts: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
@@ -111,19 +188,40 @@ def plot_traffic(attempts: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
 # -- panels ---------------------------------------------------------------------------------
 
 
+def _score(ax: Axes, v: _View) -> None:
+    mean = v.column("score_mean")
+    _bars_with_intervals(ax, v, mean, v.column("score_ci_low"), v.column("score_ci_high"), color=v.colours)
+    _label_n(ax, v.positions, _highest(mean, v.column("score_ci_high")), v.column("n_score"))
+    _model_ticks(ax, v.labels)
+    ax.set_ylim(bottom=min(0.0, *(m for m in mean if m == m)))  # NaN != NaN
+    ax.set_ylabel("mean score")
+    ax.set_title("Score (95 % interval; n scored calls)")
+
+
 def _latency(ax: Axes, v: _View) -> None:
     if v.results is not None:
         r = v.results
-        fresh = r[r["error_type"].isna() & ~r["cached"].astype(bool) & r["latency_s"].notna()]
-        data = [fresh.loc[fresh["model"] == m, "latency_s"].to_numpy(dtype=float) for m in v.stats.index]
-        ax.boxplot(data, positions=v.positions, widths=0.6, manage_ticks=False)
-        ax.set_title("Latency (ok, uncached calls)")
+        ok = r[r["error_type"].isna() & r["latency_s"].notna()]
+        data = [ok.loc[ok["model"] == m, "latency_s"].to_numpy(dtype=float) for m in v.stats.index]
+        boxes = ax.boxplot(data, positions=v.positions, widths=0.6, manage_ticks=False, patch_artist=True)
+        for box, colour in zip(boxes["boxes"], v.colours, strict=True):
+            box.set(facecolor=colour, alpha=0.55)
+        for median in boxes["medians"]:
+            median.set(color="k")
+        _label_n(ax, v.positions, [max(d, default=0.0) for d in data], [len(d) for d in data])
+        ax.set_title("Latency of ok calls")
     else:
-        p50 = v.stats["latency_p50_s"].to_numpy(dtype=float)
-        p95 = v.stats["latency_p95_s"].to_numpy(dtype=float)
-        upper = (p95 - p50).clip(min=0)
-        ax.bar(v.positions, p50, yerr=[[0.0] * len(p50), upper], capsize=4, color="C0", width=0.6)
-        ax.set_title("Latency p50 (whisker: p95)")
+        p50 = v.column("latency_p50_s")
+        _bars_with_intervals(
+            ax, v, p50, v.column("latency_p50_s_ci_low"), v.column("latency_p50_s_ci_high"), color=v.colours
+        )
+        p95, low, high = v.column("latency_p95_s"), v.column("latency_p95_s_ci_low"), v.column("latency_p95_s_ci_high")
+        ax.errorbar(
+            v.positions, p95, yerr=_spans(p95, low, high), fmt="_", color="k", markersize=16, capsize=3, elinewidth=0.8,
+            label="p95",
+        )  # fmt: skip
+        _label_n(ax, v.positions, _highest(p50, p95, high), v.column("n_latency"))
+        ax.set_title("Latency p50 bars, p95 ticks (95 % CI)")
     _model_ticks(ax, v.labels)
     ax.set_ylim(bottom=0)
     ax.set_ylabel("latency (s)")
@@ -133,9 +231,9 @@ def _cost(ax: Axes, v: _View) -> None:
     cost = v.stats["cost_usd"].astype(float)
     saved = v.stats["cost_saved_usd"].astype(float).fillna(0.0)
     spent = cost.fillna(0.0)
-    ax.bar(v.positions, spent.tolist(), color="C0", width=0.6, label="spent")
+    ax.bar(v.positions, spent.tolist(), color=v.colours, width=0.6, label="spent")
     ax.bar(
-        v.positions, saved.tolist(), bottom=spent.tolist(), color="C0", alpha=0.35, hatch="//", width=0.6,
+        v.positions, saved.tolist(), bottom=spent.tolist(), color=v.colours, alpha=0.35, hatch="//", width=0.6,
         label="saved by cache",
     )  # fmt: skip
     for x, unknown in zip(v.positions, cost.isna(), strict=True):
@@ -151,46 +249,75 @@ def _cost(ax: Axes, v: _View) -> None:
 
 def _failures(ax: Axes, v: _View) -> None:
     import pandas as pd
+    from matplotlib.ticker import PercentFormatter
 
-    totals = v.stats["failed"].astype(int).tolist()
+    rate = v.column("failure_rate")
+    failed = v.stats["failed"].astype(int).tolist()
     if v.results is not None:
-        failed = v.results[v.results["error_type"].notna()]
-        counts = pd.crosstab(failed["model"], failed["error_type"].astype(str))
+        rows = v.results[v.results["error_type"].notna()]
+        counts = pd.crosstab(rows["model"], rows["error_type"].astype(str))
         counts = counts.reindex(index=v.stats.index, fill_value=0)
         counts = counts[sorted(counts.columns)]
-        _stacked(ax, counts, [f"C{(i + 3) % 10}" for i in range(len(counts.columns))])
-        if len(counts.columns):
+        # each error type's share of the failure rate
+        shares = counts.div([max(f, 1) for f in failed], axis=0).mul([r if r == r else 0.0 for r in rate], axis=0)
+        _stacked(ax, shares, [_ERROR_COLOURS[i % len(_ERROR_COLOURS)] for i in range(len(shares.columns))])
+        if len(shares.columns):
             _legend(ax, title="error type")
         else:
-            ax.bar(v.positions, totals, width=0.6, color="C3")  # zero-height bars keep every model on the axis
+            ax.bar(v.positions, [0.0] * len(rate), width=0.6, color="C3")  # zero-height bars keep every model
     else:
-        ax.bar(v.positions, totals, width=0.6, color="C3")
-    for x, total, rate in zip(v.positions, totals, v.stats["failure_rate"], strict=True):
-        ax.annotate(f"{rate:.0%}", (x, total), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
+        ax.bar(v.positions, [r if r == r else 0.0 for r in rate], width=0.6, color="C3")
+    low, high = v.column("failure_rate_ci_low"), v.column("failure_rate_ci_high")
+    ax.errorbar(v.positions, rate, yerr=_spans(rate, low, high), fmt="none", ecolor="k", capsize=4, elinewidth=1)
+    tops = _highest(rate, high)
+    calls = v.stats["calls"].astype(int).tolist()
+    for x, top, k, n in zip(v.positions, tops, failed, calls, strict=True):
+        ax.annotate(f"{k}/{n}", (x, top), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8)
     _model_ticks(ax, v.labels)
-    _integer_counts(ax, max(totals, default=0))
-    ax.set_ylabel("failed calls")
-    ax.set_title("Failures per model (failure rate on top)")
+    ax.set_ylim(0, max(0.1, *tops) * 1.2)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_ylabel("failure rate")
+    ax.set_title("Failure rate (95 % interval; failed/calls)")
 
 
 def _tradeoff(ax: Axes, v: _View) -> None:
-    x = v.stats["cost_per_1k_calls_usd"].astype(float).tolist()
-    y = v.stats["latency_p50_s"].astype(float).tolist()
+    """Which model, at what price or speed, how sure: the mean score (with its interval) against cost per
+    1k calls when calls were priced, else against median latency; without scores, cost against latency.
+    A model's failure rate is written under its name, and its marker is hollow when half its calls or more
+    failed: a score over the few answers it gave must not look like a winner."""
+    quality = v.scored
+    priced = v.priced or not quality  # unscored: always cost against latency
+    x_name = "cost_per_1k_calls_usd" if priced else "latency_p50_s"
+    y_name = "score_mean" if quality else "latency_p50_s"
+    x, y, rate = v.column(x_name), v.column(y_name), v.column("failure_rate")
     shown = [i for i in v.positions if x[i] == x[i] and y[i] == y[i]]  # NaN != NaN
-    ax.scatter([x[i] for i in shown], [y[i] for i in shown], c=[f"C{i % 10}" for i in shown], zorder=3)
+    if quality:
+        low, high = v.column("score_ci_low"), v.column("score_ci_high")
+        spans = _spans([y[i] for i in shown], [low[i] for i in shown], [high[i] for i in shown])
+        ax.errorbar([x[i] for i in shown], [y[i] for i in shown], yerr=spans, fmt="none", ecolor="0.5", capsize=3)
+    middle = (min((x[i] for i in shown), default=0.0) + max((x[i] for i in shown), default=0.0)) / 2
     for i in shown:
-        ax.annotate(v.labels[i], (x[i], y[i]), xytext=(4, 4), textcoords="offset points", fontsize=8)
+        colour, failing = v.colours[i], rate[i] == rate[i] and rate[i] >= 0.5
+        ax.scatter([x[i]], [y[i]], s=60, zorder=3, color="none" if failing else colour, edgecolors=colour, linewidths=2)
+        label = v.labels[i] + (f"\n{rate[i]:.0%} failed" if rate[i] == rate[i] and rate[i] > 0 else "")
+        right = x[i] <= middle  # labels point inwards: none runs off the axes
+        ax.annotate(label, (x[i], y[i]), xytext=(6 if right else -6, 4), textcoords="offset points", fontsize=8,
+                    ha="left" if right else "right", color="#c62828" if failing else "0.15")  # fmt: skip
     hidden = [v.labels[i] for i in v.positions if i not in shown]
     if hidden:
-        note = "not shown (no cost or latency data): " + ", ".join(hidden)
-        ax.text(0.01, 0.99, note, transform=ax.transAxes, va="top", fontsize=7, wrap=True)
-    ax.margins(0.2)
-    ax.set_xlabel("cost per 1k calls (USD)")
-    ax.set_ylabel("latency p50 (s)")
-    ax.set_title("Cost vs latency (lower left is better)")
+        ax.text(0.01, 0.99, "not shown (no data): " + ", ".join(hidden), transform=ax.transAxes, va="top",
+                fontsize=7, wrap=True)  # fmt: skip
+    ax.margins(0.25)
+    ax.set_xlabel("cost per 1k calls (USD)" if priced else "latency p50 (s)")
+    ax.set_ylabel("mean score" if quality else "latency p50 (s)")
+    if priced:
+        ax.set_xlim(left=0)
+    what = "Score" if quality else "Latency"
+    corner = "upper left" if quality else "lower left"
+    ax.set_title(f"{what} vs {'cost' if priced else 'latency'} ({corner} is better)")
 
 
-_DRAW = {"latency": _latency, "cost": _cost, "failures": _failures, "tradeoff": _tradeoff}
+_DRAW = {"score": _score, "latency": _latency, "cost": _cost, "failures": _failures, "tradeoff": _tradeoff}
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -246,6 +373,42 @@ def _ellipsize(text: str) -> str:
         return text
     keep = _MAX_LABEL - 1
     return text[: keep // 2] + "…" + text[-(keep - keep // 2) :]
+
+
+def _bars_with_intervals(
+    ax: Axes, v: _View, heights: list[float], low: list[float], high: list[float], color: str | list[str] = "C0"
+) -> None:
+    """Bars (a missing value: no bar, "n/a") with their intervals as black error bars."""
+    ax.bar(v.positions, [h if h == h else 0.0 for h in heights], width=0.6, color=color)
+    ax.errorbar(v.positions, heights, yerr=_spans(heights, low, high), fmt="none", ecolor="k", capsize=4, elinewidth=1)
+    for x, h in zip(v.positions, heights, strict=True):
+        if h != h:
+            ax.annotate("n/a", (x, 0), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
+
+
+def _spans(centre: list[float], low: list[float], high: list[float]) -> list[list[float]]:
+    """Error-bar lengths below and above each centre; 0 where the interval is unknown."""
+
+    def span(a: float, b: float) -> float:
+        return b - a if b - a >= 0 else 0.0  # NaN fails the comparison
+
+    return [
+        [span(lo, c) for c, lo in zip(centre, low, strict=True)],
+        [span(c, hi) for c, hi in zip(centre, high, strict=True)],
+    ]
+
+
+def _highest(*series: list[float]) -> list[float]:
+    """Per position, the highest known value among ``series`` (0 when none is known)."""
+    return [max((x for x in values if x == x), default=0.0) for values in zip(*series, strict=True)]
+
+
+def _label_n(ax: Axes, positions: list[int], tops: list[float], counts: list[float]) -> None:
+    """``n=...`` above each mark: how many calls it rests on."""
+    for x, top, n in zip(positions, tops, counts, strict=True):
+        text = f"n={int(n)}" if n == n else "n=?"
+        ax.annotate(text, (x, top), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8, color="0.3")
+    ax.margins(y=0.12)
 
 
 def _new_figure(size: tuple[float, float], rows: int = 1, cols: int = 1) -> tuple[Figure, Any]:

@@ -15,7 +15,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
+from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
+from statsmodels.stats.proportion import proportion_confint
 
 from opencode_lab.analysis.metrics import summarize
 from opencode_lab.analysis.plots import KINDS, _short_names, plot, plot_traffic
@@ -24,7 +27,10 @@ from opencode_lab.core.schema import results_frame
 pytestmark = pytest.mark.filterwarnings("error")
 
 MODELS = ["openrouter/openai/gpt-4o-mini", "openrouter/anthropic/claude-3.5-haiku", "local/smollm2-135m"]
-LABELS = {"latency": "latency (s)", "cost": "cost (USD)", "failures": "failed calls", "tradeoff": "latency p50 (s)"}
+LABELS = {
+    "score": "mean score", "latency": "latency (s)", "cost": "cost (USD)", "failures": "failure rate",
+    "tradeoff": "latency p50 (s)",
+}  # fmt: skip
 
 
 def _frame(models: list[str], prompts: int = 6) -> pd.DataFrame:
@@ -40,6 +46,7 @@ def _frame(models: list[str], prompts: int = 6) -> pd.DataFrame:
                     "cost_saved_usd": 0.0001 if p == 0 else 0.0, "cached": p == 0, "attempts": 1,
                     "error_type": ("timeout" if p % 2 else "rate_limit") if failed else None,
                     "error": "boom" if failed else None,
+                    "score": math.nan if failed else float((p + m) % 3 != 0),
                 }
             )  # fmt: skip
     return results_frame(rows)
@@ -60,6 +67,20 @@ def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _intervals(ax: Axes) -> list[dict[int, tuple[float, float]]]:
+    """The (low, high) of every error bar, by x position, one dict per errorbar() call."""
+    found = []
+    for container in ax.containers:
+        if isinstance(container, ErrorbarContainer):
+            segments = container.lines[2][0].get_segments()
+            found.append({round(seg[0][0]): (seg[0][1], seg[1][1]) for seg in segments})
+    return found
+
+
+def _n_labels(ax: Axes) -> list[str]:
+    return [t.get_text() for t in ax.texts if t.get_text().startswith("n=")]
 
 
 def _tick_texts(ax: Axes) -> list[str]:
@@ -92,12 +113,12 @@ def test_every_kind_renders_to_png(results: pd.DataFrame, kind: str, source: str
     fig = plot(data, kind)
     assert isinstance(fig, Figure)
     assert _png(fig).startswith(b"\x89PNG")
-    assert len(fig.axes) == (4 if kind == "overview" else 1)
+    assert len(fig.axes) == (5 if kind == "overview" else 1)  # the overview adds a score panel to the four
     assert plt.get_fignums() == []  # detached from pyplot: Jupyter shows it once, nothing piles up
 
 
 @pytest.mark.parametrize("source", ["results", "stats"])
-@pytest.mark.parametrize("kind", ["latency", "cost", "failures"])
+@pytest.mark.parametrize("kind", ["score", "latency", "cost", "failures"])
 def test_bar_kinds_label_axes_and_show_each_model_once(results: pd.DataFrame, kind: str, source: str) -> None:
     data = results if source == "results" else summarize(results)
     ax = plot(data, kind).axes[0]
@@ -121,17 +142,107 @@ def test_failures_keep_models_without_failures(results: pd.DataFrame) -> None:
     for bar in ax.patches:
         x = round(bar.get_x() + bar.get_width() / 2)
         heights[x] = heights.get(x, 0) + bar.get_height()
-    assert heights == {0: 0, 1: 0, 2: 2}  # gpt-4o-mini (third after sorting) failed twice
+    assert heights == pytest.approx({0: 0, 1: 0, 2: 2 / 6})  # gpt-4o-mini (third after sorting) failed 2 of 6
     legend = ax.get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["rate_limit", "timeout"]
 
 
-def test_tradeoff_labels_one_point_per_model(results: pd.DataFrame) -> None:
+def test_failure_rates_carry_wilson_intervals_and_counts(results: pd.DataFrame) -> None:
+    ax = plot(results, "failures").axes[0]
+    [bars] = _intervals(ax)
+    assert bars[2] == pytest.approx(proportion_confint(2, 6, method="wilson"))
+    assert bars[0] == pytest.approx(proportion_confint(0, 6, method="wilson"))
+    assert [t.get_text() for t in ax.texts] == ["0/6", "0/6", "2/6"]
+
+
+@pytest.mark.parametrize("source", ["results", "stats"])
+def test_score_bars_carry_their_intervals_and_n(results: pd.DataFrame, source: str) -> None:
+    stats = summarize(results)
+    ax = plot(results if source == "results" else stats, "score").axes[0]
+    heights = [bar.get_height() for bar in ax.patches]
+    order = ["local/smollm2-135m", MODELS[1], MODELS[0]]
+    assert heights == pytest.approx(stats.loc[order, "score_mean"].tolist())
+    [bars] = _intervals(ax)
+    for x, model in enumerate(order):
+        assert bars[x] == pytest.approx((stats.loc[model, "score_ci_low"], stats.loc[model, "score_ci_high"]))
+    assert _n_labels(ax) == ["n=6", "n=6", "n=4"]
+
+
+def test_score_kind_needs_a_score_column(results: pd.DataFrame) -> None:
+    unscored = results.drop(columns=["score"])
+    with pytest.raises(ValueError, match="no score"):
+        plot(unscored, "score")
+    assert len(plot(unscored).axes) == 4  # the overview without a score panel
+
+
+def test_latency_boxes_are_labelled_with_their_n(results: pd.DataFrame) -> None:
+    ax = plot(results, "latency").axes[0]
+    assert _n_labels(ax) == ["n=6", "n=6", "n=4"]  # ok calls, cache hits included (they carry the original latency)
+
+
+def test_stats_latency_bars_carry_bootstrap_intervals(results: pd.DataFrame) -> None:
+    stats = summarize(results)
+    ax = plot(stats, "latency").axes[0]
+    p50, p95 = _intervals(ax)
+    model = MODELS[1]  # claude-3.5-haiku, second after sorting
+    assert p50[1] == pytest.approx(
+        (stats.loc[model, "latency_p50_s_ci_low"], stats.loc[model, "latency_p50_s_ci_high"])
+    )
+    assert p95[1] == pytest.approx(
+        (stats.loc[model, "latency_p95_s_ci_low"], stats.loc[model, "latency_p95_s_ci_high"])
+    )
+    assert _n_labels(ax) == ["n=6", "n=6", "n=4"]
+
+
+def _points(ax: Axes) -> list[PathCollection]:
+    return [c for c in ax.collections if isinstance(c, PathCollection)]
+
+
+def test_tradeoff_of_scored_priced_models_is_score_against_cost_one_point_per_model(results: pd.DataFrame) -> None:
     ax = plot(summarize(results), "tradeoff").axes[0]
     assert ax.get_xlabel() == "cost per 1k calls (USD)"
-    assert ax.get_ylabel() == "latency p50 (s)"
-    assert len(ax.collections[0].get_offsets()) == 3
-    assert sorted(t.get_text() for t in ax.texts) == ["claude-3.5-haiku", "gpt-4o-mini", "smollm2-135m"]
+    assert ax.get_ylabel() == "mean score"
+    assert len(_points(ax)) == 3
+    names = sorted(t.get_text().split("\n")[0] for t in ax.texts)
+    assert names == ["claude-3.5-haiku", "gpt-4o-mini", "smollm2-135m"]
+
+
+def test_tradeoff_of_free_scored_models_is_score_against_latency(results: pd.DataFrame) -> None:
+    ax = plot(results.assign(cost_usd=0.0, cost_saved_usd=0.0), "tradeoff").axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("latency p50 (s)", "mean score")
+
+
+def test_tradeoff_without_scores_is_cost_against_latency(results: pd.DataFrame) -> None:
+    ax = plot(results.drop(columns=["score"]), "tradeoff").axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("cost per 1k calls (USD)", "latency p50 (s)")
+
+
+def test_a_model_failing_half_its_calls_is_hollow_and_says_so(results: pd.DataFrame) -> None:
+    failing = results.copy()
+    first = failing["model"] == MODELS[0]
+    failing.loc[first & (failing["prompt_id"] < 3), ["error_type", "score"]] = ["timeout", math.nan]
+    ax = plot(failing, "tradeoff").axes[0]
+    label = next(t for t in ax.texts if t.get_text().startswith("gpt-4o-mini"))
+    assert label.get_text() == "gpt-4o-mini\n83% failed"
+    hollow = [c for c in _points(ax) if len(c.get_facecolors()) == 0 or c.get_facecolors()[0][3] == 0]
+    assert len(hollow) == 1
+
+
+def test_the_overview_leaves_out_panels_without_data(results: pd.DataFrame) -> None:
+    free = results.assign(cost_usd=0.0, cost_saved_usd=0.0).drop(columns=["score"])
+    titles = [ax.get_title() for ax in plot(free).axes]
+    assert len(titles) == 2 and not any("Cost" in t for t in titles)  # failures and latency: no blank panels
+
+
+def test_a_model_keeps_its_colour_across_figures(results: pd.DataFrame) -> None:
+    def bar_colours(frame: pd.DataFrame) -> dict[str, tuple]:
+        ax = plot(frame, "score").axes[0]
+        return {t.get_text(): bar.get_facecolor() for t, bar in zip(ax.get_xticklabels(), ax.patches, strict=False)}
+
+    everyone = bar_colours(results)
+    two = bar_colours(results[results["model"] != MODELS[2]])
+    assert everyone["gpt-4o-mini"] == two["gpt-4o-mini"] and everyone["claude-3.5-haiku"] == two["claude-3.5-haiku"]
+    assert len(set(everyone.values())) == 3
 
 
 def test_unknown_costs_are_marked_not_drawn_as_zero(results: pd.DataFrame) -> None:
@@ -139,7 +250,7 @@ def test_unknown_costs_are_marked_not_drawn_as_zero(results: pd.DataFrame) -> No
     cost_ax = plot(results, "cost").axes[0]
     assert [t.get_text() for t in cost_ax.texts] == ["n/a"]
     trade_ax = plot(results, "tradeoff").axes[0]
-    assert len(trade_ax.collections[0].get_offsets()) == 2
+    assert len(_points(trade_ax)) == 2
     assert any("smollm2-135m" in t.get_text() and "not shown" in t.get_text() for t in trade_ax.texts)
 
 
