@@ -1,0 +1,67 @@
+"""Grading a results frame: plain scorers row by row, and scorers that ask a model (a judge) through the Lab.
+
+A scorer that asks a model has an ``ascore(lab, rows, run_id=...)`` coroutine
+returning one `Graded` per row; every call it makes goes through the Lab's
+public API, so it is routed, rate-limited, cached, logged and counted like any
+other.  `agrade` runs plain scorers with `opencode_lab.analysis.scorers.score_rows`
+and adds the judges' cost as ``judge_cost_usd``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..analysis.scorers import Score, score_rows, scorer_table, with_scores
+from ..core.secrets import get_logger
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..session.session import Session
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Graded:
+    """A model-made score and what asking for it cost (0 from the cache or a local model, NaN unknown)."""
+
+    score: Score
+    cost_usd: float = 0.0
+
+
+def asks_a_model(scorer: Any) -> bool:
+    return callable(getattr(scorer, "ascore", None))
+
+
+async def agrade(lab: Session, frame: pd.DataFrame, scorer: Any, *, run_id: str | None = None) -> pd.DataFrame:
+    """*frame* with a score column per scorer (see `opencode_lab.analysis.scorers`); judges ask through *lab*
+    under *run_id* and their cost lands in ``judge_cost_usd`` (NaN for a row whose judge cost is unknown)."""
+    if scorer is None:
+        return frame
+    table = scorer_table(scorer)
+    rows: list[Mapping[str, Any]] = [row for _, row in frame.iterrows()]
+    scored: dict[str | None, list[Score]] = {}
+    judge_cost: list[float] | None = None
+    for name, item in table.items():
+        if asks_a_model(item):
+            graded = await item.ascore(lab, rows, run_id=run_id)
+            scored[name] = [g.score for g in graded]
+            judge_cost = [(judge_cost[i] if judge_cost else 0.0) + g.cost_usd for i, g in enumerate(graded)]
+        else:
+            scored[name] = score_rows(item, rows)
+        _warn_raised(name, scored[name])
+    out = with_scores(frame, scored)
+    if judge_cost is not None:
+        out["judge_cost_usd"] = judge_cost
+    return out
+
+
+def _warn_raised(name: str | None, scores: list[Score]) -> None:
+    raised = [s.reason for s in scores if s.reason and s.reason.startswith("scorer raised")]
+    if raised:
+        column = "reason" if name is None else f"reason_{name}"
+        log.warning("scorer %s raised on %d row(s), e.g. %s; see %s", name or "", len(raised), raised[0], column)
+

@@ -1,0 +1,169 @@
+"""Pairwise battles: a judge picks the better of two models' answers to the same prompt, in both orders.
+
+Judges favour a position (often the first answer shown), so every pair is asked
+twice with the answers swapped; `opencode_lab.analysis.ratings.position_bias`
+says how often the verdict followed the position, and the battles frame feeds
+`opencode_lab.ratings` (Bradley–Terry with bootstrap intervals).  Verdicts are
+asked through the Lab like any call: routed, cached, logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from itertools import combinations
+from typing import TYPE_CHECKING, Any
+
+from ..analysis.ratings import position_bias
+from ..core.errors import InvalidRequestError, LabError, error_type_of
+from ..core.structured import unfenced
+from ..core.types import ChatResult
+from .judge import REASON_CHARS, Judge, ask, raw_answer
+from .judge import judge as make_judge
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..session.session import Session
+
+SYSTEM = (
+    "You are an impartial judge. You compare two answers to the same question by the rubric and say which "
+    "is better. The order of the answers does not matter. Reply with JSON only."
+)
+TEMPLATE = (
+    "Rubric: {rubric}\n\nQuestion:\n{prompt}\n\nAnswer A:\n{a}\n\nAnswer B:\n{b}\n\n"
+    'Which answer is better by the rubric? Reply with JSON only: {{"winner": "A" or "B" or "tie", '
+    '"reason": "<one short sentence>"}}'
+)
+SCHEMA = {
+    "title": "pairwise_verdict",
+    "type": "object",
+    "properties": {
+        "winner": {"type": "string", "enum": ["A", "B", "tie"]},
+        "reason": {"type": "string", "maxLength": REASON_CHARS},
+    },
+    "required": ["winner", "reason"],
+}
+BATTLE_COLUMNS = (
+    "pair", "prompt_id", "prompt", "sample", "swapped", "model_a", "model_b", "winner", "position", "reason",
+    "judge_cost_usd",
+)  # fmt: skip
+_OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
+_NAMED = re.compile(r"\b(?:winner|better)\W{0,4}(?:answer\s+)?(A|B|tie)\b", re.IGNORECASE)
+_ANSWER = re.compile(r"\banswer\s+(A|B)\b", re.IGNORECASE)
+
+
+def pairwise(
+    results: pd.DataFrame, judge: Judge | str, *, models: list[str] | None = None, lab: Session | None = None
+) -> pd.DataFrame:
+    """Battles between every pair of models on every prompt (and sample) both answered, each judged in both
+    orders: one row per verdict (`BATTLE_COLUMNS`).  ``winner`` is a model name, ``"tie"`` or None (no
+    readable verdict, reason kept); ``position`` is what the judge chose as shown (``A``, ``B``, ``tie``).
+    ``attrs["position_bias"]`` holds `position_bias` of the frame.
+
+    *judge* is a `Judge` (its model, rubric, seed and Lab) or a model id; *lab* defaults to the judge's Lab,
+    else the default Lab.
+    """
+    from .default import default_lab
+
+    judge = make_judge(judge) if isinstance(judge, str) else judge
+    if not isinstance(judge, Judge):
+        raise InvalidRequestError(f"pairwise judge must be a judge(...) or a model id, not {type(judge).__name__}")
+    lab = lab if lab is not None else judge.lab if judge.lab is not None else default_lab()
+    matches = _matches(results, models)
+    return lab.run(_battles(lab, judge, matches))
+
+
+def _matches(results: Any, models: list[str] | None) -> list[dict[str, Any]]:
+    """One entry per (prompt, sample, pair of models) where both models answered."""
+    import pandas as pd
+
+    if not isinstance(results, pd.DataFrame):
+        raise InvalidRequestError(f"pairwise needs a results frame (from compare), not {type(results).__name__}")
+    missing = [c for c in ("prompt", "model", "response") if c not in results.columns]
+    if missing:
+        raise InvalidRequestError(f"pairwise needs a results frame; missing column(s): {', '.join(missing)}")
+    answered = results[results.response.map(lambda r: isinstance(r, str))]
+    if "error_type" in answered.columns:
+        answered = answered[answered.error_type.isna()]
+    names = list(dict.fromkeys(answered.model)) if models is None else list(models)
+    if len(names) < 2:
+        raise InvalidRequestError(f"pairwise needs answers from at least two models, got {names}")
+    keys = [c for c in ("prompt_id", "prompt", "sample") if c in answered.columns]
+    matches = []
+    for key, group in answered.groupby(keys, sort=False, dropna=False):
+        by_model = dict(zip(group.model, group.response, strict=True))
+        identity = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        for a, b in combinations(names, 2):
+            if a in by_model and b in by_model:
+                matches.append({**identity, "a": a, "b": b, "answers": by_model})
+    if not matches:
+        raise InvalidRequestError(f"no prompt has answers from two of {names}: nothing to judge")
+    return matches
+
+
+async def _battles(lab: Session, judge: Judge, matches: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
+    limit = asyncio.Semaphore(lab.settings.max_concurrency)
+
+    async def verdict(pair: int, match: dict[str, Any], swapped: bool) -> dict[str, Any]:
+        first, second = (match["b"], match["a"]) if swapped else (match["a"], match["b"])
+        question = TEMPLATE.format(
+            rubric=judge.rubric, prompt=match.get("prompt"), a=match["answers"][first], b=match["answers"][second]
+        )
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+        async with limit:
+            outcome = await ask(lab, judge, messages, None, SCHEMA)
+        position, reason, cost = _read(outcome)
+        winner = {"A": first, "B": second, "tie": "tie"}.get(position) if position else None
+        return {
+            "pair": pair, "prompt_id": match.get("prompt_id"), "prompt": match.get("prompt"),
+            "sample": match.get("sample", 0), "swapped": swapped, "model_a": first, "model_b": second,
+            "winner": winner, "position": position, "reason": reason, "judge_cost_usd": cost,
+        }  # fmt: skip
+
+    rows = await asyncio.gather(
+        *(verdict(pair, match, swapped) for pair, match in enumerate(matches) for swapped in (False, True))
+    )
+    frame = pd.DataFrame(rows, columns=list(BATTLE_COLUMNS))
+    frame.attrs["position_bias"] = position_bias(frame)
+    return frame
+
+
+def _read(outcome: ChatResult | LabError) -> tuple[str | None, str | None, float]:
+    """(position chosen, reason, cost) of one verdict; an unreadable one keeps its raw text as the reason."""
+    if isinstance(outcome, ChatResult):
+        text, cost = outcome.text, outcome.cost_usd
+    else:
+        text, cost = raw_answer(outcome), math.nan
+        if text is None:
+            return None, f"judge call failed ({error_type_of(outcome)}): {outcome}", cost
+    position, reason = parse_choice(text)
+    return position, (reason if position else f"unparsable verdict: {text.strip()!r}"), cost
+
+
+def parse_choice(text: str) -> tuple[str | None, str | None]:
+    """(``A``, ``B``, ``tie`` or None, reason) from a pairwise verdict: JSON ``winner``, else ``winner: A``
+    or ``Answer B is better`` in prose, else a bare ``A`` / ``B``."""
+    for candidate in (unfenced(text), *_OBJECT.findall(text)):
+        try:
+            data = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("winner"), str):
+            choice = _choice(data["winner"])
+            if choice:
+                reason = data.get("reason")
+                return choice, reason.strip() if isinstance(reason, str) and reason.strip() else None
+    match = _NAMED.search(text) or _ANSWER.search(text)
+    if match:
+        return _choice(match.group(1)), None
+    return _choice(text), None
+
+
+def _choice(word: str) -> str | None:
+    word = word.strip().strip(".!\"'").lower()
+    return {"a": "A", "answer a": "A", "b": "B", "answer b": "B", "tie": "tie", "draw": "tie"}.get(word)
