@@ -5,7 +5,7 @@ Public API (everything else is private by convention)::
     import opencode_lab as oc
     oc.chat("Name three primes.", model="local/smollm2-135m", temperature=0, seed=1)
     df = oc.compare(["2+2?", "Capital of France?"], ["local/smollm2-135m", "local/gemma-3-270m"])
-    oc.stats(df); oc.plot(df)
+    oc.stats(df); oc.paired(df, "latency_s"); oc.plot(df)
 
 The module-level functions use a default `Lab` built from the environment on
 first use; ``Lab.from_file(path)`` gives a separately configured one.
@@ -17,6 +17,9 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .analysis import scorers
+from .analysis.ratings import position_bias, ratings, win_rates
+from .analysis.statistics import paired, sample_size
 from .core.config import ProviderConfig, Settings
 from .core.deployment import Deployment
 from .core.errors import (
@@ -38,13 +41,18 @@ from .core.errors import (
     ProviderTimeout,
     RateLimitError,
     RunInterruptedError,
+    RunMismatchError,
     ServerError,
     StreamInterruptedError,
 )
 from .core.params import Params
+from .core.structured import SchemaMismatchError
 from .core.types import Attempt, ChatRequest, ChatResult, Completion, Message, ModelInfo, StreamChunk, Usage
+from .frontends.accessor import register_if_loaded
 from .frontends.default import default_lab, set_default_lab
+from .frontends.judge import judge
 from .frontends.lab import Lab
+from .frontends.pairwise import pairwise
 from .providers.base import Provider
 from .providers.registry import register_provider_type
 from .routing.strategies import register_strategy
@@ -89,6 +97,8 @@ __all__ = [
     "ProviderTimeout",
     "RateLimitError",
     "RunInterruptedError",
+    "RunMismatchError",
+    "SchemaMismatchError",
     "ServerError",
     "Settings",
     "StreamChunk",
@@ -101,22 +111,34 @@ __all__ = [
     "chat",
     "compare",
     "default_lab",
+    "grade",
+    "history",
+    "judge",
     "load_ipython_extension",
     "load_run",
     "models",
+    "paired",
+    "pairwise",
     "plot",
     "plot_traffic",
+    "position_bias",
+    "ratings",
     "register_provider_type",
     "register_strategy",
     "runs",
+    "sample_size",
+    "scorers",
     "set_default_lab",
     "stats",
     "stream",
     "unload_ipython_extension",
+    "uptime",
+    "win_rates",
 ]
 
 def chat(prompt: Any, model: Any = None, **kwargs: Any) -> ChatResult:
     """Ask one prompt (or a message list); see `Lab.achat` for the options."""
+    __tracebackhide__ = True
     return default_lab().chat(prompt, model, **kwargs)
 
 
@@ -135,6 +157,7 @@ def astream(prompt: Any, model: Any = None, **kwargs: Any) -> AsyncIterator[str]
 
 def compare(prompts: Any, models: Any = None, **kwargs: Any) -> pd.DataFrame:
     """Every prompt x model x sample as a row; see `opencode_lab.frontends.compare.acompare`."""
+    __tracebackhide__ = True
     return default_lab().compare(prompts, models, **kwargs)
 
 
@@ -142,35 +165,64 @@ async def acompare(prompts: Any, models: Any = None, **kwargs: Any) -> pd.DataFr
     return await default_lab().acompare(prompts, models, **kwargs)
 
 
-def stats(results: pd.DataFrame | None = None, by: str | list[str] = "model") -> pd.DataFrame:
-    """Per-model calls, failures, latency percentiles, tokens and cost."""
-    return default_lab().stats(results, by=by)
+def stats(
+    results: pd.DataFrame | None = None, by: str | list[str] = "model", *, cluster: str | None = None
+) -> pd.DataFrame:
+    """Per-model scores, failures, latency, tokens and cost with 95 % intervals; see `Lab.stats`."""
+    __tracebackhide__ = True
+    return default_lab().stats(results, by=by, cluster=cluster)
+
+
+def grade(results: pd.DataFrame, scorer: Any, *, lab: Lab | None = None) -> pd.DataFrame:
+    """Score an existing results frame after the fact (what ``compare(..., scorer=...)`` does, without asking
+    the models again); judges ask through *lab* (default: the default Lab)."""
+    from .frontends.grading import agrade
+
+    lab = lab if lab is not None else default_lab()
+    return lab.run(agrade(lab, results, scorer))
 
 
 def models(filter: str | None = None, *, tag: str | None = None, refresh: bool = False) -> pd.DataFrame:
     """The model catalog with pricing, context length, tags and health."""
+    __tracebackhide__ = True
     return default_lab().models(filter, tag=tag, refresh=refresh)
 
 
 def plot(data: pd.DataFrame | None = None, kind: str = "overview", **kwargs: Any) -> Figure:
     """A comparison figure (``latency``, ``cost``, ``failures``, ``tradeoff`` or ``overview``)."""
+    __tracebackhide__ = True
     return default_lab().plot(data, kind, **kwargs)
 
 
 def plot_traffic(attempts: pd.DataFrame | None = None, **kwargs: Any) -> Figure:
     """Attempts over time per deployment (default: this session's attempts): where the router sent traffic."""
     from .analysis.plots import plot_traffic as draw
+    from .frontends.figures import shown
 
-    return draw(attempts if attempts is not None else default_lab().attempts(), **kwargs)
+    return shown(draw(attempts if attempts is not None else default_lab().attempts(), **kwargs))
 
 
 def runs() -> pd.DataFrame:
     """Runs kept in the SQLite run log."""
+    __tracebackhide__ = True
     return default_lab().runs()
+
+
+def history(since: Any = None, *, model: str | None = None) -> pd.DataFrame:
+    """Every call the run log holds (chat, stream, ``%%chat``, compare), oldest first; see `Lab.history`."""
+    __tracebackhide__ = True
+    return default_lab().history(since, model=model)
+
+
+def uptime(window: Any = "24h", *, by: str = "served_by") -> pd.DataFrame:
+    """Per-deployment availability, error mix and latency percentiles over *window*; see `Lab.uptime`."""
+    __tracebackhide__ = True
+    return default_lab().uptime(window, by=by)
 
 
 def load_run(run: str) -> pd.DataFrame:
     """The results frame of a logged run, by name or id."""
+    __tracebackhide__ = True
     return default_lab().load_run(run)
 
 
@@ -185,6 +237,7 @@ def _register_rich_reprs() -> None:
 
 
 _register_rich_reprs()
+register_if_loaded()  # ``df.oc`` at once when pandas is already imported; else when we first hand out a frame
 
 
 def load_ipython_extension(ipython: Any) -> None:

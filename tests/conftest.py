@@ -29,6 +29,12 @@ for _var in (
     "OC_RUNLOG",
     "OC_DEFAULT_MODELS",
     "OPENROUTER_BASE_URL",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "GEMINI_BASE_URL",
 ):
     os.environ.pop(_var, None)
 

@@ -28,16 +28,20 @@ import platformdirs
 
 from .deployment import Deployment
 from .errors import ConfigError
-from .secrets import Secret
+from .secrets import Secret, SecretURL
 
 CACHE_MODES = ("file", "memory", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"  # the official SDK's base_url form: no /v1
+DEFAULT_GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"  # likewise: no API version
 CONFIG_FILE_ENV = "OC_CONFIG"
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")  # underscores: container hostnames use them
-_RESERVED_PROVIDERS = ("local", "openrouter", "openai")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")  # what httpx can encode and h11 will send
+_RESERVED_PROVIDERS = ("local", "openrouter", "openai", "anthropic", "gemini")
 
 Parser = Callable[[str, Any], Any]
 """``parse(name, raw) -> value``: *name* is what an error message calls the value."""
@@ -45,14 +49,33 @@ Parser = Callable[[str, Any], Any]
 
 @dataclass(frozen=True)
 class ProviderConfig:
-    """One provider from ``[providers.NAME]`` (or the environment): its registered ``type`` builds it."""
+    """One provider from ``[providers.NAME]`` (or the environment): its registered ``type`` builds it.
+
+    Header values are `Secret` (they often carry a key) and ``base_url`` is a `SecretURL`
+    (its user-info is a password), so neither shows in a repr.  A type other than the HTTP
+    ones (``dask``, a plugin's) may leave ``base_url`` empty and have keys of its own:
+    they arrive raw in ``options`` and its factory checks them with `parse_options`.
+    """
 
     name: str
     base_url: str
     type: str = "openai"
     api_key: Secret | None = None
     models: tuple[str, ...] = ()
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, Secret], ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def parse_options(self, kinds: Mapping[str, str]) -> dict[str, Any]:
+        """The type's own keys, parsed as settings are: *kinds* maps each key to one of `OPTION_KINDS`.
+
+        An unknown key is refused naming the closest valid one, as every other table's are.
+        """
+        at = f"[providers.{self.name}]"
+        for key in self.options:
+            if key not in kinds:
+                raise ConfigError(f"{at} has unknown key {key!r}{_hint(key, [*kinds, *_PROVIDER_KEYS])}")
+        given = {key: kind for key, kind in kinds.items() if key in self.options}
+        return {key: OPTION_KINDS[kind](f"{at} {key}", self.options[key]) for key, kind in given.items()}
 
 
 @dataclass(frozen=True)
@@ -64,6 +87,11 @@ class Settings:
     openrouter_model_list: tuple[str, ...] = ()
     openai_api_key: Secret | None = None
     openai_base_url: str = DEFAULT_OPENAI_BASE_URL
+    anthropic_api_key: Secret | None = None
+    anthropic_base_url: str = DEFAULT_ANTHROPIC_BASE_URL
+    anthropic_max_tokens: int = 1024
+    gemini_api_key: Secret | None = None
+    gemini_base_url: str = DEFAULT_GEMINI_BASE_URL
     cache_mode: str = "file"
     cache_ttl_ms: int | None = None
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
@@ -181,8 +209,13 @@ def _runlog(name: str, raw: Any) -> Path | None:
     return _path(name, raw)
 
 
-def _url(name: str, raw: Any) -> str:
-    """An http(s) URL whose host and port could be connected to: refused now rather than on the first call."""
+def _url(name: str, raw: Any) -> SecretURL:
+    """An http(s) URL whose host and port could be connected to: refused now rather than on the first call.
+
+    httpx, which will send the requests, must accept it too (its IDNA and character rules are stricter).
+    """
+    import httpx
+
     text = _text(name, raw).rstrip("/")
     try:
         parts = urlsplit(text)
@@ -198,11 +231,14 @@ def _url(name: str, raw: Any) -> str:
             ascii_host.decode("idna")  # round trip: refuses invalid punycode such as xn--a
             if not all(_LABEL.match(label) for label in ascii_host.decode("ascii").split(".")):
                 raise ValueError(f"{host!r} is not a valid host name")
-    except (ValueError, UnicodeError) as exc:
+        if parts.query or parts.fragment:  # the request path would be appended to them
+            raise ValueError("a base URL takes no ?query or #fragment")
+        httpx.URL(text)
+    except (ValueError, UnicodeError, httpx.InvalidURL) as exc:
         raise ConfigError(f"{name} is not a valid URL ({exc}): {raw!r}") from None
     if parts.scheme not in ("http", "https") or not host:
         raise ConfigError(f"{name} must be an http(s) URL with a host, got {raw!r}")
-    return text
+    return SecretURL(text)
 
 
 # -- the declaration: one row per scalar setting; its default is the Settings field default -------------
@@ -214,6 +250,12 @@ _SCALARS: tuple[tuple[str, str, str | None, str, Parser], ...] = (
     ("openrouter_model_list", "OPENROUTER_MODEL_LIST", "lab", "openrouter_model_list", _strings),
     ("openai_api_key", "OPENAI_API_KEY", None, "", _secret),
     ("openai_base_url", "OPENAI_BASE_URL", "lab", "openai_base_url", _url),
+    ("anthropic_api_key", "ANTHROPIC_API_KEY", None, "", _secret),
+    ("anthropic_base_url", "ANTHROPIC_BASE_URL", "lab", "anthropic_base_url", _url),
+    ("anthropic_max_tokens", "OC_ANTHROPIC_MAX_TOKENS", "lab", "anthropic_max_tokens", _positive_int),
+    ("gemini_api_key", "GEMINI_API_KEY", None, "", _secret),
+    ("gemini_api_key", "GOOGLE_API_KEY", None, "", _secret),  # a later row wins: GOOGLE_API_KEY, as in the SDK
+    ("gemini_base_url", "GEMINI_BASE_URL", "lab", "gemini_base_url", _url),
     ("cache_mode", "OC_CACHE_MODE", "cache", "mode", partial(_choice, CACHE_MODES)),
     ("cache_ttl_ms", "OC_CACHE_TTL_MS", "cache", "ttl_ms", _positive_int),
     ("cache_dir", "OC_CACHE_DIR", "cache", "dir", _path),
@@ -240,6 +282,17 @@ _TABLES: dict[str, frozenset[str]] = {
     **dict.fromkeys(("providers", "models", "aliases"), frozenset[str]()),
 }
 _PROVIDER_KEYS = ("base_url", "type", "api_key_env", "models", "headers")
+#: the types whose every key is known here and which need a base_url; other types carry keys of their own
+_HTTP_TYPES = ("openai", "openrouter", "anthropic", "gemini")
+#: what a provider type's own key can be (`ProviderConfig.parse_options`)
+OPTION_KINDS: dict[str, Parser] = {
+    "text": _text,
+    "count": _count,
+    "positive_int": _positive_int,
+    "positive": _positive,
+    "strings": _strings,
+    "path": _path,
+}
 _DEPLOYMENT_KEYS: dict[str, tuple[str, Parser]] = {  # TOML key: (Deployment field, parser)
     **{key: (key, _text) for key in ("provider", "upstream", "path")},
     **{key: (key, _positive) for key in ("weight", "rpm", "tpm")},
@@ -319,23 +372,29 @@ def _providers(table: Mapping[str, Any], env: Mapping[str, str], where: str) -> 
         at = f"{where}: [providers.{name}]"
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{at} must be a table with a base_url")
-        _reject_unknown(spec, _PROVIDER_KEYS, at)
-        if "base_url" not in spec:
-            raise ConfigError(f"{at} needs a base_url")
+        kind = _plain(f"{at} type", spec.get("type", "openai"))
+        if kind in _HTTP_TYPES:
+            _reject_unknown(spec, _PROVIDER_KEYS, at)
+            if "base_url" not in spec:
+                raise ConfigError(f"{at} needs a base_url")
         if not _NAME.match(name) or name in _RESERVED_PROVIDERS:
             raise ConfigError(f"{at}: name must be a plain word other than {', '.join(_RESERVED_PROVIDERS)}")
         key_env = _text(f"{at} api_key_env", spec["api_key_env"]) if "api_key_env" in spec else None
         headers = spec.get("headers", {})
         if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
             raise ConfigError(f"{at} headers must be a table of strings")
+        for header, value in headers.items():
+            if not _HEADER_NAME.match(header) or not _HEADER_VALUE.match(value):  # the value may be a key: not shown
+                raise ConfigError(f"{at} headers: {header!r} needs a plain name and a printable ASCII value")
         key = env.get(key_env, "").strip() if key_env else ""
         out[name] = ProviderConfig(
             name=name,
-            type=_plain(f"{at} type", spec.get("type", "openai")),
-            base_url=_url(f"{at} base_url", spec["base_url"]),
+            type=kind,
+            base_url=_url(f"{at} base_url", spec["base_url"]) if "base_url" in spec else "",
             api_key=Secret(key) if key else None,
             models=_strings(f"{at} models", spec["models"]) if "models" in spec else (),
-            headers=tuple((str(k), v) for k, v in headers.items()),
+            headers=tuple((str(k), Secret(v)) for k, v in headers.items()),
+            options={k: v for k, v in spec.items() if k not in _PROVIDER_KEYS},
         )
     return out
 

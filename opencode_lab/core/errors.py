@@ -7,6 +7,7 @@
     ├── InvalidRequestError         bad input caught before any request is sent
     ├── ModelNotFoundError          unknown / ambiguous model spec (with suggestions)
     ├── BudgetExceededError         a compare() budget would be passed
+    ├── RunMismatchError            a named run resumed with another specification
     ├── RunInterruptedError         a compare() row not finished when Ctrl-C came
     ├── ProviderError               anything a provider answered or failed to answer
     │   ├── AuthenticationError     401 / 403
@@ -79,6 +80,24 @@ class BudgetExceededError(LabError):
     """Spending would pass the budget the caller set."""
 
     error_type = "budget_exceeded"
+
+
+class RunMismatchError(LabError, ValueError):
+    """A named run exists with another specification; resuming it would mix two experiments.
+
+    ``differences`` maps each differing field to ``(stored, requested)``.
+    """
+
+    error_type = "run_mismatch"
+
+    def __init__(self, run: str, differences: dict[str, tuple[Any, Any]]) -> None:
+        self.run = run
+        self.differences = differences
+        changes = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in differences.items())
+        super().__init__(
+            f"run {run!r} was started with another specification ({changes}); pass resume='new' to start a "
+            f"fresh run under this name (the old one is kept as '{run}@<run id>'), or choose another run name"
+        )
 
 
 class RunInterruptedError(LabError):
@@ -259,7 +278,15 @@ STATUS_ERRORS: dict[int, type[ProviderError]] = {
     429: RateLimitError,
 }
 
-_CONTEXT_HINTS = ("context length", "context_length", "context window", "maximum context", "too many tokens")
+_CONTEXT_HINTS = (
+    "context length",
+    "context_length",
+    "context window",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",  # Anthropic
+    "exceeds the maximum number of tokens",  # Gemini
+)
 
 
 def error_for_status(

@@ -5,18 +5,22 @@ validation and command-line parsing in ``metadata``.  Everything else derives
 from it: `ChatRequest` construction, the cache key, each provider's payload,
 the keywords of ``chat``/``stream``/``compare``, the CLI options and the
 ``%%chat`` options.  Names follow the OpenAI chat-completions API, so a
-provider speaking that API sends `Params.payload` as it is.
+provider speaking that API sends `Params.payload` as it is, but for ``schema``
+(structured output), which each provider turns into its own constraint.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from .errors import InvalidRequestError
+from .structured import Schema
 
 
 def utf8(what: str, text: str) -> str:
@@ -66,6 +70,20 @@ def _strings(name: str, value: Any) -> tuple[str, ...]:
     return tuple(utf8(name, s) for s in items)
 
 
+def _schema(name: str, value: Any) -> Schema | None:
+    return None if value is None else Schema.of(value, name)
+
+
+def _schema_text(raw: str) -> str:
+    """A schema on a command line: JSON text, or ``@path`` to a JSON file."""
+    if raw.startswith("@"):
+        try:
+            return Path(raw[1:]).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidRequestError(f"schema file {raw[1:]!r} cannot be read: {exc.strerror}") from None
+    return raw
+
+
 def _param(
     default: Any, help: str, check: Callable[[str, Any], Any], parse: Callable[[str], Any], short: str = ""
 ) -> Any:
@@ -82,6 +100,9 @@ class Params:
     seed: int | None = _param(None, "sampling seed (sample i of n gets a seed derived from it)", _integer(None), int)
     top_p: float | None = _param(None, "nucleus sampling probability mass, 0 to 1", _number(0.0, 1.0), float)
     stop: tuple[str, ...] = _param((), "stop sequence (repeat for several)", _strings, str)
+    schema: Schema | None = _param(  # noqa: RUF009 - a field(), as above; Schema is a frozen value
+        None, "JSON Schema the answer must match: JSON text or @file.json", _schema, _schema_text
+    )
 
     @classmethod
     def build(cls, **values: Any) -> Params:
@@ -90,14 +111,30 @@ class Params:
         return cls(**{f.name: f.metadata["check"](f.name, values.get(f.name, f.default)) for f in fields(cls)})
 
     def payload(self) -> dict[str, Any]:
-        """The parameters that were set, as OpenAI-style JSON values."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v not in (None, ())}
+        """The parameters that were set, as OpenAI-style JSON values (``schema`` as the schema itself)."""
+        values = ((f.name, getattr(self, f.name)) for f in fields(self))
+        return {k: _json(v) for k, v in values if v is not None and v != ()}
 
-    def with_seed(self, seed: int | None) -> Params:
-        return replace(self, seed=seed)
+    def for_sample(self, sample: int) -> Params:
+        """The parameters of sample *sample* of a repeated request.
+
+        With a seed, sample 0 keeps it (so ``n=1`` asks what ``chat`` asks) and sample
+        ``i > 0`` gets a seed derived from ``(seed, i)``: samples differ where the model
+        allows, and the whole set is reproducible.  Without a seed nothing changes.
+        """
+        if self.seed is None or sample == 0:
+            return self
+        digest = hashlib.sha256(f"{self.seed}:{sample}".encode()).digest()
+        return replace(self, seed=int.from_bytes(digest[:4], "big") & 0x7FFFFFFF)
 
 
 NAMES: tuple[str, ...] = tuple(f.name for f in fields(Params))
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, Schema):
+        return value.document
+    return list(value) if isinstance(value, tuple) else value
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ class Column:
     name: str
     kind: Kind
     doc: str
+    measure: bool = False
+    """A measurement of the call (time, tokens, cost, cache): what statistics are computed from."""
 
     @property
     def sql(self) -> str:
@@ -53,17 +55,19 @@ RESULT_SCHEMA: tuple[Column, ...] = (
     Column("model", "text", "the model spec as asked for"),
     Column("response", "text", "the answer text (None when the row failed)"),
     Column("error_type", "text", "None on success, else the error's type (see opencode_lab.errors)"),
-    Column("latency_s", "float", "seconds the answering attempt took (a cache hit reports the original call's)"),
-    Column("cost_usd", "float", "what this row cost (0 for a cache hit; NaN when unknown)"),
+    Column("latency_s", "float", "seconds the answering attempt took (a hit reports the original call's)", True),
+    Column("cost_usd", "float", "what this row cost (0 for a cache hit; NaN when unknown)", True),
     Column("served_by", "text", "the deployment that answered"),
     Column("sample", "int", "sample index, 0..n-1"),
-    Column("finish_reason", "text", "why generation stopped (stop, length, ...)"),
-    Column("ttft_s", "float", "seconds to the first token"),
-    Column("input_tokens", "int", "prompt tokens as reported (NA when not reported)"),
-    Column("output_tokens", "int", "completion tokens as reported (NA when not reported)"),
+    Column("finish_reason", "text", "why generation stopped (stop, length, tool_calls, ...)"),
+    Column("tool_calls", "text", "the tool calls made, as JSON [{id, name, arguments}] (None when none)"),
+    Column("tool_call_valid", "bool", "every call named an offered tool with arguments matching its schema"),
+    Column("ttft_s", "float", "seconds to the first token", True),
+    Column("input_tokens", "int", "prompt tokens as reported (NA when not reported)", True),
+    Column("output_tokens", "int", "completion tokens as reported (NA when not reported)", True),
     Column("cost_source", "text", "provider, catalog, local or unknown"),
-    Column("cost_saved_usd", "float", "what a cache hit would have cost"),
-    Column("cached", "bool", "answered from the cache"),
+    Column("cost_saved_usd", "float", "what a cache hit would have cost", True),
+    Column("cached", "bool", "answered from the cache", True),
     Column("attempts", "int", "tries the router made"),
     Column("error", "text", "the error message"),
     Column("prompt_id", "id", "row of the prompt table (or the user's id)"),
@@ -92,6 +96,10 @@ ATTEMPT_SCHEMA: tuple[Column, ...] = (
 )
 
 RESULT_COLUMNS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA)
+#: the results columns statistics are computed from (with ``error_type``)
+MEASUREMENTS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA if c.measure)
+#: what identifies a results row: one run, one prompt, one model, one sample
+RESULT_KEY: tuple[str, ...] = ("run_id", "prompt_id", "model", "sample")
 ATTEMPT_COLUMNS: tuple[str, ...] = tuple(c.name for c in ATTEMPT_SCHEMA)
 KINDS: dict[str, Kind] = {c.name: c.kind for c in (*RESULT_SCHEMA, *ATTEMPT_SCHEMA)}
 

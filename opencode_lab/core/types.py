@@ -6,25 +6,66 @@ threads without copies.  Nothing here knows about HTTP, pandas or a vendor's JSO
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .attempt import Attempt
+from .content import Image, Part, parts
 from .errors import InvalidRequestError
 from .params import Params, utf8
+from .structured import json_value
+from .tools import Tool, ToolCall
+from .tools import tools as tool_list
 
-_ROLES = ("system", "user", "assistant")
+_ROLES = ("system", "user", "assistant", "tool")
 
 
 @dataclass(frozen=True)
 class Message:
+    """One turn.  ``content`` is its text; ``parts`` holds text and images in order when it has images.
+
+    An assistant turn may carry the ``tool_calls`` it made, and a ``tool`` turn answers
+    one of them (``tool_call_id``) with ``content`` as the tool's result.
+    """
+
     role: str
     content: str
+    parts: tuple[Part, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
 
-    def to_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    @property
+    def images(self) -> tuple[Image, ...]:
+        return tuple(p for p in self.parts if isinstance(p, Image))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI chat-completions form (images as ``data:`` URLs)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.parts:
+            out["content"] = [
+                {"type": "text", "text": p}
+                if isinstance(p, str)
+                else {"type": "image_url", "image_url": {"url": p.data_url()}}
+                for p in self.parts
+            ]
+        if self.tool_calls:
+            out["content"] = self.content or None
+            out["tool_calls"] = [c.to_openai() for c in self.tool_calls]
+        if self.role == "tool":
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+    def canonical(self) -> list[Any]:
+        """A JSON-able form for the cache key: ``[role, content]`` for plain text (so keys made before
+        rich messages existed still match), images by content hash, never by path."""
+        if not (self.parts or self.tool_calls or self.tool_call_id):
+            return [self.role, self.content]
+        shown = [p if isinstance(p, str) else p.digest for p in self.parts]
+        calls = [[c.id, c.name, c.raw_arguments] for c in self.tool_calls]
+        return [self.role, self.content, shown, calls, self.tool_call_id]
 
 
 @dataclass(frozen=True)
@@ -39,21 +80,39 @@ class ChatRequest:
     messages: tuple[Message, ...]
     model: str | tuple[str, ...] | None = None
     params: Params = field(default_factory=Params)
+    tools: tuple[Tool, ...] = ()
 
     @classmethod
     def build(
         cls,
-        prompt: str | Sequence[Mapping[str, str] | Message],
+        prompt: str | Sequence[Mapping[str, Any] | Message],
         *,
         model: str | Sequence[str] | None = None,
         system: str | None = None,
+        tools: Any = None,
         **params: Any,
     ) -> ChatRequest:
         """Validate the caller's input and normalise it; raise `InvalidRequestError` naming the problem.
 
-        *params* are the fields of `Params` (temperature, max_tokens, seed, top_p, stop).
+        *params* are the fields of `Params` (temperature, max_tokens, seed, top_p, stop); *tools* are
+        declarations or functions (`opencode_lab.core.tools`).
         """
-        return cls(messages=_messages(prompt, system), model=_model_spec(model), params=Params.build(**params))
+        return cls(
+            messages=_messages(prompt, system),
+            model=_model_spec(model),
+            params=Params.build(**params),
+            tools=tool_list(tools),
+        )
+
+    @property
+    def images(self) -> tuple[Image, ...]:
+        """Every image of every message: what a model that takes no images must not be sent."""
+        return tuple(i for m in self.messages for i in m.images)
+
+    def for_sample(self, sample: int) -> ChatRequest:
+        """This request as sample *sample* of several (see `Params.for_sample`)."""
+        params = self.params.for_sample(sample)
+        return self if params is self.params else replace(self, params=params)
 
     @property
     def prompt_text(self) -> str:
@@ -82,6 +141,7 @@ class Completion:
     finish_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
     ttft_s: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +187,18 @@ class ChatResult:
     cached: bool = False
     attempts: tuple[Attempt, ...] = ()
     request_id: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    @property
+    def data(self) -> Any:
+        """The answer parsed as JSON (inside a code fence too): the object a ``schema=`` request asked for,
+        validated before it got here; None when the text is not JSON."""
+        return json_value(self.text)
+
+    @property
+    def message(self) -> Message:
+        """This answer as the assistant turn of a follow-up conversation, tool calls included."""
+        return Message("assistant", self.text, tool_calls=self.tool_calls)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -141,13 +213,17 @@ class ChatResult:
         )
 
     def footer(self) -> str:
-        """One line: who answered, how fast, how many tokens, what it cost."""
-        cost = "n/a" if math.isnan(self.cost_usd) else f"${self.cost_usd:.6f}"
+        """One line: who answered, how fast, how many tokens, what it cost (unknowns say so, never 0)."""
+        tokens = f"{_count(self.input_tokens)}→{_count(self.output_tokens)} tok"
+        cost = "cost unknown" if math.isnan(self.cost_usd) else f"${self.cost_usd:.6f}"
         return (
-            f"{self.served_by} · {self.latency_s:.2f}s · {self.input_tokens or 0}→{self.output_tokens or 0} tok"
-            f" · {cost} · {'cached' if self.cached else 'live'} · {len(self.attempts)} attempt(s)"
+            f"{self.served_by} · {self.latency_s:.2f}s · {tokens} · {cost} · {'cached' if self.cached else 'live'}"
+            f" · {len(self.attempts)} attempt(s)"
         )
 
+
+def _count(tokens: int | None) -> str:
+    return "?" if tokens is None else str(tokens)
 
 
 def _messages(prompt: Any, system: str | None) -> tuple[Message, ...]:
@@ -159,8 +235,9 @@ def _messages(prompt: Any, system: str | None) -> tuple[Message, ...]:
         out = [_message(i, m) for i, m in enumerate(prompt)]
         if not out:
             raise InvalidRequestError("messages list is empty")
-        if not any(m.content.strip() for m in out if m.role == "user"):
+        if not any(m.content.strip() or m.images for m in out if m.role == "user"):
             raise InvalidRequestError("messages contain no non-empty user message")
+        _check_tool_turns(out)
     else:
         raise InvalidRequestError(f"prompt must be a string or a list of messages, not {type(prompt).__name__}")
     if system is not None:
@@ -172,17 +249,56 @@ def _messages(prompt: Any, system: str | None) -> tuple[Message, ...]:
 
 
 def _message(index: int, item: Any) -> Message:
+    where = f"message {index}"
+    if isinstance(item, ChatResult):
+        return item.message
     if isinstance(item, Message):
-        role, content = item.role, item.content
-    elif isinstance(item, Mapping) and "role" in item and "content" in item:
-        role, content = item["role"], item["content"]
-    else:
-        raise InvalidRequestError(f"message {index} must be a mapping with 'role' and 'content'")
+        item = {"role": item.role, "content": item.parts or item.content, "tool_calls": item.tool_calls,
+                "tool_call_id": item.tool_call_id}
+    if not (isinstance(item, Mapping) and "role" in item and ("content" in item or "tool_calls" in item)):
+        raise InvalidRequestError(f"{where} must be a mapping with 'role' and 'content'")
+    role, content = item["role"], item.get("content")
     if role not in _ROLES:
-        raise InvalidRequestError(f"message {index} has role {role!r}; expected one of {', '.join(_ROLES)}")
-    if not isinstance(content, str):
-        raise InvalidRequestError(f"message {index} content must be a string, not {type(content).__name__}")
-    return Message(role, utf8(f"message {index} content", content))
+        raise InvalidRequestError(f"{where} has role {role!r}; expected one of {', '.join(_ROLES)}")
+    raw_calls = item.get("tool_calls") or ()
+    if not isinstance(raw_calls, list | tuple):
+        raise InvalidRequestError(f"{where} tool_calls must be a list")
+    calls = tuple(ToolCall.of(c, f"{where} tool_calls[{i}]") for i, c in enumerate(raw_calls))
+    if calls and role != "assistant":
+        raise InvalidRequestError(f"{where} has tool_calls, which only an assistant message may make")
+    call_id = item.get("tool_call_id") or ""
+    if role == "tool":
+        if not isinstance(call_id, str) or not call_id:
+            raise InvalidRequestError(f"{where} is a tool result without the 'tool_call_id' it answers")
+        if not isinstance(content, str):  # a result given as data is sent as its JSON text
+            try:
+                content = json.dumps(content, ensure_ascii=False)
+            except (TypeError, ValueError):
+                raise InvalidRequestError(f"{where} content must be text or JSON data") from None
+    if content is None and calls:
+        content = ""
+    if isinstance(content, str):
+        return Message(role, utf8(f"{where} content", content), (), calls, call_id)
+    if not isinstance(content, list | tuple):
+        raise InvalidRequestError(f"{where} content must be a string or a list of parts, not {type(content).__name__}")
+    found = parts(content, where)
+    text = "\n".join(p for p in found if isinstance(p, str))
+    if not any(isinstance(p, Image) for p in found):
+        return Message(role, text, (), calls, call_id)
+    if role != "user":
+        raise InvalidRequestError(f"{where} has an image; only user messages may")
+    return Message(role, text, found)
+
+
+def _check_tool_turns(messages: Sequence[Message]) -> None:
+    """A tool result must answer a call an earlier assistant turn made (Gemini and Anthropic need the pair)."""
+    made: set[str] = set()
+    for i, message in enumerate(messages):
+        made.update(c.id for c in message.tool_calls)
+        if message.role == "tool" and message.tool_call_id not in made:
+            raise InvalidRequestError(
+                f"message {i} answers tool call {message.tool_call_id!r}, which no earlier assistant message made"
+            )
 
 
 def _model_spec(model: Any) -> str | tuple[str, ...] | None:

@@ -15,7 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..analysis.scorers import contains
 from ..core.errors import LabError
+from .diagnosis import Context, explain, root_cause
+from .display import cut_note
 from .lab import Lab
 from .options import add_param_arguments, param_values
 
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 DEMO_MODELS = ("local/smollm2-135m", "local/gemma-3-270m")
+DEMO_MAX_TOKENS = 48
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.command(lab, args) or 0)
     except LabError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: {type(root_cause(exc)).__name__}: {explain(exc, Context.of(lab))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -103,6 +107,8 @@ def _chat(lab: Lab, args: argparse.Namespace) -> int:
             sys.stdout.flush()
         else:
             result = item
+    if result is not None:
+        sys.stdout.write(cut_note(result, args.max_tokens))
     sys.stdout.write("\n")
     if result is not None:
         print(result.footer(), file=sys.stderr)
@@ -166,23 +172,43 @@ def _stats(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def _demo(lab: Lab, args: argparse.Namespace) -> int:
-    """Compare the two bundled local models on the bundled prompts: no network, no key."""
+    """Compare the two bundled local models on the bundled prompts, no network, no key; with an
+    ``expected`` column, score each answer (does it contain the expected text?) and print accuracy."""
     missing = [m for m in DEMO_MODELS if m not in lab.catalog.deployments]
     if missing:
         raise LabError(f"the demo needs the local models ({', '.join(missing)}); pip install 'opencode-lab[local]'")
     table = _read_prompts(args.prompts) if args.prompts.is_file() else _builtin_prompts()
-    frame = lab.compare(table, list(DEMO_MODELS), temperature=0.0, seed=42, max_tokens=48, progress=sys.stderr.isatty())
-    for row in frame.itertuples():
-        answer = row.response if isinstance(row.response, str) else f"[{row.error_type}] {row.error}"
-        print(f"{row.model:<20} {row.prompt[:44]:<44} -> {' '.join(answer.split())[:70]}")
+    scorer = contains(ignore_case=True) if "expected" in table.columns else None
+    frame = lab.compare(
+        table, list(DEMO_MODELS), temperature=0.0, seed=42, max_tokens=DEMO_MAX_TOKENS, scorer=scorer,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    for row in frame.to_dict("records"):
+        print(_demo_line(row))
+    stats = lab.stats(frame)
+    if scorer is not None:
+        print("\naccuracy (the answer contains the expected text; 95 % interval):")
+        for model, s in stats.iterrows():
+            print(f"  {model:<20} {s.score_mean:>4.0%}  [{s.score_ci_low:.0%}, {s.score_ci_high:.0%}]  "
+                  f"({round(s.score_mean * s.n_score)}/{s.n_score} answers)")  # fmt: skip
     print()
-    summary = lab.stats(frame)[
-        ["calls", "ok", "latency_p50_s", "latency_p95_s", "output_tokens_per_s", "output_tokens", "cost_usd"]
-    ]
+    summary = stats[["calls", "ok", "latency_p50_s", "latency_p95_s", "output_tokens_per_s", "output_tokens"]]
     _print_frame(summary.round(3))
     lab.plot(frame).savefig(args.plot, dpi=110)
     print(f"\noverview plot: {args.plot.resolve()}")
     return 0 if frame["error_type"].isna().all() else 1
+
+
+def _demo_line(row: dict[str, Any]) -> str:
+    """``model  ✓ prompt -> answer`` (✓/✗ when scored; a cut answer says so)."""
+    score = row.get("score")
+    mark = "" if score is None or score != score else "✓ " if score >= 1 else "✗ "
+    if isinstance(row["response"], str):
+        cut = f"… [cut at max_tokens={DEMO_MAX_TOKENS}]" if row.get("finish_reason") == "length" else ""
+        answer = " ".join(row["response"].split())[:70] + cut
+    else:
+        answer = f"[{row['error_type']}] {row['error']}"
+    return f"{row['model']:<20} {mark}{row['prompt'][:44]:<44} -> {answer}"
 
 
 def _builtin_prompts() -> pd.DataFrame:

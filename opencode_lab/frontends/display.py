@@ -97,14 +97,24 @@ def code_block(code: str, lang: str = "") -> str:
     return f"{fence}{lang}\n{code}\n{fence}"
 
 
-def answer_bundle(result: ChatResult, fmt: str = "markdown") -> Bundle:
-    """A finished answer in *fmt* plus its one-line footer (who answered, latency, tokens, cost)."""
+def cut_note(result: ChatResult, max_tokens: int | None = None) -> str:
+    """``… [cut at max_tokens=48]`` when the model stopped at its token limit, else ""."""
+    if result.finish_reason != "length":
+        return ""
+    limit = max_tokens if max_tokens is not None else result.output_tokens
+    return f"… [cut at max_tokens={limit}]" if limit is not None else "… [cut at max_tokens]"
+
+
+def answer_bundle(result: ChatResult, fmt: str = "markdown", *, max_tokens: int | None = None) -> Bundle:
+    """A finished answer in *fmt* plus its one-line footer (who answered, latency, tokens, cost); an answer
+    cut by ``max_tokens`` says so after its text."""
     footer = result.footer()
-    plain = f"{answer_text(result.text, fmt)}\n-- {footer}"
-    sub = f"\n\n<sub>{escape(footer)}</sub>"
+    cut = cut_note(result, max_tokens)
+    plain = f"{answer_text(result.text, fmt)}{cut}\n-- {footer}"
+    sub = (f" *{escape(cut)}*" if cut else "") + f"\n\n<sub>{escape(footer)}</sub>"
     if fmt == "text":
         return {
-            "text/html": f'<pre style="{_PRE}">{escape(result.text)}</pre>{_footer_html(footer)}',
+            "text/html": f'<pre style="{_PRE}">{escape(result.text)}</pre>{_footer_html(cut)}{_footer_html(footer)}',
             "text/plain": plain,
         }
     if fmt == "code":
@@ -148,10 +158,10 @@ def register_reprs(shell: Any) -> None:
     shell.display_formatter.formatters["text/markdown"].for_type(ChatResult, result_markdown)
 
 
-def streaming_bundle(text: str, note: str) -> Bundle:
-    """A partial answer while it streams in, shown verbatim with a dim status line."""
+def streaming_bundle(text: str, note: str, fmt: str = "markdown") -> Bundle:
+    """A partial answer while it streams in, in the font it will end in, with a dim status line."""
     return {
-        "text/html": f'<pre style="{_PRE}">{escape(text)}</pre>{_footer_html(note)}',
+        "text/html": f"{answer_html(text, fmt) if text else ''}{_footer_html(note)}",
         "text/plain": f"{text}\n-- {note}",
     }
 
@@ -184,26 +194,27 @@ def attempt_lines(exc: LabError) -> list[str]:
     return lines
 
 
-def error_html(exc: LabError, model: str, partial: str = "") -> str:
-    """A short red message: error type, message and attempted deployments (no traceback)."""
+def error_html(exc: LabError, model: str, partial: str = "", cause: str = "") -> str:
+    """A short red message: error type, the cause (*cause*: a one-line diagnosis, else the root error's
+    message) and the attempted deployments (no traceback)."""
     items = "".join(f"<li>{escape(line)}</li>" for line in attempt_lines(exc))
     tried = f'<ul style="margin:0">{items}</ul>' if items else ""
     text = f'<pre style="{_PRE}">{escape(partial)}</pre>' if partial else ""
     return (
         f'{text}<div style="{_RED}"><b>{escape(error_type_of(exc))}</b> from {escape(model)}: '
-        f"{escape(error_message(exc, model))}{tried}</div>"
+        f"{escape(cause or error_message(exc, model))}{tried}</div>"
     )
 
 
-def error_text(exc: LabError, model: str, partial: str = "") -> str:
+def error_text(exc: LabError, model: str, partial: str = "", cause: str = "") -> str:
     lines = [partial] if partial else []
-    lines.append(f"error: {error_type_of(exc)} from {model}: {error_message(exc, model)}")
+    lines.append(f"error: {error_type_of(exc)} from {model}: {cause or error_message(exc, model)}")
     lines += [f"  tried {line}" for line in attempt_lines(exc)]
     return "\n".join(lines)
 
 
-def error_bundle(exc: LabError, model: str, partial: str = "") -> Bundle:
-    return {"text/html": error_html(exc, model, partial), "text/plain": error_text(exc, model, partial)}
+def error_bundle(exc: LabError, model: str, partial: str = "", cause: str = "") -> Bundle:
+    return {"text/html": error_html(exc, model, partial, cause), "text/plain": error_text(exc, model, partial, cause)}
 
 
 # -- side by side -------------------------------------------------------------------------------------------------
@@ -218,6 +229,9 @@ class Column:
     result: ChatResult | None = None
     error: LabError | None = None
     status: str = "waiting"
+    cause: str = ""
+    """A failure's one-line diagnosis (see `opencode_lab.frontends.diagnosis`)."""
+    max_tokens: int | None = None
 
 
 def answer_html(text: str, fmt: str = "markdown") -> str:
@@ -258,12 +272,14 @@ def comparison_html(columns: Sequence[Column], fmt: str = "markdown") -> str:
     answers, stats = [], []
     for c in columns:
         if c.error is not None:
-            body = error_html(c.error, c.label, c.text)
+            body = error_html(c.error, c.label, c.text, c.cause)
             foot = ""
         elif c.result is not None:
-            body, foot = answer_html(c.result.text, fmt), c.result.footer()
+            cut = cut_note(c.result, c.max_tokens)
+            body = answer_html(c.result.text, fmt) + (f'<div style="{_DIM}">{escape(cut)}</div>' if cut else "")
+            foot = c.result.footer()
         else:
-            body, foot = (f'<pre style="{_PRE}">{escape(c.text)}</pre>' if c.text else ""), c.status
+            body, foot = (answer_html(c.text, fmt) if c.text else ""), c.status
         answers.append(f'<td style="{_CELL}">{body}</td>')
         stats.append(f'<td style="{_CELL}"><span style="{_DIM}">{escape(foot)}</span></td>')
     return (
@@ -277,9 +293,9 @@ def comparison_text(columns: Sequence[Column], fmt: str = "markdown") -> str:
     blocks = []
     for c in columns:
         if c.error is not None:
-            body = error_text(c.error, c.label, c.text)
+            body = error_text(c.error, c.label, c.text, c.cause)
         elif c.result is not None:
-            body = f"{answer_text(c.result.text, fmt)}\n-- {c.result.footer()}"
+            body = f"{answer_text(c.result.text, fmt)}{cut_note(c.result, c.max_tokens)}\n-- {c.result.footer()}"
         else:
             body = f"{c.text}\n-- {c.status}"
         blocks.append(f"== {c.label} ==\n{body}")

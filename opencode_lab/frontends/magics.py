@@ -14,8 +14,6 @@ from __future__ import annotations
 import keyword
 import re
 import shlex
-import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,21 +23,13 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
-from ..core.errors import InvalidRequestError, LabError, error_type_of
+from ..core.errors import InvalidRequestError, LabError
 from ..core.params import NAMES, Params, options
-from ..core.types import ChatRequest, ChatResult
+from ..core.types import ChatRequest, ChatResult, Message
+from . import figures
 from .default import default_lab
-from .display import (
-    FORMATS,
-    Column,
-    answer_bundle,
-    answer_text,
-    comparison_bundle,
-    error_bundle,
-    error_text,
-    register_reprs,
-    streaming_bundle,
-)
+from .display import FORMATS, Column, register_reprs
+from .live import MAX_ANSWERS, Job, Live, PlainView, RichView
 from .options import param_values, with_param_arguments
 
 if TYPE_CHECKING:
@@ -59,10 +49,23 @@ class ChatUsageError(UsageError):
         return [f"UsageError: {self}"]
 
 
+class ChatFailed(ChatUsageError):
+    """Every call of a cell failed: the cell's one error output, one line per model naming cause and place.
+
+    The cell's display then shows only text that did arrive, so nothing is said twice.
+    """
+
+    def __init__(self, lines: Sequence[tuple[str, str]]) -> None:
+        self.lines = list(lines)
+        super().__init__("; ".join(f"{label}: {cause}" for label, cause in self.lines))
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[31m{label}\x1b[0m: {cause}" for label, cause in self.lines]
+
+
 CONFIG_KEYS: tuple[str, ...] = ("model", "system", "cache", *NAMES)
 _FIELD = re.compile(r"\{([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\[\]{}]+\])*)\}")
 _ACCESSOR = re.compile(r"\.([A-Za-z_]\w*)|\[([^\[\]{}]+)\]")
-_UPDATE_EVERY_S = 0.1
 
 
 # -- prompt fields ------------------------------------------------------------------------------------------------
@@ -146,6 +149,7 @@ class _Plan:
     fmt: str
     output: str | None
     stream: bool
+    follow_up: bool = False
 
     @property
     def jobs(self) -> list[tuple[str | None, int]]:
@@ -172,100 +176,7 @@ def _split_models(values: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(m for m in items if m))
 
 
-# -- live output --------------------------------------------------------------------------------------------------
-
-
-class _RichView:
-    """One display updated in place while answers arrive, then the final rendering as its own output.
-
-    Readers of saved notebooks that ignore ``update_display_data`` (nbval does) see a
-    live display only as first shown, so it starts and ends empty and the final
-    rendering is displayed afresh: a rerun under nbval sees what the notebook saved.
-    """
-
-    def __init__(self, columns: list[Column], fmt: str) -> None:
-        self.columns, self.fmt = columns, fmt
-        self._handle = display({"text/plain": ""}, raw=True, display_id=True)
-        self._shown_at = 0.0
-
-    def begin(self, index: int) -> None:
-        self.columns[index].status = "asking…"
-        self._show(force=True)
-
-    def delta(self, index: int, text: str) -> None:
-        column = self.columns[index]
-        first, column.text, column.status = column.status != "streaming…", text, "streaming…"
-        self._show(force=first)
-
-    def done(self, index: int, result: ChatResult) -> None:
-        self.columns[index].result = result
-        self.columns[index].status = "done"
-        self._show(force=True)
-
-    def failed(self, index: int, exc: LabError) -> None:
-        self.columns[index].error = exc
-        self.columns[index].status = "failed"
-        self._show(force=True)
-
-    def close(self) -> None:
-        for column in self.columns:
-            if column.status not in ("done", "failed"):
-                column.status = "interrupted" if column.status != "waiting" else "not asked"
-        if self._handle is not None:
-            self._handle.update({"text/plain": ""}, raw=True)
-        display(self._bundle(final=True), raw=True)
-
-    def _show(self, *, force: bool) -> None:
-        now = time.monotonic()
-        if self._handle is not None and (force or now - self._shown_at >= _UPDATE_EVERY_S):
-            self._handle.update(self._bundle(final=False), raw=True)
-            self._shown_at = now
-
-    def _bundle(self, *, final: bool) -> dict[str, str]:
-        if len(self.columns) > 1:
-            return comparison_bundle(self.columns, self.fmt)
-        column = self.columns[0]
-        if column.error is not None:
-            return error_bundle(column.error, column.label, column.text)
-        if column.result is not None and final:
-            return answer_bundle(column.result, self.fmt)
-        return streaming_bundle(column.text, f"{column.label} · {column.status}")
-
-
-class _PlainView:
-    """Terminal output: text printed as it arrives, a footer line after each answer."""
-
-    def __init__(self, columns: list[Column], fmt: str, stream: bool) -> None:
-        self.columns, self.fmt, self.stream = columns, fmt, stream
-
-    def begin(self, index: int) -> None:
-        if len(self.columns) > 1:
-            gap = "\n" if index else ""
-            print(f"{gap}== {self.columns[index].label} ==")
-
-    def delta(self, index: int, text: str) -> None:
-        column = self.columns[index]
-        sys.stdout.write(text[len(column.text) :])
-        sys.stdout.flush()
-        column.text = text
-
-    def done(self, index: int, result: ChatResult) -> None:
-        streamed = self.columns[index].text
-        body = "" if streamed else answer_text(result.text, self.fmt)
-        print(f"{body}{_line_end(streamed or body)}-- {result.footer()}")
-
-    def failed(self, index: int, exc: LabError) -> None:
-        print(_line_end(self.columns[index].text) + error_text(exc, self.columns[index].label))
-
-    def close(self) -> None:
-        pass
-
-
-def _line_end(printed: str) -> str:
-    """What ends the line after *printed* (already on screen, or about to be) before the next line."""
-    if not printed:
-        return ""
-    return "" if printed.endswith("\n") else "\n"
+# -- parsing --------------------------------------------------------------------------------------------------------
 
 
 def _parse_line(magic: Any, line: str) -> Any:
@@ -300,6 +211,8 @@ class ChatMagics(Magics):
         super().__init__(shell)
         self._lab = lab
         self.defaults: dict[str, Any] = {}
+        #: per model (``auto`` for the default), the last cell's conversation: what ``-c`` continues
+        self.conversations: dict[str, list[Message]] = {}
 
     @property
     def lab(self) -> Lab:
@@ -322,7 +235,20 @@ class ChatMagics(Magics):
     )
     @argument("-s", "--system", help="system prompt")
     @with_param_arguments(argument)
-    @argument("-n", type=int, default=1, metavar="N", help="samples per model (each cached on its own)")
+    @argument(
+        "-n",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"samples per model (each cached on its own); at most {MAX_ANSWERS} answers per cell in all",
+    )
+    @argument(
+        "-c",
+        "--continue",
+        dest="follow_up",
+        action="store_true",
+        help="continue the previous cell's conversation with each model (its first sample), like llm -c",
+    )
     @argument("--no-cache", action="store_true", help="ask the model even if the answer is cached")
     @argument(
         "--format",
@@ -345,10 +271,14 @@ class ChatMagics(Magics):
         The cell body is the prompt.  {name}, {name.attr} and {name[key]} are filled
         from the notebook's variables; any other brace (a JSON example such as
         {"a": 1}) stays as written, and {{ ... }} stands for literal braces.
-        One model streams its answer; several models (or -n samples) fill a
-        side-by-side table.  A failed call shows its error type and the
-        deployments tried; the cell fails only when every call failed.
-        Defaults come from %chat_config.
+        Every model (and -n sample) is asked at once: one model streams its
+        answer; several fill a side-by-side table as they stream.  A model
+        still waiting shows how long and which attempt.  A failed call shows
+        its cause, where, and the deployments tried; the cell fails only when
+        every call failed, with one line per model naming cause and place.
+        -c continues each model's conversation from the previous cell.  The
+        cell's value (a ChatResult, a list or a dict, as for -o) is ``_``
+        afterwards.  Defaults come from %chat_config.
 
         Example::
 
@@ -356,14 +286,24 @@ class ChatMagics(Magics):
             In one sentence: what is {topic}?
         """
         plan = self._plan(_parse_line(self.chat, line), cell)
-        columns = [Column(plan.label(model, sample)) for model, sample in plan.jobs]
-        view = _RichView(columns, plan.fmt) if _rich(self.shell) else _PlainView(columns, plan.fmt, plan.stream)
-        outcomes = self._run(plan, view)
+        max_tokens = plan.params.get("max_tokens")
+        columns = [Column(plan.label(model, sample), max_tokens=max_tokens) for model, sample in plan.jobs]
+        view = RichView(columns, plan.fmt) if _rich(self.shell) else PlainView(columns, plan.fmt)
+        jobs = [self._job(plan, model, sample) for model, sample in plan.jobs]
+        options = {k: v for k, v in plan.params.items() if k != "system"}
+        live = Live(self.lab, jobs, view, {**options, "cache": plan.cache, "stream": plan.stream})
+        outcomes: list[Outcome] | None = None
+        try:
+            outcomes = self.lab.run(live.run())
+        finally:
+            view.close(errors_below=outcomes is not None and all(isinstance(o, LabError) for o in outcomes))
+        self._remember(jobs, outcomes)
+        value = plan.shape(outcomes)
         if plan.output:
-            self.shell.user_ns[plan.output] = plan.shape(outcomes)
+            self.shell.user_ns[plan.output] = value
+        self.shell.displayhook.update_user_ns(value)  # ``_`` without showing the answers a second time
         if all(isinstance(o, LabError) for o in outcomes):
-            causes = "; ".join(f"{c.label}: {error_type_of(o)}" for c, o in zip(columns, outcomes, strict=True))
-            raise ChatUsageError(f"every call failed ({causes})")
+            raise ChatFailed([(c.label, c.cause) for c in columns])
 
     @magic_arguments()
     @argument("filter", nargs="?", help="keep models whose id or alias contains this text")
@@ -390,8 +330,10 @@ class ChatMagics(Magics):
         by = _split_models([args.by])
         try:
             stats = self.lab.stats(by=by[0] if len(by) == 1 else by)
-            if args.plot:
-                display(self.lab.plot(stats, kind=args.plot))
+            if args.plot:  # the same chart plot() draws of the same calls
+                fig = self.lab.plot(kind=args.plot)
+                display(fig)
+                figures.displayed(fig)
         except (LabError, KeyError, ValueError) as exc:
             raise ChatUsageError(f"%chat_stats: {exc}") from None
         return stats
@@ -428,6 +370,8 @@ class ChatMagics(Magics):
         d = self.defaults
         if args.n < 1:
             raise ChatUsageError(f"-n must be at least 1 (samples per model), got {args.n}")
+        if args.follow_up and not self.conversations:
+            raise ChatUsageError("-c continues the previous %%chat cell's conversation, and there is none yet")
         if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
             raise ChatUsageError(f"-o needs a Python variable name, got {args.output!r}")
         prompt = interpolate(cell.strip(), self.shell.user_ns)
@@ -440,6 +384,11 @@ class ChatMagics(Magics):
         except InvalidRequestError as exc:
             raise ChatUsageError(str(exc)) from None
         models = _split_models(args.model) or _split_models([d.get("model") or ""]) or [None]
+        if len(models) * args.n > MAX_ANSWERS:
+            raise ChatUsageError(
+                f"-n {args.n} x {len(models)} model(s) = {len(models) * args.n} answers; one %%chat cell shows at "
+                f"most {MAX_ANSWERS} side by side (compare() runs any number)"
+            )
         for model in models:
             self._check_model(model)
         return _Plan(
@@ -451,6 +400,7 @@ class ChatMagics(Magics):
             args.format,
             args.output,
             not args.no_stream,
+            args.follow_up,
         )
 
     def _check_model(self, model: str | None) -> None:
@@ -459,39 +409,22 @@ class ChatMagics(Magics):
         except LabError as exc:
             raise ChatUsageError(str(exc)) from None
 
-    def _run(self, plan: _Plan, view: _RichView | _PlainView) -> list[Outcome]:
-        """Ask each model (and sample) in turn, reporting to *view*; a failure becomes an outcome, not a raise."""
-        outcomes: list[Outcome] = []
-        try:
-            for index, (model, sample) in enumerate(plan.jobs):
-                view.begin(index)
-                try:
-                    result = self._ask(plan, model, sample, lambda text, i=index: view.delta(i, text))
-                except LabError as exc:
-                    view.failed(index, exc)
-                    outcomes.append(exc)
-                else:
-                    view.done(index, result)
-                    outcomes.append(result)
-        finally:
-            view.close()
-        return outcomes
+    def _job(self, plan: _Plan, model: str | None, sample: int) -> Job:
+        """The messages to send: the new prompt, after this model's previous turns when continuing (``-c``);
+        a new ``-s`` replaces the conversation's system prompt."""
+        earlier = self.conversations.get(model or "auto", []) if plan.follow_up else []
+        system = plan.params.get("system")
+        if system is None:
+            system = next((m.content for m in earlier if m.role == "system"), None)
+        turns = [m for m in earlier if m.role != "system"]
+        return Job(model, sample, [*turns, Message("user", plan.prompt)], system)
 
-    def _ask(self, plan: _Plan, model: str | None, sample: int, on_text: Callable[[str], None]) -> ChatResult:
-        lab = self.lab
-        kwargs = {**plan.params, "cache": plan.cache, "sample": sample}
-        if not plan.stream:
-            return lab.chat(plan.prompt, model, **kwargs)
-        text, result = "", None
-        for event in lab.stream_events(plan.prompt, model, **kwargs):
-            if isinstance(event, str):
-                text += event
-                on_text(text)
-            else:
-                result = event
-        if result is None:
-            raise LabError(f"the stream from {model or 'auto'} ended without a result")
-        return result
+    def _remember(self, jobs: Sequence[Job], outcomes: Sequence[Outcome]) -> None:
+        """Each model's conversation after this cell (its first sample's answer), for a later ``-c``."""
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if job.sample == 0 and isinstance(outcome, ChatResult):
+                system = [Message("system", job.system)] if job.system is not None else []
+                self.conversations[job.model or "auto"] = [*system, *job.messages, outcome.message]
 
     def _config_item(self, item: str) -> tuple[str, Any]:
         key, sep, raw = item.partition("=")

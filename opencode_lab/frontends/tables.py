@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import LabError, error_type_of
+from ..core.types import ChatRequest
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..core.deployment import Deployment
     from ..session.session import Session
+
+#: what a chat health check asks: the cheapest request that still exercises a real completion
+PROBE_PROMPT = "Reply with one word: ok"
 
 
 def models_frame(lab: Session, filter: str | None = None, tag: str | None = None) -> pd.DataFrame:
@@ -31,6 +38,8 @@ def models_frame(lab: Session, filter: str | None = None, tag: str | None = None
             continue
         for dep_id in reached:
             groups.setdefault(dep_id, []).append(alias)
+    links = dashboards(lab)
+    now = lab.router.clock.now()
     rows = []
     for dep in sorted(lab.catalog.deployments.values(), key=lambda d: d.id):
         if (
@@ -45,27 +54,49 @@ def models_frame(lab: Session, filter: str | None = None, tag: str | None = None
             {
                 "id": dep.id,
                 "provider": dep.provider,
+                "health": health_word(health[dep.id], now),
                 "context_length": dep.context_length,
                 "input_price_per_mtok": dep.input_price_per_mtok,
                 "output_price_per_mtok": dep.output_price_per_mtok,
                 "tags": ",".join(dep.tags),
                 "aliases": ",".join(groups.get(dep.id, [])),
-                "health": health[dep.id]["state"],
                 "description": dep.description,
+                "dashboard": links.get(dep.provider),
             }
         )
     columns = [
         "id",
         "provider",
+        "health",
         "context_length",
         "input_price_per_mtok",
         "output_price_per_mtok",
         "tags",
         "aliases",
-        "health",
         "description",
+        *(["dashboard"] if links else []),
     ]
-    return pd.DataFrame(rows, columns=columns).set_index("id")
+    frame = pd.DataFrame(rows, columns=columns).set_index("id")
+    # nullable dtypes: whole numbers stay whole (2048, not 2048.0) and every unknown shows as <NA>
+    kinds = {"context_length": "Int64", "input_price_per_mtok": "Float64", "output_price_per_mtok": "Float64"}
+    return frame.astype({c: kinds.get(c, "string") for c in frame.columns})
+
+
+def health_word(snapshot: dict[str, Any], now: float) -> str:
+    """A deployment's health as a board shows it: ``ready`` (not tried yet), ``healthy``, ``failing (40 %
+    ok)``, ``paused (12 s)`` after a 429, ``cooling down (12 s)`` while its circuit is open, ``probing``."""
+    if snapshot.get("state") == "open":
+        wait = _open_for(snapshot, now)
+        return f"cooling down ({math.ceil(wait)} s)" if wait > 0 else "cooling down (next call probes)"
+    if snapshot.get("state") == "half_open":
+        return "probing"
+    paused = snapshot.get("paused_for_s") or 0.0
+    if paused > 0:
+        return f"paused ({math.ceil(paused)} s)"
+    rate = snapshot.get("success_rate")
+    if rate is None:
+        return "ready"
+    return "healthy" if rate >= 0.8 else f"failing ({rate:.0%} ok)"
 
 
 def health_frame(lab: Session) -> pd.DataFrame:
@@ -82,29 +113,51 @@ def health_frame(lab: Session) -> pd.DataFrame:
         "paused_for_s",
         "in_flight",
     ]
-    rows = []
+    links = dashboards(lab)
+    if links:
+        columns.append("dashboard")
     now = lab.router.clock.now()
-    for dep_id, snap in sorted(lab.router.health().items()):
-        until = snap.get("open_until")
-        rows.append(
-            {
-                "deployment": dep_id,
-                **{k: snap.get(k) for k in columns},
-                "open_for_s": max(0.0, until - now) if isinstance(until, float) else 0.0,
-            }
-        )
+    rows = [
+        {
+            "deployment": dep_id,
+            **{k: snap.get(k) for k in columns},
+            "open_for_s": _open_for(snap, now),
+            "dashboard": links.get(lab.catalog.deployments[dep_id].provider),
+        }
+        for dep_id, snap in sorted(lab.router.health().items())
+    ]
     return pd.DataFrame(rows, columns=["deployment", *columns]).set_index("deployment")
 
 
-async def health_check(lab: Session) -> pd.DataFrame:
-    """Ask every provider for its model list; report latency and the error, if any."""
+def dashboards(lab: Session) -> dict[str, str]:
+    """The live dashboard of each provider that has one (a Dask cluster in use), by provider name."""
+    links = {name: getattr(provider, "dashboard_link", None) for name, provider in lab.providers.items()}
+    return {name: link for name, link in links.items() if link}
+
+
+def _open_for(snap: dict[str, object], now: float) -> float:
+    """Seconds until an open circuit admits its next probe (0 when it would admit one now)."""
+    until = snap.get("open_until")
+    return max(0.0, until - now) if isinstance(until, float) else 0.0
+
+
+async def health_check(lab: Session, *, chat: bool = False, models: str | Sequence[str] | None = None) -> pd.DataFrame:
+    """Ask every provider (of *models*, default all) for its model list; report latency and the error, if any.
+
+    With *chat*, send a one-token chat to every deployment instead (`chat_check`).
+    """
     import pandas as pd
+
+    deployments = await _deployments(lab, models)
+    if chat:
+        return await chat_check(lab, deployments)
+    names = sorted({d.provider for d in deployments}) if models is not None else sorted(lab.providers)
 
     async def probe(name: str) -> dict[str, Any]:
         started = time.perf_counter()
         try:
-            models = await asyncio.wait_for(lab.providers[name].list_models(), lab.settings.timeout_s)
-        except (LabError, TimeoutError) as exc:
+            listed = await asyncio.wait_for(lab.providers[name].list_models(), lab.settings.timeout_s)
+        except Exception as exc:  # a health check reports every failure, a user's provider's bugs included
             return {
                 "provider": name,
                 "ok": False,
@@ -116,9 +169,47 @@ async def health_check(lab: Session) -> pd.DataFrame:
             "provider": name,
             "ok": True,
             "latency_s": time.perf_counter() - started,
-            "models": len(models),
+            "models": len(listed),
             "error": None,
         }
 
-    rows = await asyncio.gather(*(probe(name) for name in sorted(lab.providers)))
-    return pd.DataFrame(rows).set_index("provider")
+    rows = await asyncio.gather(*(probe(name) for name in names))
+    return pd.DataFrame(rows, columns=["provider", "ok", "latency_s", "models", "error"]).set_index("provider")
+
+
+async def chat_check(lab: Session, deployments: Sequence[Deployment]) -> pd.DataFrame:
+    """Send a one-token chat to each deployment (one paid call each): a 200 from ``/models`` says nothing
+    about whether the model answers.  Each row has the probe's outcome, the circuit state it leaves, the
+    deployment's last real error and when an open circuit will next let a request through."""
+    import pandas as pd
+
+    request = ChatRequest.build(PROBE_PROMPT, max_tokens=1)
+    attempts = await asyncio.gather(
+        *(lab.router.probe(d, request, timeout_s=lab.settings.timeout_s) for d in deployments)
+    )
+    health, now = lab.router.health(), lab.router.clock.now()
+    columns = ["provider", "ok", "latency_s", "error", "state", "last_error", "open_for_s", "paused_for_s"]
+    rows = [
+        {
+            "deployment": a.deployment,
+            "provider": a.provider,
+            "ok": a.status == "ok",
+            "latency_s": a.latency_s,
+            "error": None if a.status == "ok" else f"{a.error_type}: {a.error}",
+            "state": health[a.deployment]["state"],
+            "last_error": health[a.deployment]["last_error"],
+            "open_for_s": _open_for(health[a.deployment], now),
+            "paused_for_s": health[a.deployment]["paused_for_s"],
+        }
+        for a in attempts
+    ]
+    return pd.DataFrame(rows, columns=["deployment", *columns]).set_index("deployment")
+
+
+async def _deployments(lab: Session, models: str | Sequence[str] | None) -> list[Deployment]:
+    """The deployments *models* reaches (any model spec), or every deployment of the catalog."""
+    if models is None:
+        return sorted(lab.catalog.deployments.values(), key=lambda d: d.id)
+    await lab.aresolve(models)  # loads a provider's catalog when the spec needs it
+    reached = {d.id: d for g in lab.catalog.resolve(models) for d in g.deployments}
+    return [reached[k] for k in sorted(reached)]

@@ -33,6 +33,14 @@ class Provider(ABC):
     async def list_models(self) -> list[ModelInfo]:
         """The models this provider serves, with whatever pricing and context it knows."""
 
+    def identity(self, model: str) -> str:
+        """Who answers for upstream *model*, as the cache key names it.
+
+        A cached answer is reused only for the same identity: pointing a model name at
+        another provider, server or weights file must change it.
+        """
+        return f"{self.name}/{model}"
+
     async def prepare(self, model: str) -> None:  # noqa: B027 - optional hook
         """Do one-off work (loading weights) before the timed call, so it does not count as latency."""
 

@@ -12,22 +12,29 @@ prompt: a plain ``Question:/Answer:`` transcript, stopped at the next turn.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
 import os
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..core.errors import ConfigError, ContextWindowError, ModelUnavailableError, ProviderError
+from ..core.errors import BadRequestError, ConfigError, ContextWindowError, ModelUnavailableError, ProviderError
 from ..core.secrets import get_logger
 from ..core.types import ChatRequest, Completion, ModelInfo, StreamChunk, Usage
 from .base import Provider
 
+if TYPE_CHECKING:
+    from ..core.config import Settings
+
 _DONE = object()
+_log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,9 +73,13 @@ def gemma3_path(cache_dir: Path | None = None) -> Path:
     target = None if cache_dir is None else Path(cache_dir) / "models" / gemma.MODEL_NAME
     if target is not None and target.is_file() and target.stat().st_size > 0:
         return target
-    path = Path(gemma.assemble(target))
-    if target is not None:
-        path.chmod(0o600)  # everything in the cache folder is owner-only
+    try:
+        path = Path(gemma.assemble(target))
+    except OSError as exc:  # an unwritable cache folder: a private temporary one serves this session
+        fallback = Path(tempfile.mkdtemp(prefix="opencode_lab_models_"))
+        _log.warning("could not assemble Gemma-3-270M into %s (%s); using %s for this session", target, exc, fallback)
+        path = Path(gemma.assemble(fallback / gemma.MODEL_NAME))
+    path.chmod(0o600)  # everything in the cache folder is owner-only
     return path
 
 
@@ -123,11 +134,19 @@ class LocalProvider(Provider):
         self._models = {m.name: m for m in models}
         self._threads = threads or max(1, min(4, os.cpu_count() or 1))
         self._loaded: dict[str, _Loaded] = {}
+        self._identities: dict[str, str] = {}
         self._load_lock = threading.Lock()
 
     @property
     def models(self) -> list[LocalModel]:
         return list(self._models.values())
+
+    def identity(self, model: str) -> str:
+        """The weights themselves: file name, size and a hash of its first and last MiB (cheap, and a
+        re-quantised or re-downloaded file changes it)."""
+        if model not in self._identities:
+            self._identities[model] = f"local/{model}|{_weights_identity(self._model(model).locate())}"
+        return self._identities[model]
 
     def _model(self, name: str) -> LocalModel:
         try:
@@ -139,16 +158,22 @@ class LocalProvider(Provider):
         with self._load_lock:
             if name not in self._loaded:
                 spec = self._model(name)
+                path = spec.locate()
+                _check_gguf(path, name)
                 from llama_cpp import Llama
 
                 _route_llama_logs()
-                llama = Llama(
-                    model_path=str(spec.locate()),
-                    n_ctx=spec.context_length,
-                    n_threads=self._threads,
-                    seed=0,
-                    verbose=False,
-                )
+                try:
+                    llama = Llama(
+                        model_path=str(path), n_ctx=spec.context_length, n_threads=self._threads, seed=0, verbose=False
+                    )
+                except ValueError as exc:  # llama.cpp's whole message is "Failed to load model from file"
+                    raise ModelUnavailableError(
+                        f"llama.cpp could not load {path}: the file is damaged, truncated or of a GGUF version "
+                        f"it does not read ({exc})",
+                        provider=self.name,
+                        model=name,
+                    ) from exc
                 self._loaded[name] = _Loaded(llama)
             return self._loaded[name]
 
@@ -171,6 +196,8 @@ class LocalProvider(Provider):
         stops = list(params.stop) + ([] if spec.chat else _BASE_STOPS)
         if stops:
             kw["stop"] = stops
+        if kw.pop("schema", None) is not None:  # structured output: only tokens the schema allows are sampled
+            kw["grammar"] = self._grammar(params.schema.text, spec.name)
         prompt_tokens = _prompt_tokens(spec, request, llama)
         if prompt_tokens + (params.max_tokens or 0) > spec.context_length:
             raise ContextWindowError(
@@ -181,6 +208,14 @@ class LocalProvider(Provider):
             )
         kw["max_tokens"] = min(kw["max_tokens"], spec.context_length - prompt_tokens)
         return kw
+
+    def _grammar(self, schema: str, model: str) -> Any:
+        try:
+            return _schema_grammar(schema)
+        except Exception as exc:  # llama.cpp's converter refuses some JSON Schema features
+            raise BadRequestError(
+                f"llama.cpp cannot turn the schema into a grammar: {exc}", provider=self.name, model=model
+            ) from exc
 
     def _call(self, spec: LocalModel, request: ChatRequest, llama: Any, stream: bool) -> Any:
         kw = self._kwargs(spec, request, llama, stream)
@@ -198,12 +233,25 @@ class LocalProvider(Provider):
         spec = self._model(model)
         started = time.perf_counter()
         data = await self._run(model, lambda llama: self._call(spec, request, llama, False))
+        return self._completion(spec, request, data, started)
+
+    def complete_blocking(self, model: str, request: ChatRequest) -> Completion:
+        """`complete` in the caller's thread, for a caller that owns this provider alone (a Dask worker
+        thread, `opencode_lab.providers.dask_cluster`): no event loop, no hop to the model's thread."""
+        spec = self._model(model)
+        started = time.perf_counter()
+        return self._completion(spec, request, self._call(spec, request, self._load(model).llama, False), started)
+
+    def _completion(self, spec: LocalModel, request: ChatRequest, data: dict[str, Any], started: float) -> Completion:
         choice = data["choices"][0]
         text = choice["message"]["content"] if spec.chat else choice["text"]
         usage = data.get("usage") or {}
+        text = (text or "").strip()
+        if request.params.schema is not None:
+            request.params.schema.parse(text, provider=self.name, model=spec.name)
         return Completion(
-            text=(text or "").strip(),
-            model=f"local/{model}",
+            text=text,
+            model=f"local/{spec.name}",
             finish_reason=choice.get("finish_reason"),
             usage=Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), 0.0),
             ttft_s=time.perf_counter() - started,
@@ -256,7 +304,10 @@ class LocalProvider(Provider):
         finally:
             stop.set()
             await asyncio.shield(job)
-        yield StreamChunk("", Completion("".join(parts).rstrip(), f"local/{model}", finish, usage, ttft))
+        text = "".join(parts).rstrip()
+        if request.params.schema is not None:
+            request.params.schema.parse(text, provider=self.name, model=model)
+        yield StreamChunk("", Completion(text, f"local/{model}", finish, usage, ttft))
 
     async def list_models(self) -> list[ModelInfo]:
         return [ModelInfo(m.name, m.context_length, 0.0, 0.0, m.tags, m.description) for m in self._models.values()]
@@ -267,6 +318,24 @@ class LocalProvider(Provider):
         for item in loaded.values():
             item.executor.shutdown(wait=True)
             item.llama.close()
+
+
+@lru_cache(maxsize=32)
+def _schema_grammar(schema: str) -> Any:
+    """llama.cpp's grammar for a JSON Schema (canonical JSON text), built once per schema."""
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_json_schema(schema, verbose=False)
+
+
+def _weights_identity(path: Path) -> str:
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        digest.update(fh.read(1 << 20))
+        fh.seek(max(0, size - (1 << 20)))
+        digest.update(fh.read(1 << 20))
+    return f"{path.name}:{size}:{digest.hexdigest()[:16]}"
 
 
 def _prompt_tokens(spec: LocalModel, request: ChatRequest, llama: Any) -> int:
@@ -309,6 +378,20 @@ def _route_llama_logs() -> None:
     llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
 
 
+def configured_models(settings: Settings) -> list[LocalModel]:
+    """The bundled models (when llama-cpp-python is installed) and every GGUF file named in TOML."""
+    models = bundled_models(settings.cache_dir) if importlib.util.find_spec("llama_cpp") else []
+    for deployments in settings.models.values():
+        for dep in deployments:
+            if dep.provider == "local" and dep.path:
+                models.append(
+                    local_model_from_path(
+                        dep.upstream, dep.path, chat="base" not in dep.tags, context_length=dep.context_length
+                    )
+                )
+    return models
+
+
 def local_model_from_path(name: str, path: str, *, chat: bool = True, context_length: int | None = None) -> LocalModel:
     """A user's own GGUF from TOML (``provider = "local"``, ``path = ...``)."""
     file = Path(os.path.expanduser(path))
@@ -325,3 +408,16 @@ def _existing(file: Path) -> Path:
     if not file.is_file():
         raise ConfigError(f"local model file {file} does not exist")
     return file
+
+
+def _check_gguf(path: Path, model: str) -> None:
+    """Refuse a file that is not GGUF before llama.cpp reads it, with an error that says what the file is."""
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelUnavailableError(f"cannot read {path}: {exc.strerror}", provider="local", model=model) from exc
+    if magic != b"GGUF":
+        raise ModelUnavailableError(
+            f"{path} is not a GGUF model file (it starts with {magic!r}, not b'GGUF')", provider="local", model=model
+        )

@@ -30,6 +30,9 @@ ENTRY_POINT_GROUP = "opencode_lab.providers"
 _types: dict[str, ProviderFactory | str] = {
     "openai": "opencode_lab.providers.openai_compat:from_config",
     "openrouter": "opencode_lab.providers.openrouter:from_config",
+    "anthropic": "opencode_lab.providers.anthropic:from_config",
+    "gemini": "opencode_lab.providers.gemini:from_config",
+    "dask": "opencode_lab.providers.dask_cluster:from_config",
 }
 _lock = threading.Lock()
 _entry_points_loaded = False

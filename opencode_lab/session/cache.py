@@ -60,13 +60,16 @@ def canonical_key(request: ChatRequest, resolved: Sequence[str], sample: int) ->
 
     *resolved* is what the model spec resolved to (so ``gpt-4o-mini`` and its full
     id share entries); the spec as typed, the API key and timings are not part of it.
+    Tools are part of it, and images are by content hash (`Message.canonical`).
     """
     body = {
         "models": list(resolved),
-        "messages": [[m.role, m.content] for m in request.messages],
+        "messages": [m.canonical() for m in request.messages],
         "params": request.params.payload(),
         "sample": sample,
     }
+    if request.tools:  # absent when there are none, so keys made before tools existed still match
+        body["tools"] = [t.canonical() for t in request.tools]
     return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -158,18 +161,25 @@ class ResponseCache:
     """Complete successful responses keyed by `canonical_key`.
 
     ``mode``: ``file`` (a `DiskStore` under *directory*), ``memory`` (a `MemoryStore`) or ``off``.
+    A folder that cannot be created or written (a user without a home) makes a ``memory``
+    cache instead, and ``fallback`` says why: a lost disk cache must not cost the session.
     """
 
     def __init__(self, mode: str, directory: Path | None = None, ttl_ms: int | None = None) -> None:
         self.mode = mode
         self.ttl_ms = ttl_ms
         self.location = Path(directory) / "responses" if mode == "file" and directory is not None else None
+        self.fallback: str | None = None
         self._store: Store | None = None
         if mode == "memory":
             self._store = MemoryStore(ttl_ms)
         elif mode == "file":
             assert self.location is not None, "file mode needs a directory"
-            self._store = DiskStore(self.location, ttl_ms)
+            try:
+                self._store = DiskStore(self.location, ttl_ms)
+            except OSError as exc:
+                self.fallback = f"the cache folder {self.location} is not writable ({exc})"
+                self.mode, self.location, self._store = "memory", None, MemoryStore(ttl_ms)
 
     @property
     def enabled(self) -> bool:

@@ -6,6 +6,7 @@ from a `ChatResult`, an error, or an `Attempt`.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -25,6 +26,7 @@ def result_row(outcome: ChatResult | LabError, **identity: Any) -> dict[str, Any
             served_by=outcome.served_by,
             response=outcome.text,
             finish_reason=outcome.finish_reason,
+            tool_calls=_tool_calls(outcome),
             latency_s=outcome.latency_s,
             ttft_s=outcome.ttft_s,
             input_tokens=outcome.input_tokens,
@@ -39,6 +41,17 @@ def result_row(outcome: ChatResult | LabError, **identity: Any) -> dict[str, Any
         row.update(error_type=error_type_of(outcome), error=str(outcome), attempts=len(outcome.attempts))
     row.update(identity)
     return row
+
+
+def _tool_calls(result: ChatResult) -> str | None:
+    """The calls as JSON text: one cell, the same in a frame, the run log and a CSV."""
+    if not result.tool_calls:
+        return None
+    calls = [  # arguments that did not parse are kept as the text the model sent
+        {"id": c.id, "name": c.name, "arguments": c.raw_arguments if c.arguments is None else c.arguments}
+        for c in result.tool_calls
+    ]
+    return json.dumps(calls, ensure_ascii=False)
 
 
 def attempt_record(attempt: Attempt, run_id: str, request_id: str, result: ChatResult | None = None) -> dict[str, Any]:
@@ -79,7 +92,7 @@ def cache_hit_record(result: ChatResult, run_id: str, wall: float) -> dict[str, 
         "status": "ok",
         "error_type": None,
         "http_status": None,
-        "latency_s": result.latency_s,
+        "latency_s": None,  # a hit makes no call: the original call's latency is on the results row
         "ttft_s": None,
         "input_tokens": result.input_tokens,
         "output_tokens": result.output_tokens,

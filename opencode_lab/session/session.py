@@ -22,16 +22,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.config import Settings
 from ..core.deployment import Deployment
-from ..core.errors import ConfigError, InvalidRequestError, LabError, ModelNotFoundError, ProviderTimeout
+from ..core.errors import ConfigError, InvalidRequestError, LabError, ProviderTimeout
 from ..core.params import NAMES, reject_unknown
 from ..core.secrets import RedactingFilter, get_logger
+from ..core.tools import ToolCall
 from ..core.types import ChatRequest, ChatResult, Completion
 from ..providers.base import Provider
 from ..routing.backoff import RetryPolicy
-from ..routing.catalog import Catalog
+from ..routing.catalog import Catalog, ModelGroup, refuse_unsupported
 from ..routing.router import BreakerSettings, Routed, Router
 from ..routing.strategies import make_strategy
-from .build import build_providers, catalog_models
+from .build import build_providers, catalog_models, check_open_ids
 from .cache import CachePolicy, ResponseCache, canonical_key
 from .loop import LoopThread
 from .records import attempt_record, call_records, result_row
@@ -43,7 +44,7 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 #: the keywords of `Session.achat` / `astream` besides the request parameters of `opencode_lab.core.params`
-CALL_OPTIONS: tuple[str, ...] = ("system", "cache", "fallback", "strategy", "sample")
+CALL_OPTIONS: tuple[str, ...] = ("system", "tools", "cache", "fallback", "strategy", "sample")
 
 
 class Session:
@@ -70,6 +71,7 @@ class Session:
             retry=RetryPolicy(max_retries=s.max_retries, deadline_s=s.deadline_s),
             max_candidates=s.agent_max_iter,
             rate_window_s=s.rate_window_s,
+            retry_after_cap_s=s.retry_after_cap_s,
             breaker=BreakerSettings(
                 consecutive_failures=s.breaker_failures,
                 failure_rate=s.breaker_failure_rate,
@@ -85,7 +87,11 @@ class Session:
         self.calls: list[dict[str, Any]] = []
         self.records: list[dict[str, Any]] = []
         self._runlog: RunLog | None = None
+        self._runlog_error: ConfigError | None = None
+        self._without_cache_folder()
         self._pending: list[dict[str, Any]] = []
+        self._pending_rows: list[dict[str, Any]] = []
+        self._session_logged = False
         self._flushed_at = time.monotonic()
         self._catalog_loaded = False
         atexit.register(_flush_at_exit, weakref.ref(self))
@@ -103,18 +109,58 @@ class Session:
 
     @property
     def runlog(self) -> RunLog | None:
-        """The SQLite run log (created on first use), or None when ``OC_RUNLOG=off``."""
-        if self._runlog is None and self.settings.runlog is not None:
+        """The SQLite run log (created on first use), or None when ``OC_RUNLOG=off`` or when it cannot be
+        used (`runlog_error` says why): calls keep their answers without it."""
+        if self._runlog is None and self.settings.runlog is not None and self._runlog_error is None:
             from .runlog import RunLog
 
-            self._runlog = RunLog(self.settings.runlog)
+            try:
+                self._runlog = RunLog(self.settings.runlog)
+            except ConfigError as exc:
+                self.runlog_failed(exc)
         return self._runlog
+
+    @property
+    def runlog_error(self) -> ConfigError | None:
+        """The first run-log problem this session met (it names the file and the way out), or None."""
+        return self._runlog_error
+
+    def runlog_failed(self, exc: Exception) -> None:
+        """Report a run-log failure once per session, as a warning: the log is a record, never a reason to
+        lose an answer.  Writes are still tried later (a full disk may recover)."""
+        if self._runlog_error is not None:
+            log.debug("the run log failed again: %s", exc)
+            return
+        self._runlog_error = (
+            exc if isinstance(exc, ConfigError) else ConfigError(f"the run log {self.settings.runlog} failed: {exc}")
+        )
+        log.warning("%s", self._runlog_error)
+
+    def _without_cache_folder(self) -> None:
+        """An unwritable cache folder (a user without a home) leaves the memory cache and, when the run log
+        lives in that folder, no run log: one warning, never a PermissionError."""
+        problem, runlog = self.cache.fallback, self.settings.runlog
+        if problem is None:
+            return
+        lost = runlog is not None and runlog.is_relative_to(self.settings.cache_dir)
+        if lost:
+            self._runlog_error = ConfigError(f"the run log {runlog} is off: {problem}; set OC_CACHE_DIR or OC_RUNLOG")
+        without = " and no run log" if lost else ""
+        log.warning("%s: using the in-memory cache%s; set OC_CACHE_DIR to a writable folder", problem, without)
 
     # -- the loop -------------------------------------------------------------------------------------------------
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run *coro* on the session's loop and wait (safe inside a running notebook loop)."""
-        return self.loop.run(coro)
+        """Run *coro* on the session's loop and wait (safe inside a running notebook loop).
+
+        A `LabError` arrives without the loop's frames: what went wrong is in the error (its message,
+        ``attempts``, ``last``), and IPython hides the frames marked ``__tracebackhide__`` on the way out.
+        """
+        __tracebackhide__ = True
+        try:
+            return self.loop.run(coro)
+        except LabError as exc:
+            raise exc.with_traceback(None) from None
 
     async def hop(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await *coro* on the session's loop from any loop: what every async twin does."""
@@ -130,13 +176,22 @@ class Session:
         return self.run(self._resolve(spec))
 
     async def _resolve(self, spec: str | Sequence[str] | None) -> list[str]:
-        try:
-            return [g.name for g in self.catalog.resolve(spec)]
-        except ModelNotFoundError:
-            if self._catalog_loaded or "openrouter" not in self.providers:
-                raise
-        await self._refresh_catalog()
-        return [g.name for g in self.catalog.resolve(spec)]
+        return [g.name for g in await self._groups(spec)]
+
+    async def _groups(self, spec: str | Sequence[str] | None) -> list[ModelGroup]:
+        """The groups *spec* resolves to, with catalog data (prices, context) loaded before they matter."""
+        if self.catalog_pending():
+            try:
+                await self._refresh_catalog()
+            except LabError as exc:  # a call must not fail for want of prices; cost stays unknown instead
+                log.warning("could not load the OpenRouter catalog (prices and context sizes unknown): %s", exc)
+        await check_open_ids(self.catalog, self.providers, spec, self.settings.deadline_s)
+        return self.catalog.resolve(spec)
+
+    async def aidentities(self, spec: str | Sequence[str] | None) -> list[list[str]]:
+        """Who may answer *spec*, group by group, by identity (what the cache key and a run's
+        specification record: provider, server or weights, upstream model)."""
+        return self._identities(await self.hop(self._groups(spec)))
 
     def refresh_catalog(self, *, refresh: bool = False) -> None:
         """Add every model OpenRouter lists (from its disk cache when fresh, unless *refresh*) to the catalog."""
@@ -158,6 +213,7 @@ class Session:
             raise ProviderTimeout(
                 f"the model list did not arrive within {self.settings.deadline_s}s", provider="openrouter"
             ) from None
+        self.catalog.set_listed("openrouter", (info.id for info in infos))
         for info in infos:
             dep_id = f"openrouter/{info.id}"
             if dep_id not in self.catalog.deployments:
@@ -177,7 +233,9 @@ class Session:
         """Build a validated request from a call's keywords; an unknown one names the closest valid keyword."""
         reject_unknown(options, (*NAMES, *CALL_OPTIONS), f"keyword of {where}()")
         params = {k: v for k, v in options.items() if k in NAMES}
-        return ChatRequest.build(prompt, model=model, system=options.get("system"), **params)
+        return ChatRequest.build(
+            prompt, model=model, system=options.get("system"), tools=options.get("tools"), **params
+        )
 
     async def acall(
         self,
@@ -195,7 +253,8 @@ class Session:
     async def achat(self, prompt: Any, model: str | Sequence[str] | None = None, **options: Any) -> ChatResult:
         """Ask one prompt; with a list of models, failing over across the list is the point.
 
-        Options: ``system``, ``cache`` (True, False or ``"refresh"``), ``fallback``, ``strategy``,
+        Options: ``system``, ``tools`` (declarations or functions the model may call; the result's
+        ``tool_calls`` say which it called), ``cache`` (True, False or ``"refresh"``), ``fallback``, ``strategy``,
         ``sample`` (repeated draws of one request are cached under their own index) and the
         request parameters (``temperature``, ``max_tokens``, ``seed``, ``top_p``, ``stop``).
         """
@@ -213,6 +272,7 @@ class Session:
 
     def chat(self, prompt: Any, model: str | Sequence[str] | None = None, **options: Any) -> ChatResult:
         """Synchronous `achat`; safe inside a running notebook event loop."""
+        __tracebackhide__ = True
         return self.run(self.achat(prompt, model, **options))
 
     async def _call(
@@ -225,38 +285,49 @@ class Session:
         run_id: str,
     ) -> ChatResult | LabError:
         request_id = _new_id("q")
+        request = request.for_sample(sample)
         spec = self.catalog.spec_name(request.model)
+        who = _identity(request, sample, "chat") if run_id == self.session_run_id else {}  # a compare has its rows
         started, wall = time.perf_counter(), time.time()
         try:
-            key = self._cache_key(request, await self._resolve(request.model), sample, fallback, cache)
+            groups = await self._groups(request.model)
+            refuse_unsupported(request, groups)
+            key = self._cache_key(request, groups, sample, fallback, cache)
             hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
             if hit is not None:
-                return self._from_cache(hit, spec, run_id, request_id, started, wall)
+                return self._from_cache(hit, spec, run_id, request_id, wall, who)
             routed = await self.router.complete(request, request_id, fallback=fallback, strategy=strategy)
         except LabError as exc:
-            return self._fail(exc, spec, run_id, request_id, started)
-        return self._succeeded(routed, spec, run_id, request_id, key)
+            return self._fail(exc, spec, run_id, request_id, started, who)
+        return self._succeeded(routed, spec, run_id, request_id, key, who, streamed=False)
 
     def _cache_key(
-        self, request: ChatRequest, resolved: list[str], sample: int, fallback: bool, cache: CachePolicy
+        self, request: ChatRequest, groups: list[ModelGroup], sample: int, fallback: bool, cache: CachePolicy
     ) -> str:
-        """Without fallback only the first model may answer, so an answer another model gave (cached by a
-        fallback call) must not be found: the key names exactly the models allowed to answer."""
+        """The key names what may answer, by identity (provider, server or weights, upstream model), never by
+        alias: re-pointing a name is a miss.  Without fallback only the first group may answer, so an answer
+        another model gave (cached by a fallback call) must not be found."""
         if not self.cache.enabled or cache is CachePolicy.OFF:
             return ""
-        return canonical_key(request, resolved if fallback else resolved[:1], sample)
+        return canonical_key(request, self._identities(groups if fallback else groups[:1]), sample)
 
-    def _succeeded(self, routed: Routed, spec: str, run_id: str, request_id: str, key: str) -> ChatResult:
+    def _identities(self, groups: Sequence[ModelGroup]) -> list[list[str]]:
+        return [sorted(self.providers[d.provider].identity(d.upstream) for d in g.deployments) for g in groups]
+
+    def _succeeded(
+        self, routed: Routed, spec: str, run_id: str, request_id: str, key: str, who: dict[str, Any], *, streamed: bool
+    ) -> ChatResult:
         """Turn a routed completion into the result, store it under *key* (if any) and record it."""
-        result = self._result(routed, spec, request_id)
+        result = self._result(routed, spec, request_id, streamed)
         if key:
             self.cache.put(key, _cache_value(result))
-        self._record(result, run_id)
+        self._record(result, run_id, who)
         return result
 
-    def _result(self, routed: Routed, spec: str, request_id: str) -> ChatResult:
+    def _result(self, routed: Routed, spec: str, request_id: str, streamed: bool) -> ChatResult:
         """``latency_s`` is the answering attempt's own time: waits for limits, back-off and retries are not
-        the model's latency (they are in ``attempts``)."""
+        the model's latency (they are in ``attempts``).  ``ttft_s`` exists only for a streamed answer: for
+        a whole response it would be the latency again under another name."""
         completion, dep = routed.completion, routed.deployment
         cost, source = self._cost(completion, dep)
         return ChatResult(
@@ -265,8 +336,9 @@ class Session:
             served_by=dep.id,
             provider=dep.provider,
             finish_reason=completion.finish_reason,
+            tool_calls=completion.tool_calls,
             latency_s=routed.attempts[-1].latency_s,
-            ttft_s=completion.ttft_s,
+            ttft_s=completion.ttft_s if streamed else None,
             input_tokens=completion.usage.input_tokens,
             output_tokens=completion.usage.output_tokens,
             cost_usd=cost,
@@ -285,16 +357,19 @@ class Session:
         return (priced, "catalog") if priced is not None else (math.nan, "unknown")
 
     def _from_cache(
-        self, hit: dict[str, Any], spec: str, run_id: str, request_id: str, started: float, wall: float
+        self, hit: dict[str, Any], spec: str, run_id: str, request_id: str, wall: float, who: dict[str, Any]
     ) -> ChatResult:
+        """A cached answer with the original call's measurements: a warm rerun reproduces its statistics.
+        Nothing is paid; what the original call cost is what the hit saved."""
         result = ChatResult(
             text=hit["text"],
             model=spec,
             served_by=hit["served_by"],
             provider=hit["provider"],
             finish_reason=hit.get("finish_reason"),
-            latency_s=time.perf_counter() - started,
-            ttft_s=None,
+            tool_calls=tuple(ToolCall(**call) for call in hit.get("tool_calls", ())),
+            latency_s=hit.get("latency_s", math.nan),
+            ttft_s=hit.get("ttft_s"),
             input_tokens=hit.get("input_tokens"),
             output_tokens=hit.get("output_tokens"),
             cost_usd=0.0,
@@ -303,17 +378,27 @@ class Session:
             cached=True,
             request_id=request_id,
         )
-        self._record(result, run_id, wall=wall)
+        self._record(result, run_id, who, wall=wall)
         return result
 
-    def _fail(self, exc: LabError, spec: str, run_id: str, request_id: str, started: float) -> LabError:
-        self.calls.append(result_row(exc, model=spec, run_id=run_id, latency_s=time.perf_counter() - started))
+    def _fail(
+        self, exc: LabError, spec: str, run_id: str, request_id: str, started: float, who: dict[str, Any]
+    ) -> LabError:
+        row = result_row(exc, model=spec, run_id=run_id, latency_s=time.perf_counter() - started, **who)
+        self._keep(row, run_id, request_id)
         self._log_records([attempt_record(attempt, run_id, request_id) for attempt in exc.attempts])
         return exc
 
-    def _record(self, result: ChatResult, run_id: str, *, wall: float | None = None) -> None:
-        self.calls.append(result_row(result, run_id=run_id))
+    def _record(self, result: ChatResult, run_id: str, who: dict[str, Any], *, wall: float | None = None) -> None:
+        self._keep(result_row(result, run_id=run_id, **who), run_id, result.request_id)
         self._log_records(call_records(result, run_id, wall or time.time()))
+
+    def _keep(self, row: dict[str, Any], run_id: str, request_id: str) -> None:
+        """Keep a call's results row for the session; one outside a compare (whose rows are saved by the
+        compare, under its run) also goes to the run log, keyed by its request id, with the next batch."""
+        self.calls.append(row)
+        if run_id == self.session_run_id:
+            self._pending_rows.append({**row, "prompt_id": request_id})
 
     def _log_records(self, records: list[dict[str, Any]]) -> None:
         """Keep *records* for the session at once; write them to the run log in batches (a transaction per
@@ -324,17 +409,23 @@ class Session:
             self.flush()
 
     def flush(self) -> None:
-        """Write pending attempt records to the run log."""
+        """Write pending results rows (of calls outside a compare) and attempt records to the run log."""
         pending, self._pending = self._pending, []
+        rows, self._pending_rows = self._pending_rows, []
         self._flushed_at = time.monotonic()
-        if not pending:
+        if not pending and not rows:
             return
         runlog = self.runlog
         if runlog is not None:
             try:
+                if rows and not self._session_logged:
+                    runlog.start_run(meta={"kind": "session"}, run_id=self.session_run_id)
+                    self._session_logged = True
+                if rows:
+                    runlog.save_results(self.session_run_id, rows)
                 runlog.append_attempts(pending)
             except Exception as exc:  # the run log must never break a call
-                log.warning("could not write the run log: %s", exc)
+                self.runlog_failed(exc)
 
     # -- streaming ------------------------------------------------------------------------------------------------
 
@@ -348,6 +439,7 @@ class Session:
 
     def stream(self, prompt: Any, model: str | Sequence[str] | None = None, **options: Any) -> Iterator[str]:
         """Synchronous `astream`: iterate to get text deltas as they arrive."""
+        __tracebackhide__ = True
         for item in self.stream_events(prompt, model, **options):
             if isinstance(item, str):
                 yield item
@@ -365,18 +457,22 @@ class Session:
     ) -> Iterator[str | ChatResult]:
         """Synchronous `astream_events`."""
         request = self.request(prompt, model, options, "stream")
-        return self.loop.iterate(self._stream(request, options))
+        return _without_loop_frames(self.loop.iterate(self._stream(request, options)))
 
     async def _stream(self, request: ChatRequest, options: Mapping[str, Any]) -> AsyncIterator[str | ChatResult]:
         cache, sample = CachePolicy.of(options.get("cache", True)), options.get("sample", 0)
         fallback, strategy = options.get("fallback", True), options.get("strategy")
+        request = request.for_sample(sample)
         spec = self.catalog.spec_name(request.model)
         run_id, request_id = self.session_run_id, _new_id("q")
+        who = _identity(request, sample, "stream")
         started, wall = time.perf_counter(), time.time()
-        key = self._cache_key(request, await self._resolve(request.model), sample, fallback, cache)
+        groups = await self._groups(request.model)
+        refuse_unsupported(request, groups)
+        key = self._cache_key(request, groups, sample, fallback, cache)
         hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
         if hit is not None:
-            result = self._from_cache(hit, spec, run_id, request_id, started, wall)
+            result = self._from_cache(hit, spec, run_id, request_id, wall, who)
             yield result.text
             yield result
             return
@@ -388,8 +484,17 @@ class Session:
                 if chunk.delta:
                     yield chunk.delta
         except LabError as exc:
-            raise self._fail(exc, spec, run_id, request_id, started) from None
-        yield self._succeeded(routed[0], spec, run_id, request_id, key)
+            raise self._fail(exc, spec, run_id, request_id, started, who) from None
+        yield self._succeeded(routed[0], spec, run_id, request_id, key, who, streamed=True)
+
+    def reset(self, deployment: str | Sequence[str] | None = None) -> list[str]:
+        """End 429 pauses and close circuit breakers of *deployment* (an id or any model spec; None = all),
+        e.g. after fixing a server; returns the deployment ids reset."""
+
+        async def reset() -> list[str]:  # limiters and breakers belong to the session's loop
+            return self.router.reset(deployment)
+
+        return self.run(reset())
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -413,6 +518,15 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _without_loop_frames(items: Iterator[T]) -> Iterator[T]:
+    """*items*, with a `LabError` raised as `Session.run` raises it."""
+    __tracebackhide__ = True
+    try:
+        yield from items
+    except LabError as exc:
+        raise exc.with_traceback(None) from None
 
 
 def _flush_at_exit(ref: weakref.ref[Session]) -> None:
@@ -439,13 +553,30 @@ def _cache_value(result: ChatResult) -> dict[str, Any]:
         "served_by": result.served_by,
         "provider": result.provider,
         "finish_reason": result.finish_reason,
+        "tool_calls": [call.to_dict() for call in result.tool_calls],
         "input_tokens": result.input_tokens,
         "output_tokens": result.output_tokens,
         "cost_usd": result.cost_usd,
         "cost_source": result.cost_source,
         "latency_s": result.latency_s,
+        "ttft_s": result.ttft_s,
         "stored_at": time.time(),
     }
+
+
+def _identity(request: ChatRequest, sample: int, via: str) -> dict[str, Any]:
+    """What a results row of a chat or stream call says about its request: the last user turn as the
+    prompt, the system prompt, the parameters set, the sample, the way and the time it was asked."""
+    prompt, system = "", None
+    for message in request.messages:
+        if message.role == "user":
+            prompt = message.content
+        elif message.role == "system" and system is None:
+            system = message.content
+    return {
+        "prompt": prompt, "system": system, "params": request.params.payload(), "sample": sample, "via": via,
+        "asked_at": time.time(),
+    }  # fmt: skip
 
 
 def _new_id(prefix: str) -> str:

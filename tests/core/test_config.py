@@ -309,6 +309,10 @@ BAD_URLS = [
     "http:///v1",
     "ftp://h/v1",
     "h:8000/v1",
+    "http://\u2603.net/v1",  # IDNA 2003 takes the snowman; httpx (IDNA 2008) would refuse it at call time
+    "http://h\t/v1",
+    "http://[::1]x/v1",
+    "http://h/v1?key=1",
 ]
 
 
@@ -323,6 +327,33 @@ def test_a_bad_base_url_variable_is_refused_at_load(var: str, url: str) -> None:
 def test_a_bad_provider_base_url_is_refused_at_load(tmp_path: Path, url: str) -> None:
     with pytest.raises(ConfigError, match=r"opencode_lab\.toml: \[providers\.x\] base_url (is not|must be)"):
         load(toml=f'[providers.x]\nbase_url = "{url}"\n', tmp_path=tmp_path)
+
+
+def test_a_refused_url_does_not_show_its_password() -> None:
+    with pytest.raises(ConfigError, match=r"'http://\*\*\*@h:99999/v1'") as info:
+        load({"OPENAI_BASE_URL": "http://alice:pw-TOPSECRET@h:99999/v1"})
+    assert "TOPSECRET" not in str(info.value)
+
+
+def test_a_base_url_with_user_info_is_kept_but_its_repr_masks_the_password() -> None:
+    settings = load({"OPENAI_BASE_URL": "http://alice:pw-TOPSECRET@h/v1"})
+    assert settings.openai_base_url == "http://alice:pw-TOPSECRET@h/v1"
+    assert "TOPSECRET" not in repr(settings) and "http://***@h/v1" in repr(settings)
+
+
+@pytest.mark.parametrize("header", ['"X-Key" = "caf\u00e9"', '"X-Key" = "a\\nb"', '"X Key" = "v"'])
+def test_a_header_httpx_could_not_send_is_refused_without_showing_its_value(tmp_path: Path, header: str) -> None:
+    toml = f'[providers.x]\nbase_url = "http://h/v1"\nheaders = {{ {header} }}\n'
+    with pytest.raises(ConfigError, match=r"\[providers\.x\] headers: .* needs a plain name and a printable") as info:
+        load(toml=toml, tmp_path=tmp_path)
+    assert "caf" not in str(info.value)
+
+
+def test_header_values_are_secrets(tmp_path: Path) -> None:
+    toml = '[providers.x]\nbase_url = "http://h/v1"\nheaders = { "X-Key" = "hdr-TOPSECRET-1" }\n'
+    settings = load(toml=toml, tmp_path=tmp_path)
+    assert settings.providers["x"].headers[0][1].reveal() == "hdr-TOPSECRET-1"
+    assert "TOPSECRET" not in repr(settings)
 
 
 def test_a_base_url_in_the_lab_table_is_checked_too(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from opencode_lab import InvalidRequestError, Params
 from opencode_lab.core.params import NAMES, options, reject_unknown
 
 
-def test_the_declaration_lists_the_openai_sampling_parameters() -> None:
-    assert NAMES == ("temperature", "max_tokens", "seed", "top_p", "stop")
+def test_the_declaration_lists_the_openai_sampling_parameters_and_the_schema() -> None:
+    assert NAMES == ("temperature", "max_tokens", "seed", "top_p", "stop", "schema")
     assert tuple(f.name for f in dataclasses.fields(Params)) == NAMES
 
 

@@ -82,6 +82,17 @@ def test_an_unknown_model_is_a_one_line_error(config: Path) -> None:
     assert "f/x" in line and "f/y" in line
 
 
+def test_a_dead_server_is_one_line_naming_the_cause_and_the_url(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    config = tmp_path / "dead.toml"
+    config.write_text(f'[lab]\nmax_retries = 0\n[providers.dead]\nbase_url = "{url}"\nmodels = ["m"]\n')
+    out = cli("--config", str(config), "chat", "-m", "dead/m", "hi")
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [f"error: ProviderConnectionError: connection refused at {url}"]
+
+
 def test_a_broken_config_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[lab\n")
@@ -95,6 +106,7 @@ def test_demo_answers_with_both_local_models_offline(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "local/smollm2-135m" in out.stdout and "local/gemma-3-270m" in out.stdout
     assert "Tokyo" in out.stdout
+    assert "accuracy (the answer contains the expected text" in out.stdout and "✓ " in out.stdout
     assert (tmp_path / "demo.png").stat().st_size > 10_000
 
 

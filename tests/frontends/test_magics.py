@@ -368,27 +368,31 @@ def test_a_failed_model_is_shown_in_red_and_the_others_still_answer(ip, magics, 
     assert "Traceback" not in shown.everything()
 
 
-def test_when_every_model_fails_the_cell_fails_with_one_line_after_storing(ip, magics, fresh_lab):
+def test_when_every_model_fails_the_cell_fails_naming_cause_and_place_after_storing(ip, magics, fresh_lab, servers):
     shown = chat(ip, f"-m {DOWN} -o lost", "nobody answers", fails=True)
-    assert str(shown.error) == f"every call failed ({DOWN}: server_error)"
+    assert str(shown.error) == f"{DOWN}: internal server error (HTTP 500) at {servers.down.base_url}"
     assert isinstance(ip.user_ns["lost"], LabError)
-    assert "server_error" in shown.final["text/html"] and "(HTTP 500)" in shown.final["text/html"]
+    assert [o.data for o in shown.outputs if not o.update] == [{"text/plain": ""}]  # the error is said once, below
 
 
-def test_a_failed_cell_is_reported_to_the_kernel_as_an_error_of_one_line(ip, magics, fresh_lab):
+def test_a_failed_cell_is_reported_to_the_kernel_as_one_error_line_per_model(ip, magics, fresh_lab):
     with capture_output() as cap:
-        result = ip.run_cell(f"%%chat -m {DOWN}\nnobody at all")
+        result = ip.run_cell(f"%%chat -m {DOWN} -n 2\nnobody at all")
     assert isinstance(result.error_in_exec, UsageError)  # nbclient and nbval (even --nbval-lax) see a failed cell
-    printed = [line for line in (cap.stdout + cap.stderr).splitlines() if "UsageError" in line]
-    assert printed == [f"UsageError: every call failed ({DOWN}: server_error)"]
-    assert "Traceback" not in cap.stdout + cap.stderr
+    printed = (cap.stdout + cap.stderr).splitlines()
+    where = fresh_lab.providers["down"].base_url
+    assert [line for line in printed if DOWN in line] == [
+        f"\x1b[31m{DOWN} #{k}\x1b[0m: internal server error (HTTP 500) at {where}" for k in (1, 2)
+    ]
+    assert "UsageError" not in cap.stdout + cap.stderr and "Traceback" not in cap.stdout + cap.stderr
 
 
-def test_a_stream_cut_midway_shows_the_partial_answer_and_the_error(ip, magics, fresh_lab):
+def test_a_stream_cut_midway_shows_the_partial_answer_above_the_error(ip, magics, fresh_lab):
     shown = chat(ip, "-m echo -o cut", "[[fault:cut_stream]] a b c d e f", fails=True)
     assert isinstance(ip.user_ns["cut"], StreamInterruptedError)
-    assert shown.final["text/html"].startswith('<pre style="white-space:pre-wrap')  # the text that did arrive
-    assert "echo:" in shown.final["text/html"] and "stream_interrupted" in shown.final["text/html"]
+    assert "echo: [[fault:cut_stream]]" in shown.final["text/html"]  # the text that did arrive
+    assert "see the error below" in shown.final["text/html"]
+    assert str(shown.error).startswith("echo: ") and "mid-stream" in str(shown.error)
 
 
 @pytest.mark.parametrize("line, message", [
@@ -514,6 +518,15 @@ def test_chat_stats_can_group_by_another_column_and_draw_a_plot(ip, magics):
     stats, shown = line_magic(ip, "chat_stats", "--by served_by --plot latency")
     assert ECHO in stats.index
     assert [o.data["text/plain"][:12] for o in shown.outputs] == ["<Figure size"]
+
+
+def test_chat_stats_plot_shows_one_figure_and_plot_of_the_sessions_calls_draws_boxes(ip, magics, lab):
+    chat(ip, "-m echo", "one chart, one name")
+    with capture_output() as cap:
+        ip.run_line_magic("chat_stats", "--plot latency")
+    (shown,) = [o.data for o in cap.outputs]
+    assert shown["text/plain"].startswith("<Figure size")
+    assert lab.plot(lab.results(), "latency").axes[0].get_title() == "Latency of ok calls"
 
 
 def test_chat_stats_rejects_an_unknown_plot_kind(ip, magics):

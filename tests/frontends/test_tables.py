@@ -22,7 +22,7 @@ def test_models_lists_deployments_with_prices_tags_and_health(fault, make_lab) -
         0.1,
         0.2,
         "cheap",
-        "closed",
+        "ready",
     )
     assert list(lab.models(tag="fast").index) == ["p/x"]
     assert list(lab.models("gemma").index) == ["local/gemma-3-270m"]
@@ -70,3 +70,24 @@ def test_models_shows_and_finds_aliases(fault, make_lab) -> None:
     lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n[aliases]\necho = "p/x"\n')
     assert list(lab.models("echo").index) == ["p/x"]
     assert lab.models().loc["p/x", "aliases"] == "echo"
+
+
+def test_models_reads_like_a_health_board(fault, make_lab) -> None:
+    lab = make_lab(
+        f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n'
+        "[lab]\nmax_retries = 0\nbreaker_failures = 2\n[cache]\nmode = \"off\"\n"
+    )
+    assert lab.models().loc["p/x", "health"] == "ready"
+    lab.chat("fine", "p/x")
+    assert lab.models().loc["p/x", "health"] == "healthy"
+    for _ in range(2):
+        lab.compare("bad [[fault:server_error]]", "p/x", progress=False)
+    assert lab.models().loc["p/x", "health"].startswith("cooling down (")
+
+
+def test_models_shows_whole_context_lengths_and_one_missing_value_style(fault, make_lab) -> None:
+    lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n')
+    frame = lab.models()
+    assert str(frame.loc["local/smollm2-135m", "context_length"]) == "2048"
+    assert frame.loc["p/x", ["context_length", "input_price_per_mtok"]].isna().all()
+    assert "None" not in frame.to_string() and "NaN" not in frame.to_string()

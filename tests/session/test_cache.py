@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from opencode_lab import ChatRequest
 from opencode_lab.core.params import NAMES, Params
+from opencode_lab.core.structured import Schema
 from opencode_lab.session.cache import ResponseCache, canonical_key
 
 TEXT = st.text(min_size=1, max_size=40).filter(str.strip)
@@ -72,6 +73,7 @@ def _another(params: Params, name: str) -> object:
         "seed": (current or 0) + 1,
         "top_p": 0.5 if current != 0.5 else 0.25,
         "stop": ("END",) if current != ("END",) else ("STOP",),
+        "schema": Schema.of({"type": "object"}) if current is None else None,
     }[name]
 
 

@@ -1,0 +1,131 @@
+"""Numbers a researcher can trust: answers cached by what answered, runs bound to their specification,
+samples that differ, measurements that survive the cache, unknowns that stay unknown."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from opencode_lab import InvalidRequestError, Lab, RunMismatchError
+
+
+def _toml(fault, upstream: str = "m1", extra: str = "") -> str:
+    return (
+        f'[providers.f]\nbase_url = "{fault.base_url}"\n'
+        f'[models.smol]\nprovider = "f"\nupstream = "{upstream}"\n{extra}'
+    )
+
+
+def test_re_pointing_a_model_name_is_a_cache_miss_and_the_new_model_answers(fault, make_lab) -> None:
+    first = make_lab(_toml(fault, "m1")).chat("q", "smol")
+    second = make_lab(_toml(fault, "m2")).chat("q", "smol")  # same cache folder, the name now means m2
+    assert (first.served_by, second.served_by) == ("f/m1", "f/m2")
+    assert not second.cached
+    assert [e["model"] for e in fault.log] == ["m1", "m2"]
+    assert make_lab(_toml(fault, "m2")).chat("q", "smol").cached  # and m2's own answer is reused
+
+
+def test_a_named_run_refuses_another_specification_and_names_the_difference(fault, make_lab) -> None:
+    lab = make_lab(_toml(fault))
+    lab.compare(["a", "b"], "smol", run="exp", temperature=0.0, progress=False)
+    sent = fault.count()
+    with pytest.raises(RunMismatchError, match=r"params: \{'temperature': 0.0\} -> \{'temperature': 0.7\}"):
+        lab.compare(["a", "b"], "smol", run="exp", temperature=0.7, progress=False)
+    with pytest.raises(RunMismatchError, match="system: None -> 'be brief'"):
+        lab.compare(["a", "b"], "smol", run="exp", temperature=0.0, system="be brief", progress=False)
+    with pytest.raises(RunMismatchError, match="prompts_sha256"):
+        lab.compare(["a", "c"], "smol", run="exp", temperature=0.0, progress=False)
+    assert fault.count() == sent  # nothing was sent by a refused run
+
+
+def test_resume_new_starts_a_fresh_run_and_keeps_the_old_one(fault, make_lab) -> None:
+    lab = make_lab(_toml(fault, extra='[cache]\nmode = "off"\n'))
+    old = lab.compare(["a"], "smol", run="exp", temperature=0.0, progress=False)
+    new = lab.compare(["a"], "smol", run="exp", temperature=0.7, resume="new", progress=False)
+    assert new.run_id[0] != old.run_id[0]
+    assert lab.load_run("exp").run_id[0] == new.run_id[0]
+    assert lab.load_run(f"exp@{old.run_id[0]}").run_id[0] == old.run_id[0]
+    with pytest.raises(InvalidRequestError, match="resume must be 'auto'"):
+        lab.compare(["a"], "smol", run="exp", resume="yes", progress=False)
+
+
+def test_the_same_specification_resumes_without_sending(fault, make_lab) -> None:
+    lab = make_lab(_toml(fault))
+    lab.compare(["a", "b"], "smol", run="exp", temperature=0.0, progress=False)
+    sent = fault.count()
+    again = lab.compare(["a", "b"], "smol", run="exp", temperature=0.0, progress=False)
+    assert fault.count() == sent and again.error_type.isna().all()
+
+
+def test_samples_of_a_seeded_request_get_their_own_seeds_reproducibly(fault, make_lab) -> None:
+    lab = make_lab(_toml(fault, extra='[cache]\nmode = "off"\n'))
+    lab.compare(["q"], "smol", n=4, temperature=1.0, seed=123, progress=False)
+    lab.compare(["q"], "smol", n=4, temperature=1.0, seed=123, progress=False)
+    seeds = [e["sampling"]["seed"] for e in fault.log]
+    assert seeds[0] == 123  # sample 0 asks what chat(seed=123) asks
+    assert len(set(seeds[:4])) == 4 and seeds[:4] == seeds[4:]
+
+
+def test_a_cached_row_reports_the_original_measurements(fault, make_lab) -> None:
+    fault.configure(latency_s=0.05, cost_per_token=0.001)
+    lab = make_lab(_toml(fault, extra='input_price = 1.0\noutput_price = 1.0\n'))
+    first = lab.compare(["a", "b"], "smol", progress=False)
+    again = lab.compare(["a", "b"], "smol", progress=False)
+    assert again.cached.all() and not first.cached.any()
+    pd.testing.assert_series_equal(again.latency_s, first.latency_s)
+    pd.testing.assert_series_equal(again.output_tokens, first.output_tokens)
+    assert (again.latency_s >= 0.05).all()  # the model's time, not the cache lookup's
+    assert (again.cost_usd == 0).all()
+    pd.testing.assert_series_equal(again.cost_saved_usd, first.cost_usd, check_names=False)
+
+
+def test_time_to_first_token_exists_only_for_streamed_answers(fault, make_lab) -> None:
+    lab = make_lab(_toml(fault))
+    assert lab.chat("whole", "smol", cache=False).ttft_s is None
+    streamed = list(lab.stream_events("streamed", "smol", cache=False))[-1]
+    assert streamed.ttft_s is not None and streamed.ttft_s <= streamed.latency_s
+
+
+def test_tokens_a_stream_did_not_report_are_unknown_not_zero(fault, make_lab) -> None:
+    fault.configure(stream_usage=False)  # as llama.cpp's server, which ignores stream_options
+    lab = make_lab(_toml(fault))
+    result = list(lab.stream_events("count me", "smol", cache=False))[-1]
+    assert (result.input_tokens, result.output_tokens) == (None, None)
+    assert "?→? tok" in result.footer() and "cost unknown" in result.footer()
+    row = lab.attempts().iloc[-1]
+    assert pd.isna(row.input_tokens) and pd.isna(row.output_tokens)
+
+
+def test_a_budget_with_an_unknown_price_is_refused_before_sending(fault, make_lab) -> None:
+    lab = make_lab(_toml(fault))
+    with pytest.raises(InvalidRequestError, match="budget_usd needs prices, and f/m1 has no known price"):
+        lab.compare(["a"], "smol", budget_usd=1.0, progress=False)
+    assert fault.count() == 0
+
+
+def test_a_budget_estimates_with_max_tokens_or_the_output_seen_so_far(fault, make_lab) -> None:
+    """A 2-token answer priced at $1 per token: the budget must not assume 512 output tokens."""
+    lab = make_lab(_toml(fault, extra="input_price = 0.0\noutput_price = 1000000.0\n"))
+    frame = lab.compare(["one two"] * 4, "smol", budget_usd=20.0, concurrency=1, cache=False, progress=False)
+    assert frame.error_type.isna().all()  # 4 answers of 3 words ("echo: one two") cost $12
+    capped = lab.compare(["a b"] * 3, "smol", budget_usd=20.0, max_tokens=8, cache=False, progress=False)
+    assert list(capped.error_type.fillna("ok")) == ["ok", "ok", "budget_exceeded"]  # 8 each would pass 20 at #3
+
+
+def test_lab_identities_name_the_server_and_model(fault, make_lab) -> None:
+    lab: Lab = make_lab(_toml(fault))
+    assert lab.run(lab.aidentities("smol")) == [[f"{fault.base_url}|m1"]]
+
+
+@pytest.mark.llama
+@pytest.mark.timeout(300)
+def test_seeded_samples_of_smollm2_differ_and_a_rerun_repeats_them(monkeypatch) -> None:
+    monkeypatch.setenv("OC_CACHE_MODE", "off")
+    prompts = ["Name a color.", "Name an animal.", "Name a city.", "Name a fruit.", "Name a sport."]
+    with Lab.from_env() as lab:
+        ask = {"n": 4, "temperature": 1.0, "seed": 123, "max_tokens": 12, "progress": False}
+        first = lab.compare(prompts, "local/smollm2-135m", **ask)
+        again = lab.compare(prompts, "local/smollm2-135m", **ask)
+    distinct = first.groupby("prompt_id").response.nunique()
+    assert (distinct > 1).sum() >= 4, distinct.to_dict()  # most prompts get more than one answer
+    assert list(again.response) == list(first.response)
