@@ -103,9 +103,8 @@ class OpenAICompatibleProvider(Provider):
         return self._client
 
     def identity(self, model: str) -> str:
-        """The server (without any user-info) and the model id: another server is another model."""
-        url = httpx.URL(self.base_url)
-        return f"{url.copy_with(username=None, password=None)}|{model}"
+        """The server (`base_url` holds no user-info) and the model id: another server is another model."""
+        return f"{self.base_url}|{model}"
 
     def payload(self, model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         """The JSON body for one chat completion; subclasses add vendor fields."""
