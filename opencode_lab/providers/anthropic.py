@@ -32,12 +32,12 @@ from ..core.errors import (
     StreamInterruptedError,
     error_for_status,
 )
-from ..core.secrets import Secret, StreamRedactor, redact
+from ..core.secrets import Secret, redact
 from ..core.structured import Schema
 from ..core.tools import ToolCall
 from ..core.types import ChatRequest, Completion, Message, ModelInfo, StreamChunk, Usage
 from . import openai_wire as wire
-from .openai_compat import OpenAICompatibleProvider, _cut, _Reader
+from .openai_compat import OpenAICompatibleProvider, _cut, _Reader, _StreamText
 from .vendor_wire import obj as _object
 from .vendor_wire import text as _text
 
@@ -128,12 +128,9 @@ class AnthropicProvider(OpenAICompatibleProvider):
         piece of progress (``ping`` events are not progress), and after ``message_delta`` gives the stop
         reason the rest of the stream gets `FINISH_GRACE_S`, as on the OpenAI wire."""
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        parts: list[str] = []
-        redactor = StreamRedactor()
-        ttft: float | None = None
+        text = _StreamText()
         events = _Events(model, _answer_name(request))
-        with self._edge(model, parts):
+        with self._edge(model, text.parts):
             reader = _Reader(loop.time() + self._timeout_s, self._max_body_bytes)
             response = await self._send("POST", MESSAGES, reader, self.payload(model, request, stream=True))
             try:
@@ -143,7 +140,7 @@ class AnthropicProvider(OpenAICompatibleProvider):
                     async for line in reader.sse_lines(response):
                         event = wire.loads(line, "stream event")
                         if event.get("type") == "error":
-                            raise self._event_error(event, model, "".join(parts))
+                            raise self._event_error(event, model, text.text)
                         raw, progressed = events.feed(event)
                         if events.done:
                             break
@@ -151,23 +148,20 @@ class AnthropicProvider(OpenAICompatibleProvider):
                             reader.deadline = min(reader.deadline, loop.time() + self._finish_grace_s)
                         elif progressed:
                             reader.deadline = loop.time() + self._timeout_s
-                        delta = redactor.feed(raw)
+                        delta = text.feed(raw)
                         if delta:
-                            ttft = ttft if ttft is not None else time.perf_counter() - started
-                            parts.append(delta)
                             yield StreamChunk(delta)
                 except TimeoutError:
                     if events.stop is None:
                         raise
                 if not events.done and events.stop is None:
-                    raise _cut(self.name, model, parts, "stream ended without message_stop")
+                    raise _cut(self.name, model, text.parts, "stream ended without message_stop")
             finally:
                 await response.aclose()
-        tail = redactor.flush()
+        tail = text.flush()
         if tail:
-            parts.append(tail)
             yield StreamChunk(tail)
-        completion = events.completion("".join(parts), ttft)
+        completion = events.completion(text.text, text.ttft)
         if request.params.schema is not None:
             request.params.schema.parse(completion.text, provider=self.name, model=model)
         yield StreamChunk("", completion)

@@ -36,11 +36,11 @@ from ..core.errors import (
     ProviderError,
     RateLimitError,
 )
-from ..core.secrets import Secret, StreamRedactor, redact
+from ..core.secrets import Secret, redact
 from ..core.tools import ToolCall
 from ..core.types import ChatRequest, Completion, Message, ModelInfo, StreamChunk, Usage
 from . import openai_wire as wire
-from .openai_compat import OpenAICompatibleProvider, _cut, _Reader
+from .openai_compat import OpenAICompatibleProvider, _cut, _Reader, _StreamText
 from .retry_after import parse_retry_after
 from .vendor_wire import obj as _object
 
@@ -120,13 +120,10 @@ class GeminiProvider(OpenAICompatibleProvider):
         """Text as each SSE chunk brings it; the stream is complete when a chunk has given a finish reason
         and the body ends (Gemini sends no ``[DONE]``).  ``timeout_s`` bounds the wait for progress."""
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        parts: list[str] = []
-        redactor = StreamRedactor()
-        ttft: float | None = None
+        text = _StreamText()
         answer = _Answer(model)
         path = _path(model, "streamGenerateContent") + "?alt=sse"
-        with self._edge(model, parts):
+        with self._edge(model, text.parts):
             reader = _Reader(loop.time() + self._timeout_s, self._max_body_bytes)
             response = await self._send("POST", path, reader, self.payload(model, request, stream=True))
             try:
@@ -134,25 +131,22 @@ class GeminiProvider(OpenAICompatibleProvider):
                     raise self._status_error(response.status_code, await reader.read(response), response.headers, model)
                 async for line in reader.sse_lines(response):
                     event = wire.loads(line, "stream chunk")
-                    self._raise_embedded(event, model, "".join(parts))
+                    self._raise_embedded(event, model, text.text)
                     raw = answer.feed(event)
                     self._raise_blocked(answer, model)
                     if raw or answer.calls:
                         reader.deadline = loop.time() + self._timeout_s
-                    delta = redactor.feed(raw)
+                    delta = text.feed(raw)
                     if delta:
-                        ttft = ttft if ttft is not None else time.perf_counter() - started
-                        parts.append(delta)
                         yield StreamChunk(delta)
                 if answer.finish is None:
-                    raise _cut(self.name, model, parts, "stream ended without a finish reason")
+                    raise _cut(self.name, model, text.parts, "stream ended without a finish reason")
             finally:
                 await response.aclose()
-        tail = redactor.flush()
+        tail = text.flush()
         if tail:
-            parts.append(tail)
             yield StreamChunk(tail)
-        completion = answer.completion("".join(parts), ttft)
+        completion = answer.completion(text.text, text.ttft)
         if request.params.schema is not None:
             request.params.schema.parse(completion.text, provider=self.name, model=model)
         yield StreamChunk("", completion)

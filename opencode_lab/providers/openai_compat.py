@@ -138,15 +138,12 @@ class OpenAICompatibleProvider(Provider):
         Once a choice has finished, the usage chunk, ``[DONE]`` and the end of the body get
         `FINISH_GRACE_S`: a server that then hangs has still given a complete answer."""
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        parts: list[str] = []
-        redactor = StreamRedactor()
-        ttft: float | None = None
+        text = _StreamText()
         finish: str | None = None
         usage = Usage()
         served = model
         calls = openai_tools.ToolCallDeltas()
-        with self._edge(model, parts):
+        with self._edge(model, text.parts):
             reader = _Reader(loop.time() + self._timeout_s, self._max_body_bytes)
             response = await self._send("POST", "/chat/completions", reader, self.payload(model, request, stream=True))
             try:
@@ -162,7 +159,7 @@ class OpenAICompatibleProvider(Provider):
                             reader.deadline = min(reader.deadline, loop.time() + self._finish_grace_s)
                             continue
                         event = wire.loads(line, "stream chunk")
-                        self._raise_embedded(event, model, "".join(parts))
+                        self._raise_embedded(event, model, text.text)
                         served = wire.served_model(event, served)
                         if event.get("usage") is not None:
                             usage = wire.usage(event["usage"])
@@ -174,10 +171,8 @@ class OpenAICompatibleProvider(Provider):
                             finish = finished or finish
                             raw = wire.delta_text(choice)
                             progressed = calls.feed(choice) or progressed or bool(raw)
-                            delta = redactor.feed(raw)
+                            delta = text.feed(raw)
                             if delta:
-                                ttft = ttft if ttft is not None else time.perf_counter() - started
-                                parts.append(delta)
                                 yield StreamChunk(delta)
                         if progressed and finish is None:
                             reader.deadline = loop.time() + self._timeout_s
@@ -185,14 +180,13 @@ class OpenAICompatibleProvider(Provider):
                     if finish is None and not done:
                         raise
                 if not done and finish is None:
-                    raise _cut(self.name, model, parts, "stream ended without [DONE]")
+                    raise _cut(self.name, model, text.parts, "stream ended without [DONE]")
             finally:
                 await response.aclose()
-        tail = redactor.flush()
+        tail = text.flush()
         if tail:
-            parts.append(tail)
             yield StreamChunk(tail)
-        completion = Completion("".join(parts), served, finish, usage, ttft, calls.calls())
+        completion = Completion(text.text, served, finish, usage, text.ttft, calls.calls())
         if request.params.schema is not None:
             request.params.schema.parse(completion.text, provider=self.name, model=model)
         yield StreamChunk("", completion)
@@ -293,6 +287,36 @@ class OpenAICompatibleProvider(Provider):
             wait = parse_retry_after(headers.get("retry-after"))
             wait = wait if wait is not None else parse_ratelimit_reset(headers)
         return error_for_status(status, message, retry_after=wait, provider=self.name, model=model)
+
+
+class _StreamText:
+    """An answer as it streams, shared by every HTTP provider: keys masked across deltas, the time to the
+    first token, and the text so far (which an interrupted stream hands to its error)."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.ttft: float | None = None
+        self._started = time.perf_counter()
+        self._redactor = StreamRedactor()
+
+    def feed(self, raw: str) -> str:
+        """What of *raw* may be shown now (a possible key's start is held back)."""
+        delta = self._redactor.feed(raw)
+        if delta:
+            self.ttft = self.ttft if self.ttft is not None else time.perf_counter() - self._started
+            self.parts.append(delta)
+        return delta
+
+    def flush(self) -> str:
+        """What was held back, once the stream has ended."""
+        tail = self._redactor.flush()
+        if tail:
+            self.parts.append(tail)
+        return tail
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 class _Reader:
