@@ -46,6 +46,8 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/router_overhead.py
 	$(BIN)/python bench/cache_replay.py
 	$(BIN)/python bench/concurrency.py
+	$(BIN)/python bench/strategies.py
+	$(BIN)/python bench/local_scaling.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
