@@ -1,18 +1,26 @@
-"""Turning calls into records: the one place a results row or an attempt record is assembled.
+"""Turning calls into results and records: the one place a `ChatResult` (routed or cached), a results
+row or an attempt record is assembled.
 
 The columns are declared in `opencode_lab.core.schema`; this module fills them
-from a `ChatResult`, an error, or an `Attempt`.
+from a routed completion, a cache entry, an error, or an `Attempt`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import LabError, error_type_of
 from ..core.schema import RESULT_COLUMNS
+from ..core.tools import ToolCall
 from ..core.types import Attempt, ChatResult
+
+if TYPE_CHECKING:
+    from ..core.deployment import Deployment
+    from ..core.types import Completion
+    from ..routing.router import Routed
 
 
 def result_row(outcome: ChatResult | LabError, **identity: Any) -> dict[str, Any]:
@@ -108,3 +116,80 @@ def call_records(result: ChatResult, run_id: str, wall: float) -> list[dict[str,
     records = [cache_hit_record(result, run_id, wall)] if result.cached else []
     records += [attempt_record(a, run_id, result.request_id, result) for a in result.attempts]
     return records
+
+
+def routed_result(routed: Routed, spec: str, request_id: str, *, streamed: bool, reports_cost: bool) -> ChatResult:
+    """A routed completion as the caller's result.
+
+    ``latency_s`` is the answering attempt's own time: waits for limits, back-off and retries are not
+    the model's latency (they are in ``attempts``).  ``ttft_s`` exists only for a streamed answer: for
+    a whole response it would be the latency again under another name.
+    """
+    completion, dep = routed.completion, routed.deployment
+    cost, source = _cost(completion, dep, reports_cost)
+    return ChatResult(
+        text=completion.text,
+        model=spec,
+        served_by=dep.id,
+        provider=dep.provider,
+        finish_reason=completion.finish_reason,
+        tool_calls=completion.tool_calls,
+        latency_s=routed.attempts[-1].latency_s,
+        ttft_s=completion.ttft_s if streamed else None,
+        input_tokens=completion.usage.input_tokens,
+        output_tokens=completion.usage.output_tokens,
+        cost_usd=cost,
+        cost_source=source,
+        attempts=tuple(routed.attempts),
+        request_id=request_id,
+    )
+
+
+def _cost(completion: Completion, dep: Deployment, reports_cost: bool) -> tuple[float, str]:
+    """Provider-reported cost, else catalog price x tokens, else NaN: never a made-up zero."""
+    if dep.provider == "local":
+        return 0.0, "local"
+    if completion.usage.cost_usd is not None and reports_cost:
+        return completion.usage.cost_usd, "provider"
+    priced = dep.cost_usd(completion.usage.input_tokens, completion.usage.output_tokens)
+    return (priced, "catalog") if priced is not None else (math.nan, "unknown")
+
+
+def cache_value(result: ChatResult) -> dict[str, Any]:
+    """What the cache keeps of an answer: the text and the original call's measurements."""
+    return {
+        "text": result.text,
+        "served_by": result.served_by,
+        "provider": result.provider,
+        "finish_reason": result.finish_reason,
+        "tool_calls": [call.to_dict() for call in result.tool_calls],
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "cost_usd": result.cost_usd,
+        "cost_source": result.cost_source,
+        "latency_s": result.latency_s,
+        "ttft_s": result.ttft_s,
+        "stored_at": time.time(),
+    }
+
+
+def cached_result(hit: dict[str, Any], spec: str, request_id: str) -> ChatResult:
+    """A cached answer with the original call's measurements: a warm rerun reproduces its statistics.
+    Nothing is paid; what the original call cost is what the hit saved."""
+    return ChatResult(
+        text=hit["text"],
+        model=spec,
+        served_by=hit["served_by"],
+        provider=hit["provider"],
+        finish_reason=hit.get("finish_reason"),
+        tool_calls=tuple(ToolCall(**call) for call in hit.get("tool_calls", ())),
+        latency_s=hit.get("latency_s", math.nan),
+        ttft_s=hit.get("ttft_s"),
+        input_tokens=hit.get("input_tokens"),
+        output_tokens=hit.get("output_tokens"),
+        cost_usd=0.0,
+        cost_source=hit.get("cost_source", "unknown"),
+        cost_saved_usd=hit.get("cost_usd", math.nan),
+        cached=True,
+        request_id=request_id,
+    )

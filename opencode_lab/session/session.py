@@ -2,20 +2,17 @@
 
 `Session` is orchestration only.  It is built from `Settings` (`build.py` makes the
 providers and the catalog), owns the event loop every connection, limiter and
-breaker is bound to (`loop.py`), and turns each call into a `ChatResult` plus
-attempt records (`records.py`) that reach the run log in batches.  The
+breaker is bound to (`loop.py`), and turns each call into a `ChatResult` (`records.py`) plus
+attempt records that its journal (`journal.py`) writes to the run log in batches.  The
 DataFrame API (`opencode_lab.Lab`) is built on its public methods.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
-import math
 import time
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,8 +22,7 @@ from ..core.deployment import Deployment
 from ..core.errors import ConfigError, InvalidRequestError, LabError, ProviderTimeout
 from ..core.params import NAMES, reject_unknown
 from ..core.secrets import RedactingFilter, get_logger
-from ..core.tools import ToolCall
-from ..core.types import ChatRequest, ChatResult, Completion
+from ..core.types import ChatRequest, ChatResult
 from ..providers.base import Provider
 from ..routing.backoff import RetryPolicy
 from ..routing.catalog import Catalog, ModelGroup, refuse_unsupported
@@ -34,8 +30,9 @@ from ..routing.router import BreakerSettings, Routed, Router
 from ..routing.strategies import make_strategy
 from .build import build_providers, catalog_models, check_open_ids
 from .cache import CachePolicy, ResponseCache, canonical_key
+from .journal import Journal
 from .loop import LoopThread
-from .records import attempt_record, call_records, result_row
+from .records import cache_value, cached_result, routed_result
 
 if TYPE_CHECKING:
     from .runlog import RunLog
@@ -83,18 +80,38 @@ class Session:
         self.cache = ResponseCache(s.cache_mode, s.cache_dir, s.cache_ttl_ms)
         self.loop = LoopThread()
         self.session_run_id = _new_id("s")
-        #: every results row (`records.result_row`) and attempt record of this session, in order
-        self.calls: list[dict[str, Any]] = []
-        self.records: list[dict[str, Any]] = []
-        self._runlog: RunLog | None = None
-        self._runlog_error: ConfigError | None = None
-        self._without_cache_folder()
-        self._pending: list[dict[str, Any]] = []
-        self._pending_rows: list[dict[str, Any]] = []
-        self._session_logged = False
-        self._flushed_at = time.monotonic()
+        self.journal = Journal(s.runlog, self.session_run_id, cache_dir=s.cache_dir, cache_fallback=self.cache.fallback)
         self._catalog_loaded = False
-        atexit.register(_flush_at_exit, weakref.ref(self))
+
+    # -- the journal: every call's row and attempts, and the run log they reach -------------------------------
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        """Every results row of this session, in order."""
+        return self.journal.calls
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """Every attempt record of this session, in order."""
+        return self.journal.records
+
+    @property
+    def runlog(self) -> RunLog | None:
+        """The SQLite run log, or None when it is off or cannot be used (`runlog_error` says why)."""
+        return self.journal.runlog
+
+    @property
+    def runlog_error(self) -> ConfigError | None:
+        """The first run-log problem this session met (it names the file and the way out), or None."""
+        return self.journal.error
+
+    def runlog_failed(self, exc: Exception) -> None:
+        """Report a run-log failure once per session, as a warning: never a reason to lose an answer."""
+        self.journal.failed(exc)
+
+    def flush(self) -> None:
+        """Write pending rows and attempt records to the run log."""
+        self.journal.flush()
 
     @classmethod
     def from_env(cls: type[T]) -> T:
@@ -106,47 +123,6 @@ class Session:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(providers={sorted(self.providers)}, deployments={len(self.catalog.deployments)})"
-
-    @property
-    def runlog(self) -> RunLog | None:
-        """The SQLite run log (created on first use), or None when ``OC_RUNLOG=off`` or when it cannot be
-        used (`runlog_error` says why): calls keep their answers without it."""
-        if self._runlog is None and self.settings.runlog is not None and self._runlog_error is None:
-            from .runlog import RunLog
-
-            try:
-                self._runlog = RunLog(self.settings.runlog)
-            except ConfigError as exc:
-                self.runlog_failed(exc)
-        return self._runlog
-
-    @property
-    def runlog_error(self) -> ConfigError | None:
-        """The first run-log problem this session met (it names the file and the way out), or None."""
-        return self._runlog_error
-
-    def runlog_failed(self, exc: Exception) -> None:
-        """Report a run-log failure once per session, as a warning: the log is a record, never a reason to
-        lose an answer.  Writes are still tried later (a full disk may recover)."""
-        if self._runlog_error is not None:
-            log.debug("the run log failed again: %s", exc)
-            return
-        self._runlog_error = (
-            exc if isinstance(exc, ConfigError) else ConfigError(f"the run log {self.settings.runlog} failed: {exc}")
-        )
-        log.warning("%s", self._runlog_error)
-
-    def _without_cache_folder(self) -> None:
-        """An unwritable cache folder (a user without a home) leaves the memory cache and, when the run log
-        lives in that folder, no run log: one warning, never a PermissionError."""
-        problem, runlog = self.cache.fallback, self.settings.runlog
-        if problem is None:
-            return
-        lost = runlog is not None and runlog.is_relative_to(self.settings.cache_dir)
-        if lost:
-            self._runlog_error = ConfigError(f"the run log {runlog} is off: {problem}; set OC_CACHE_DIR or OC_RUNLOG")
-        without = " and no run log" if lost else ""
-        log.warning("%s: using the in-memory cache%s; set OC_CACHE_DIR to a writable folder", problem, without)
 
     # -- the loop -------------------------------------------------------------------------------------------------
 
@@ -295,10 +271,13 @@ class Session:
             key = self._cache_key(request, groups, sample, fallback, cache)
             hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
             if hit is not None:
-                return self._from_cache(hit, spec, run_id, request_id, wall, who)
+                result = cached_result(hit, spec, request_id)
+                self.journal.succeeded(result, run_id, who, wall=wall)
+                return result
             routed = await self.router.complete(request, request_id, fallback=fallback, strategy=strategy)
         except LabError as exc:
-            return self._fail(exc, spec, run_id, request_id, started, who)
+            self.journal.failed_call(exc, spec, run_id, request_id, time.perf_counter() - started, who)
+            return exc
         return self._succeeded(routed, spec, run_id, request_id, key, who, streamed=False)
 
     def _cache_key(
@@ -318,114 +297,12 @@ class Session:
         self, routed: Routed, spec: str, run_id: str, request_id: str, key: str, who: dict[str, Any], *, streamed: bool
     ) -> ChatResult:
         """Turn a routed completion into the result, store it under *key* (if any) and record it."""
-        result = self._result(routed, spec, request_id, streamed)
+        reports_cost = self.providers[routed.deployment.provider].reports_cost
+        result = routed_result(routed, spec, request_id, streamed=streamed, reports_cost=reports_cost)
         if key:
-            self.cache.put(key, _cache_value(result))
-        self._record(result, run_id, who)
+            self.cache.put(key, cache_value(result))
+        self.journal.succeeded(result, run_id, who)
         return result
-
-    def _result(self, routed: Routed, spec: str, request_id: str, streamed: bool) -> ChatResult:
-        """``latency_s`` is the answering attempt's own time: waits for limits, back-off and retries are not
-        the model's latency (they are in ``attempts``).  ``ttft_s`` exists only for a streamed answer: for
-        a whole response it would be the latency again under another name."""
-        completion, dep = routed.completion, routed.deployment
-        cost, source = self._cost(completion, dep)
-        return ChatResult(
-            text=completion.text,
-            model=spec,
-            served_by=dep.id,
-            provider=dep.provider,
-            finish_reason=completion.finish_reason,
-            tool_calls=completion.tool_calls,
-            latency_s=routed.attempts[-1].latency_s,
-            ttft_s=completion.ttft_s if streamed else None,
-            input_tokens=completion.usage.input_tokens,
-            output_tokens=completion.usage.output_tokens,
-            cost_usd=cost,
-            cost_source=source,
-            attempts=tuple(routed.attempts),
-            request_id=request_id,
-        )
-
-    def _cost(self, completion: Completion, dep: Deployment) -> tuple[float, str]:
-        """Provider-reported cost, else catalog price x tokens, else NaN: never a made-up zero."""
-        if dep.provider == "local":
-            return 0.0, "local"
-        if completion.usage.cost_usd is not None and self.providers[dep.provider].reports_cost:
-            return completion.usage.cost_usd, "provider"
-        priced = dep.cost_usd(completion.usage.input_tokens, completion.usage.output_tokens)
-        return (priced, "catalog") if priced is not None else (math.nan, "unknown")
-
-    def _from_cache(
-        self, hit: dict[str, Any], spec: str, run_id: str, request_id: str, wall: float, who: dict[str, Any]
-    ) -> ChatResult:
-        """A cached answer with the original call's measurements: a warm rerun reproduces its statistics.
-        Nothing is paid; what the original call cost is what the hit saved."""
-        result = ChatResult(
-            text=hit["text"],
-            model=spec,
-            served_by=hit["served_by"],
-            provider=hit["provider"],
-            finish_reason=hit.get("finish_reason"),
-            tool_calls=tuple(ToolCall(**call) for call in hit.get("tool_calls", ())),
-            latency_s=hit.get("latency_s", math.nan),
-            ttft_s=hit.get("ttft_s"),
-            input_tokens=hit.get("input_tokens"),
-            output_tokens=hit.get("output_tokens"),
-            cost_usd=0.0,
-            cost_source=hit.get("cost_source", "unknown"),
-            cost_saved_usd=hit.get("cost_usd", math.nan),
-            cached=True,
-            request_id=request_id,
-        )
-        self._record(result, run_id, who, wall=wall)
-        return result
-
-    def _fail(
-        self, exc: LabError, spec: str, run_id: str, request_id: str, started: float, who: dict[str, Any]
-    ) -> LabError:
-        row = result_row(exc, model=spec, run_id=run_id, latency_s=time.perf_counter() - started, **who)
-        self._keep(row, run_id, request_id)
-        self._log_records([attempt_record(attempt, run_id, request_id) for attempt in exc.attempts])
-        return exc
-
-    def _record(self, result: ChatResult, run_id: str, who: dict[str, Any], *, wall: float | None = None) -> None:
-        self._keep(result_row(result, run_id=run_id, **who), run_id, result.request_id)
-        self._log_records(call_records(result, run_id, wall or time.time()))
-
-    def _keep(self, row: dict[str, Any], run_id: str, request_id: str) -> None:
-        """Keep a call's results row for the session; one outside a compare (whose rows are saved by the
-        compare, under its run) also goes to the run log, keyed by its request id, with the next batch."""
-        self.calls.append(row)
-        if run_id == self.session_run_id:
-            self._pending_rows.append({**row, "prompt_id": request_id})
-
-    def _log_records(self, records: list[dict[str, Any]]) -> None:
-        """Keep *records* for the session at once; write them to the run log in batches (a transaction per
-        call would cost more than the call's own bookkeeping) at least every second."""
-        self.records.extend(records)
-        self._pending.extend(records)
-        if len(self._pending) >= 200 or time.monotonic() - self._flushed_at >= 1.0:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write pending results rows (of calls outside a compare) and attempt records to the run log."""
-        pending, self._pending = self._pending, []
-        rows, self._pending_rows = self._pending_rows, []
-        self._flushed_at = time.monotonic()
-        if not pending and not rows:
-            return
-        runlog = self.runlog
-        if runlog is not None:
-            try:
-                if rows and not self._session_logged:
-                    runlog.start_run(meta={"kind": "session"}, run_id=self.session_run_id)
-                    self._session_logged = True
-                if rows:
-                    runlog.save_results(self.session_run_id, rows)
-                runlog.append_attempts(pending)
-            except Exception as exc:  # the run log must never break a call
-                self.runlog_failed(exc)
 
     # -- streaming ------------------------------------------------------------------------------------------------
 
@@ -472,7 +349,8 @@ class Session:
         key = self._cache_key(request, groups, sample, fallback, cache)
         hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
         if hit is not None:
-            result = self._from_cache(hit, spec, run_id, request_id, wall, who)
+            result = cached_result(hit, spec, request_id)
+            self.journal.succeeded(result, run_id, who, wall=wall)
             yield result.text
             yield result
             return
@@ -484,7 +362,8 @@ class Session:
                 if chunk.delta:
                     yield chunk.delta
         except LabError as exc:
-            raise self._fail(exc, spec, run_id, request_id, started, who) from None
+            self.journal.failed_call(exc, spec, run_id, request_id, time.perf_counter() - started, who)
+            raise exc from None
         yield self._succeeded(routed[0], spec, run_id, request_id, key, who, streamed=True)
 
     def reset(self, deployment: str | Sequence[str] | None = None) -> list[str]:
@@ -500,7 +379,7 @@ class Session:
 
     def close(self) -> None:
         """Flush the run log, close pooled connections and unload local models; idempotent."""
-        self.flush()
+        self.journal.flush()
 
         async def shutdown() -> None:
             for provider in self.providers.values():
@@ -510,8 +389,7 @@ class Session:
             self.run(shutdown())
         finally:
             self.loop.close()
-            if self._runlog is not None:
-                self._runlog.close()
+            self.journal.close()
 
     def __enter__(self: T) -> T:
         return self
@@ -529,13 +407,6 @@ def _without_loop_frames(items: Iterator[T]) -> Iterator[T]:
         raise exc.with_traceback(None) from None
 
 
-def _flush_at_exit(ref: weakref.ref[Session]) -> None:
-    """Records still waiting for their batch reach the run log when the interpreter (kernel) exits."""
-    session = ref()
-    if session is not None:
-        session.flush()
-
-
 def _configure_logging(level: str) -> None:
     """Apply ``LOG_LEVEL`` to the package's loggers; add a redacting stderr handler if nobody configured one."""
     package = logging.getLogger("opencode_lab")
@@ -545,23 +416,6 @@ def _configure_logging(level: str) -> None:
         handler.addFilter(RedactingFilter())
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         package.addHandler(handler)
-
-
-def _cache_value(result: ChatResult) -> dict[str, Any]:
-    return {
-        "text": result.text,
-        "served_by": result.served_by,
-        "provider": result.provider,
-        "finish_reason": result.finish_reason,
-        "tool_calls": [call.to_dict() for call in result.tool_calls],
-        "input_tokens": result.input_tokens,
-        "output_tokens": result.output_tokens,
-        "cost_usd": result.cost_usd,
-        "cost_source": result.cost_source,
-        "latency_s": result.latency_s,
-        "ttft_s": result.ttft_s,
-        "stored_at": time.time(),
-    }
 
 
 def _identity(request: ChatRequest, sample: int, via: str) -> dict[str, Any]:

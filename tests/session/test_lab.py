@@ -86,11 +86,11 @@ def test_the_second_identical_chat_is_a_cache_hit(local_lab: Lab) -> None:
     ],
 )
 def test_bad_input_is_refused_before_any_request(local_lab: Lab, kwargs: dict, message: str) -> None:
-    before = len(local_lab.records) + len(local_lab._pending)
+    before = len(local_lab.records), len(local_lab.calls)
     prompt = kwargs.pop("prompt")
     with pytest.raises(InvalidRequestError, match=message):
         local_lab.chat(prompt, "local/smollm2-135m", **kwargs)
-    assert len(local_lab.records) + len(local_lab._pending) == before
+    assert (len(local_lab.records), len(local_lab.calls)) == before  # nothing was sent, nothing recorded
 
 
 def test_an_unknown_model_suggests_the_closest_ids(local_lab: Lab) -> None:
