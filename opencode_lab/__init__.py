@@ -42,11 +42,11 @@ from .core.errors import (
     RateLimitError,
     RunInterruptedError,
     RunMismatchError,
+    SchemaMismatchError,
     ServerError,
     StreamInterruptedError,
 )
 from .core.params import Params
-from .core.structured import SchemaMismatchError
 from .core.types import Attempt, ChatRequest, ChatResult, Completion, Message, ModelInfo, StreamChunk, Usage
 from .frontends.accessor import register_if_loaded
 from .frontends.default import default_lab, set_default_lab

@@ -21,6 +21,7 @@
     │   ├── ProviderTimeout         no answer within the timeout
     │   ├── ProviderConnectionError refused / reset connection
     │   ├── MalformedResponseError  a body we could not understand
+    │   ├── SchemaMismatchError     an answer to a schema= request that does not match it (keeps the text)
     │   └── StreamInterruptedError  a stream cut after its first token (carries partial_text)
     └── AllAttemptsFailedError      the router ran out of retries and candidates
 
@@ -225,6 +226,21 @@ class MalformedResponseError(ProviderError):
     retryable = True
     trips_breaker = True
     error_type = "malformed_response"
+
+
+class SchemaMismatchError(ProviderError):
+    """An answer to a ``schema=`` request that is not JSON or does not match the schema.
+
+    ``text`` keeps the raw answer.  Not retried and not failed over: the same model
+    asked the same way answers the same way, and the deployment itself is healthy.
+    """
+
+    rotate = False
+    error_type = "schema_mismatch"
+
+    def __init__(self, message: str, *, text: str, **kw: Any) -> None:
+        self.text = text
+        super().__init__(f"{message}; raw answer: {text[:2000]!r}", **kw)
 
 
 class StreamInterruptedError(ProviderError):

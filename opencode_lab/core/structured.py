@@ -16,25 +16,10 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
 
-from .errors import InvalidRequestError, ProviderError
+from .errors import InvalidRequestError, SchemaMismatchError
 
 _NAME = re.compile(r"[^A-Za-z0-9_-]+")
 _FENCE = re.compile(r"^```[A-Za-z0-9_-]*\s*\n?(.*?)\n?```$", re.DOTALL)
-
-
-class SchemaMismatchError(ProviderError):
-    """An answer to a ``schema=`` request that is not JSON or does not match the schema.
-
-    ``text`` keeps the raw answer.  Not retried and not failed over: the same model
-    asked the same way answers the same way, and the deployment itself is healthy.
-    """
-
-    rotate = False
-    error_type = "schema_mismatch"
-
-    def __init__(self, message: str, *, text: str, **kw: Any) -> None:
-        self.text = text
-        super().__init__(f"{message}; raw answer: {text[:2000]!r}", **kw)
 
 
 @dataclass(frozen=True)

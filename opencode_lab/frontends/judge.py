@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..analysis.scorers import Score, is_missing
-from ..core.errors import AllAttemptsFailedError, InvalidRequestError, LabError, error_type_of
+from ..core.errors import AllAttemptsFailedError, InvalidRequestError, LabError, SchemaMismatchError, error_type_of
 from ..core.params import Params
-from ..core.structured import SchemaMismatchError, unfenced
+from ..core.structured import unfenced
 from ..core.types import ChatRequest, ChatResult
 from .grading import Graded
 
