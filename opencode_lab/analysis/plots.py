@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-KINDS: tuple[str, ...] = ("overview", "score", "latency", "cost", "failures", "tradeoff")
+KINDS: tuple[str, ...] = ("overview", "score", "latency", "cost", "failures", "tradeoff", "ratings")
 #: the overview's panels in reading order (those without data are left out)
 _PANELS = ("score", "failures", "latency", "cost", "tradeoff")
 _ROTATIONS = (0, 30, 90)
@@ -102,12 +102,15 @@ def plot(data: pd.DataFrame, kind: str = "overview", *, ax: Axes | None = None) 
 
     ``data`` is a results frame (has ``latency_s``: latency is drawn as box plots of ok
     calls) or a stats frame (has ``latency_p50_s``: p50 bars and p95 ticks, each with its
-    interval).  ``score`` needs a score column; the overview shows the panels that have
-    data (score, failures, latency, cost, trade-off).  ``ax`` draws a single kind into an existing axes.
+    interval); ``ratings`` draws a frame of `opencode_lab.ratings` instead.  ``score`` needs a score
+    column; the overview shows the panels that have data (score, failures, latency, cost, trade-off).
+    ``ax`` draws a single kind into an existing axes.
     Raises ValueError for an unknown kind, a frame of neither shape, no rows, or no score.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown plot kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    if kind == "ratings":
+        return _ratings(data, ax)
     view = _view(data)
     if kind == "overview" and ax is not None:
         raise ValueError("kind='overview' draws its own figure of several panels; pass ax= only with a single kind")
@@ -122,6 +125,31 @@ def plot(data: pd.DataFrame, kind: str = "overview", *, ax: Axes | None = None) 
     _DRAW[kind](ax, view)
     fig = ax.figure.figure  # the root figure, also when ax lives in a subfigure
     _finish(fig, [ax] if kind != "tradeoff" else [], detach=own)
+    return fig
+
+
+def _ratings(ratings: pd.DataFrame, ax: Axes | None) -> Figure:
+    """Bradley-Terry ratings, best first, each with its bootstrap 95 % interval and the battles behind it."""
+    missing = [c for c in ("rating", "ci_low", "ci_high", "battles") if c not in ratings.columns]
+    if missing or ratings.empty:
+        raise ValueError(f"kind='ratings' draws a frame of opencode_lab.ratings(); missing: {missing or 'rows'}")
+    ordered = ratings.sort_values("rating")
+    own = ax is None
+    if ax is None:
+        _, ax = _new_figure((6.4, max(2.4, 0.5 * len(ordered) + 1.4)))
+    names = [str(m) for m in ordered.index]
+    rows = list(range(len(ordered)))
+    low, high = ordered["rating"] - ordered["ci_low"], ordered["ci_high"] - ordered["rating"]
+    for row, name, rating, lo, hi in zip(rows, names, ordered["rating"], low, high, strict=True):
+        ax.errorbar(rating, row, xerr=[[lo], [hi]], fmt="o", color=model_colour(name), capsize=4)
+    for row, high_end, battles in zip(rows, ordered["ci_high"], ordered["battles"], strict=True):
+        ax.annotate(f"n={int(battles)}", (high_end, row), xytext=(6, 0), textcoords="offset points", va="center")
+    ax.set_yticks(rows, _short_names(names))
+    ax.set_xlabel("rating (Elo scale)")
+    ax.set_title("Bradley-Terry rating (95 % bootstrap interval; n battles)")
+    ax.margins(x=0.15)
+    fig = ax.figure.figure
+    _finish(fig, [], detach=own)
     return fig
 
 

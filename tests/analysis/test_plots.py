@@ -107,7 +107,7 @@ def _assert_labels_apart(ax: Axes) -> None:
 
 
 @pytest.mark.parametrize("source", ["results", "stats"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "ratings"])  # ratings draw another frame: below
 def test_every_kind_renders_to_png(results: pd.DataFrame, kind: str, source: str) -> None:
     data = results if source == "results" else summarize(results)
     fig = plot(data, kind)
@@ -309,3 +309,22 @@ def test_plot_traffic_stacks_outcomes_per_deployment() -> None:
     assert sum(bar.get_height() for bar in ax.patches) == 5
     with pytest.raises(ValueError, match="nothing to plot"):
         plot_traffic(attempts.iloc[:0])
+
+
+def test_ratings_are_drawn_best_on_top_with_their_intervals(tmp_path) -> None:
+    from opencode_lab import ratings
+
+    battles = pd.DataFrame(
+        {"model_a": ["x", "x", "y", "x"], "model_b": ["y", "z", "z", "y"], "winner": ["model_a"] * 3 + ["model_b"]}
+    )
+    table = ratings(battles)
+    fig = plot(table, "ratings")
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(table.sort_values("rating").index)
+    assert [t.get_text() for t in ax.texts] == [f"n={n}" for n in table.sort_values("rating")["battles"]]
+    fig.savefig(tmp_path / "ratings.png")
+
+
+def test_ratings_need_a_ratings_frame() -> None:
+    with pytest.raises(ValueError, match=r"frame of opencode_lab\.ratings"):
+        plot(pd.DataFrame({"model": ["a"]}), "ratings")
