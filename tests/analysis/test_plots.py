@@ -108,6 +108,7 @@ def _assert_labels_apart(ax: Axes) -> None:
 
 @pytest.mark.parametrize("source", ["results", "stats"])
 @pytest.mark.parametrize("kind", [k for k in KINDS if k != "ratings"])  # ratings draw another frame: below
+@pytest.mark.slow
 def test_every_kind_renders_to_png(results: pd.DataFrame, kind: str, source: str) -> None:
     data = results if source == "results" else summarize(results)
     fig = plot(data, kind)
@@ -168,6 +169,7 @@ def test_score_bars_carry_their_intervals_and_n(results: pd.DataFrame, source: s
     assert _n_labels(ax) == ["n=6", "n=6", "n=4"]
 
 
+@pytest.mark.slow
 def test_score_kind_needs_a_score_column(results: pd.DataFrame) -> None:
     unscored = results.drop(columns=["score"])
     with pytest.raises(ValueError, match="no score"):
@@ -254,6 +256,7 @@ def test_unknown_costs_are_marked_not_drawn_as_zero(results: pd.DataFrame) -> No
     assert any("smollm2-135m" in t.get_text() and "not shown" in t.get_text() for t in trade_ax.texts)
 
 
+@pytest.mark.slow
 def test_ten_models_tick_labels_do_not_overlap() -> None:
     models = [f"openrouter/vendor{i}/a-fairly-long-model-name-{i}" for i in range(10)]
     data = _frame(models, prompts=3)

@@ -63,6 +63,7 @@ def _simulated(seed: int, strengths: np.ndarray, n: int = 400) -> pd.DataFrame:
     })  # fmt: skip
 
 
+@pytest.mark.slow
 def test_intervals_cover_known_strengths_at_about_the_nominal_rate() -> None:
     strengths = np.array([-0.8, -0.2, 0.3, 0.7])  # log-strengths, mean zero as the fit reports them
     truth = {f"m{i}": 1000 + SCALE * s for i, s in enumerate(strengths)}

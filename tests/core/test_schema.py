@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from opencode_lab.core.schema import ATTEMPT_COLUMNS, RESULT_COLUMNS, RESULT_SCHEMA, attempts_frame, results_frame
 from opencode_lab.session.runlog import RunLog
@@ -42,6 +43,7 @@ def test_the_run_log_tables_are_derived_from_the_schema(tmp_path: Path) -> None:
     assert set(ATTEMPT_COLUMNS) <= set(attempts)
 
 
+@pytest.mark.slow
 def test_no_other_module_spells_out_a_list_of_columns() -> None:
     """A literal list of four or more column names outside the schema is a second declaration waiting to drift."""
     offenders = []

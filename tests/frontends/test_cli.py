@@ -29,6 +29,7 @@ def config(fault, tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_chat_streams_the_answer_to_stdout(config: Path) -> None:
     out = cli("--config", str(config), "chat", "-m", "f/x", "hello there")
     assert out.returncode == 0, out.stderr
@@ -36,6 +37,7 @@ def test_chat_streams_the_answer_to_stdout(config: Path) -> None:
     assert "f/x" in out.stderr
 
 
+@pytest.mark.slow
 def test_models_lists_the_catalog(config: Path) -> None:
     out = cli("--config", str(config), "models", "f/")
     assert out.returncode == 0
@@ -74,6 +76,7 @@ def test_compare_writes_results_and_a_plot_and_stats_reads_them(config: Path, tm
     assert by_run.returncode == 0 and "f/y" in by_run.stdout
 
 
+@pytest.mark.slow
 def test_an_unknown_model_is_a_one_line_error(config: Path) -> None:
     out = cli("--config", str(config), "chat", "-m", "f/z", "hi")
     assert out.returncode == 1
@@ -82,6 +85,7 @@ def test_an_unknown_model_is_a_one_line_error(config: Path) -> None:
     assert "f/x" in line and "f/y" in line
 
 
+@pytest.mark.slow
 def test_a_dead_server_is_one_line_naming_the_cause_and_the_url(tmp_path: Path) -> None:
     from tests.conftest import free_port
 
@@ -110,6 +114,7 @@ def test_demo_answers_with_both_local_models_offline(tmp_path: Path) -> None:
     assert (tmp_path / "demo.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_every_request_parameter_is_an_option_that_reaches_the_server(config: Path, fault) -> None:
     out = cli("--config", str(config), "chat", "-m", "f/x", "-t", "0.5", "--max-tokens", "9", "--seed", "4",
               "--top-p", "0.5", "--stop", "END", "--stop", "STOP", "--no-cache", "q")

@@ -35,6 +35,7 @@ def test_one_row_per_prompt_model_and_sample_in_input_order(two_models) -> None:
     assert (frame.response == "echo: " + frame.prompt).all()
 
 
+@pytest.mark.slow
 def test_row_order_follows_the_input_whatever_the_completion_order(faults, two_models) -> None:
     faults[0].configure(latency_s=0.05, latency_jitter_s=0.1, seed=3)
     prompts = [f"q{i}" for i in range(30)]
@@ -77,6 +78,7 @@ def test_failures_are_rows_not_exceptions(two_models) -> None:
     assert "a/x" in frame.error[1]
 
 
+@pytest.mark.slow
 def test_failover_to_a_different_model_is_off_by_default(faults, two_models) -> None:
     faults[0].configure(mix={"server_error": 1.0})
     frame = two_models.compare(["p"], [["a/x", "b/y"]] if False else ["a/x"], progress=False)
@@ -141,6 +143,7 @@ def test_a_budget_stops_issuing_requests(fault, make_lab) -> None:
     assert fault.count() == frame.error_type.isna().sum()
 
 
+@pytest.mark.slow
 def test_a_named_run_resumes_and_sends_only_the_missing_rows(fault, make_lab) -> None:
     lab = make_lab(f'[providers.a]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n[cache]\nmode = "off"\n')
     prompts = [f"q{i}" for i in range(6)]
@@ -155,6 +158,7 @@ def test_a_named_run_resumes_and_sends_only_the_missing_rows(fault, make_lab) ->
     assert len(lab.load_run("exp")) == 6
 
 
+@pytest.mark.slow
 def test_stats_summarises_a_compare(two_models) -> None:
     frame = two_models.compare(["p0", "p1", "oops [[fault:server_error]]"], ["a/x", "b/y"], progress=False)
     stats = two_models.stats(frame)
@@ -163,6 +167,7 @@ def test_stats_summarises_a_compare(two_models) -> None:
     assert stats.loc["a/x", "top_error"] == "server_error"
 
 
+@pytest.mark.slow
 def test_an_expired_cache_entry_leads_to_a_new_call(fault, make_lab) -> None:
     lab = make_lab(f'[providers.a]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n[cache]\nttl_ms = 300\n')
     lab.compare("hello", "a/x", progress=False)

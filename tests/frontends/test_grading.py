@@ -63,6 +63,7 @@ def test_a_scorer_that_raises_costs_only_its_rows(echo_lab, caplog) -> None:
     assert "scorer picky raised on 1 row(s)" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_failed_call_is_not_scored(echo_lab) -> None:
     frame = echo_lab.compare(["Paris [[fault:server_error]]"], "e/echo", progress=False, scorer={"x": lambda r: 1.0})
     assert frame.error_type[0] is not None and math.isnan(frame.score_x[0])
@@ -142,6 +143,7 @@ def test_a_verdict_off_the_scale_is_nan(judge_server, graded_lab) -> None:
     assert frame.score_judge.isna().all() and frame.reason_judge[0].startswith("verdict 9 is off the scale 1-5")
 
 
+@pytest.mark.slow
 def test_a_failed_judge_call_is_nan_naming_the_error(judge_server, graded_lab) -> None:
     judge_server.stop()
     frame = judged(graded_lab)
@@ -266,6 +268,7 @@ def judge_lab(make_lab, judge_toml):
     return make_lab(judge_toml)
 
 
+@pytest.mark.slow
 def test_a_judge_preferring_longer_answers_recovers_their_ranking(judge_server, judge_lab) -> None:
     judge_server.reply = prefers_longer
     battles = pairwise(answers(12), judge("judge", structured=False), lab=judge_lab)
@@ -287,6 +290,7 @@ def test_every_pair_is_judged_in_both_orders(judge_server, judge_lab) -> None:
     assert shown(judge_server.requests[0])[::-1] in {shown(r) for r in judge_server.requests[1:]}
 
 
+@pytest.mark.slow
 def test_a_judge_favouring_the_first_position_shows_its_bias(judge_server, judge_lab) -> None:
     judge_server.reply = prefers_first_70_percent
     bias = position_bias(pairwise(answers(40), judge("judge", structured=False), lab=judge_lab))
@@ -304,6 +308,7 @@ def test_an_unreadable_verdict_has_no_winner_and_keeps_its_text(judge_server, ju
     assert battles.attrs["position_bias"]["pairs"] == 0
 
 
+@pytest.mark.slow
 def test_failed_answers_take_no_part_in_battles(judge_server, judge_lab) -> None:
     judge_server.reply = prefers_longer
     frame = answers(2)
@@ -312,6 +317,7 @@ def test_failed_answers_take_no_part_in_battles(judge_server, judge_lab) -> None
     assert len(battles) == 2 * (1 + 3)  # prompt 0: short vs medium only; prompt 1: all three pairs
 
 
+@pytest.mark.slow
 def test_pairwise_verdicts_are_cached(judge_server, judge_lab) -> None:
     judge_server.reply = prefers_longer
     first = pairwise(answers(2), judge("judge", structured=False), lab=judge_lab)

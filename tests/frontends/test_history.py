@@ -126,6 +126,7 @@ def test_spans_count_back_from_now():
 
 
 
+@pytest.mark.slow
 def test_rows_come_in_the_order_they_were_asked_not_answered(faults, make_lab):
     faults[0].configure(latency_s=0.5)
     toml = "".join(f'[providers.p{i}]\nbase_url = "{f.base_url}"\nmodels = ["m"]\n' for i, f in enumerate(faults))

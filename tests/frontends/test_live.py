@@ -47,6 +47,7 @@ def payload(outputs) -> int:
     return sum(len(value) for output in outputs for value in output.data.values())
 
 
+@pytest.mark.slow
 def test_every_model_is_asked_at_once(ip, faults):
     for server in faults[:2]:
         server.configure(latency_s=1.0)
@@ -55,6 +56,7 @@ def test_every_model_is_asked_at_once(ip, faults):
     assert second - first < 1.0  # one after the other, the second would wait for the first's answer
 
 
+@pytest.mark.slow
 def test_live_updates_use_the_proportional_font_the_answer_ends_in(ip, faults):
     faults[0].configure(chunk_delay_s=0.05)
     outputs = run(ip, "-m p0/m,p1/m", "one two three four five six seven eight")

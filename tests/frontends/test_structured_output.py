@@ -126,6 +126,7 @@ def test_percent_percent_chat_takes_a_schema_option() -> None:
     assert Schema.of(args.schema) == Schema.of(PERSON)
 
 
+@pytest.mark.slow
 def test_the_cli_reads_a_schema_from_a_file(judge_server, judge_toml, tmp_path) -> None:
     judge_server.reply = lambda body: '{"name": "Ada", "age": 36}'
     config, schema = tmp_path / "lab.toml", tmp_path / "person.json"

@@ -7,6 +7,7 @@ import signal
 import threading
 
 import pandas as pd
+import pytest
 
 
 def test_models_lists_deployments_with_prices_tags_and_health(fault, make_lab) -> None:
@@ -51,6 +52,7 @@ def test_health_check_probes_every_provider(fault, make_lab) -> None:
     assert bool(frame.loc["local", "ok"])
 
 
+@pytest.mark.slow
 def test_ctrl_c_returns_the_rows_finished_so_far(fault, make_lab) -> None:
     fault.configure(latency_s=0.05)
     lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n[cache]\nmode = "off"\n')

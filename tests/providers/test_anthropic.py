@@ -277,6 +277,7 @@ def test_max_tokens_comes_from_its_setting(server: AnthropicServer, monkeypatch:
     assert server.log[-1]["sampling"]["max_tokens"] == 33
 
 
+@pytest.mark.slow
 def test_the_package_never_imports_a_vendor_sdk() -> None:
     modules = [
         "opencode_lab.providers.anthropic",

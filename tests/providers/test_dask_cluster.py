@@ -147,6 +147,7 @@ def test_streaming_is_refused_with_a_clear_error() -> None:
         provider.stream("sleep-10ms", ChatRequest.build("hi"))
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_fails_the_call_naming_its_address(make_lab) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))  # bound but never listening: every connection is refused

@@ -142,6 +142,7 @@ class TestErrorMapping:
             run(_complete(fault.base_url, "hi [[fault:rate_limit]]"))
         assert info.value.retry_after is not None and 20 <= info.value.retry_after <= 31
 
+    @pytest.mark.slow
     def test_an_answer_slower_than_the_timeout_is_a_timeout(self, fault) -> None:
         fault.configure(hang_s=5)
         with pytest.raises(ProviderTimeout):
@@ -283,11 +284,13 @@ class TestTimeLimits:
         final = run(go())[-1].completion
         assert final is not None and (final.text, final.finish_reason) == ("done", "stop")
 
+    @pytest.mark.slow
     def test_a_trickling_answer_times_out_after_timeout_s(self, fault) -> None:
         raw_server(fault, trickle=" ", trickle_s=0.02)
         with pytest.raises(ProviderTimeout, match=r"timeout_s=0\.5s"):
             run(_complete(fault.base_url, "hi", timeout_s=0.5))
 
+    @pytest.mark.slow
     def test_a_stream_whose_text_keeps_coming_may_outlast_timeout_s(self, fault) -> None:
         fault.configure(chunk_delay_s=0.1)
         words = " ".join(f"w{i}" for i in range(15))  # about 1.6 s of deltas, each well within the 1 s timeout

@@ -64,6 +64,7 @@ def test_a_registered_type_builds_the_provider_named_in_toml(make_lab, fault) ->
     assert lab.chat("hello", "r/x").text == "echo: hello"
 
 
+@pytest.mark.slow
 def test_a_package_registers_a_type_through_its_entry_point(tmp_path: Path) -> None:
     """Installed metadata with an ``opencode_lab.providers`` entry point is all a plugin needs."""
     (tmp_path / "shout_plugin.py").write_text(PLUGIN)

@@ -331,6 +331,7 @@ PLAIN = {
 @example({**PLAIN, "temperature": 0.0}, {**PLAIN, "temperature": -0.0})
 @example({**PLAIN, "top_p": 1}, {**PLAIN, "top_p": 1.0})
 @example({**PLAIN, "stop": "x"}, {**PLAIN, "stop": ["x"]})
+@pytest.mark.slow
 def test_keys_are_equal_exactly_when_the_requests_mean_the_same(first: dict, second: dict) -> None:
     """Key equality is request equality: equal inputs (1 vs 1.0, "x" vs ["x"], -0.0 vs 0.0) share a key, and any
     difference in messages, their order or roles, parameters, models or sample gives another key."""
@@ -340,6 +341,7 @@ def test_keys_are_equal_exactly_when_the_requests_mean_the_same(first: dict, sec
 
 @PROPERTY
 @given(st.lists(st.tuples(st.sampled_from(["system", "user", "assistant"]), TEXTS), min_size=2, max_size=4), st.data())
+@pytest.mark.slow
 def test_reordering_or_recasting_messages_changes_the_key(pairs: list[tuple[str, str]], data: st.DataObject) -> None:
     """Message order and roles are part of what a model sees, so both are part of the key."""
     pairs = [*pairs, ("user", "final")]
@@ -355,6 +357,7 @@ def test_reordering_or_recasting_messages_changes_the_key(pairs: list[tuple[str,
 
 @PROPERTY
 @given(st.text(min_size=1, max_size=30).filter(str.strip), st.text(min_size=1, max_size=30).filter(str.strip))
+@pytest.mark.slow
 def test_unicode_text_is_keyed_losslessly(first: str, second: str) -> None:
     """Any two different texts (NFC vs NFD, zero-width characters, whitespace...) key apart, and the key keeps the
     exact text: it decodes back to the same characters."""
@@ -387,6 +390,7 @@ print(json.dumps({"keys": keys, "found": found}))
 """
 
 
+@pytest.mark.slow
 def test_keys_and_cache_entries_are_stable_across_processes_and_hash_seeds(tmp_path: Path) -> None:
     """A key computed under one PYTHONHASHSEED is byte-identical under another, and an entry one process stores is
     found by a process with a different hash seed."""

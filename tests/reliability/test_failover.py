@@ -63,6 +63,7 @@ def test_an_alias_or_the_rotation_pool_fails_over_past_a_paused_model(faults, ma
     assert faults[0].count() <= 1
 
 
+@pytest.mark.slow
 def test_retry_after_is_capped_by_the_setting(fault, make_lab, fault_toml) -> None:
     fault.configure(queue=["rate_limit"], retry_after=86400)
     lab = make_lab(fault_toml(fault) + f"{OFF}[lab]\nretry_after_cap_s = 0.3\n")
@@ -128,6 +129,7 @@ def test_when_every_circuit_of_a_model_is_open_the_request_is_still_sent(faults,
     assert lab.health().loc[result.served_by, "state"] == "closed"  # the request was its circuit's probe
 
 
+@pytest.mark.slow
 def test_an_open_circuit_gets_one_attempt_per_request_and_reports_the_real_error(fault, make_lab, fault_toml) -> None:
     fault.configure(mix={"server_error": 1.0}, seed=1)
     lab = make_lab(fault_toml(fault) + f"{OFF}[lab]\nbreaker_failures = 1\n")
@@ -140,6 +142,7 @@ def test_an_open_circuit_gets_one_attempt_per_request_and_reports_the_real_error
     assert [a.error_type for a in info.value.attempts] == ["server_error"]
 
 
+@pytest.mark.slow
 def test_a_flaky_deployment_keeps_serving_while_its_breaker_trips(faults, make_lab, fault_toml) -> None:
     """Breakers isolate dead deployments, not flaky ones: a hair-trigger breaker on two half-failing servers
     opens again and again, yet every request is sent and nearly all succeed."""

@@ -216,6 +216,7 @@ def test_an_error_object_with_code_400_is_not_retried(make_lab, servers) -> None
 # -- streams that stop without ending, bodies that never stop -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_stream_that_finished_and_then_hangs_returns_its_answer(lab, servers) -> None:
     body = sse(delta(content="all "), delta(content="done"), delta("stop"), done=False)
     servers[0].configure(raw={"body": body, "hang": True})
@@ -227,6 +228,7 @@ def test_a_stream_that_finished_and_then_hangs_returns_its_answer(lab, servers) 
 
 
 @pytest.mark.parametrize(("stream", "trickle"), [(False, " "), (True, ": keep-alive\n")], ids=["plain", "stream"])
+@pytest.mark.slow
 def test_a_trickling_body_gets_timeout_s_not_the_deadline(make_lab, servers, stream: bool, trickle: str) -> None:
     bad = servers[0]
     lab = build(make_lab, servers, timeout_s=1, deadline_s=60)
@@ -238,6 +240,7 @@ def test_a_trickling_body_gets_timeout_s_not_the_deadline(make_lab, servers, str
     assert time.monotonic() - started < 20  # one attempt of about timeout_s, nowhere near the 60 s deadline
 
 
+@pytest.mark.slow
 def test_a_stream_that_trickles_after_some_text_keeps_the_text(make_lab, servers) -> None:
     bad = servers[0]
     lab = build(make_lab, servers, timeout_s=1, deadline_s=60)

@@ -38,6 +38,7 @@ def test_a_429_with_retry_after_pauses_that_deployment_and_moves_traffic(faults,
     assert faults[1].count() + faults[2].count() >= 2
 
 
+@pytest.mark.slow
 def test_the_paused_deployment_is_retried_only_when_no_other_remains(fault, make_lab, fault_toml) -> None:
     fault.configure(queue=["rate_limit"], retry_after=0.5)
     lab = make_lab(fault_toml(fault) + '\n[cache]\nmode = "off"\n')
@@ -114,6 +115,7 @@ mode = "off"
     assert max(successes.values()) == 1
 
 
+@pytest.mark.slow
 def test_least_latency_sends_most_traffic_to_the_fastest(faults, make_lab, fault_toml) -> None:
     """Scenario (e1)."""
     for server, latency in zip(faults, (0.0, 0.03, 0.06), strict=True):
@@ -162,6 +164,7 @@ def test_a_bad_request_is_never_retried(faults, make_lab, fault_toml) -> None:
     assert sum(s.count() for s in faults) == 1
 
 
+@pytest.mark.slow
 def test_an_exhausted_request_raises_one_error_naming_every_attempt(faults, make_lab, fault_toml) -> None:
     lab = make_lab(fault_toml(*faults) + '\n[lab]\nmax_retries = 1\n[cache]\nmode = "off"\n')
     with pytest.raises(AllAttemptsFailedError) as info:

@@ -42,6 +42,7 @@ def test_equal_requests_give_equal_keys(request: ChatRequest, sample: int) -> No
     requests(),
     st.sampled_from(["content", "model", "sample", "system", *NAMES]),
 )
+@pytest.mark.slow
 def test_any_change_in_an_output_relevant_field_changes_the_key(request: ChatRequest, field: str) -> None:
     from dataclasses import replace
 
@@ -95,6 +96,7 @@ def test_a_stored_response_comes_back(tmp_path) -> None:
     assert cache.info()["entries"] == 1
 
 
+@pytest.mark.slow
 def test_an_expired_entry_is_a_miss(tmp_path) -> None:
     cache = ResponseCache("file", tmp_path, ttl_ms=200)
     cache.put("k", value())

@@ -206,6 +206,7 @@ def _write_rows(path: str, run: str, model: str, count: int, ready: Any, go: Any
             log.append_attempts([{"run_id": run, "request_id": f"{model}-{start}", "status": "ok"}])
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_no_rows(tmp_path: Path) -> None:
     path = str(tmp_path / "shared.sqlite")
     with RunLog(path) as log:
@@ -268,6 +269,7 @@ _KILLED_WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_readable_after_writer_is_sigkilled(tmp_path: Path) -> None:
     path = tmp_path / "killed.sqlite"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}

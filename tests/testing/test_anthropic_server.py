@@ -15,6 +15,8 @@ import pytest
 
 from opencode_lab.testing.anthropic_server import AnthropicServer
 
+pytestmark = pytest.mark.slow  # drives the vendor SDKs, which take seconds to import
+
 KEY = "sk-ant-test-0123456789"
 WEATHER = {
     "name": "get_weather",

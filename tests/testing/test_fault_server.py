@@ -175,6 +175,7 @@ def test_context_length_names_the_limit_and_code(server: FaultServer, client: ht
     assert error["code"] == "context_length_exceeded"
 
 
+@pytest.mark.slow
 def test_hang_sends_nothing_so_the_client_times_out(server: FaultServer, client: httpx.Client) -> None:
     server.configure(queue=["hang"])
     with pytest.raises(httpx.ReadTimeout):
@@ -274,6 +275,7 @@ def test_raw_headers_are_sent_even_when_they_lie(server: FaultServer, client: ht
         chat(client)
 
 
+@pytest.mark.slow
 def test_raw_with_hang_sends_the_body_and_never_ends_it(server: FaultServer, client: httpx.Client) -> None:
     server.configure(queue=["raw"], raw={"body": "data: partial\n\n", "hang": True})
     payload = {"model": "m", "messages": [{"role": "user", "content": "a"}], "stream": True}
@@ -440,6 +442,7 @@ def test_keep_alive_serves_many_requests_on_one_client(client: httpx.Client) -> 
     assert responses[-1].headers["connection"] == "keep-alive"
 
 
+@pytest.mark.slow
 def test_spawned_server_answers_is_scriptable_and_stops() -> None:
     spawned = FaultServer.spawn(models=["spawned-model"])
     try:

@@ -13,6 +13,8 @@ import pytest
 
 from opencode_lab.testing import FaultServer
 
+pytestmark = pytest.mark.slow  # drives the vendor SDKs, which take seconds to import
+
 WEATHER = {
     "type": "function",
     "function": {

@@ -16,6 +16,8 @@ from google.genai import errors, types
 
 from opencode_lab.testing.gemini_server import GeminiServer
 
+pytestmark = pytest.mark.slow  # drives the vendor SDKs, which take seconds to import
+
 KEY = "AIza-test-0123456789"
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
