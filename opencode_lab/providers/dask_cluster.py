@@ -104,11 +104,6 @@ class DaskProvider(Provider):
     # -- what the catalog shows ------------------------------------------------------------------------------
 
     @property
-    def capacity(self) -> int | None:
-        """Total worker threads, the most calls worth sending at once (None: not connected to a remote yet)."""
-        return self._capacity
-
-    @property
     def dashboard_link(self) -> str | None:
         """The Dask dashboard while a cluster is in use."""
         return None if self._client is None else self._client.dashboard_link

@@ -79,8 +79,3 @@ def bundled_price(provider: str, model: str) -> Price | None:
         if shorter == model:
             return None
         model = shorter
-
-
-def priced_providers() -> tuple[str, ...]:
-    """The providers the table has prices for."""
-    return tuple(_TABLE)
