@@ -119,8 +119,6 @@ class AnthropicProvider(OpenAICompatibleProvider):
         with self._edge(model):
             completion = _completion(data, model, _answer_name(request))
         text = redact(completion.text, urls=False)
-        if request.params.schema is not None:
-            request.params.schema.parse(text, provider=self.name, model=model)
         return dataclasses.replace(completion, text=text, ttft_s=time.perf_counter() - started)
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
@@ -162,8 +160,6 @@ class AnthropicProvider(OpenAICompatibleProvider):
         if tail:
             yield StreamChunk(tail)
         completion = events.completion(text.text, text.ttft)
-        if request.params.schema is not None:
-            request.params.schema.parse(completion.text, provider=self.name, model=model)
         yield StreamChunk("", completion)
 
     async def list_models(self) -> list[ModelInfo]:

@@ -112,8 +112,6 @@ class GeminiProvider(OpenAICompatibleProvider):
             text = answer.feed(data)
         self._raise_blocked(answer, model)
         completion = answer.completion(redact(text, urls=False), time.perf_counter() - started)
-        if request.params.schema is not None:
-            request.params.schema.parse(completion.text, provider=self.name, model=model)
         return completion
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
@@ -147,8 +145,6 @@ class GeminiProvider(OpenAICompatibleProvider):
         if tail:
             yield StreamChunk(tail)
         completion = answer.completion(text.text, text.ttft)
-        if request.params.schema is not None:
-            request.params.schema.parse(completion.text, provider=self.name, model=model)
         yield StreamChunk("", completion)
 
     async def list_models(self) -> list[ModelInfo]:

@@ -247,8 +247,6 @@ class LocalProvider(Provider):
         text = choice["message"]["content"] if spec.chat else choice["text"]
         usage = data.get("usage") or {}
         text = (text or "").strip()
-        if request.params.schema is not None:
-            request.params.schema.parse(text, provider=self.name, model=spec.name)
         return Completion(
             text=text,
             model=f"local/{spec.name}",
@@ -305,8 +303,6 @@ class LocalProvider(Provider):
             stop.set()
             await asyncio.shield(job)
         text = "".join(parts).rstrip()
-        if request.params.schema is not None:
-            request.params.schema.parse(text, provider=self.name, model=model)
         yield StreamChunk("", Completion(text, f"local/{model}", finish, usage, ttft))
 
     async def list_models(self) -> list[ModelInfo]:

@@ -128,8 +128,6 @@ class OpenAICompatibleProvider(Provider):
             completion = wire.completion(data, model)
             calls = openai_tools.message_tool_calls(data)
         text = redact(completion.text, urls=False)
-        if request.params.schema is not None:
-            request.params.schema.parse(text, provider=self.name, model=model)
         return dataclasses.replace(completion, text=text, ttft_s=time.perf_counter() - started, tool_calls=calls)
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
@@ -187,8 +185,6 @@ class OpenAICompatibleProvider(Provider):
         if tail:
             yield StreamChunk(tail)
         completion = Completion(text.text, served, finish, usage, text.ttft, calls.calls())
-        if request.params.schema is not None:
-            request.params.schema.parse(completion.text, provider=self.name, model=model)
         yield StreamChunk("", completion)
 
     async def list_models(self) -> list[ModelInfo]:

@@ -214,7 +214,7 @@ class Router:
                 with _foreign_errors(deployment):
                     await slot.provider.prepare(deployment.upstream)
                     started, wall = time.perf_counter(), time.time()
-                    _check_completion(await slot.provider.complete(deployment.upstream, request))
+                    _check_completion(await slot.provider.complete(deployment.upstream, request), request, deployment)
         except TimeoutError:
             error: ProviderError = ProviderTimeout(
                 f"no answer within {timeout_s}s", provider=deployment.provider, model=deployment.upstream
@@ -240,7 +240,9 @@ class Router:
                         await slot.provider.prepare(slot.deployment.upstream)
                         started, wall = time.perf_counter(), time.time()  # latency excludes waits and loading
                         completion = _check_completion(
-                            await plan.bounded(slot.provider.complete(slot.deployment.upstream, request))
+                            await plan.bounded(slot.provider.complete(slot.deployment.upstream, request)),
+                            request,
+                            slot.deployment,
                         )
             except ProviderError as exc:
                 plan.failed(slot, exc, started, wall)
@@ -279,7 +281,7 @@ class Router:
                             if chunk is None:
                                 break
                             if chunk.completion is not None:
-                                final = _check_completion(chunk.completion)
+                                final = _check_completion(chunk.completion, request, slot.deployment)
                             elif chunk.delta:
                                 shown.append(chunk.delta)
                                 yield chunk
@@ -324,9 +326,13 @@ def _foreign_errors(deployment: Deployment) -> Iterator[None]:
         ) from exc
 
 
-def _check_completion(completion: object) -> Completion:
+def _check_completion(completion: object, request: ChatRequest, deployment: Deployment) -> Completion:
+    """A provider's answer as the router accepts it: a `Completion` and, for a ``schema=`` request, valid
+    against the schema — checked here once, whatever the provider (a user's own included)."""
     if not isinstance(completion, Completion):
         raise TypeError(f"expected a Completion, got {type(completion).__name__}")
+    if request.params.schema is not None:
+        request.params.schema.parse(completion.text, provider=deployment.provider, model=deployment.upstream)
     return completion
 
 

@@ -257,9 +257,10 @@ def test_a_schema_is_a_forced_tool_whose_input_is_the_answer(server: AnthropicSe
     assert server.log[-1]["tools"] == ["City"]
 
 
-def test_an_answer_that_breaks_the_schema_is_a_schema_mismatch(server: AnthropicServer) -> None:
+def test_an_answer_that_breaks_the_schema_is_a_schema_mismatch(lab: Lab) -> None:
+    """The router checks every provider's answer against the schema (one place for every provider)."""
     with pytest.raises(SchemaMismatchError, match="population"):
-        complete(server, 'biggest city? [[call:City {"name": "Tokyo"}]]', schema=CITY)
+        lab.chat('biggest city? [[call:City {"name": "Tokyo"}]]', f"anthropic/{MODEL}", schema=CITY, cache=False)
 
 
 def test_a_schema_that_is_not_an_object_is_refused_before_sending(server: AnthropicServer) -> None:
