@@ -19,6 +19,8 @@ from opencode_lab.providers.local import smollm2_path
 from opencode_lab.testing import FaultServer
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# one llama.cpp thread per xdist worker: two workers with two spin-waiting threads each on two cores can stall a decode
+os.environ["OC_LOCAL_THREADS"] = "1"
 for _var in (
     "OPENROUTER_API_KEY",
     "OPENAI_API_KEY",

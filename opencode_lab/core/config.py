@@ -92,6 +92,7 @@ class Settings:
     anthropic_max_tokens: int = 1024
     gemini_api_key: Secret | None = None
     gemini_base_url: str = DEFAULT_GEMINI_BASE_URL
+    local_threads: int | None = None  # None: the cores this process may use, at most 4
     cache_mode: str = "file"
     cache_ttl_ms: int | None = None
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
@@ -256,6 +257,7 @@ _SCALARS: tuple[tuple[str, str, str | None, str, Parser], ...] = (
     ("gemini_api_key", "GEMINI_API_KEY", None, "", _secret),
     ("gemini_api_key", "GOOGLE_API_KEY", None, "", _secret),  # a later row wins: GOOGLE_API_KEY, as in the SDK
     ("gemini_base_url", "GEMINI_BASE_URL", "lab", "gemini_base_url", _url),
+    ("local_threads", "OC_LOCAL_THREADS", "lab", "local_threads", _positive_int),
     ("cache_mode", "OC_CACHE_MODE", "cache", "mode", partial(_choice, CACHE_MODES)),
     ("cache_ttl_ms", "OC_CACHE_TTL_MS", "cache", "ttl_ms", _positive_int),
     ("cache_dir", "OC_CACHE_DIR", "cache", "dir", _path),

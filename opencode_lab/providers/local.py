@@ -2,7 +2,11 @@
 
 llama.cpp contexts are blocking and not thread-safe, so each loaded model owns
 one worker thread (a single-thread executor serialises calls, which is the
-lock) and is loaded once and reused.  ``llama_cpp`` is imported only when a
+lock) and is loaded once and reused.  Decoding is memory-bound and llama.cpp's
+worker threads spin-wait, so two models decoding at once in one process only
+oversubscribe the cores (and can stall each other): one process-wide lock lets
+one llama.cpp computation run at a time, each with ``threads`` threads
+(``OC_LOCAL_THREADS``; by default the cores this process may use, at most 4).  ``llama_cpp`` is imported only when a
 model is first used, keeping ``import opencode_lab`` light.
 
 Base models (no chat template, e.g. Gemma-3-270M) get a completion-style
@@ -35,6 +39,16 @@ if TYPE_CHECKING:
 
 _DONE = object()
 _log = get_logger(__name__)
+_COMPUTE = threading.Lock()  # one llama.cpp computation at a time in this process, whichever model
+
+
+def default_threads() -> int:
+    """The cores this process may run on (its CPU affinity, not the machine's count), at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
 @dataclass(frozen=True)
@@ -127,15 +141,25 @@ class _Loaded:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oc-local")
 
 
+def _exclusive(fn: Callable[[Any], Any], llama: Any) -> Any:
+    with _COMPUTE:
+        return fn(llama)
+
+
 class LocalProvider(Provider):
     name = "local"
 
     def __init__(self, models: list[LocalModel], *, threads: int | None = None) -> None:
         self._models = {m.name: m for m in models}
-        self._threads = threads or max(1, min(4, os.cpu_count() or 1))
+        self._threads = threads or default_threads()
         self._loaded: dict[str, _Loaded] = {}
         self._identities: dict[str, str] = {}
         self._load_lock = threading.Lock()
+
+    @property
+    def threads(self) -> int:
+        """llama.cpp threads per computation (one computation runs at a time in this process)."""
+        return self._threads
 
     @property
     def models(self) -> list[LocalModel]:
@@ -183,7 +207,7 @@ class LocalProvider(Provider):
     async def _run(self, name: str, fn: Callable[[Any], Any]) -> Any:
         loop = asyncio.get_running_loop()
         loaded = await loop.run_in_executor(None, self._load, name)
-        return await loop.run_in_executor(loaded.executor, fn, loaded.llama)
+        return await loop.run_in_executor(loaded.executor, _exclusive, fn, loaded.llama)
 
     def _kwargs(self, spec: LocalModel, request: ChatRequest, llama: Any, stream: bool) -> dict[str, Any]:
         params = request.params
@@ -240,7 +264,8 @@ class LocalProvider(Provider):
         thread, `opencode_lab.providers.dask_cluster`): no event loop, no hop to the model's thread."""
         spec = self._model(model)
         started = time.perf_counter()
-        return self._completion(spec, request, self._call(spec, request, self._load(model).llama, False), started)
+        data = _exclusive(lambda llama: self._call(spec, request, llama, False), self._load(model).llama)
+        return self._completion(spec, request, data, started)
 
     def _completion(self, spec: LocalModel, request: ChatRequest, data: dict[str, Any], started: float) -> Completion:
         choice = data["choices"][0]

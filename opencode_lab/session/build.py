@@ -51,7 +51,7 @@ def build_providers(settings: Settings, extra: Mapping[str, Provider]) -> dict[s
     providers: dict[str, Provider] = {}
     local = configured_models(settings)
     if local:
-        providers["local"] = LocalProvider(local)
+        providers["local"] = LocalProvider(local, threads=settings.local_threads)
     for config in provider_configs(settings):
         providers[config.name] = provider_factory(config.type)(config, settings)
     providers.update(extra)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
-from opencode_lab import ChatRequest, ContextWindowError
-from opencode_lab.providers.local import LocalProvider, bundled_models, completion_prompt
+from opencode_lab import ChatRequest, ConfigError, ContextWindowError, Lab
+from opencode_lab.providers.local import LocalProvider, bundled_models, completion_prompt, default_threads
 
 pytestmark = pytest.mark.llama
 
@@ -74,3 +75,25 @@ def test_catalog_marks_gemma_as_a_base_model(local) -> None:
     assert "base" in models["gemma-3-270m"].tags
     assert "base" not in models["smollm2-135m"].tags
     assert models["smollm2-135m"].input_price_per_mtok == 0.0
+
+
+def test_threads_default_to_the_cores_this_process_may_use(monkeypatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert default_threads() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert default_threads() == 4
+
+
+def test_oc_local_threads_sets_the_thread_count_of_every_loaded_model(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("OC_LOCAL_THREADS", "1")
+    with Lab.from_env() as lab:
+        local = lab.providers["local"]
+        assert local.threads == 1
+        lab.chat("Say ok.", model="local/smollm2-135m", max_tokens=2, temperature=0, seed=1)
+        assert local._load("smollm2-135m").llama.n_threads == 1
+
+
+def test_a_bad_thread_count_is_refused_naming_the_variable(monkeypatch) -> None:
+    monkeypatch.setenv("OC_LOCAL_THREADS", "0")
+    with pytest.raises(ConfigError, match="OC_LOCAL_THREADS"):
+        Lab.from_env()
