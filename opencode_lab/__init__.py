@@ -17,8 +17,6 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .analysis import scorers
-from .analysis.ratings import position_bias, ratings, win_rates
 from .analysis.statistics import paired, sample_size
 from .core.config import ProviderConfig, Settings
 from .core.deployment import Deployment
@@ -48,11 +46,17 @@ from .core.errors import (
 )
 from .core.params import Params
 from .core.types import Attempt, ChatRequest, ChatResult, Completion, Message, ModelInfo, StreamChunk, Usage
-from .frontends.accessor import register_if_loaded
-from .frontends.default import default_lab, set_default_lab
-from .frontends.judge import judge
-from .frontends.lab import Lab
-from .frontends.pairwise import pairwise
+from .evals import scorers
+from .evals.judge import DEFAULT_RUBRIC, Judge
+from .evals.judge import judge as _judge
+from .evals.pairwise import pairwise as _pairwise
+from .evals.ratings import position_bias, ratings, win_rates
+from .frontends import figures as _figures
+from .frontends.accessor import register, register_if_loaded
+from .frontends.progress import progress as _progress
+from .lab.default import DefaultAsker, default_lab, set_default_lab
+from .lab.lab import Lab
+from .lab.presentation import present
 from .providers.base import Provider
 from .providers.registry import register_provider_type
 from .routing.strategies import register_strategy
@@ -156,7 +160,7 @@ def astream(prompt: Any, model: Any = None, **kwargs: Any) -> AsyncIterator[str]
 
 
 def compare(prompts: Any, models: Any = None, **kwargs: Any) -> pd.DataFrame:
-    """Every prompt x model x sample as a row; see `opencode_lab.frontends.compare.acompare`."""
+    """Every prompt x model x sample as a row; see `opencode_lab.lab.compare.acompare`."""
     __tracebackhide__ = True
     return default_lab().compare(prompts, models, **kwargs)
 
@@ -176,10 +180,38 @@ def stats(
 def grade(results: pd.DataFrame, scorer: Any, *, lab: Lab | None = None) -> pd.DataFrame:
     """Score an existing results frame after the fact (what ``compare(..., scorer=...)`` does, without asking
     the models again); judges ask through *lab* (default: the default Lab)."""
-    from .frontends.grading import agrade
+    from .evals.grading import agrade
 
     lab = lab if lab is not None else default_lab()
-    return lab.run(agrade(lab, results, scorer))
+    return lab.block_on(agrade(lab, results, scorer))
+
+
+def judge(
+    model: str,
+    rubric: str = DEFAULT_RUBRIC,
+    scale: tuple[int, int] | int = (1, 5),
+    *,
+    reference: str | None = "expected",
+    seed: int = 0,
+    max_tokens: int = 96,
+    structured: bool = True,
+    lab: Lab | None = None,
+) -> Judge:
+    """A scorer that asks *model* to grade each answer; see `opencode_lab.evals.judge.judge`.  Called row by
+    row it asks through *lab* (default: the default Lab); in ``compare`` through the compare's Lab."""
+    asker = lab if lab is not None else DefaultAsker()
+    return _judge(
+        model, rubric, scale, reference=reference, seed=seed, max_tokens=max_tokens, structured=structured, lab=asker
+    )
+
+
+def pairwise(results: pd.DataFrame, judge: Judge | str, **kwargs: Any) -> pd.DataFrame:
+    """Every pair of models on every prompt, judged in both orders; see `opencode_lab.evals.pairwise.pairwise`.
+    The judge asks through ``lab=``, else the judge's Lab, else the default Lab."""
+    __tracebackhide__ = True
+    if kwargs.get("lab") is None and not (isinstance(judge, Judge) and judge.lab is not None):
+        kwargs["lab"] = DefaultAsker()
+    return _pairwise(results, judge, **kwargs)
 
 
 def models(filter: str | None = None, *, tag: str | None = None, refresh: bool = False) -> pd.DataFrame:
@@ -237,6 +269,7 @@ def _register_rich_reprs() -> None:
 
 
 _register_rich_reprs()
+present(progress=_progress, figure=_figures.shown, frames=register)
 register_if_loaded()  # ``df.oc`` at once when pandas is already imported; else when we first hand out a frame
 
 

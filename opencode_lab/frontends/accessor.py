@@ -104,13 +104,13 @@ class OcAccessor:
 
     def ratings(self, **kwargs: Any) -> pd.DataFrame:
         """Bradley–Terry ratings of a battles frame (`opencode_lab.ratings`)."""
-        from ..analysis.ratings import ratings
+        from ..evals.ratings import ratings
 
         return ratings(self._frame, **kwargs)
 
     def win_rates(self) -> pd.DataFrame:
         """Head-to-head win rates of a battles frame (`opencode_lab.win_rates`)."""
-        from ..analysis.ratings import win_rates
+        from ..evals.ratings import win_rates
 
         return win_rates(self._frame)
 

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..analysis.scorers import contains
 from ..core.errors import LabError
+from ..evals.scorers import contains
+from ..lab.lab import Lab
 from .diagnosis import Context, explain, root_cause
 from .display import cut_note
-from .lab import Lab
 from .options import add_param_arguments, param_values
 
 if TYPE_CHECKING:

@@ -38,7 +38,7 @@ from .display import (
 )
 
 if TYPE_CHECKING:
-    from .lab import Lab
+    from ..lab.lab import Lab
 
 Outcome = ChatResult | LabError
 

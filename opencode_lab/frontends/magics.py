@@ -26,14 +26,14 @@ from IPython.display import display
 from ..core.errors import InvalidRequestError, LabError
 from ..core.params import NAMES, Params, options
 from ..core.types import ChatRequest, ChatResult, Message
+from ..lab.default import default_lab
 from . import figures
-from .default import default_lab
 from .display import FORMATS, Column, register_reprs
 from .live import MAX_ANSWERS, Job, Live, PlainView, RichView
 from .options import param_values, with_param_arguments
 
 if TYPE_CHECKING:
-    from .lab import Lab
+    from ..lab.lab import Lab
 
 Outcome = ChatResult | LabError
 
@@ -294,7 +294,7 @@ class ChatMagics(Magics):
         live = Live(self.lab, jobs, view, {**options, "cache": plan.cache, "stream": plan.stream})
         outcomes: list[Outcome] | None = None
         try:
-            outcomes = self.lab.run(live.run())
+            outcomes = self.lab.block_on(live.run())
         finally:
             view.close(errors_below=outcomes is not None and all(isinstance(o, LabError) for o in outcomes))
         self._remember(jobs, outcomes)

@@ -14,17 +14,12 @@ import html
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
+
+from ..lab.presentation import Progress
 
 _EVERY_S = 0.25
 _EMPTY = {"text/plain": ""}
-
-
-class Progress(Protocol):
-    def update(self, row: Mapping[str, Any] | None = None) -> None:
-        """One more job finished (*row*: its results row, to count failures and cache hits)."""
-
-    def close(self) -> None: ...
 
 
 def progress(total: int, desc: str, *, enabled: bool = True) -> Progress | None:

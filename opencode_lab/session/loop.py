@@ -49,7 +49,7 @@ class LoopThread:
     def in_loop_thread(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def block_on(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run *coro* on the background loop and wait; Ctrl-C cancels it there and propagates."""
         if self.in_loop_thread():
             coro.close()
@@ -94,13 +94,13 @@ class LoopThread:
         try:
             while True:
                 try:
-                    yield self.run(agen.__anext__())
+                    yield self.block_on(agen.__anext__())
                 except StopAsyncIteration:
                     return
         finally:
             aclose = getattr(agen, "aclose", None)
             if aclose is not None and self._loop is not None and not self._loop.is_closed():
-                self.run(aclose())
+                self.block_on(aclose())
 
     def close(self) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -126,7 +127,18 @@ class Session:
 
     # -- the loop -------------------------------------------------------------------------------------------------
 
+    @property
+    def max_concurrency(self) -> int:
+        """How many requests a batch of this session keeps in flight."""
+        return self.settings.max_concurrency
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Deprecated name of `block_on` (``run`` now means a recorded experiment only); removed in 0.3."""
+        __tracebackhide__ = True
+        warnings.warn("Lab.run(coroutine) is now Lab.block_on(coroutine)", DeprecationWarning, stacklevel=2)
+        return self.block_on(coro)
+
+    def block_on(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run *coro* on the session's loop and wait (safe inside a running notebook loop).
 
         A `LabError` arrives without the loop's frames: what went wrong is in the error (its message,
@@ -134,7 +146,7 @@ class Session:
         """
         __tracebackhide__ = True
         try:
-            return self.loop.run(coro)
+            return self.loop.block_on(coro)
         except LabError as exc:
             raise exc.with_traceback(None) from None
 
@@ -149,7 +161,7 @@ class Session:
         return await self.hop(self._resolve(spec))
 
     def resolve(self, spec: str | Sequence[str] | None) -> list[str]:
-        return self.run(self._resolve(spec))
+        return self.block_on(self._resolve(spec))
 
     async def _resolve(self, spec: str | Sequence[str] | None) -> list[str]:
         return [g.name for g in await self._groups(spec)]
@@ -171,7 +183,7 @@ class Session:
 
     def refresh_catalog(self, *, refresh: bool = False) -> None:
         """Add every model OpenRouter lists (from its disk cache when fresh, unless *refresh*) to the catalog."""
-        self.run(self._refresh_catalog(refresh=refresh))
+        self.block_on(self._refresh_catalog(refresh=refresh))
 
     def catalog_pending(self) -> bool:
         """A provider catalog exists that has not been loaded yet."""
@@ -249,7 +261,7 @@ class Session:
     def chat(self, prompt: Any, model: str | Sequence[str] | None = None, **options: Any) -> ChatResult:
         """Synchronous `achat`; safe inside a running notebook event loop."""
         __tracebackhide__ = True
-        return self.run(self.achat(prompt, model, **options))
+        return self.block_on(self.achat(prompt, model, **options))
 
     async def _call(
         self,
@@ -373,7 +385,7 @@ class Session:
         async def reset() -> list[str]:  # limiters and breakers belong to the session's loop
             return self.router.reset(deployment)
 
-        return self.run(reset())
+        return self.block_on(reset())
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -386,7 +398,7 @@ class Session:
                 await provider.aclose()
 
         try:
-            self.run(shutdown())
+            self.block_on(shutdown())
         finally:
             self.loop.close()
             self.journal.close()

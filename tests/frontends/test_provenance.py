@@ -114,7 +114,7 @@ def test_a_budget_estimates_with_max_tokens_or_the_output_seen_so_far(fault, mak
 
 def test_lab_identities_name_the_server_and_model(fault, make_lab) -> None:
     lab: Lab = make_lab(_toml(fault))
-    assert lab.run(lab.aidentities("smol")) == [[f"{fault.base_url}|m1"]]
+    assert lab.block_on(lab.aidentities("smol")) == [[f"{fault.base_url}|m1"]]
 
 
 @pytest.mark.llama

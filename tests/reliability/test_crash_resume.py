@@ -39,7 +39,7 @@ SAME = ["prompt_id", "prompt", "model", "sample", "response", "finish_reason", "
 
 
 def stored_in_cache(lab, prompts: list[str]) -> set[str]:
-    identities = lab.run(lab.aidentities("m"))  # what the cache key names: who may answer, by identity
+    identities = lab.block_on(lab.aidentities("m"))  # what the cache key names: who may answer, by identity
     keys = {p: canonical_key(ChatRequest.build(p, model="m", temperature=0), identities, 0) for p in prompts}
     return {p for p, key in keys.items() if lab.cache.get(key) is not None}
 

@@ -37,7 +37,7 @@ def test_an_async_call_from_the_labs_own_loop_runs_there(lab: Lab) -> None:
     async def inside() -> str:
         return (await lab.achat("nested", "f/x", cache=False)).text
 
-    assert lab.run(inside()) == "echo: nested"
+    assert lab.block_on(inside()) == "echo: nested"
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from opencode_lab import InvalidRequestError, grade, judge, pairwise, position_bias, ratings
-from opencode_lab.analysis.scorers import Score, contains, exact, similarity
-from opencode_lab.frontends.judge import parse_verdict
-from opencode_lab.frontends.pairwise import parse_choice
+from opencode_lab.evals.judge import parse_verdict
+from opencode_lab.evals.pairwise import parse_choice
+from opencode_lab.evals.scorers import Score, contains, exact, similarity
 
 
 @pytest.fixture

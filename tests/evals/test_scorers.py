@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from opencode_lab import InvalidRequestError
-from opencode_lab.analysis.scorers import (
+from opencode_lab.evals.scorers import (
     Score,
     contains,
     describe,

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from opencode_lab import InvalidRequestError, ratings, win_rates
-from opencode_lab.analysis.ratings import SCALE, fit, outcomes
+from opencode_lab.evals.ratings import SCALE, fit, outcomes
 
 
 def battles(*rows: tuple[str, str, str], **columns: list[object]) -> pd.DataFrame:

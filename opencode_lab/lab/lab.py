@@ -14,10 +14,10 @@ from ..core.errors import ConfigError, LabError
 from ..core.schema import attempts_frame, results_frame
 from ..core.secrets import get_logger
 from ..session.session import Session
-from . import accessor, tables
 from . import compare as _compare
 from . import history as _history
-from .figures import shown
+from . import status
+from .presentation import shown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,11 +34,11 @@ class Lab(Session):
     def compare(self, prompts: Any, models: str | Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
         """Every prompt x model x sample as one row of a DataFrame; see `acompare` for the keywords."""
         __tracebackhide__ = True
-        accessor.register()
+        shown.frames()
         return _compare.compare(self, prompts, models, **kwargs)
 
     async def acompare(self, prompts: Any, models: str | Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
-        accessor.register()
+        shown.frames()
         return await _compare.acompare(self, prompts, models, **kwargs)
 
     acompare.__doc__ = _compare.acompare.__doc__
@@ -50,7 +50,7 @@ class Lab(Session):
         session), with 95 % intervals; see `opencode_lab.analysis.metrics.summarize` for every column."""
         from ..analysis.metrics import summarize
 
-        accessor.register()
+        shown.frames()
         frame = results if results is not None else self.results()
         return summarize(frame, by=by if isinstance(by, str) else list(by), cluster=cluster)
 
@@ -61,11 +61,11 @@ class Lab(Session):
                 self.refresh_catalog(refresh=refresh)
             except LabError as exc:
                 log.warning("could not load the OpenRouter catalog: %s", exc)
-        return tables.models_frame(self, filter, tag)
+        return status.models_frame(self, filter, tag)
 
     def health(self) -> pd.DataFrame:
         """State of every deployment: circuit, success rate, p50 latency, last error, pause."""
-        return tables.health_frame(self)
+        return status.health_frame(self)
 
     def health_check(self, *, chat: bool = False, models: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Actively probe every provider's ``/models`` and report which answered.
@@ -75,47 +75,47 @@ class Lab(Session):
         Rows then show the probe's outcome, the circuit state, the last real error and ``open_for_s``, the
         time until an open circuit lets a request through; a successful probe closes an open circuit.
         """
-        return self.run(tables.health_check(self, chat=chat, models=models))
+        return self.block_on(status.health_check(self, chat=chat, models=models))
 
     def plot(self, data: pd.DataFrame | None = None, kind: str = "overview", **kwargs: Any) -> Figure:
         """A comparison figure of *data* (a results or stats frame; default: every call of this session),
         shown in Jupyter whether or not the cell ends with it, as pandas' ``df.plot()`` is."""
         from ..analysis.plots import plot
 
-        return shown(plot(data if data is not None else self.results(), kind, **kwargs))
+        return shown.figure(plot(data if data is not None else self.results(), kind, **kwargs))
 
     def results(self) -> pd.DataFrame:
         """Every call of this session as a results frame (chat, stream, ``%%chat`` and compare calls)."""
-        accessor.register()
+        shown.frames()
         self.flush()
         return results_frame(self.calls)
 
     def attempts(self) -> pd.DataFrame:
         """Every attempt of this session (one row per try, failed or not)."""
-        accessor.register()
+        shown.frames()
         self.flush()
         return attempts_frame(self.records)
 
     def history(self, since: Any = None, *, model: str | None = None) -> pd.DataFrame:
         """Every call the run log holds, of this session and earlier ones, oldest first: prompt, parameters,
         answer, measurements and who served.  *since*: ``"24h"``, ``"7d"``, a datetime or a timedelta."""
-        accessor.register()
+        shown.frames()
         return _history.history(self._require_runlog(), since, model=model)
 
     def uptime(self, window: Any = "24h", *, by: str = "served_by") -> pd.DataFrame:
         """Per deployment over the last *window* of the run log: availability with its interval, error mix
-        and latency percentiles (see `opencode_lab.frontends.history.uptime`)."""
-        accessor.register()
+        and latency percentiles (see `opencode_lab.lab.history.uptime`)."""
+        shown.frames()
         return _history.uptime(self._require_runlog(), window, by=by)
 
     def runs(self) -> pd.DataFrame:
         """Runs kept in the SQLite run log."""
-        accessor.register()
+        shown.frames()
         return self._require_runlog().runs()
 
     def load_run(self, run: str) -> pd.DataFrame:
         """The results frame of a logged run, by name or id."""
-        accessor.register()
+        shown.frames()
         return self._require_runlog().load_run(run)
 
     def _require_runlog(self) -> RunLog:

@@ -3,7 +3,7 @@
 A scorer that asks a model has an ``ascore(lab, rows, run_id=...)`` coroutine
 returning one `Graded` per row; every call it makes goes through the Lab's
 public API, so it is routed, rate-limited, cached, logged and counted like any
-other.  `agrade` runs plain scorers with `opencode_lab.analysis.scorers.score_rows`
+other.  `agrade` runs plain scorers with `opencode_lab.evals.scorers.score_rows`
 and adds the judges' cost as ``judge_cost_usd``.
 """
 
@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..analysis.scorers import Score, score_rows, scorer_table, with_scores
 from ..core.secrets import get_logger
+from .scorers import Score, score_rows, scorer_table, with_scores
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..session.session import Session
+    from ..core.asking import Asker
 
 log = get_logger(__name__)
 
@@ -36,8 +36,8 @@ def asks_a_model(scorer: Any) -> bool:
     return callable(getattr(scorer, "ascore", None))
 
 
-async def agrade(lab: Session, frame: pd.DataFrame, scorer: Any, *, run_id: str | None = None) -> pd.DataFrame:
-    """*frame* with a score column per scorer (see `opencode_lab.analysis.scorers`); judges ask through *lab*
+async def agrade(lab: Asker, frame: pd.DataFrame, scorer: Any, *, run_id: str | None = None) -> pd.DataFrame:
+    """*frame* with a score column per scorer (see `opencode_lab.evals.scorers`); judges ask through *lab*
     under *run_id* and their cost lands in ``judge_cost_usd`` (NaN for a row whose judge cost is unknown)."""
     if scorer is None:
         return frame

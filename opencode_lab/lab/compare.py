@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..analysis.scorers import describe, scorer_table
 from ..core.content import Image
 from ..core.errors import (
     BudgetExceededError,
@@ -38,10 +37,11 @@ from ..core.structured import json_value
 from ..core.tools import Tool, calls_valid
 from ..core.tools import tools as tool_list
 from ..core.types import ChatRequest, ChatResult
+from ..evals.grading import agrade
+from ..evals.scorers import describe, scorer_table
 from ..session.cache import CachePolicy
 from ..session.records import result_row
-from .grading import agrade
-from .progress import progress
+from .presentation import shown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -160,17 +160,17 @@ class _CompareRun:
 def compare(lab: Session, prompts: Any, models: str | Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
     """Synchronous `acompare`.  Ctrl-C returns the rows finished so far (the rest marked ``interrupted``)."""
     __tracebackhide__ = True
-    state = lab.run(_prepare(lab, prompts, models, kwargs))
+    state = lab.block_on(_prepare(lab, prompts, models, kwargs))
     try:
-        lab.run(_execute(lab, state))
+        lab.block_on(_execute(lab, state))
     except KeyboardInterrupt:
-        lab.run(_settled(state))  # the cancelled run is still saving its finished rows: they are logged on return
+        lab.block_on(_settled(state))  # the cancelled run is still saving its finished rows: they are logged on return
         log.warning(
             "compare interrupted: returning %d finished of %d rows; rerun with the same run= to resume",
             state.done,
             len(state.jobs),
         )
-    return lab.run(agrade(lab, _finish(state), state.options.scorer, run_id=state.run_id))
+    return lab.block_on(agrade(lab, _finish(state), state.options.scorer, run_id=state.run_id))
 
 
 async def acompare(
@@ -181,7 +181,7 @@ async def acompare(
     Keywords: ``n``, ``system``, ``template`` (a ``{column}`` format string filled
     per row), ``run`` (a name that makes the run resumable), ``scorer`` (``row ->
     float``, adds ``score``; or a dict name -> scorer, adding ``score_<name>`` each, see
-    `opencode_lab.analysis.scorers` and `opencode_lab.judge`), ``concurrency``, ``cache`` (True, False or
+    `opencode_lab.evals.scorers` and `opencode_lab.judge`), ``concurrency``, ``cache`` (True, False or
     ``"refresh"``), ``progress``, ``budget_usd``, ``fallback``, ``tools`` (declarations
     or functions offered to every model: rows get ``tool_calls`` and ``tool_call_valid``),
     ``images`` (the prompts column whose image(s) each row sends) and the request
@@ -391,7 +391,7 @@ async def _execute(lab: Session, state: _CompareRun) -> None:
     done = _completed(state, runlog)
     if runlog is not None and options.run is not None:
         state.owner, state.since = runlog.claimant(), time.time()
-    bar = progress(len(state.jobs), "compare", enabled=options.progress)
+    bar = shown.progress(len(state.jobs), "compare", enabled=options.progress)
     limit = asyncio.Semaphore(options.concurrency or lab.settings.max_concurrency)
 
     async def one(job: _Job) -> None:

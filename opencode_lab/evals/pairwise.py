@@ -1,7 +1,7 @@
 """Pairwise battles: a judge picks the better of two models' answers to the same prompt, in both orders.
 
 Judges favour a position (often the first answer shown), so every pair is asked
-twice with the answers swapped; `opencode_lab.analysis.ratings.position_bias`
+twice with the answers swapped; `opencode_lab.evals.ratings.position_bias`
 says how often the verdict followed the position, and the battles frame feeds
 `opencode_lab.ratings` (Bradley–Terry with bootstrap intervals).  Verdicts are
 asked through the Lab like any call: routed, cached, logged and counted.
@@ -16,17 +16,17 @@ import re
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
-from ..analysis.ratings import position_bias
 from ..core.errors import InvalidRequestError, LabError, error_type_of
 from ..core.structured import unfenced
 from ..core.types import ChatResult
 from .judge import REASON_CHARS, Judge, ask, raw_answer
 from .judge import judge as make_judge
+from .ratings import position_bias
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..session.session import Session
+    from ..core.asking import Asker
 
 SYSTEM = (
     "You are an impartial judge. You compare two answers to the same question by the rubric and say which "
@@ -56,24 +56,23 @@ _ANSWER = re.compile(r"\banswer\s+(A|B)\b", re.IGNORECASE)
 
 
 def pairwise(
-    results: pd.DataFrame, judge: Judge | str, *, models: list[str] | None = None, lab: Session | None = None
+    results: pd.DataFrame, judge: Judge | str, *, models: list[str] | None = None, lab: Asker | None = None
 ) -> pd.DataFrame:
     """Battles between every pair of models on every prompt (and sample) both answered, each judged in both
     orders: one row per verdict (`BATTLE_COLUMNS`).  ``winner`` is a model name, ``"tie"`` or None (no
     readable verdict, reason kept); ``position`` is what the judge chose as shown (``A``, ``B``, ``tie``).
     ``attrs["position_bias"]`` holds `position_bias` of the frame.
 
-    *judge* is a `Judge` (its model, rubric, seed and Lab) or a model id; *lab* defaults to the judge's Lab,
-    else the default Lab.
+    *judge* is a `Judge` (its model, rubric, seed and Lab) or a model id; *lab* defaults to the judge's Lab.
     """
-    from .default import default_lab
-
     judge = make_judge(judge) if isinstance(judge, str) else judge
     if not isinstance(judge, Judge):
         raise InvalidRequestError(f"pairwise judge must be a judge(...) or a model id, not {type(judge).__name__}")
-    lab = lab if lab is not None else judge.lab if judge.lab is not None else default_lab()
+    lab = lab if lab is not None else judge.lab
+    if lab is None:
+        raise InvalidRequestError("pairwise needs the Lab that asks the judge: pairwise(..., lab=lab)")
     matches = _matches(results, models)
-    return lab.run(_battles(lab, judge, matches))
+    return lab.block_on(_battles(lab, judge, matches))
 
 
 def _matches(results: Any, models: list[str] | None) -> list[dict[str, Any]]:
@@ -104,10 +103,10 @@ def _matches(results: Any, models: list[str] | None) -> list[dict[str, Any]]:
     return matches
 
 
-async def _battles(lab: Session, judge: Judge, matches: list[dict[str, Any]]) -> pd.DataFrame:
+async def _battles(lab: Asker, judge: Judge, matches: list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
-    limit = asyncio.Semaphore(lab.settings.max_concurrency)
+    limit = asyncio.Semaphore(lab.max_concurrency)
 
     async def verdict(pair: int, match: dict[str, Any], swapped: bool) -> dict[str, Any]:
         first, second = (match["b"], match["a"]) if swapped else (match["a"], match["b"])

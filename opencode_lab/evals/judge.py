@@ -22,15 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..analysis.scorers import Score, is_missing
 from ..core.errors import AllAttemptsFailedError, InvalidRequestError, LabError, SchemaMismatchError, error_type_of
 from ..core.params import Params
 from ..core.structured import unfenced
 from ..core.types import ChatRequest, ChatResult
 from .grading import Graded
+from .scorers import Score, is_missing
 
 if TYPE_CHECKING:
-    from ..session.session import Session
+    from ..core.asking import Asker
 
 NAN = math.nan
 SYSTEM = (
@@ -52,7 +52,7 @@ _LABELLED = re.compile(r"score\W{0,3}(-?\d+(?:\.\d+)?)", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Judge:
-    """A judge's settings; see `judge`.  ``lab`` (None: the default Lab) answers when called row by row;
+    """A judge's settings; see `judge`.  ``lab`` answers when the judge is called row by row;
     in ``compare`` the judge asks through the compare's own Lab."""
 
     model: str
@@ -62,7 +62,7 @@ class Judge:
     seed: int = 0
     max_tokens: int = 96
     structured: bool = True
-    lab: Session | None = field(default=None, repr=False, compare=False)
+    lab: Asker | None = field(default=None, repr=False, compare=False)
 
     def schema(self) -> dict[str, Any]:
         """The verdict's JSON Schema: an integer on the scale and a reason."""
@@ -109,16 +109,16 @@ class Judge:
         return parse_verdict(text, self.scale)
 
     def __call__(self, row: Mapping[str, Any]) -> Score:
-        from .default import default_lab
-
-        lab = self.lab if self.lab is not None else default_lab()
-        return lab.run(self.ascore(lab, [row]))[0].score
+        lab = self.lab
+        if lab is None:
+            raise InvalidRequestError("a judge called on one row needs the Lab that asks: judge(..., lab=lab)")
+        return lab.block_on(self.ascore(lab, [row]))[0].score
 
     async def ascore(
-        self, lab: Session, rows: Sequence[Mapping[str, Any]], *, run_id: str | None = None
+        self, lab: Asker, rows: Sequence[Mapping[str, Any]], *, run_id: str | None = None
     ) -> list[Graded]:
         """One verdict per row, asked concurrently through *lab*; a failed row or call is NaN, never a raise."""
-        limit = asyncio.Semaphore(lab.settings.max_concurrency)
+        limit = asyncio.Semaphore(lab.max_concurrency)
 
         async def one(row: Mapping[str, Any]) -> Graded:
             if isinstance(row.get("error_type"), str) or not isinstance(row.get("response"), str):
@@ -139,7 +139,7 @@ class Judge:
 
 
 async def ask(
-    lab: Session,
+    lab: Asker,
     judge: Judge,
     messages: list[dict[str, str]],
     run_id: str | None,
@@ -170,7 +170,7 @@ def judge(
     seed: int = 0,
     max_tokens: int = 96,
     structured: bool = True,
-    lab: Session | None = None,
+    lab: Asker | None = None,
 ) -> Judge:
     """A scorer that asks *model* to grade each answer by *rubric* on *scale* (``(low, high)`` integers, or
     ``high`` for ``(1, high)``), showing the row's *reference* column when it has a value.  ``structured``

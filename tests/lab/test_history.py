@@ -11,8 +11,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from opencode_lab import InvalidRequestError, Lab, LabError, Settings
-from opencode_lab.frontends.history import since_epoch
 from opencode_lab.frontends.magics import load_ipython_extension, unload_ipython_extension
+from opencode_lab.lab.history import since_epoch
 
 SECRET = "sk-oc-history-test-0123456789"
 
@@ -135,6 +135,6 @@ def test_rows_come_in_the_order_they_were_asked_not_answered(faults, make_lab):
     async def both():
         return await asyncio.gather(lab.achat("asked first", "p0/m"), lab.achat("asked second", "p1/m"))
 
-    lab.run(both())
+    lab.block_on(both())
     rows = lab.history()  # "asked second" answered first: it was saved first
     assert rows.prompt.tolist() == ["asked first", "asked second"] and rows.asked_at.is_monotonic_increasing

@@ -1,0 +1,1 @@
+"""Evaluation: scorers, LLM judges, pairwise battles, grading and ratings."""
