@@ -11,16 +11,16 @@ table cell or a terminal line cuts it off; here it comes first.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..core.errors import error_type_of
 from ..core.secrets import redact
 
 if TYPE_CHECKING:
+    from ..routing.health import HealthSnapshot
     from ..session.session import Session
 
 _LAST_ERROR = "; last error: "
@@ -32,13 +32,12 @@ class Context:
     """What a Lab knows beyond the error: provider URLs and each deployment's circuit, read once."""
 
     urls: Mapping[str, str]
-    health: Mapping[str, Mapping[str, Any]]
-    now: float
+    health: Mapping[str, HealthSnapshot]
 
     @classmethod
     def of(cls, lab: Session) -> Context:
         urls = {name: str(p.base_url) for name, p in lab.providers.items() if getattr(p, "base_url", None)}
-        return cls(urls, lab.router.health(), lab.router.clock.now())
+        return cls(urls, lab.router.health())
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -92,7 +91,7 @@ def explain(exc: BaseException, context: Context | None = None) -> str:
         line += f" at {deployment}"
     if len(attempts) > 1:
         line += f" after {len(attempts)} attempts"
-    state = _state(context.health.get(deployment), context.now) if context is not None and deployment else None
+    state = _state(context.health.get(deployment)) if context is not None and deployment else None
     return f"{line} ({state})" if state else line
 
 
@@ -101,17 +100,6 @@ def _deployment(error: BaseException) -> str | None:
     return "/".join(parts) if len(parts) == 2 else None
 
 
-def _state(snapshot: Mapping[str, Any] | None, now: float) -> str | None:
+def _state(snapshot: HealthSnapshot | None) -> str | None:
     """What the deployment's circuit or rate limit does next, when that is not simply "try again"."""
-    if not snapshot:
-        return None
-    if snapshot.get("state") == "open":
-        until = snapshot.get("open_until")
-        wait = max(0.0, until - now) if isinstance(until, float) else 0.0
-        return f"circuit open, next try in {math.ceil(wait)} s" if wait > 0 else "circuit open, next call probes it"
-    if snapshot.get("state") == "half_open":
-        return "circuit half-open: one probe in flight"
-    paused = snapshot.get("paused_for_s") or 0.0
-    if paused > 0:
-        return f"rate limited, paused for {math.ceil(paused)} s"
-    return None
+    return snapshot.caution() if snapshot is not None else None

@@ -135,12 +135,12 @@ class Live:
         elapsed = time.monotonic() - waiting.started
         parts = ["asking…" if elapsed < 1 else f"asking… {math.floor(elapsed)} s"]
         health = self.lab.router.health()
-        failed = sum(health[d]["failures"] - n for d, n in waiting.baseline.items() if d in health)
+        failed = sum(health[d].failures - n for d, n in waiting.baseline.items() if d in health)
         if failed:
             model = self.jobs[index].model
             alone = sum(1 for i in self._waiting if self.jobs[i].model == model) == 1
             parts.append(f"attempt {failed + 1}" if alone else f"{failed} failed tries so far")
-            last = [health[d]["last_error"] for d in waiting.baseline if d in health and health[d]["last_error"]]
+            last = [health[d].last_error for d in waiting.baseline if d in health and health[d].last_error]
             if last:
                 kind, _, message = str(last[-1]).partition(": ")
                 parts[-1] += f" (last: {phrase(kind, message)})"
@@ -152,7 +152,7 @@ class Live:
         except LabError:
             return {}
         health = self.lab.router.health()
-        return {d: int(health[d]["failures"]) for d in ids if d in health}
+        return {d: health[d].failures for d in ids if d in health}
 
 
 class RichView:

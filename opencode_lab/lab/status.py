@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -39,7 +38,6 @@ def models_frame(lab: Session, filter: str | None = None, tag: str | None = None
         for dep_id in reached:
             groups.setdefault(dep_id, []).append(alias)
     links = dashboards(lab)
-    now = lab.router.clock.now()
     rows = []
     for dep in sorted(lab.catalog.deployments.values(), key=lambda d: d.id):
         if (
@@ -54,7 +52,7 @@ def models_frame(lab: Session, filter: str | None = None, tag: str | None = None
             {
                 "id": dep.id,
                 "provider": dep.provider,
-                "health": health_word(health[dep.id], now),
+                "health": health[dep.id].phrase(),
                 "context_length": dep.context_length,
                 "input_price_per_mtok": dep.input_price_per_mtok,
                 "output_price_per_mtok": dep.output_price_per_mtok,
@@ -82,27 +80,12 @@ def models_frame(lab: Session, filter: str | None = None, tag: str | None = None
     return frame.astype({c: kinds.get(c, "string") for c in frame.columns})
 
 
-def health_word(snapshot: dict[str, Any], now: float) -> str:
-    """A deployment's health as a board shows it: ``ready`` (not tried yet), ``healthy``, ``failing (40 %
-    ok)``, ``paused (12 s)`` after a 429, ``cooling down (12 s)`` while its circuit is open, ``probing``."""
-    if snapshot.get("state") == "open":
-        wait = _open_for(snapshot, now)
-        return f"cooling down ({math.ceil(wait)} s)" if wait > 0 else "cooling down (next call probes)"
-    if snapshot.get("state") == "half_open":
-        return "probing"
-    paused = snapshot.get("paused_for_s") or 0.0
-    if paused > 0:
-        return f"paused ({math.ceil(paused)} s)"
-    rate = snapshot.get("success_rate")
-    if rate is None:
-        return "ready"
-    return "healthy" if rate >= 0.8 else f"failing ({rate:.0%} ok)"
-
-
 def health_frame(lab: Session) -> pd.DataFrame:
+    """One row per deployment: its health in words, the circuit state and the figures behind them."""
     import pandas as pd
 
     columns = [
+        "health",
         "state",
         "success_rate",
         "latency_p50_s",
@@ -116,12 +99,11 @@ def health_frame(lab: Session) -> pd.DataFrame:
     links = dashboards(lab)
     if links:
         columns.append("dashboard")
-    now = lab.router.clock.now()
     rows = [
         {
             "deployment": dep_id,
-            **{k: snap.get(k) for k in columns},
-            "open_for_s": _open_for(snap, now),
+            **{k: getattr(snap, k) for k in columns if k not in ("health", "dashboard")},
+            "health": snap.phrase(),
             "dashboard": links.get(lab.catalog.deployments[dep_id].provider),
         }
         for dep_id, snap in sorted(lab.router.health().items())
@@ -133,12 +115,6 @@ def dashboards(lab: Session) -> dict[str, str]:
     """The live dashboard of each provider that has one (a Dask cluster in use), by provider name."""
     links = {name: getattr(provider, "dashboard_link", None) for name, provider in lab.providers.items()}
     return {name: link for name, link in links.items() if link}
-
-
-def _open_for(snap: dict[str, object], now: float) -> float:
-    """Seconds until an open circuit admits its next probe (0 when it would admit one now)."""
-    until = snap.get("open_until")
-    return max(0.0, until - now) if isinstance(until, float) else 0.0
 
 
 async def health_check(lab: Session, *, chat: bool = False, models: str | Sequence[str] | None = None) -> pd.DataFrame:
@@ -187,8 +163,8 @@ async def chat_check(lab: Session, deployments: Sequence[Deployment]) -> pd.Data
     attempts = await asyncio.gather(
         *(lab.router.probe(d, request, timeout_s=lab.settings.timeout_s) for d in deployments)
     )
-    health, now = lab.router.health(), lab.router.clock.now()
-    columns = ["provider", "ok", "latency_s", "error", "state", "last_error", "open_for_s", "paused_for_s"]
+    health = lab.router.health()
+    columns = ["provider", "ok", "latency_s", "error", "health", "state", "last_error", "open_for_s", "paused_for_s"]
     rows = [
         {
             "deployment": a.deployment,
@@ -196,10 +172,11 @@ async def chat_check(lab: Session, deployments: Sequence[Deployment]) -> pd.Data
             "ok": a.status == "ok",
             "latency_s": a.latency_s,
             "error": None if a.status == "ok" else f"{a.error_type}: {a.error}",
-            "state": health[a.deployment]["state"],
-            "last_error": health[a.deployment]["last_error"],
-            "open_for_s": _open_for(health[a.deployment], now),
-            "paused_for_s": health[a.deployment]["paused_for_s"],
+            "health": health[a.deployment].phrase(),
+            "state": health[a.deployment].state,
+            "last_error": health[a.deployment].last_error,
+            "open_for_s": health[a.deployment].open_for_s,
+            "paused_for_s": health[a.deployment].paused_for_s,
         }
         for a in attempts
     ]

@@ -7,14 +7,59 @@ skipped.  Single event loop (or one lock held by the caller); not thread-safe.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 from .clock import Clock, MonotonicClock
 
 BreakerState = Literal["closed", "open", "half_open"]
+
+
+@dataclass(frozen=True)
+class HealthSnapshot:
+    """One deployment's health at one moment: what ``%models``, ``lab.health()``, diagnoses and live cells
+    read, and `phrase` is the one way any of them words it."""
+
+    deployment: str
+    state: BreakerState
+    success_rate: float | None
+    latency_p50_s: float | None
+    latency_ewma_s: float | None
+    calls: int
+    failures: int
+    last_error: str | None
+    open_for_s: float
+    """Seconds until an open circuit admits its next probe (0 when it would admit one now)."""
+    paused_for_s: float
+    """Seconds left of a pause a 429 imposed."""
+    in_flight: int
+
+    def phrase(self) -> str:
+        """``ready`` (not tried yet), ``healthy``, ``failing (40 % ok)``, ``rate limited, paused for 12 s``,
+        ``circuit open, next try in 12 s`` (or ``…, next call probes it``), ``circuit half-open, one probe in
+        flight``."""
+        return self.caution() or self._standing()
+
+    def caution(self) -> str | None:
+        """What the circuit or rate limit does next, when that is not simply "try again" (else None)."""
+        if self.state == "open":
+            wait = math.ceil(self.open_for_s)
+            return f"circuit open, next try in {wait} s" if wait > 0 else "circuit open, next call probes it"
+        if self.state == "half_open":
+            return "circuit half-open, one probe in flight"
+        if self.paused_for_s > 0:
+            return f"rate limited, paused for {math.ceil(self.paused_for_s)} s"
+        return None
+
+    def _standing(self) -> str:
+        rate = self.success_rate
+        if rate is None:
+            return "ready"
+        return "healthy" if rate >= 0.8 else f"failing ({rate:.0%} ok)"
 
 
 class CircuitBreaker:
@@ -246,18 +291,23 @@ class DeploymentHealth:
         latencies = [x for x in self._recent if x is not None]
         return statistics.median(latencies) if latencies else None
 
-    def snapshot(self) -> dict[str, object]:
-        """Plain values for one row of a health table (``%models``, ``stats()``)."""
-        return {
-            "state": self.breaker.state,
-            "success_rate": self.success_rate,
-            "latency_p50_s": self.latency_p50_s,
-            "latency_ewma_s": self.latency_ewma_s,
-            "calls": self._calls,
-            "failures": self._failures,
-            "last_error": self._last_error,
-            "open_until": self.breaker.open_until,
-        }
+    def snapshot(self, deployment: str = "", *, now: float = 0.0, paused_for_s: float = 0.0, in_flight: int = 0
+                 ) -> HealthSnapshot:
+        """This deployment's health at *now* (the rate limiter's pause and in-flight count added by the router)."""
+        until = self.breaker.open_until
+        return HealthSnapshot(
+            deployment=deployment,
+            state=self.breaker.state,
+            success_rate=self.success_rate,
+            latency_p50_s=self.latency_p50_s,
+            latency_ewma_s=self.latency_ewma_s,
+            calls=self._calls,
+            failures=self._failures,
+            last_error=self._last_error,
+            open_for_s=max(0.0, until - now) if until is not None else 0.0,
+            paused_for_s=paused_for_s,
+            in_flight=in_flight,
+        )
 
     def _push(self, latency: float | None) -> None:
         self._calls += 1

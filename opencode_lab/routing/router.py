@@ -61,7 +61,7 @@ from ..providers.base import Provider
 from .backoff import RetryPolicy
 from .catalog import Catalog, Deployment, ModelGroup
 from .clock import Clock, MonotonicClock
-from .health import CircuitBreaker, DeploymentHealth
+from .health import CircuitBreaker, DeploymentHealth, HealthSnapshot
 from .ratelimit import RateLimiter
 from .strategies import Candidate, Strategy, make_strategy
 
@@ -163,17 +163,19 @@ class Router:
             slot.limiter.set_max_in_flight(deployment.max_in_flight)  # a cluster's capacity follows its workers
         return slot
 
-    def health(self) -> dict[str, dict[str, object]]:
-        """Snapshot of every deployment's health, paused-until and in-flight count, keyed by deployment id."""
+    def health(self) -> dict[str, HealthSnapshot]:
+        """Every deployment's health now (circuit, rolling figures, 429 pause, in flight), by deployment id."""
         out = {}
         now = self.clock.now()
         for dep_id, dep in self.catalog.deployments.items():
             slot = self.slot(dep)
-            snap = slot.health.snapshot()
             paused = slot.limiter.paused_until
-            snap["paused_for_s"] = max(0.0, paused - now) if paused else 0.0
-            snap["in_flight"] = slot.limiter.in_flight
-            out[dep_id] = snap
+            out[dep_id] = slot.health.snapshot(
+                dep_id,
+                now=now,
+                paused_for_s=max(0.0, paused - now) if paused else 0.0,
+                in_flight=slot.limiter.in_flight,
+            )
         return out
 
     def reset(self, spec: str | Sequence[str] | None = None) -> list[str]:

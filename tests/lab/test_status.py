@@ -84,7 +84,7 @@ def test_models_reads_like_a_health_board(fault, make_lab) -> None:
     assert lab.models().loc["p/x", "health"] == "healthy"
     for _ in range(2):
         lab.compare("bad [[fault:server_error]]", "p/x", progress=False)
-    assert lab.models().loc["p/x", "health"].startswith("cooling down (")
+    assert lab.models().loc["p/x", "health"].startswith("circuit open, next try in ")
 
 
 def test_models_shows_whole_context_lengths_and_one_missing_value_style(fault, make_lab) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from opencode_lab.routing.health import CircuitBreaker, DeploymentHealth
+from opencode_lab.routing.health import CircuitBreaker, DeploymentHealth, HealthSnapshot
 
 
 @pytest.fixture
@@ -239,21 +241,50 @@ def test_a_non_tripping_probe_failure_lets_another_probe_through(clock):
     assert health.breaker.allow()
 
 
-def test_snapshot_has_the_documented_keys_and_values(clock):
+def test_a_snapshot_holds_the_figures_at_one_moment(clock):
     health = DeploymentHealth(breaker=CircuitBreaker(consecutive_failures=1, cooldown_s=10.0, clock=clock))
     health.record_success(4.0)
     health.record_success(2.0)
     health.record_failure("server_error", "boom")
-    assert health.snapshot() == {
-        "state": "open",
-        "success_rate": 2 / 3,
-        "latency_p50_s": 3.0,
-        "latency_ewma_s": 2.0,
-        "calls": 3,
-        "failures": 1,
-        "last_error": "server_error: boom",
-        "open_until": 10.0,
-    }
+    assert health.snapshot("p/m", now=4.0, paused_for_s=0.0, in_flight=1) == HealthSnapshot(
+        deployment="p/m",
+        state="open",
+        success_rate=2 / 3,
+        latency_p50_s=3.0,
+        latency_ewma_s=2.0,
+        calls=3,
+        failures=1,
+        last_error="server_error: boom",
+        open_for_s=6.0,
+        paused_for_s=0.0,
+        in_flight=1,
+    )
+
+
+def _snapshot(**changes: object) -> HealthSnapshot:
+    base = HealthSnapshot("p/m", "closed", None, None, None, 0, 0, None, 0.0, 0.0, 0)
+    return replace(base, **changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({}, "ready"),
+        ({"success_rate": 0.9, "calls": 10}, "healthy"),
+        ({"success_rate": 0.4, "calls": 10}, "failing (40% ok)"),
+        ({"paused_for_s": 11.2}, "rate limited, paused for 12 s"),
+        ({"state": "open", "open_for_s": 23.5}, "circuit open, next try in 24 s"),
+        ({"state": "open", "open_for_s": 0.0}, "circuit open, next call probes it"),
+        ({"state": "half_open"}, "circuit half-open, one probe in flight"),
+    ],
+)
+def test_one_phrase_words_every_state(changes, words):
+    assert _snapshot(**changes).phrase() == words
+
+
+def test_only_an_open_circuit_or_a_pause_is_a_caution():
+    assert _snapshot(success_rate=0.1).caution() is None
+    assert _snapshot(paused_for_s=3.0).caution() == "rate limited, paused for 3 s"
 
 
 def test_blocked_reads_the_state_without_admitting_a_probe(breaker, clock):
