@@ -38,7 +38,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +55,12 @@ from ..core.schema import (
     attempts_frame,
     results_frame,
 )
-from ..core.secrets import redact
+from ..core.secrets import get_logger, redact
 
 if TYPE_CHECKING:
     import pandas as pd
 
+_log = get_logger(__name__)
 _KEY = RESULT_KEY
 _KEY_SQL = ", ".join(c.sql for c in RESULT_SCHEMA if c.name in _KEY)
 _WHERE_KEY = " AND ".join(f"{c} = ?" for c in _KEY)
@@ -85,8 +86,20 @@ CREATE TABLE IF NOT EXISTS claims (
     PRIMARY KEY ({", ".join(_KEY)})
 );
 CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
-PRAGMA user_version = 1;
 """
+
+#: the run log's format (SQLite ``user_version``); a log of a newer format is refused, an older one migrated
+FORMAT_VERSION = 2
+
+
+def _index_call_times(con: sqlite3.Connection) -> None:
+    """Format 2: ``history(since=...)`` and ``uptime(window)`` read calls by time, not by run."""
+    con.execute("CREATE INDEX IF NOT EXISTS results_updated ON results (updated_at)")
+    con.execute("CREATE INDEX IF NOT EXISTS attempts_time ON attempts (timestamp)")
+
+
+#: ``version -> step`` bringing a log of ``version - 1`` up to ``version``, applied in order in one transaction
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _index_call_times}
 
 _RESULT_FIELDS = (*RESULT_COLUMNS, "extra", "updated_at")
 _UPSERT = (
@@ -144,14 +157,7 @@ class RunLog:
             with contextlib.closing(sqlite3.connect(self.path, timeout=30.0)) as probe:
                 _require_ours(probe)  # before the connection below switches the file to WAL
         with self._write() as con:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                con.execute(statement)
-            # a log written by an older version lacks columns added since: add them (NULL in old rows)
-            for table, schema in (("results", RESULT_SCHEMA), ("attempts", ATTEMPT_SCHEMA)):
-                have = {r["name"] for r in con.execute(f"PRAGMA table_info({table})")}
-                for column in schema:
-                    if column.name not in have:
-                        con.execute(f"ALTER TABLE {table} ADD COLUMN {column.sql}")
+            _upgrade(con, self.path)
 
     def __repr__(self) -> str:
         return f"RunLog({str(self.path)!r})"
@@ -407,6 +413,31 @@ class RunLog:
         frame["run"] = frame["run"] if rows else None
         frame["logged_at"] = pd.to_datetime(frame["logged_at"] if rows else [], unit="s", utc=True)
         return frame
+
+
+def _upgrade(con: sqlite3.Connection, path: Path) -> None:
+    """Bring the log to `FORMAT_VERSION` inside the caller's write transaction (so two processes opening
+    one old file migrate it once): tables first, then each migration step in order, then any column the
+    result and attempt declarations added since (NULL in old rows).  A newer format is refused untouched."""
+    found = con.execute("PRAGMA user_version").fetchone()[0]
+    if found > FORMAT_VERSION:
+        raise ConfigError(
+            f"the run log {path} has format {found}, written by a newer opencode_lab (this one reads formats up "
+            f"to {FORMAT_VERSION}): upgrade opencode_lab, or set OC_RUNLOG to another file"
+        )
+    new = found == 0 and not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'results'").fetchone()
+    for statement in filter(str.strip, _SCHEMA.split(";")):
+        con.execute(statement)
+    for version in range(max(found, 1) + 1, FORMAT_VERSION + 1):
+        if not new:
+            _log.info("run log %s: migrating to format %d", path, version)
+        _MIGRATIONS[version](con)
+    for table, schema in (("results", RESULT_SCHEMA), ("attempts", ATTEMPT_SCHEMA)):
+        have = {r["name"] for r in con.execute(f"PRAGMA table_info({table})")}
+        for column in schema:
+            if column.name not in have:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {column.sql}")
+    con.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
 
 
 def _claim_state(con: sqlite3.Connection, where: tuple[Any, ...], owner: str, since: float) -> Claim | None:

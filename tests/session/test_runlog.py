@@ -22,9 +22,9 @@ import pandas as pd
 import pytest
 
 from opencode_lab.core import secrets
-from opencode_lab.core.errors import InvalidRequestError
+from opencode_lab.core.errors import ConfigError, InvalidRequestError
 from opencode_lab.core.schema import results_frame
-from opencode_lab.session.runlog import Claim, RunLog
+from opencode_lab.session.runlog import FORMAT_VERSION, Claim, RunLog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,6 +89,51 @@ def test_a_log_from_an_older_schema_gains_new_columns(tmp_path: Path) -> None:
     with RunLog(path) as log:
         log.save_results(run, [_row(1, "m", ttft_s=0.3)])
         assert log.load_run("old")["ttft_s"].tolist() == pytest.approx([math.nan, 0.3], nan_ok=True)
+
+
+def _format_1_log(path: Path) -> None:
+    """A run log as format 1 wrote it: the same tables, ``user_version`` 1, none of format 2's indexes."""
+    with RunLog(path) as log:
+        log.save_results(log.start_run("old"), [_row(0, "m")])
+    with closing(sqlite3.connect(path)) as con:
+        con.execute("DROP INDEX results_updated")
+        con.execute("DROP INDEX attempts_time")
+        con.execute("PRAGMA user_version = 1")
+        con.commit()
+
+
+def _indexes(path: Path) -> set[str]:
+    with closing(sqlite3.connect(path)) as con:
+        return {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+
+def test_a_new_log_is_written_in_the_current_format(tmp_path: Path) -> None:
+    with RunLog(tmp_path / "runs.sqlite") as log, closing(sqlite3.connect(log.path)) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 2
+    assert {"results_updated", "attempts_time"} <= _indexes(tmp_path / "runs.sqlite")
+
+
+def test_an_older_format_is_migrated_on_open_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    _format_1_log(path)
+    with RunLog(path) as log:
+        assert log.load_run("old")["prompt_id"].tolist() == [0]
+    with closing(sqlite3.connect(path)) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION
+    assert {"results_updated", "attempts_time"} <= _indexes(path)
+
+
+def test_a_newer_format_is_refused_untouched_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    with RunLog(path) as log:
+        log.save_results(log.start_run("future"), [_row(0, "m")])
+    with closing(sqlite3.connect(path)) as con:
+        con.execute(f"PRAGMA user_version = {FORMAT_VERSION + 1}")
+        con.commit()
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match=rf"format {FORMAT_VERSION + 1}, written by a newer opencode_lab.*upgrade"):
+        RunLog(path)
+    assert path.read_bytes() == before
 
 
 def test_named_run_resumes_its_run_id(tmp_path: Path) -> None:
