@@ -221,7 +221,7 @@ def error_bundle(exc: LabError, model: str, partial: str = "", cause: str = "") 
 
 
 @dataclass
-class Column:
+class AnswerColumn:
     """One model (or sample) of a comparison: its label and where its answer stands."""
 
     label: str
@@ -266,7 +266,7 @@ def _emphasis(escaped: str) -> str:
     return _HEADING.sub(r"<b>\1</b>", _BOLD.sub(r"<b>\1</b>", escaped))
 
 
-def comparison_html(columns: Sequence[Column], fmt: str = "markdown") -> str:
+def comparison_html(columns: Sequence[AnswerColumn], fmt: str = "markdown") -> str:
     """Models side by side: a header row, the answers, and a stats row under each answer."""
     head = "".join(f'<th style="{_CELL}">{escape(c.label)}</th>' for c in columns)
     answers, stats = [], []
@@ -288,7 +288,7 @@ def comparison_html(columns: Sequence[Column], fmt: str = "markdown") -> str:
     )
 
 
-def comparison_text(columns: Sequence[Column], fmt: str = "markdown") -> str:
+def comparison_text(columns: Sequence[AnswerColumn], fmt: str = "markdown") -> str:
     """The same comparison for a terminal: one block per model."""
     blocks = []
     for c in columns:
@@ -302,5 +302,5 @@ def comparison_text(columns: Sequence[Column], fmt: str = "markdown") -> str:
     return "\n\n".join(blocks)
 
 
-def comparison_bundle(columns: Sequence[Column], fmt: str = "markdown") -> Bundle:
+def comparison_bundle(columns: Sequence[AnswerColumn], fmt: str = "markdown") -> Bundle:
     return {"text/html": comparison_html(columns, fmt), "text/plain": comparison_text(columns, fmt)}

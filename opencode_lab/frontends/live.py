@@ -27,7 +27,7 @@ from ..core.errors import LabError
 from ..core.types import ChatResult, Message
 from .diagnosis import Context, explain, phrase
 from .display import (
-    Column,
+    AnswerColumn,
     answer_bundle,
     answer_text,
     comparison_bundle,
@@ -51,7 +51,7 @@ _EMPTY = {"text/plain": ""}
 
 
 @dataclass
-class Job:
+class LiveJob:
     """One answer to ask for: the conversation so far (ending with the new user turn) and its system prompt."""
 
     model: str | None
@@ -70,7 +70,7 @@ class _Waiting:
 class Live:
     """Asks every job at once through *lab*, reporting to *view*; a failure becomes an outcome, never a raise."""
 
-    def __init__(self, lab: Lab, jobs: Sequence[Job], view: RichView | PlainView, options: dict[str, Any]) -> None:
+    def __init__(self, lab: Lab, jobs: Sequence[LiveJob], view: RichView | PlainView, options: dict[str, Any]) -> None:
         self.lab, self.jobs, self.view, self.options = lab, list(jobs), view, options
         self.stream = options.pop("stream", True)
         self._full = [""] * len(self.jobs)
@@ -163,7 +163,7 @@ class RichView:
     rendering is displayed afresh: a rerun under nbval sees what the notebook saved.
     """
 
-    def __init__(self, columns: list[Column], fmt: str) -> None:
+    def __init__(self, columns: list[AnswerColumn], fmt: str) -> None:
         self.columns, self.fmt = columns, fmt
         self.sent = 0
         """Characters sent to the display so far, every update included (what a front end receives)."""
@@ -223,7 +223,7 @@ class PlainView:
     """Terminal output: one model's text printed as it arrives; several models' answers each printed whole
     as it finishes (interleaved tokens would be unreadable)."""
 
-    def __init__(self, columns: list[Column], fmt: str) -> None:
+    def __init__(self, columns: list[AnswerColumn], fmt: str) -> None:
         self.columns, self.fmt = columns, fmt
         self._printed = ""
         self._failures: list[str] = []

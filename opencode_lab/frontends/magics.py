@@ -28,8 +28,8 @@ from ..core.params import NAMES, Params, options
 from ..core.types import ChatRequest, ChatResult, Message
 from ..lab.default import default_lab
 from . import figures
-from .display import FORMATS, Column, register_reprs
-from .live import MAX_ANSWERS, Job, Live, PlainView, RichView
+from .display import FORMATS, AnswerColumn, register_reprs
+from .live import MAX_ANSWERS, Live, LiveJob, PlainView, RichView
 from .options import param_values, with_param_arguments
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def _key(text: str) -> str | int:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class _CellPlan:
     prompt: str
     models: tuple[str | None, ...]
     n: int
@@ -287,7 +287,7 @@ class ChatMagics(Magics):
         """
         plan = self._plan(_parse_line(self.chat, line), cell)
         max_tokens = plan.params.get("max_tokens")
-        columns = [Column(plan.label(model, sample), max_tokens=max_tokens) for model, sample in plan.jobs]
+        columns = [AnswerColumn(plan.label(model, sample), max_tokens=max_tokens) for model, sample in plan.jobs]
         view = RichView(columns, plan.fmt) if _rich(self.shell) else PlainView(columns, plan.fmt)
         jobs = [self._job(plan, model, sample) for model, sample in plan.jobs]
         options = {k: v for k, v in plan.params.items() if k != "system"}
@@ -365,7 +365,7 @@ class ChatMagics(Magics):
 
     # -- helpers --------------------------------------------------------------------------------------------------
 
-    def _plan(self, args: Any, cell: str) -> _Plan:
+    def _plan(self, args: Any, cell: str) -> _CellPlan:
         """Validate everything a cell asks for before the first request is sent."""
         d = self.defaults
         if args.n < 1:
@@ -391,7 +391,7 @@ class ChatMagics(Magics):
             )
         for model in models:
             self._check_model(model)
-        return _Plan(
+        return _CellPlan(
             prompt,
             tuple(models),
             args.n,
@@ -409,7 +409,7 @@ class ChatMagics(Magics):
         except LabError as exc:
             raise ChatUsageError(str(exc)) from None
 
-    def _job(self, plan: _Plan, model: str | None, sample: int) -> Job:
+    def _job(self, plan: _CellPlan, model: str | None, sample: int) -> LiveJob:
         """The messages to send: the new prompt, after this model's previous turns when continuing (``-c``);
         a new ``-s`` replaces the conversation's system prompt."""
         earlier = self.conversations.get(model or "auto", []) if plan.follow_up else []
@@ -417,9 +417,9 @@ class ChatMagics(Magics):
         if system is None:
             system = next((m.content for m in earlier if m.role == "system"), None)
         turns = [m for m in earlier if m.role != "system"]
-        return Job(model, sample, [*turns, Message("user", plan.prompt)], system)
+        return LiveJob(model, sample, [*turns, Message("user", plan.prompt)], system)
 
-    def _remember(self, jobs: Sequence[Job], outcomes: Sequence[Outcome]) -> None:
+    def _remember(self, jobs: Sequence[LiveJob], outcomes: Sequence[Outcome]) -> None:
         """Each model's conversation after this cell (its first sample's answer), for a later ``-c``."""
         for job, outcome in zip(jobs, outcomes, strict=True):
             if job.sample == 0 and isinstance(outcome, ChatResult):

@@ -1,6 +1,6 @@
 """The router: pick a deployment, wait for its budget, call it, and on failure retry or rotate.
 
-Per request, a `_Plan` holds the routing state: the ordered groups of the
+Per request, a `_RequestRoute` holds the routing state: the ordered groups of the
 resolved spec, how often each deployment was tried, and one deadline that
 covers every retry, rotation and wait, so a request can neither loop nor hang.
 
@@ -232,7 +232,7 @@ class Router:
     async def complete(
         self, request: ChatRequest, request_id: str, *, fallback: bool = True, strategy: str | None = None
     ) -> Routed:
-        plan = _Plan(self, request, request_id, fallback=fallback, strategy=strategy)
+        plan = _RequestRoute(self, request, request_id, fallback=fallback, strategy=strategy)
         while True:
             slot = await plan.next()
             started, wall = time.perf_counter(), time.time()
@@ -266,7 +266,7 @@ class Router:
         The final `Routed` is appended to *routed* (an out-parameter, since an
         async generator cannot return a value).
         """
-        plan = _Plan(self, request, request_id, fallback=fallback, strategy=strategy)
+        plan = _RequestRoute(self, request, request_id, fallback=fallback, strategy=strategy)
         while True:
             slot = await plan.next()
             started, wall = time.perf_counter(), time.time()
@@ -366,7 +366,7 @@ def _log_breaker(deployment: str, old: str, new: str) -> None:
     log.info("circuit for %s: %s -> %s", deployment, old, new)
 
 
-class _Plan:
+class _RequestRoute:
     """The routing state of one request."""
 
     def __init__(

@@ -18,6 +18,12 @@ def contains_expected(row) -> float:
     return float(str(row["expected"]).lower() in str(row["response"]).lower())
 
 
+@pytest.fixture(autouse=True)
+def _accessor() -> None:
+    """Frames built here with `results_frame` come from no Lab, so nothing has registered ``df.oc`` for them."""
+    register()
+
+
 @pytest.fixture
 def lab(fault, make_lab):
     return make_lab(f'[lab]\nmax_retries = 0\n[providers.a]\nbase_url = "{fault.base_url}"\nmodels = ["x", "y"]\n')
