@@ -8,6 +8,7 @@ A run log that fails mid-run never costs an answer: the failure is reported once
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -47,9 +48,10 @@ class RecordedRun:
         if self.runlog is None or self.name is None:
             return {}  # an unnamed run is new: nothing finished yet
         try:
-            return self.runlog.completed(self.run_id)
+            finished = self.runlog.completed(self.run_id)
         except ConfigError as exc:
             raise _unresumable(self.name, exc) from None
+        return {key: replayed(row) for key, row in finished.items()}
 
     def share(self) -> None:
         """Take part in the named run with any other process running it: a row is sent by whoever claims it
@@ -106,6 +108,12 @@ class RecordedRun:
             write(*args)
         except Exception as exc:
             self.lab.runlog_failed(exc)
+
+
+def replayed(row: dict[str, Any]) -> dict[str, Any]:
+    """A row a resumed run reads back instead of asking again, flagged as a cache hit is: ``cached``,
+    nothing paid now, and what the original call cost (NaN when unknown) is what the rerun saved."""
+    return {**row, "cached": True, "cost_usd": 0.0, "cost_saved_usd": row.get("cost_usd", math.nan)}
 
 
 def _open_run(lab: Session, options: CompareOptions, spec: dict[str, Any]) -> str:

@@ -159,6 +159,18 @@ def test_a_named_run_resumes_and_sends_only_the_missing_rows(fault, make_lab) ->
 
 
 @pytest.mark.slow
+def test_rows_a_resumed_run_reads_back_are_flagged_as_the_cache_flags_its_hits(fault, make_lab) -> None:
+    """Cache off: the second compare answers from the run log, and says so exactly as a cache hit would."""
+    lab = make_lab(f'[providers.a]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n[cache]\nmode = "off"\n')
+    first = lab.compare(["q0", "q1"], "a/x", run="flags", progress=False)
+    again = lab.compare(["q0", "q1"], "a/x", run="flags", progress=False)
+    assert not first.cached.any() and again.cached.all()
+    assert (again.cost_usd == 0.0).all()
+    assert list(again.cost_saved_usd) == pytest.approx(list(first.cost_usd), nan_ok=True)
+    assert list(again.latency_s) == list(first.latency_s)  # the original call's measurements, as a hit keeps them
+
+
+@pytest.mark.slow
 def test_stats_summarises_a_compare(two_models) -> None:
     frame = two_models.compare(["p0", "p1", "oops [[fault:server_error]]"], ["a/x", "b/y"], progress=False)
     stats = two_models.stats(frame)
