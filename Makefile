@@ -48,6 +48,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/concurrency.py
 	$(BIN)/python bench/strategies.py
 	$(BIN)/python bench/local_scaling.py
+	$(BIN)/python bench/rate_limits.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
