@@ -18,6 +18,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .analysis.statistics import paired, sample_size
+from .core.attempt import Attempt
 from .core.config import ProviderConfig, Settings
 from .core.deployment import Deployment
 from .core.errors import (
@@ -45,7 +46,7 @@ from .core.errors import (
     StreamInterruptedError,
 )
 from .core.params import Params
-from .core.types import Attempt, ChatRequest, ChatResult, Completion, Message, ModelInfo, StreamChunk, Usage
+from .core.types import ChatRequest, ChatResult, Completion, Message, ModelInfo, StreamChunk, Usage
 from .evals import scorers
 from .evals.judge import DEFAULT_RUBRIC, Judge
 from .evals.judge import judge as _judge

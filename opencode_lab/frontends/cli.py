@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -199,7 +199,7 @@ def _demo(lab: Lab, args: argparse.Namespace) -> int:
     return 0 if frame["error_type"].isna().all() else 1
 
 
-def _demo_line(row: dict[str, Any]) -> str:
+def _demo_line(row: Mapping[Hashable, Any]) -> str:
     """``model  ✓ prompt -> answer`` (✓/✗ when scored; a cut answer says so)."""
     score = row.get("score")
     mark = "" if score is None or score != score else "✓ " if score >= 1 else "✗ "

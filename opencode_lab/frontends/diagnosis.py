@@ -36,7 +36,7 @@ class Context:
 
     @classmethod
     def of(cls, lab: Session) -> Context:
-        urls = {name: str(p.base_url) for name, p in lab.providers.items() if getattr(p, "base_url", None)}
+        urls = {name: str(url) for name, p in lab.providers.items() if (url := getattr(p, "base_url", None))}
         return cls(urls, lab.router.health())
 
 

@@ -88,7 +88,7 @@ class Compare:
         ]
         frame = results_frame(rows)
         if self.plan.params.schema is not None:  # structured output: the parsed objects too
-            frame.insert(frame.columns.get_loc("response") + 1, "data", frame.response.map(json_value))
+            frame.insert(list(frame.columns).index("response") + 1, "data", frame.response.map(json_value))
         return frame
 
     async def _one(

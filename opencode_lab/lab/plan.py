@@ -89,10 +89,6 @@ def _positive_int(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and value >= 1
 
 
-def _positive_int(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value >= 1
-
-
 @dataclass
 class Job:
     """One row to produce: a prompt, a model, a sample index and the request that asks it."""
@@ -116,8 +112,8 @@ class Job:
             outcome, run_id=run_id, prompt_id=self.prompt_id, prompt=self.prompt, model=self.model, sample=self.sample
         )
         if self.request.tools:  # did the model call an offered tool with arguments its schema accepts?
-            answered = isinstance(outcome, ChatResult)
-            row["tool_call_valid"] = answered and calls_valid(outcome.tool_calls, self.request.tools)
+            answered = isinstance(outcome, ChatResult) and calls_valid(outcome.tool_calls, self.request.tools)
+            row["tool_call_valid"] = answered
         for key, value in self.extra.items():
             row.setdefault(key, value)
         return row
@@ -213,7 +209,7 @@ def _prompt_table(prompts: Any, template: str | None) -> list[tuple[str, dict[st
                 f"the prompts DataFrame has no 'prompt' column (columns: {', '.join(map(str, prompts.columns))}); "
                 "add one or pass template='... {column} ...'"
             )
-        rows = prompts.to_dict("records")
+        rows = [{str(k): v for k, v in record.items()} for record in prompts.to_dict("records")]
     elif isinstance(prompts, pd.Series | list | tuple):
         rows = [{"prompt": p} for p in prompts]
     else:
@@ -225,6 +221,7 @@ def _prompt_table(prompts: Any, template: str | None) -> list[tuple[str, dict[st
     fields = _template_fields(template) if template is not None else []
     out = []
     for i, row in enumerate(rows):
+        prompt: Any
         if template is not None:
             missing = [f for f in fields if f not in row]
             if missing:

@@ -22,7 +22,7 @@ import concurrent.futures
 import contextlib
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -147,17 +147,18 @@ class LoopThread:
         back = self._outboxes.get(running)
         if back is None:
             back = self._outboxes.setdefault(running, _Mailbox(running))
-        hop = _Hop(coro, running.create_future(), back)
+        waiter: asyncio.Future[T] = running.create_future()
+        hop = _Hop(coro, waiter, back)
         inbox = self._inbox
         assert inbox is not None  # set with the loop
         inbox.post(hop.start)
         try:
-            return await hop.waiter
+            return await waiter
         except asyncio.CancelledError:
             inbox.post(hop.cancel)
             raise
 
-    async def hop_iter(self, agen: AsyncIterator[T]) -> AsyncIterator[T]:
+    async def hop_iter(self, agen: AsyncGenerator[T, None]) -> AsyncIterator[T]:
         """Iterate an async generator that must run on the owned loop, from any loop."""
         try:
             while True:
@@ -170,7 +171,7 @@ class LoopThread:
             if aclose is not None and self._loop is not None and not self._loop.is_closed():
                 await self.hop(aclose())
 
-    def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+    def iterate(self, agen: AsyncGenerator[T, None]) -> Iterator[T]:
         """Drive an async iterator from synchronous code, one item at a time."""
         try:
             while True:

@@ -387,7 +387,8 @@ class RunLog:
     def attempts(self, run_id: str | None = None, *, since: float | None = None) -> pd.DataFrame:
         """Attempt records in the order they were logged, of one run (name or id) or of all runs; *since*
         (seconds since the epoch) keeps those started at or after it."""
-        where, params = ["1"], []
+        where: list[str] = ["1"]
+        params: list[str | float] = []
         if run_id is not None:
             where.append("run_id = ?")
             params.append(self.find_run(run_id) or run_id)

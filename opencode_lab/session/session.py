@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -348,7 +348,9 @@ class Session:
         request = self.request(prompt, model, options, "stream")
         return _without_loop_frames(self.loop.iterate(self._stream(request, options)))
 
-    async def _stream(self, request: ChatRequest, options: Mapping[str, Any]) -> AsyncIterator[str | ChatResult]:
+    async def _stream(
+        self, request: ChatRequest, options: Mapping[str, Any]
+    ) -> AsyncGenerator[str | ChatResult, None]:
         cache, sample = CachePolicy.of(options.get("cache", True)), options.get("sample", 0)
         fallback, strategy = options.get("fallback", True), options.get("strategy")
         request = request.for_sample(sample)
