@@ -107,7 +107,7 @@ def _problem(body: Any, headers: Mapping[str, str]) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"
-    roles = {m.get("role") for m in messages if isinstance(m, dict)}
+    roles = {str(m.get("role")) for m in messages if isinstance(m, dict)}
     if not roles <= {"user", "assistant"}:
         return f'messages: Unexpected role "{sorted(roles - {"user", "assistant"})[0]}"'
     return None
@@ -233,7 +233,7 @@ class AnthropicWire(Wire):
 
     def _message(self, call: Call, text: str) -> dict[str, Any]:
         said, tool_call, stop, usage = self._reply(call, text)
-        content = [{"type": "text", "text": said}]
+        content: list[dict[str, Any]] = [{"type": "text", "text": said}]
         if tool_call:
             use = {"type": "tool_use", "id": self._call_id(), "name": tool_call[0]}
             content = [{**use, "input": scripted.arguments_object(tool_call[1])}]

@@ -98,6 +98,12 @@ class Faults:
         self.outcomes = outcomes
         self._base = {**SETTINGS, **settings}
         self._lock = threading.Lock()
+        self._settings: Mapping[str, Any]
+        self._queue: deque[str]
+        self._rng: random.Random
+        self._hits: Counter[str]
+        self._log: deque[dict[str, Any]]
+        self._bodies: deque[dict[str, Any]]
         self.reset()
 
     @property
@@ -118,12 +124,12 @@ class Faults:
     def reset(self) -> None:
         """Back to the constructor's settings; clears the log, the queue and the directive counters."""
         with self._lock:
-            self._settings: Mapping[str, Any] = dict(self._base)
-            self._queue: deque[str] = deque(self._base["queue"])
+            self._settings = dict(self._base)
+            self._queue = deque(self._base["queue"])
             self._rng = random.Random(self._base["seed"])
-            self._hits: Counter[str] = Counter()
-            self._log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
-            self._bodies: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
+            self._hits = Counter()
+            self._log = deque(maxlen=LOG_LIMIT)
+            self._bodies = deque(maxlen=LOG_LIMIT)
 
     # -- choosing ----------------------------------------------------------------------------------
     def choose(self, prompt: str) -> str:
@@ -140,10 +146,11 @@ class Faults:
                 return outcome if self._hits[prompt] <= int(limit) else "ok"
             if self._queue:
                 return self._queue.popleft()
-            draw = self._rng.random() if self._settings["mix"] else 1.0
-            for outcome, p in self._settings["mix"].items():
+            mix: Mapping[str, float] = self._settings["mix"]
+            draw = self._rng.random() if mix else 1.0
+            for drawn, p in mix.items():
                 if draw < p:
-                    return outcome
+                    return drawn
                 draw -= p
             return "ok"
 

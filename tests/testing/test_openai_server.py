@@ -212,7 +212,7 @@ def test_empty_choices_is_200_with_no_choices(server: FaultServer, client: httpx
 def test_cut_stream_stops_after_two_chunks_without_done(server: FaultServer, client: httpx.Client) -> None:
     server.configure(queue=["cut_stream"])
     payload = {"model": "m", "messages": [{"role": "user", "content": "a b c d"}], "stream": True}
-    received = []
+    received: list[str] = []
     with pytest.raises(httpx.RemoteProtocolError), client.stream("POST", "/chat/completions", json=payload) as r:
         received.extend(line for line in r.iter_lines() if line)
     assert len(received) == 2
