@@ -43,7 +43,7 @@ class VendorServer(LoopbackServer):
 
     wire_type: ClassVar[type[Wire]]
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, reply: Reply | None = None, **settings: Any):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, reply: Reply | None = None, **settings: Any) -> None:
         super().__init__(host, port)
         self.wire = self.wire_type()
         self._faults = Faults(self.wire_type.outcomes, settings)

@@ -100,7 +100,9 @@ def _chunk(data: bytes) -> bytes:
 class Exchange:
     """The answer channel of one request; ``keep`` says whether the connection serves another afterwards."""
 
-    def __init__(self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep: bool):
+    def __init__(
+        self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep: bool
+    ) -> None:
         self.request, self.keep = request, keep
         self._reader, self._writer = reader, writer
 
