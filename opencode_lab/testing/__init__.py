@@ -1,22 +1,22 @@
-"""Test helpers that ship with the package, so tests, benchmarks and notebooks share them.
+"""Loopback servers that speak each vendor's wire format and misbehave on request.
 
-``FaultServer`` is imported lazily: ``python -m opencode_lab.testing.fault_server`` must not
-find its own module already imported by this package.
+They ship with the package, so tests, benchmarks and notebooks share them. Three parts:
+
+* `transport`: the HTTP/1.1 server (parsing, responses, streams, lifecycle);
+* `faults`: the fault vocabulary, which fault a request meets, the log;
+* one wire format per vendor, each with its server: `FaultServer` (OpenAI chat completions,
+  ``openai_server``), `AnthropicServer` (Messages, ``anthropic_server``), `GeminiServer`
+  (generateContent, ``gemini_server``), joined to the other two parts by ``server.VendorServer``.
+
+``scripted`` is the answer they all give by default; a `Reply` function gives other words.
+Any server runs in a child process too (``FaultServer.spawn()``: a `SpawnedFaultServer`).
 """
 
-from __future__ import annotations
+from opencode_lab.testing.anthropic_server import AnthropicServer
+from opencode_lab.testing.gemini_server import GeminiServer
+from opencode_lab.testing.openai_server import OUTCOMES, FaultServer
+from opencode_lab.testing.scripted import Reply
+from opencode_lab.testing.server import VendorServer
+from opencode_lab.testing.spawned import SpawnedFaultServer
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from opencode_lab.testing.fault_server import OUTCOMES, FaultServer, SpawnedFaultServer
-
-__all__ = ["OUTCOMES", "FaultServer", "SpawnedFaultServer"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from opencode_lab.testing import fault_server
-
-        return getattr(fault_server, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["OUTCOMES", "AnthropicServer", "FaultServer", "GeminiServer", "Reply", "SpawnedFaultServer", "VendorServer"]

@@ -1,7 +1,7 @@
-"""A loopback server speaking Anthropic's Messages API, with fault injection, for tests and notebooks.
+"""Anthropic's Messages API wire format, and `AnthropicServer`, the loopback server that speaks it.
 
-It is a `FaultServer` (same control: ``[[fault:NAME]]`` directives, ``queue``, seeded
-``mix``, ``retry_after``, ``latency_s``, ``chunk_delay_s``, ``log``, ``count``) with
+The same control as every test server (`opencode_lab.testing.server`: ``[[fault:NAME]]``
+directives, ``queue``, seeded ``mix``, ``retry_after``, ``latency_s``, ``reply``, ``log``) with
 Anthropic's wire format, checked against the official ``anthropic`` SDK by the test suite:
 
 * ``POST /v1/messages``: a ``message`` object, or with ``"stream": true`` the typed SSE
@@ -13,26 +13,29 @@ Anthropic's wire format, checked against the official ``anthropic`` SDK by the t
   header; a missing key (``x-api-key`` or a Bearer token) is a 401, a missing ``anthropic-version`` or
   ``max_tokens`` a 400, as the real API answers.
 
-Answers and tool calls follow the shared script (`opencode_lab.testing.scripted`). Outcomes:
-``ok``, ``rate_limit`` (429 + ``retry-after``), ``overloaded`` (529), ``server_error`` (500),
+Answers and tool calls follow the shared script (`opencode_lab.testing.scripted`); ``max_tokens``
+cuts any answer (``stop_reason: max_tokens``). Outcomes beyond `opencode_lab.testing.faults.GENERIC`:
+``rate_limit`` (429 + ``retry-after``), ``overloaded`` (529), ``server_error`` (500),
 ``unauthorized`` (401), ``bad_request``, ``not_found_model``, ``context_length``,
-``error_event`` (an ``error`` event after the first text delta; 529 when not streaming),
-``hang``, ``reset``, ``malformed``, ``cut_stream``. ``base_url`` has the SDK's form (no ``/v1``).
+``error_event`` (an ``error`` event after the first text delta; 529 when not streaming).
+``base_url`` has the SDK's form (no ``/v1``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from opencode_lab.testing import scripted
-from opencode_lab.testing.fault_server import FaultServer
+from opencode_lab.testing.faults import GENERIC, RetryAfter
+from opencode_lab.testing.server import VendorServer
+from opencode_lab.testing.transport import Request, Response, Stream
+from opencode_lab.testing.wire import Call, Route, Wire, model_ids
 
-__all__ = ["OUTCOMES", "AnthropicServer"]
+__all__ = ["OUTCOMES", "AnthropicServer", "AnthropicWire"]
 
 # outcome -> (HTTP status, error type, message)
 _ERRORS: dict[str, tuple[int, str, str]] = {
@@ -45,7 +48,9 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
     "not_found_model": (404, "not_found_error", "model: not found"),
     "context_length": (400, "invalid_request_error", "prompt is too long: 250000 tokens > 200000 maximum"),
 }
-OUTCOMES: frozenset[str] = frozenset({"ok", "hang", "reset", "malformed", "cut_stream", *_ERRORS})
+OUTCOMES: frozenset[str] = GENERIC | set(_ERRORS)
+#: the error type of each status, for refusals no outcome names
+_KINDS = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 500: "api_error"}
 #: the request fields a log entry keeps as ``sampling``
 _SAMPLING = ("max_tokens", "temperature", "top_p", "stop_sequences", "system")
 
@@ -67,6 +72,17 @@ def _text(content: Any) -> str:
     return " ".join(out)
 
 
+def _is_tool_result(message: dict[str, Any]) -> bool:
+    content = message.get("content")
+    return isinstance(content, list) and any(b.get("type") == "tool_result" for b in content)
+
+
+def _prompt(body: dict[str, Any]) -> str:
+    """The last user turn's text (a turn carrying tool results is no prompt)."""
+    users = [m for m in body["messages"] if m["role"] == "user" and not _is_tool_result(m)]
+    return _text(users[-1]["content"]) if users else ""
+
+
 def _images(messages: list[dict[str, Any]]) -> list[str]:
     """Each ``image`` block's content hash (a URL source as its URL)."""
     out = []
@@ -80,159 +96,81 @@ def _images(messages: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def _problem(req: Any, headers: dict[str, str]) -> str | None:
+def _problem(body: Any, headers: Mapping[str, str]) -> str | None:
     """What the real API would refuse with a 400, or None."""
     if "anthropic-version" not in headers:
         return "anthropic-version: header is required"
-    if not isinstance(req, dict):
+    if not isinstance(body, dict):
         return "body must be a JSON object"
-    if not isinstance(req.get("max_tokens"), int):
+    if not isinstance(body.get("max_tokens"), int):
         return "max_tokens: Field required"
-    messages = req.get("messages")
+    messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"
-    roles = {m.get("role") for m in messages if isinstance(m, dict)}
+    roles = {str(m.get("role")) for m in messages if isinstance(m, dict)}
     if not roles <= {"user", "assistant"}:
         return f'messages: Unexpected role "{sorted(roles - {"user", "assistant"})[0]}"'
     return None
 
 
-class AnthropicServer(FaultServer):
-    """In-process Anthropic Messages API on a daemon thread; see the module docstring."""
+class AnthropicWire(Wire):
+    """The Messages API: every response carries a ``request-id`` header, as Anthropic's do."""
 
     outcomes = OUTCOMES
+    keyless = "unauthorized"
 
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def _route(
-        self,
-        method: str,
-        target: str,
-        headers: dict[str, str],
-        body: bytes,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        entry: dict[str, Any],
-        keep: bool,
-    ) -> bool:
+    def credential(self, request: Request) -> str | None:
         # the API takes the key as x-api-key or, as newer SDKs send it, a Bearer token
-        entry["auth"] = "x-api-key" in headers or "authorization" in headers
-        entry["version"] = headers.get("anthropic-version")
-        path = entry["path"]
-        if method == "POST" and path == "/v1/messages":
-            return await self._messages(reader, writer, entry, headers, body, keep)
-        if method == "GET" and path == "/v1/models":
-            entry["outcome"] = "ok"
-            self._send(writer, entry, 200, self._models(target), keep, headers=self._ids_header())
-        else:
-            entry["outcome"] = "not_found"
-            self._error(writer, entry, 404, "not_found_error", f"no route {method} {path}", keep)
-        return keep
+        header = request.headers.get("x-api-key") or request.headers.get("authorization")
+        return None if header is None else header.removeprefix("Bearer ")
 
-    def _models(self, target: str) -> dict[str, Any]:
-        query = parse_qs(urlsplit(target).query)
-        limit = int(query.get("limit", ["20"])[0])
-        ids = [m if isinstance(m, str) else m["id"] for m in self._settings["models"]]
-        start = ids.index(query["after_id"][0]) + 1 if query.get("after_id", [""])[0] in ids else 0
-        page = ids[start : start + limit]
-        data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-02-19T00:00:00Z"} for m in page]
-        first, last = (page[0], page[-1]) if page else (None, None)
-        return {"data": data, "has_more": start + limit < len(ids), "first_id": first, "last_id": last}
+    def notes(self, request: Request) -> dict[str, Any]:
+        return {"version": request.headers.get("anthropic-version")}
 
-    async def _messages(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        entry: dict[str, Any],
-        headers: dict[str, str],
-        body: bytes,
-        keep: bool,
-    ) -> bool:
+    def route(self, request: Request) -> Route | None:
+        if request.method == "POST" and request.path == "/v1/messages":
+            return "generate"
+        if request.method == "GET" and request.path == "/v1/models":
+            return "models"
+        return None
+
+    def read(self, request: Request) -> Call | Response:
         try:
-            req = json.loads(body)
-            problem = _problem(req, headers)
+            body = json.loads(request.body)
+            problem = _problem(body, request.headers)
         except ValueError as exc:
-            req, problem = {}, f"body is not JSON: {exc}"
-        if problem is None:
-            messages = req["messages"]
-            users = [m for m in messages if m["role"] == "user" and not _is_tool_result(m)]
-            prompt = _text(users[-1]["content"]) if users else ""
-            sampling = {k: req[k] for k in _SAMPLING if k in req}
-            entry.update(model=req.get("model"), prompt=prompt, sampling=sampling, stream=bool(req.get("stream")))
-            entry.update(tools=[t["name"] for t in req.get("tools") or []], images=_images(messages))
+            problem = f"body is not JSON: {exc}"
         if problem is not None:
-            entry["outcome"] = "invalid_request"
-            self._error(writer, entry, 400, "invalid_request_error", problem, keep)
-            return keep
-        outcome = entry["outcome"] = self._choose(prompt) if entry["auth"] else "unauthorized"
-        await self._delay(outcome)
-        if outcome in _ERRORS and not (outcome == "error_event" and entry["stream"]):
-            self._send_error(writer, entry, outcome, keep)
-        elif outcome == "hang":
-            await scripted.hang(reader, self._settings["hang_s"])
-            return False
-        elif outcome == "reset" or (outcome == "cut_stream" and not entry["stream"]):
-            scripted.reset(writer)
-            return False
-        elif entry["stream"]:
-            return await self._stream_events(writer, entry, outcome, req, prompt, keep)
-        elif outcome == "malformed":
-            self._send(writer, entry, 200, b'{"type": "message", "content": [', keep)
-        else:
-            self._send(writer, entry, 200, self._message(req, prompt), keep, headers=self._ids_header())
-        return keep
-
-    def _reply(self, req: dict[str, Any], prompt: str) -> tuple[str, tuple[str, str] | None, str, dict[str, int]]:
-        """(text, tool call, stop reason, usage) of the scripted answer."""
-        last = req["messages"][-1]
-        call = None
-        if not _is_tool_result(last):
-            offered = [(t["name"], t.get("input_schema") or {}) for t in req.get("tools") or []]
-            call = scripted.tool_call(prompt, offered)
-        answered = _text(last["content"]) if _is_tool_result(last) else prompt
-        text, cut = scripted.truncate(scripted.echo(answered), req["max_tokens"])
-        stop = "tool_use" if call else "max_tokens" if cut else "end_turn"
-        used = sum(scripted.words(_text(m["content"])) for m in req["messages"])
-        return ("" if call else text), call, stop, {"input_tokens": used, "output_tokens": scripted.words(text)}
-
-    def _message(self, req: dict[str, Any], prompt: str) -> dict[str, Any]:
-        text, call, stop, usage = self._reply(req, prompt)
-        content = (
-            [{"type": "tool_use", "id": self._call_id(), "name": call[0], "input": scripted.arguments_object(call[1])}]
-            if call
-            else [{"type": "text", "text": text}]
+            return self.refusal(400, problem)
+        return Call(
+            body=body,
+            model=body.get("model"),
+            prompt=_prompt(body),
+            stream=bool(body.get("stream")),
+            sampling={k: body[k] for k in _SAMPLING if k in body},
+            tools=[t["name"] for t in body.get("tools") or []],
+            images=_images(body["messages"]),
         )
-        return {
-            "id": f"msg_{next(self._ids):06d}",
-            "type": "message",
-            "role": "assistant",
-            "model": req.get("model"),
-            "content": content,
-            "stop_reason": stop,
-            "stop_sequence": None,
-            "usage": usage,
-        }
 
-    async def _stream_events(
-        self,
-        writer: asyncio.StreamWriter,
-        entry: dict[str, Any],
-        outcome: str,
-        req: dict[str, Any],
-        prompt: str,
-        keep: bool,
-    ) -> bool:
-        text, call, stop, usage = self._reply(req, prompt)
-        start = {**self._message(req, prompt), "content": [], "stop_reason": None}
+    def echo(self, body: dict[str, Any]) -> str:
+        last = body["messages"][-1]
+        return scripted.echo(_text(last["content"]) if _is_tool_result(last) else _prompt(body))
+
+    def answer(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> Response:
+        if outcome == "malformed":
+            return Response(200, b'{"type": "message", "content": [', self._ids_header())
+        return Response(200, self._message(call, text), self._ids_header())
+
+    def stream(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> Stream:
+        said, tool_call, stop, usage = self._reply(call, text)
+        start = {**self._message(call, text), "content": [], "stop_reason": None}
         start["usage"] = {"input_tokens": usage["input_tokens"], "output_tokens": 1}
         events = [_event("message_start", {"message": start})]
         if outcome == "malformed":
             events.append(b'event: content_block_start\ndata: {"type": "content_block_start", "index": \n\n')
-        elif call:
-            block = {"type": "tool_use", "id": self._call_id(), "name": call[0], "input": {}}
-            args = call[1]
+        elif tool_call:
+            block = {"type": "tool_use", "id": self._call_id(), "name": tool_call[0], "input": {}}
+            args = tool_call[1]
             events.append(_event("content_block_start", {"index": 0, "content_block": block}))
             for piece in (args[: len(args) // 2], args[len(args) // 2 :]):
                 delta = {"type": "input_json_delta", "partial_json": piece}
@@ -240,8 +178,8 @@ class AnthropicServer(FaultServer):
         else:
             events.append(_event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
             events.append(_event("ping", {}))
-            for i, word in enumerate(text.split(" ")):
-                delta = {"type": "text_delta", "text": word if i == 0 else " " + word}
+            for piece in scripted.pieces(said):
+                delta = {"type": "text_delta", "text": piece}
                 events.append(_event("content_block_delta", {"index": 0, "delta": delta}))
                 if outcome == "error_event":
                     _, kind, message = _ERRORS[outcome]
@@ -252,43 +190,76 @@ class AnthropicServer(FaultServer):
             ending = {"stop_reason": stop, "stop_sequence": None}
             final = _event("message_delta", {"delta": ending, "usage": {"output_tokens": usage["output_tokens"]}})
             events += [final, _event("message_stop", {})]
-        sse = {"Cache-Control": "no-cache", **self._ids_header()}
-        self._send(writer, entry, 200, b"", keep, "text/event-stream", sse, chunked=True)
-        cut = 3 if outcome == "cut_stream" else None
-        sent = await scripted.write_events(writer, events, cut_at=cut, delay_s=self._settings["chunk_delay_s"])
-        return keep and sent
+        return Stream(events, cut_at=3, headers=self._ids_header())
 
-    def _send_error(self, writer: asyncio.StreamWriter, entry: dict[str, Any], outcome: str, keep: bool) -> None:
+    def failure(self, outcome: str, stream: bool, retry_after: RetryAfter | None) -> Response | None:
+        if outcome not in _ERRORS or (outcome == "error_event" and stream):
+            return None
         status, kind, message = _ERRORS[outcome]
         headers = {}
-        when = self._settings["retry_after"]
-        if when is not None and status in (429, 529):
-            headers["retry-after"] = f"{when:g}"
-            reset = email.utils.formatdate(time.time() + when, usegmt=True)
+        if retry_after is not None and status in (429, 529):
+            headers["retry-after"] = retry_after.header
             headers["anthropic-ratelimit-requests-remaining"] = "0"
+            reset = email.utils.formatdate(time.time() + retry_after.seconds, usegmt=True)
             headers["anthropic-ratelimit-requests-reset"] = reset
-        self._error(writer, entry, status, kind, message, keep, headers)
+        return self._error(status, kind, message, headers)
 
-    def _error(
-        self,
-        writer: asyncio.StreamWriter,
-        entry: dict[str, Any],
-        status: int,
-        kind: str,
-        message: str,
-        keep: bool,
-        headers: dict[str, str] | None = None,
-    ) -> None:
+    def refusal(self, status: int, message: str) -> Response:
+        return self._error(status, _KINDS.get(status, "api_error"), message)
+
+    def models(self, request: Request, models: list[str | dict[str, Any]]) -> Response:
+        query = request.query
+        limit = int(query.get("limit", ["20"])[0])
+        ids = model_ids(models)
+        start = ids.index(query["after_id"][0]) + 1 if query.get("after_id", [""])[0] in ids else 0
+        page = ids[start : start + limit]
+        data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-02-19T00:00:00Z"} for m in page]
+        first, last = (page[0], page[-1]) if page else (None, None)
+        body = {"data": data, "has_more": start + limit < len(ids), "first_id": first, "last_id": last}
+        return Response(200, body, self._ids_header())
+
+    def _reply(self, call: Call, text: str) -> tuple[str, tuple[str, str] | None, str, dict[str, int]]:
+        """(text cut to max_tokens, tool call, stop reason, usage) of the answer."""
+        body = call.body
+        tool_call = None
+        if not _is_tool_result(body["messages"][-1]):
+            offered = [(t["name"], t.get("input_schema") or {}) for t in body.get("tools") or []]
+            tool_call = scripted.tool_call(call.prompt, offered)
+        said, cut = scripted.truncate(text, body["max_tokens"])
+        stop = "tool_use" if tool_call else "max_tokens" if cut else "end_turn"
+        used = sum(scripted.words(_text(m["content"])) for m in body["messages"])
+        usage = {"input_tokens": used, "output_tokens": scripted.words(said)}
+        return ("" if tool_call else said), tool_call, stop, usage
+
+    def _message(self, call: Call, text: str) -> dict[str, Any]:
+        said, tool_call, stop, usage = self._reply(call, text)
+        content: list[dict[str, Any]] = [{"type": "text", "text": said}]
+        if tool_call:
+            use = {"type": "tool_use", "id": self._call_id(), "name": tool_call[0]}
+            content = [{**use, "input": scripted.arguments_object(tool_call[1])}]
+        return {
+            "id": f"msg_{self.next_id():06d}",
+            "type": "message",
+            "role": "assistant",
+            "model": call.model,
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+
+    def _error(self, status: int, kind: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
         body = {"type": "error", "error": {"type": kind, "message": message}}
-        self._send(writer, entry, status, body, keep, headers={**self._ids_header(), **(headers or {})})
+        return Response(status, body, {**self._ids_header(), **(headers or {})})
 
     def _ids_header(self) -> dict[str, str]:
-        return {"request-id": f"req_{next(self._ids):06d}"}
+        return {"request-id": f"req_{self.next_id():06d}"}
 
     def _call_id(self) -> str:
-        return f"toolu_{next(self._ids):06d}"
+        return f"toolu_{self.next_id():06d}"
 
 
-def _is_tool_result(message: dict[str, Any]) -> bool:
-    content = message.get("content")
-    return isinstance(content, list) and any(b.get("type") == "tool_result" for b in content)
+class AnthropicServer(VendorServer):
+    """In-process Anthropic Messages API on a daemon thread; see the module docstring."""
+
+    wire_type = AnthropicWire

@@ -1,8 +1,8 @@
-"""A loopback server speaking Google's Gemini API, with fault injection, for tests and notebooks.
+"""Google's Gemini API wire format, and `GeminiServer`, the loopback server that speaks it.
 
-It is a `FaultServer` (same control: ``[[fault:NAME]]`` directives, ``queue``, seeded
-``mix``, ``retry_after``, ``latency_s``, ``chunk_delay_s``, ``log``, ``count``) with the
-Gemini wire format, checked against the official ``google-genai`` SDK by the test suite:
+The same control as every test server (`opencode_lab.testing.server`: ``[[fault:NAME]]``
+directives, ``queue``, seeded ``mix``, ``retry_after``, ``latency_s``, ``reply``, ``log``) with
+the Gemini wire format, checked against the official ``google-genai`` SDK by the test suite:
 
 * ``POST /{version}/models/{model}:generateContent``: a ``GenerateContentResponse``
   (``candidates``, ``finishReason``, ``usageMetadata``, ``modelVersion``);
@@ -15,29 +15,34 @@ Gemini wire format, checked against the official ``google-genai`` SDK by the tes
 Any API version in the path is served (the SDK defaults to ``v1``, our provider uses
 ``v1beta``); ``base_url`` has the SDK's form.  Answers and tool calls follow the shared
 script (`opencode_lab.testing.scripted`); a ``functionCall`` carries no ``id``, as
-Gemini's often do not, and a ``responseJsonSchema`` request gets an object of example
-values that matches it.  Outcomes: ``ok``, ``rate_limit`` (429 with ``RetryInfo`` and
+Gemini's often do not, a ``responseJsonSchema`` request gets an object of example
+values that matches it, and ``maxOutputTokens`` cuts any answer.  Outcomes beyond
+`opencode_lab.testing.faults.GENERIC`: ``rate_limit`` (429 with ``RetryInfo`` and
 ``retry-after``), ``unavailable`` (503 "model is overloaded"), ``server_error`` (500),
-``unauthorized`` (400 ``API_KEY_INVALID``, Gemini's answer to a bad key),
-``bad_request``, ``not_found_model``, ``context_length``, ``blocked`` (the prompt is
-blocked: ``promptFeedback.blockReason``), ``safety`` (``finishReason: SAFETY``, no text),
-``error_event`` (an ``error`` object after the first chunk; 503 when not streaming),
-``hang``, ``reset``, ``malformed``, ``cut_stream``.
+``unauthorized`` (400 ``API_KEY_INVALID``, Gemini's answer to a bad key), ``unregistered``
+(403, its answer to no key), ``bad_request``, ``not_found_model``, ``context_length``,
+``blocked`` (the prompt is blocked: ``promptFeedback.blockReason``), ``safety``
+(``finishReason: SAFETY``, no text), ``error_event`` (an ``error`` object after the first
+chunk; 503 when not streaming).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
 from opencode_lab.testing import scripted
-from opencode_lab.testing.fault_server import FaultServer
+from opencode_lab.testing.faults import GENERIC, RetryAfter
+from opencode_lab.testing.server import VendorServer
+from opencode_lab.testing.transport import Request, Response, Stream
+from opencode_lab.testing.wire import Call, Route, Wire, model_ids
 
-__all__ = ["OUTCOMES", "GeminiServer"]
+__all__ = ["OUTCOMES", "GeminiServer", "GeminiWire"]
 
+_UNREGISTERED = "Method doesn't allow unregistered callers. Please use API Key or other form of API consumer identity."
 # outcome -> (HTTP status, status name, message, details)
 _ERRORS: dict[str, tuple[int, str, str, list[dict[str, Any]]]] = {
     "rate_limit": (429, "RESOURCE_EXHAUSTED", "You exceeded your current quota.", []),
@@ -50,6 +55,7 @@ _ERRORS: dict[str, tuple[int, str, str, list[dict[str, Any]]]] = {
         "API key not valid. Please pass a valid API key.",
         [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}],
     ),
+    "unregistered": (403, "PERMISSION_DENIED", _UNREGISTERED, []),
     "bad_request": (400, "INVALID_ARGUMENT", "Request contains an invalid argument.", []),
     "not_found_model": (404, "NOT_FOUND", "models/unknown is not found for API version v1beta.", []),
     "context_length": (
@@ -59,9 +65,11 @@ _ERRORS: dict[str, tuple[int, str, str, list[dict[str, Any]]]] = {
         [],
     ),
 }
-OUTCOMES: frozenset[str] = frozenset({"ok", "hang", "reset", "malformed", "cut_stream", "blocked", "safety", *_ERRORS})
-_UNREGISTERED = "Method doesn't allow unregistered callers. Please use API Key or other form of API consumer identity."
+OUTCOMES: frozenset[str] = GENERIC | {"blocked", "safety", *_ERRORS}
+#: the status name of each status, for refusals no outcome names
+_NAMES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 500: "INTERNAL"}
 _ROUTE = re.compile(r"^/(v1\w*)/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_VERSION = re.compile(r"^/(v1\w*)/")
 _CONFIG = {  # generationConfig fields the real API knows (JSON names; snake_case is accepted too)
     "stopSequences",
     "responseMimeType",
@@ -101,6 +109,21 @@ def _text(parts: list[dict[str, Any]]) -> str:
     return " ".join(out)
 
 
+def _is_result(turn: dict[str, Any]) -> bool:
+    return any("functionResponse" in p for p in turn.get("parts") or [])
+
+
+def _prompt(body: dict[str, Any]) -> str:
+    """The last user turn's text (a turn carrying function responses is no prompt)."""
+    users = [t for t in body["contents"] if t.get("role", "user") == "user" and not _is_result(t)]
+    return _text(users[-1]["parts"]) if users else ""
+
+
+def _declared(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The function declarations the request offers."""
+    return [d for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []]
+
+
 def _images(contents: list[dict[str, Any]]) -> list[str]:
     out = []
     for turn in contents:
@@ -112,62 +135,120 @@ def _images(contents: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def _problem(req: Any) -> str | None:
+def _problem(body: Any) -> str | None:
     """What the real API would refuse with a 400, or None."""
-    if not isinstance(req, dict) or not isinstance(req.get("contents"), list) or not req["contents"]:
+    if not isinstance(body, dict) or not isinstance(body.get("contents"), list) or not body["contents"]:
         return "* GenerateContentRequest.contents: contents is not specified"
-    for turn in req["contents"]:
+    for turn in body["contents"]:
         if not isinstance(turn, dict) or turn.get("role", "user") not in ("user", "model"):
             return "Please use a valid role: user, model."
         if not isinstance(turn.get("parts"), list) or not turn["parts"]:
             return "* GenerateContentRequest.contents.parts: contents.parts must not be empty."
-    config = req.get("generationConfig") or req.get("generation_config") or {}
+    config = body.get("generationConfig") or body.get("generation_config") or {}
     unknown = [k for k in config if _camel(k) not in _CONFIG]
     if unknown:
         return f"Invalid JSON payload received. Unknown name {unknown[0]!r} at 'generation_config': Cannot find field."
     return None
 
 
-class GeminiServer(FaultServer):
-    """In-process Gemini API on a daemon thread; see the module docstring."""
+def _sse(obj: Any) -> bytes:
+    return f"data: {json.dumps(obj)}\n\n".encode()
+
+
+class GeminiWire(Wire):
+    """generateContent and streamGenerateContent, as the Gemini API (AI Studio) speaks them."""
 
     outcomes = OUTCOMES
+    keyless = "unregistered"
 
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def credential(self, request: Request) -> str | None:
+        keys = request.query.get("key")
+        return request.headers.get("x-goog-api-key") or (keys[0] if keys else None)
 
-    async def _route(
-        self,
-        method: str,
-        target: str,
-        headers: dict[str, str],
-        body: bytes,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        entry: dict[str, Any],
-        keep: bool,
-    ) -> bool:
-        query = parse_qs(urlsplit(target).query)
-        entry["auth"] = "x-goog-api-key" in headers or "key" in query
-        path, route = entry["path"], _ROUTE.match(entry["path"])
-        if method == "POST" and route:
-            entry["version"] = route.group(1)
-            stream = route.group(3) == "streamGenerateContent"
-            return await self._generate(reader, writer, entry, unquote(route.group(2)), stream, body, keep)
-        if method == "GET" and re.fullmatch(r"/v1\w*/models", path):
-            entry["outcome"] = "ok"
-            self._send(writer, entry, 200, self._models(query), keep)
-        else:
-            entry["outcome"] = "not_found"
-            self._error(writer, entry, 404, "NOT_FOUND", f"no route {method} {path}", [], keep)
-        return keep
+    def notes(self, request: Request) -> dict[str, Any]:
+        version = _VERSION.match(request.path)
+        return {"version": version.group(1)} if version else {}
 
-    def _models(self, query: dict[str, list[str]]) -> dict[str, Any]:
+    def route(self, request: Request) -> Route | None:
+        if request.method == "POST" and _ROUTE.match(request.path):
+            return "generate"
+        if request.method == "GET" and re.fullmatch(r"/v1\w*/models", request.path):
+            return "models"
+        return None
+
+    def read(self, request: Request) -> Call | Response:
+        route = _ROUTE.match(request.path)
+        assert route is not None
+        try:
+            body = json.loads(request.body)
+            problem = _problem(body)
+        except ValueError as exc:
+            problem = f"Invalid JSON payload received. {exc}"
+        if problem is not None:
+            return self.refusal(400, problem)
+        config = body.get("generationConfig") or {}
+        system = body.get("systemInstruction")
+        return Call(
+            body=body,
+            model=unquote(route.group(2)),
+            prompt=_prompt(body),
+            stream=route.group(3) == "streamGenerateContent",
+            sampling={**config, **({"system": _text(system["parts"])} if system else {})},
+            tools=[d["name"] for d in _declared(body)],
+            images=_images(body["contents"]),
+        )
+
+    def echo(self, body: dict[str, Any]) -> str:
+        config = body.get("generationConfig") or {}
+        schema = config.get("responseJsonSchema") or config.get("responseSchema")
+        if schema and config.get("responseMimeType") == "application/json":  # structured output: a matching object
+            return json.dumps(scripted.example_arguments(schema))
+        last = body["contents"][-1]
+        return scripted.echo(_text(last["parts"]) if _is_result(last) else _prompt(body))
+
+    def answer(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> Response:
+        if outcome == "malformed":
+            return Response(200, b'{"candidates": [')
+        return Response(200, self._response(call, outcome, text))
+
+    def stream(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> Stream:
+        """Text a word per chunk, the last with the finish reason; anything else in one chunk, as Gemini sends it."""
+        whole = self._response(call, outcome, text)
+        candidates = whole.get("candidates") or []
+        parts = candidates[0]["content"]["parts"] if candidates else []
+        if outcome == "malformed":
+            events = [b'data: {"candidates": [\n\n']
+        elif len(parts) == 1 and "text" in parts[0]:
+            *init, last = scripted.pieces(parts[0]["text"])
+            events = [self._chunk(whole, [{"text": p}], None) for p in init]
+            events.append(self._chunk(whole, [{"text": last}], candidates[0]["finishReason"]))
+            if outcome == "error_event":
+                status, name, message, _ = _ERRORS[outcome]
+                events = [events[0], _sse({"error": {"code": status, "message": message, "status": name}})]
+        else:  # a tool call, a blocked prompt or a safety stop
+            events = [_sse(whole)]
+        return Stream(events, cut_at=2)
+
+    def failure(self, outcome: str, stream: bool, retry_after: RetryAfter | None) -> Response | None:
+        if outcome not in _ERRORS or (outcome == "error_event" and stream):
+            return None
+        status, name, message, details = _ERRORS[outcome]
+        headers = {}
+        if retry_after is not None and status == 429:
+            delay = f"{retry_after.seconds:g}s"
+            details = [*details, {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}]
+            headers["retry-after"] = retry_after.header
+        return self._error(status, name, message, details, headers)
+
+    def refusal(self, status: int, message: str) -> Response:
+        return self._error(status, _NAMES.get(status, "INTERNAL"), message, [])
+
+    def models(self, request: Request, models: list[str | dict[str, Any]]) -> Response:
+        query = request.query
         size = int(query.get("pageSize", ["50"])[0])
         start = int(query.get("pageToken", ["0"])[0] or 0)
-        ids = [m if isinstance(m, str) else m["id"] for m in self._settings["models"]]
-        models = [
+        ids = model_ids(models)
+        listed = [
             {
                 "name": f"models/{m}",
                 "displayName": m,
@@ -178,124 +259,29 @@ class GeminiServer(FaultServer):
             for m in ids[start : start + size]
         ]
         more = start + size < len(ids)
-        return {"models": models, **({"nextPageToken": str(start + size)} if more else {})}
+        return Response(200, {"models": listed, **({"nextPageToken": str(start + size)} if more else {})})
 
-    async def _generate(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        entry: dict[str, Any],
-        model: str,
-        stream: bool,
-        body: bytes,
-        keep: bool,
-    ) -> bool:
-        try:
-            req = json.loads(body)
-            problem = _problem(req)
-        except ValueError as exc:
-            req, problem = {}, f"Invalid JSON payload received. {exc}"
-        entry.update(model=model, stream=stream)
-        if problem is not None:
-            entry["outcome"] = "invalid_request"
-            self._error(writer, entry, 400, "INVALID_ARGUMENT", problem, [], keep)
-            return keep
-        contents = req["contents"]
-        users = [t for t in contents if t.get("role", "user") == "user" and not _is_result(t)]
-        prompt = _text(users[-1]["parts"]) if users else ""
-        config = req.get("generationConfig") or {}
-        system = req.get("systemInstruction")
-        entry.update(prompt=prompt, sampling={**config, **({"system": _text(system["parts"])} if system else {})})
-        declared = [d for t in req.get("tools") or [] for d in t.get("functionDeclarations") or []]
-        entry.update(tools=[d["name"] for d in declared], images=_images(contents))
-        if not entry["auth"]:
-            entry["outcome"] = "unregistered"
-            self._error(writer, entry, 403, "PERMISSION_DENIED", _UNREGISTERED, [], keep)
-            return keep
-        outcome = entry["outcome"] = self._choose(prompt)
-        await self._delay(outcome)
-        if outcome in _ERRORS and not (outcome == "error_event" and stream):
-            self._send_error(writer, entry, outcome, keep)
-        elif outcome == "hang":
-            await scripted.hang(reader, self._settings["hang_s"])
-            return False
-        elif outcome == "reset" or (outcome == "cut_stream" and not stream):
-            scripted.reset(writer)
-            return False
-        elif stream:
-            return await self._stream(writer, entry, outcome, model, req, prompt, declared, keep)
-        elif outcome == "malformed":
-            self._send(writer, entry, 200, b'{"candidates": [', keep)
-        else:
-            self._send(writer, entry, 200, self._response(outcome, model, req, prompt, declared), keep)
-        return keep
-
-    def _reply(
-        self, outcome: str, req: dict[str, Any], prompt: str, declared: list[dict[str, Any]]
-    ) -> tuple[str, tuple[str, str] | None, str, dict[str, int]]:
-        """(text, tool call, finish reason, usage) of the scripted answer."""
-        last = req["contents"][-1]
-        offered = [(d["name"], d.get("parametersJsonSchema") or d.get("parameters") or {}) for d in declared]
-        call = None if _is_result(last) else scripted.tool_call(prompt, offered)
-        config = req.get("generationConfig") or {}
-        schema = config.get("responseJsonSchema") or config.get("responseSchema")
-        said = scripted.echo(_text(last["parts"]) if _is_result(last) else prompt)
-        text, cut = scripted.truncate(said, config.get("maxOutputTokens"))
-        if schema and config.get("responseMimeType") == "application/json":  # structured output: a matching object
-            text, cut = json.dumps(scripted.example_arguments(schema)), False
+    def _response(self, call: Call, outcome: str, text: str) -> dict[str, Any]:
+        """The whole ``GenerateContentResponse``: *text* cut to ``maxOutputTokens``, or a function call."""
+        body = call.body
+        last = body["contents"][-1]
+        offered = [(d["name"], d.get("parametersJsonSchema") or d.get("parameters") or {}) for d in _declared(body)]
+        tool_call = None if _is_result(last) else scripted.tool_call(call.prompt, offered)
+        said, cut = scripted.truncate(text, (body.get("generationConfig") or {}).get("maxOutputTokens"))
         finish = "SAFETY" if outcome == "safety" else "MAX_TOKENS" if cut else "STOP"
-        used = sum(scripted.words(_text(t["parts"])) for t in req["contents"])
-        out = 0 if outcome == "safety" else scripted.words(text)
+        used = sum(scripted.words(_text(t["parts"])) for t in body["contents"])
+        out = 0 if outcome == "safety" else scripted.words(said)
         usage = {"promptTokenCount": used, "candidatesTokenCount": out, "totalTokenCount": used + out}
-        return ("" if call or outcome == "safety" else text), call, finish, usage
-
-    def _response(
-        self, outcome: str, model: str, req: dict[str, Any], prompt: str, declared: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        text, call, finish, usage = self._reply(outcome, req, prompt, declared)
-        base = {"usageMetadata": usage, "modelVersion": model, "responseId": f"resp-{next(self._ids):06d}"}
+        base = {"usageMetadata": usage, "modelVersion": call.model, "responseId": f"resp-{self.next_id():06d}"}
         if outcome == "blocked":
             return {"promptFeedback": {"blockReason": "SAFETY"}, **base}
-        if call:
-            parts: list[dict[str, Any]] = [
-                {"functionCall": {"name": call[0], "args": scripted.arguments_object(call[1])}}
-            ]
+        if tool_call:
+            function_call = {"name": tool_call[0], "args": scripted.arguments_object(tool_call[1])}
+            parts: list[dict[str, Any]] = [{"functionCall": function_call}]
         else:
-            parts = [{"text": text}] if text else []
+            parts = [{"text": said}] if said and outcome != "safety" else []
         candidate = {"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}
         return {"candidates": [candidate], **base}
-
-    async def _stream(
-        self,
-        writer: asyncio.StreamWriter,
-        entry: dict[str, Any],
-        outcome: str,
-        model: str,
-        req: dict[str, Any],
-        prompt: str,
-        declared: list[dict[str, Any]],
-        keep: bool,
-    ) -> bool:
-        whole = self._response(outcome, model, req, prompt, declared)
-        candidates = whole.get("candidates") or []
-        parts = candidates[0]["content"]["parts"] if candidates else []
-        if outcome == "malformed":
-            events = [b'data: {"candidates": [\n\n']
-        elif len(parts) == 1 and "text" in parts[0]:
-            words = parts[0]["text"].split(" ")
-            pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
-            events = [self._chunk(whole, [{"text": p}], None) for p in pieces[:-1]]
-            events.append(self._chunk(whole, [{"text": pieces[-1]}], candidates[0]["finishReason"]))
-            if outcome == "error_event":
-                status, name, message, _ = _ERRORS[outcome]
-                error = {"error": {"code": status, "message": message, "status": name}}
-                events = [events[0], f"data: {json.dumps(error)}\n\n".encode()]
-        else:  # a tool call, a blocked prompt or a safety stop: one chunk, as Gemini sends them
-            events = [f"data: {json.dumps(whole)}\n\n".encode()]
-        self._send(writer, entry, 200, b"", keep, "text/event-stream", {"Cache-Control": "no-cache"}, chunked=True)
-        cut = 2 if outcome == "cut_stream" else None
-        sent = await scripted.write_events(writer, events, cut_at=cut, delay_s=self._settings["chunk_delay_s"])
-        return keep and sent
 
     @staticmethod
     def _chunk(whole: dict[str, Any], parts: list[dict[str, Any]], finish: str | None) -> bytes:
@@ -305,33 +291,19 @@ class GeminiServer(FaultServer):
         usage = whole["usageMetadata"] if finish else {"promptTokenCount": whole["usageMetadata"]["promptTokenCount"]}
         chunk = {"candidates": [candidate], "usageMetadata": usage}
         chunk |= {"modelVersion": whole["modelVersion"], "responseId": whole["responseId"]}
-        return f"data: {json.dumps(chunk)}\n\n".encode()
+        return _sse(chunk)
 
-    def _send_error(self, writer: asyncio.StreamWriter, entry: dict[str, Any], outcome: str, keep: bool) -> None:
-        status, name, message, details = _ERRORS[outcome]
-        headers = {}
-        when = self._settings["retry_after"]
-        if when is not None and status == 429:
-            details = [*details, {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{when:g}s"}]
-            headers["retry-after"] = f"{when:g}"
-        self._error(writer, entry, status, name, message, details, keep, headers)
-
+    @staticmethod
     def _error(
-        self,
-        writer: asyncio.StreamWriter,
-        entry: dict[str, Any],
-        status: int,
-        name: str,
-        message: str,
-        details: list[dict[str, Any]],
-        keep: bool,
-        headers: dict[str, str] | None = None,
-    ) -> None:
+        status: int, name: str, message: str, details: list[dict[str, Any]], headers: Mapping[str, str] | None = None
+    ) -> Response:
         error: dict[str, Any] = {"code": status, "message": message, "status": name}
         if details:
             error["details"] = details
-        self._send(writer, entry, status, {"error": error}, keep, headers=headers)
+        return Response(status, {"error": error}, headers or {})
 
 
-def _is_result(turn: dict[str, Any]) -> bool:
-    return any("functionResponse" in p for p in turn.get("parts") or [])
+class GeminiServer(VendorServer):
+    """In-process Gemini API on a daemon thread; see the module docstring."""
+
+    wire_type = GeminiWire

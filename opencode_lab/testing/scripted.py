@@ -7,20 +7,21 @@
   arguments (sent verbatim, even when they break the schema: a wrong call is test data);
   otherwise the first tool is called with example values for its required parameters.
 
-Stdlib only, like the servers.
+A server answers ``reply(body)`` instead when a test gives it a `Reply`; tool calls still follow
+this script.  Stdlib only, like the servers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import json
 import re
-import socket
-import struct
+from collections.abc import Callable
 from typing import Any
+
+#: a reply: the answer text for a request body (the vendor's JSON, parsed)
+Reply = Callable[[dict[str, Any]], str]
 
 _CALL = re.compile(r"\[\[call:([\w-]+)(?:\s+(.*?))?\]\]", re.DOTALL)
 _EXAMPLES = {"string": "example", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}}
@@ -61,6 +62,11 @@ def words(text: str) -> int:
     return len(text.split())
 
 
+def pieces(text: str) -> list[str]:
+    """*text* as a stream sends it: words with the whitespace before them; joined, they are *text* again."""
+    return re.split(r"(?<=\S)(?=\s)", text)
+
+
 def truncate(text: str, max_tokens: int | None) -> tuple[str, bool]:
     """*text* cut to *max_tokens* words (a word is a token here), and whether it was cut."""
     pieces = text.split()
@@ -76,37 +82,6 @@ def arguments_object(arguments: str) -> dict[str, Any]:
     except ValueError:
         return {"unparsed": arguments}
     return parsed if isinstance(parsed, dict) else {"value": parsed}
-
-
-async def hang(reader: asyncio.StreamReader, seconds: float) -> None:
-    """Say nothing for *seconds*, or until the client gives up and closes."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(reader.read(1), seconds)
-
-
-def reset(writer: asyncio.StreamWriter) -> None:
-    """Drop the connection with a TCP RST (linger 0), as a crashed server would."""
-    sock = writer.get_extra_info("socket")
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
-
-
-async def write_events(
-    writer: asyncio.StreamWriter, events: list[bytes], *, cut_at: int | None, delay_s: float
-) -> bool:
-    """Send SSE *events* as the pieces of a chunked body, flushed one by one.  With *cut_at*, stop before that
-    event and leave the body unterminated; returns False then (the connection must close)."""
-    for i, data in enumerate(events):
-        if i == cut_at:
-            await writer.drain()
-            return False
-        writer.write(b"%x\r\n%s\r\n" % (len(data), data))
-        await writer.drain()
-        if delay_s:
-            await asyncio.sleep(delay_s)
-    writer.write(b"0\r\n\r\n")
-    return True
 
 
 def image_digest(b64: str) -> str:

@@ -1,9 +1,9 @@
 """Secrets: API keys reach their own provider's base URL and nothing else a user can see or a disk keeps.
 
 Distinctive fake keys are set for OpenRouter (base URL on one fault server), OpenAI
-(another fault server) and a custom ``[providers.x]`` (``api_key_env``) whose base URL
-is a small recording server, so the Authorization values it receives can be
-checked; ``[providers.y]`` has no key and records too.  The whole flow runs: chat,
+(another fault server) and a custom ``[providers.x]`` (``api_key_env``) whose fault
+server expects that key and refuses any other; ``[providers.y]`` has no key, and its
+server records that none came.  The whole flow runs: chat,
 stream, compare, errors (401s, one from a vendor that echoes the Authorization
 header back), stats, health, plots saved to PNG, the magics in a real kernel (saved
 notebook with outputs), the CLI, DEBUG logs of every library captured to a file,
@@ -21,10 +21,8 @@ import os
 import stat
 import subprocess
 import sys
-import threading
 import traceback
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -32,6 +30,7 @@ import pytest
 from opencode_lab import AuthenticationError, Lab, LabError
 from opencode_lab.core.errors import error_type_of
 from opencode_lab.frontends.display import result_markdown
+from opencode_lab.testing import FaultServer
 
 from .conftest import REPO
 
@@ -43,76 +42,19 @@ NEEDLES = [k.encode() for k in KEYS] + [b"RELIABILITYOPENROUTERKEY", b"RELIABILI
 HAS_MAGICS = importlib.util.find_spec("opencode_lab.frontends.magics") is not None
 
 
-class Recorder:
-    """A loopback OpenAI-compatible endpoint that records the Authorization header of every request.
-
-    A prompt containing ``[[401]]`` gets a 401 whose body echoes the Authorization header back, as some
-    vendors do; the client must not let that echo reach a message, a log or a file.
-    """
-
-    def __init__(self) -> None:
-        self.auth: list[str | None] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                recorder.auth.append(self.headers.get("Authorization"))
-                self._send(200, json.dumps({"object": "list", "data": [{"id": "cm"}]}).encode())
-
-            def do_POST(self) -> None:
-                recorder.auth.append(self.headers.get("Authorization"))
-                req = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                prompt = req["messages"][-1]["content"]
-                if "[[401]]" in prompt:
-                    echo = f"invalid api key: {self.headers.get('Authorization')}"
-                    self._send(401, json.dumps({"error": {"message": echo, "code": 401}}).encode())
-                    return
-                text = f"echo: {prompt}"
-                base = {"id": "rec-1", "created": 0, "model": req["model"]}
-                usage = {"prompt_tokens": 3, "completion_tokens": len(text.split()), "total_tokens": 9}
-                if not req.get("stream"):
-                    message = {"role": "assistant", "content": text}
-                    body = {**base, "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
-                    self._send(200, json.dumps({**body, "usage": usage}).encode())
-                    return
-                events = [
-                    {**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
-                    for word in text.split()
-                ]
-                events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-                events.append({**base, "choices": [], "usage": usage})
-                sse = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-                self._send(200, sse, "text/event-stream")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+#: in a prompt to ``x/cm``: a 401 whose body echoes the Authorization header back, as some vendors do; the
+#: client must not let that echo reach a message, a log or a file
+ECHO = "[[fault:raw]]"
 
 
 @pytest.fixture
-def recorders() -> Iterator[tuple[Recorder, Recorder]]:
-    pair = (Recorder(), Recorder())
-    yield pair
-    for recorder in pair:
-        recorder.stop()
+def custom_servers() -> Iterator[tuple[FaultServer, FaultServer]]:
+    """The servers of ``[providers.x]``, which expects its key (any other, or none, is ``unauthorized``) and
+    answers `ECHO`, and of the keyless ``[providers.y]``; both serve the model ``cm``."""
+    echo = {"error": {"message": f"invalid api key: Bearer {CUSTOM_KEY}", "code": 401}}
+    custom = FaultServer(models=["cm"], api_key=CUSTOM_KEY, raw={"status": 401, "body": json.dumps(echo)})
+    with custom, FaultServer(models=["cm"]) as keyless:
+        yield custom, keyless
 
 
 @pytest.fixture
@@ -160,13 +102,13 @@ NOTEBOOK_CELLS = [
     "%load_ext opencode_lab",
     "%%chat -m openrouter/fault-model\nHello from a notebook cell.",
     "%%chat -m x/cm -m gpt --no-stream\nCompare these two.",
-    "%%chat -m x/cm --no-cache\n[[401]] this one fails and the vendor echoes the key",
+    f"%%chat -m x/cm --no-cache\n{ECHO} this one fails and the vendor echoes the key",
     "%models",
     "%chat_stats",
     "import opencode_lab\nlab = opencode_lab.default_lab()\nlab.settings",
     "lab.providers",
     "lab.settings.openrouter_api_key, lab.settings.providers['x'].api_key",
-    "lab.chat('[[401]] raised in a cell', 'x/cm', cache=False)",
+    f"lab.chat('{ECHO} raised in a cell', 'x/cm', cache=False)",
 ]
 
 
@@ -190,13 +132,13 @@ def run_notebook(path: Path) -> bytes:
 @pytest.mark.timeout(300)
 @pytest.mark.slow
 def test_keys_never_leak_and_reach_only_their_own_provider(
-    tmp_path: Path, monkeypatch, faults, recorders, debug_log, capfd
+    tmp_path: Path, monkeypatch, faults, custom_servers, debug_log, capfd
 ) -> None:
     """No key in any output, log, error, file, frame, plot, CLI output or notebook; cache and run-log files
     are readable by their owner only; each key is sent to its own provider only, and a keyless provider gets
     no Authorization."""
     openrouter, openai = faults[0], faults[1]
-    custom, keyless = recorders
+    custom, keyless = custom_servers
     cache_dir = Path(os.environ["OC_CACHE_DIR"])
     toml = tmp_path / "lab.toml"
     toml.write_text(
@@ -233,14 +175,14 @@ def test_keys_never_leak_and_reach_only_their_own_provider(
     assert "auth" in {a.error_type for a in failed.value.attempts}
     seen.append(error_text(failed.value))
     with pytest.raises(LabError) as echoed:
-        lab.chat("[[401]] echoed", "x/cm", cache=False)
+        lab.chat(f"{ECHO} echoed", "x/cm", cache=False)
     assert isinstance(echoed.value, AuthenticationError) or "auth" in str(echoed.value)
     assert "invalid api key: Bearer ***" in error_text(echoed.value)  # the vendor's echo arrived, masked
     seen.append(error_text(echoed.value))
     with pytest.raises(LabError) as echoed_stream:
-        "".join(lab.stream("[[401]] echoed in a stream", "x/cm", cache=False))
+        "".join(lab.stream(f"{ECHO} echoed in a stream", "x/cm", cache=False))
     seen.append(error_text(echoed_stream.value))
-    failing = lab.compare(["[[401]] row"], ["x/cm"], progress=False, cache=False)
+    failing = lab.compare([f"{ECHO} row"], ["x/cm"], progress=False, cache=False)
     assert failing["error_type"].tolist() == ["auth"]
     seen.append(failing.to_csv())
 
@@ -255,7 +197,7 @@ def test_keys_never_leak_and_reach_only_their_own_provider(
     compare_args = ["--config", str(toml), "compare", "prompts.csv", "-m", "openrouter/fault-model", "-m", "x/cm"]
     cli = [
         run_cli(["--config", str(toml), "chat", "-m", "x/cm", "hello from the CLI"], tmp_path),
-        run_cli(["--config", str(toml), "chat", "-m", "x/cm", "--no-cache", "[[401]] CLI error"], tmp_path),
+        run_cli(["--config", str(toml), "chat", "-m", "x/cm", "--no-cache", f"{ECHO} CLI error"], tmp_path),
         run_cli(["--config", str(toml), "models"], tmp_path),
         run_cli([*compare_args, "--run", "cli-run", "--out", "cli.csv", "--plot", "cli.png"], tmp_path),
         run_cli(["--config", str(toml), "stats", "cli-run"], tmp_path),
@@ -281,8 +223,8 @@ def test_keys_never_leak_and_reach_only_their_own_provider(
     assert not leaked, f"keys leaked into: {leaked}"
 
     # each key went to its own provider only; a provider without a key sends no Authorization at all
-    assert custom.auth and set(custom.auth) == {f"Bearer {CUSTOM_KEY}"}
-    assert keyless.auth and set(keyless.auth) == {None}
+    assert custom.count() and not custom.count("unauthorized") and all(e["auth"] for e in custom.log)
+    assert keyless.count() and not any(e["auth"] for e in keyless.log)
     assert all(e["auth"] for e in openrouter.log) and all(e["auth"] for e in openai.log)
     assert openrouter.count() and openai.count()
 

@@ -23,6 +23,7 @@ WEATHER = {
     "description": "Current weather in a city.",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
+REPLY = '```json\n{"score": 4, "reason": "short and right"}\n```'
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
@@ -66,6 +67,19 @@ def test_the_sdk_parses_every_streamed_event(client: anthropic.Anthropic) -> Non
     assert {"content_block_start", "content_block_delta", "content_block_stop", "message_delta"} <= set(kinds)
     assert final.content[0].text == "echo: one two three"
     assert final.stop_reason == "end_turn" and final.usage.output_tokens == 4
+
+
+def test_the_sdk_reads_a_scripted_reply_whole_and_streamed(
+    client: anthropic.Anthropic, server: AnthropicServer
+) -> None:
+    server.reply = lambda body: REPLY
+    whole = ask(client, "grade this")
+    with client.messages.stream(
+        model="m", max_tokens=64, messages=[{"role": "user", "content": "grade this"}]
+    ) as stream:
+        streamed = stream.get_final_message()
+    assert whole.content[0].text == streamed.content[0].text == REPLY
+    assert whole.usage.output_tokens == streamed.usage.output_tokens == len(REPLY.split())
 
 
 def test_a_tool_call_parses_whole_and_streamed(client: anthropic.Anthropic) -> None:

@@ -19,6 +19,7 @@ from opencode_lab.testing.gemini_server import GeminiServer
 pytestmark = pytest.mark.slow  # drives the vendor SDKs, which take seconds to import
 
 KEY = "AIza-test-0123456789"
+REPLY = '```json\n{"score": 4, "reason": "short and right"}\n```'
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
@@ -69,6 +70,14 @@ def test_the_sdk_parses_every_streamed_chunk(client: genai.Client) -> None:
     assert "".join(c.text for c in chunks) == "echo: one two three"
     assert [c.candidates[0].finish_reason for c in chunks][-1] == types.FinishReason.STOP
     assert chunks[-1].usage_metadata.candidates_token_count == 4
+
+
+def test_the_sdk_reads_a_scripted_reply_whole_and_streamed(client: genai.Client, server: GeminiServer) -> None:
+    server.reply = lambda body: REPLY
+    whole = client.models.generate_content(model="g", contents="grade this")
+    chunks = list(client.models.generate_content_stream(model="g", contents="grade this"))
+    assert whole.text == "".join(c.text for c in chunks) == REPLY
+    assert whole.usage_metadata.candidates_token_count == len(REPLY.split())
 
 
 def test_a_function_call_parses_whole_and_streamed(client: genai.Client) -> None:

@@ -1,5 +1,5 @@
 """FaultServer speaks the OpenAI chat-completions API: the official ``openai`` SDK parses what it sends,
-tool calls included (whole and streamed).  The SDK is a dev-only dependency."""
+tool calls and scripted replies included (whole and streamed).  The SDK is a dev-only dependency."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ WEATHER = {
     },
 }
 CALL = 'weather? [[call:get_weather {"city": "Paris"}]]'
+REPLY = '```json\n{"score": 4, "reason": "short and right"}\n```'
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
@@ -84,3 +85,21 @@ def test_the_sdk_raises_its_typed_rate_limit_error(client: openai.OpenAI, fault:
     with pytest.raises(openai.RateLimitError) as info:
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "[[fault:rate_limit]]"}])
     assert info.value.response.headers["retry-after"] == "4"
+
+
+def test_the_sdk_reads_a_scripted_reply_whole_and_streamed(client: openai.OpenAI, fault: FaultServer) -> None:
+    fault.reply = lambda body: REPLY
+    messages = [{"role": "user", "content": "grade this"}]
+    whole = client.chat.completions.create(model="m", messages=messages)
+    with client.chat.completions.stream(model="m", messages=messages, stream_options={"include_usage": True}) as stream:
+        streamed = stream.get_final_completion()
+    assert whole.choices[0].message.content == streamed.choices[0].message.content == REPLY
+    assert whole.usage.completion_tokens == streamed.usage.completion_tokens == len(REPLY.split())
+
+
+def test_the_sdk_raises_its_authentication_error_for_a_key_the_server_does_not_expect(
+    client: openai.OpenAI, fault: FaultServer
+) -> None:
+    fault.configure(api_key="sk-another-key")
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])

@@ -1,0 +1,144 @@
+"""VendorServer: the steps every wire format shares (reply, key check, fault choice, record), for each vendor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from opencode_lab.testing import AnthropicServer, FaultServer, GeminiServer, VendorServer
+
+KEY = "test-key-0123456789"
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """How a test asks one wire format for an answer and reads its text."""
+
+    server_type: type[VendorServer]
+    path: str  # the generation route, after base_url
+    models_path: str  # the model list, after the server's root
+    headers: dict[str, str]  # sent with every request
+    key_headers: Callable[[str], dict[str, str]]
+    body: Callable[[str], dict[str, Any]]
+    text: Callable[[dict[str, Any]], str]
+    refusals: dict[str, int]  # outcome -> the status this vendor answers it with
+
+    def ask(self, server: VendorServer, prompt: str, key: str | None = KEY) -> httpx.Response:
+        headers = {**self.headers, **(self.key_headers(key) if key is not None else {})}
+        return httpx.post(server.base_url + self.path, json=self.body(prompt), headers=headers, trust_env=False)
+
+
+VENDORS = {
+    "openai": Vendor(
+        FaultServer,
+        "/chat/completions",
+        "/v1/models",
+        {},
+        lambda key: {"Authorization": f"Bearer {key}"},
+        lambda prompt: {"model": "m", "messages": [{"role": "user", "content": prompt}]},
+        lambda answer: answer["choices"][0]["message"]["content"],
+        {"unauthorized": 401},
+    ),
+    "anthropic": Vendor(
+        AnthropicServer,
+        "/v1/messages",
+        "/v1/models",
+        {"anthropic-version": "2023-06-01"},
+        lambda key: {"x-api-key": key},
+        lambda prompt: {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": prompt}]},
+        lambda answer: answer["content"][0]["text"],
+        {"unauthorized": 401},
+    ),
+    "gemini": Vendor(
+        GeminiServer,
+        "/v1beta/models/m:generateContent",
+        "/v1beta/models",
+        {},
+        lambda key: {"x-goog-api-key": key},
+        lambda prompt: {"contents": [{"role": "user", "parts": [{"text": prompt}]}]},
+        lambda answer: answer["candidates"][0]["content"]["parts"][0]["text"],
+        {"unauthorized": 400, "unregistered": 403},
+    ),
+}
+
+
+@pytest.fixture(params=list(VENDORS))
+def vendor(request: pytest.FixtureRequest) -> Vendor:
+    return VENDORS[request.param]
+
+
+@pytest.fixture
+def server(vendor: Vendor) -> Iterator[VendorServer]:
+    with vendor.server_type() as srv:
+        yield srv
+
+
+def test_the_default_reply_is_the_shared_echo(vendor: Vendor, server: VendorServer) -> None:
+    assert vendor.text(vendor.ask(server, "hello there").json()) == "echo: hello there"
+
+
+def test_a_reply_function_gives_the_answer_text_and_sees_the_body(vendor: Vendor, server: VendorServer) -> None:
+    server.reply = lambda body: f"{len(body)} fields, as scripted"
+    answer = vendor.ask(server, "hello")
+    assert vendor.text(answer.json()) == f"{len(vendor.body('hello'))} fields, as scripted"
+    assert server.requests == [vendor.body("hello")]
+
+
+def test_requests_keep_every_generation_body_in_order(vendor: Vendor, server: VendorServer) -> None:
+    for prompt in ("one", "two [[fault:server_error]]"):
+        vendor.ask(server, prompt)
+    httpx.get(server.base_url + "/v1/models", trust_env=False)
+    assert server.requests == [vendor.body("one"), vendor.body("two [[fault:server_error]]")]
+
+
+def test_a_reply_function_that_raises_is_a_500_naming_it(vendor: Vendor, server: VendorServer) -> None:
+    def broken(body: dict[str, Any]) -> str:
+        raise KeyError("verdict")
+
+    server.reply = broken
+    response = vendor.ask(server, "hello")
+    assert response.status_code == 500 and "KeyError('verdict')" in response.text
+    assert server.log[-1]["outcome"] == "reply_failed"
+
+
+def test_an_unknown_directive_is_a_400_in_the_vendors_shape(vendor: Vendor, server: VendorServer) -> None:
+    response = vendor.ask(server, "[[fault:explode]]")
+    assert response.status_code == 400 and "explode" in response.text
+    assert server.log[-1]["outcome"] == "invalid_request"
+
+
+def test_with_an_api_key_set_another_key_is_unauthorized(vendor: Vendor) -> None:
+    with vendor.server_type(api_key=KEY) as server:
+        assert vendor.ask(server, "hi").status_code == 200
+        assert vendor.ask(server, "hi", key="another-key").status_code == vendor.refusals["unauthorized"]
+        assert [e["outcome"] for e in server.log] == ["ok", "unauthorized"]
+        assert KEY not in str(server.log) and all(e["auth"] for e in server.log)
+
+
+def test_a_request_without_a_key_meets_what_the_vendor_answers(vendor: Vendor, server: VendorServer) -> None:
+    keyless = server.wire.keyless
+    response = vendor.ask(server, "hi", key=None)
+    assert response.status_code == (200 if keyless is None else vendor.refusals[keyless])
+    assert server.log[-1]["outcome"] == (keyless or "ok") and server.log[-1]["auth"] is False
+
+
+def test_the_model_list_answers_whatever_the_faults(vendor: Vendor, server: VendorServer) -> None:
+    server.configure(queue=["server_error"], models=["a", "b"])
+    headers = {**vendor.headers, **vendor.key_headers(KEY)}
+    listed = httpx.get(server.root_url + vendor.models_path, headers=headers, trust_env=False)
+    assert listed.status_code == 200 and "b" in listed.text
+    assert vendor.ask(server, "hi").status_code == 500  # the queued fault is still there for the next answer
+
+
+def test_reset_restores_settings_and_reply_and_clears_the_record(vendor: Vendor) -> None:
+    with vendor.server_type(reply=lambda body: "constructed") as server:
+        server.configure(queue=["server_error"])
+        server.reply = lambda body: "set later"
+        vendor.ask(server, "x")
+        server.reset()
+        assert (server.log, server.requests) == ([], [])
+        assert vendor.text(vendor.ask(server, "x").json()) == "constructed"
