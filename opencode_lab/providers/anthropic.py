@@ -15,11 +15,14 @@ from urllib.parse import urlencode
 from ..core.secrets import Secret
 from ..core.types import ChatRequest, Completion, ModelInfo
 from . import anthropic_wire
+from .base import Capabilities
 from .http import HTTPProvider
+from .vendors import option
 
 if TYPE_CHECKING:
     from ..core.config import ProviderConfig, Settings
 
+NAME = "anthropic"
 ANTHROPIC_VERSION = "2023-06-01"
 MESSAGES = "/v1/messages"
 _MAX_PAGES = 20
@@ -27,6 +30,8 @@ _MAX_PAGES = 20
 
 class AnthropicProvider(HTTPProvider):
     """Messages, streaming, tools, images and ``/v1/models``; *base_url* as the SDK takes it (no ``/v1``)."""
+
+    capabilities = Capabilities(open_catalog=True)
 
     def __init__(
         self,
@@ -57,7 +62,7 @@ class AnthropicProvider(HTTPProvider):
     def fold(self, model: str, request: ChatRequest) -> anthropic_wire.MessagesFold:
         return anthropic_wire.MessagesFold(model, anthropic_wire.answer_name(request))
 
-    async def list_models(self) -> list[ModelInfo]:
+    async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
         """Every page of ``/v1/models`` (ids and display names; Anthropic lists no prices)."""
         out: list[ModelInfo] = []
         query: dict[str, str] = {"limit": "1000"}
@@ -73,12 +78,12 @@ class AnthropicProvider(HTTPProvider):
 
 
 def from_config(config: ProviderConfig, settings: Settings) -> AnthropicProvider:
-    """The ``anthropic`` provider type (``ANTHROPIC_API_KEY``, or ``type = "anthropic"`` in TOML)."""
+    """The ``anthropic`` vendor and provider type (``ANTHROPIC_API_KEY``, or ``type = "anthropic"`` in TOML)."""
     return AnthropicProvider(
         config.name,
         config.base_url,
         api_key=config.api_key,
-        max_tokens=settings.anthropic_max_tokens,
+        max_tokens=option(settings, NAME, "max_tokens", int),
         headers=dict(config.headers),
         timeout_s=settings.timeout_s,
     )

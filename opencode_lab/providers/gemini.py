@@ -17,6 +17,7 @@ from ..core.errors import AuthenticationError, ProviderError, RateLimitError
 from ..core.secrets import Secret
 from ..core.types import ChatRequest, Completion, ModelInfo
 from . import gemini_wire
+from .base import Capabilities
 from .http import HTTPProvider
 from .retry_after import parse_retry_after
 from .wire import error_message
@@ -29,6 +30,8 @@ _MAX_PAGES = 20
 
 class GeminiProvider(HTTPProvider):
     """generateContent, SSE streaming, tools, images and the model list; *base_url* as the SDK takes it."""
+
+    capabilities = Capabilities(open_catalog=True)
 
     def key_headers(self, key: Secret) -> dict[str, str]:
         return {"x-goog-api-key": key.reveal()}
@@ -48,7 +51,7 @@ class GeminiProvider(HTTPProvider):
     def fold(self, model: str, request: ChatRequest) -> gemini_wire.AnswerFold:
         return gemini_wire.AnswerFold(model)
 
-    async def list_models(self) -> list[ModelInfo]:
+    async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
         """Every page of ``models`` that can ``generateContent``."""
         out: list[ModelInfo] = []
         query = {"pageSize": "1000"}
@@ -73,7 +76,7 @@ class GeminiProvider(HTTPProvider):
 
 
 def from_config(config: ProviderConfig, settings: Settings) -> GeminiProvider:
-    """The ``gemini`` provider type (``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``, or ``type = "gemini"``)."""
+    """The ``gemini`` vendor and provider type (``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``, or ``type = "gemini"``)."""
     return GeminiProvider(
         config.name, config.base_url, api_key=config.api_key, headers=dict(config.headers), timeout_s=settings.timeout_s
     )

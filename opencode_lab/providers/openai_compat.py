@@ -1,7 +1,8 @@
 """Any OpenAI-compatible server: vLLM, Ollama's /v1, llama.cpp's server, custom gateways (TOML ``type = "openai"``).
 
 The HTTP edge is `HTTPProvider`'s and the format is `openai_wire`'s; what is left is the
-path and the model list.
+path and the model list.  Its catalog is closed: a self-hosted server serves what the
+configuration declares (the OpenAI API itself, whose catalog is open, is `openai_api`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.types import ChatRequest, Completion, ModelInfo
 from . import openai_wire
+from .base import Capabilities
 from .http import HTTPProvider
 from .openai_wire import ChatFold
 
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
 
 class OpenAICompatibleProvider(HTTPProvider):
     """Chat completions, SSE streaming and ``/models``; the key is a Bearer token."""
+
+    capabilities = Capabilities()
 
     def chat_path(self, model: str, *, stream: bool) -> str:
         return "/chat/completions"
@@ -33,7 +37,7 @@ class OpenAICompatibleProvider(HTTPProvider):
     def fold(self, model: str, request: ChatRequest) -> ChatFold:
         return ChatFold(model)
 
-    async def list_models(self) -> list[ModelInfo]:
+    async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
         data = await self.fetch("GET", "/models", None)
         with self.edge(None):
             return [self.model_info(item) for item in openai_wire.listed(data)]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.secrets import Secret, get_logger
 from ..core.types import ChatRequest, ModelInfo
+from .base import Capabilities
 from .openai_compat import OpenAICompatibleProvider
 from .wire import context_length
 
@@ -31,7 +32,7 @@ _ATTRIBUTION = {"HTTP-Referer": "https://github.com/opencode-lab/opencode-lab", 
 
 
 class OpenRouterProvider(OpenAICompatibleProvider):
-    reports_cost = True
+    capabilities = Capabilities(reports_cost=True, open_catalog=True, refreshable_catalog=True)
 
     def __init__(
         self,
@@ -104,7 +105,7 @@ class OpenRouterProvider(OpenAICompatibleProvider):
 
 
 def from_config(config: ProviderConfig, settings: Settings) -> OpenRouterProvider:
-    """The ``openrouter`` provider type; its catalog is kept in the cache folder."""
+    """The ``openrouter`` vendor and provider type; its catalog is kept in the cache folder."""
     return OpenRouterProvider(
         config.base_url,
         api_key=config.api_key,

@@ -12,6 +12,7 @@ import opencode_lab.providers as providers
 from opencode_lab.providers.anthropic import AnthropicProvider
 from opencode_lab.providers.gemini import GeminiProvider
 from opencode_lab.providers.http import HTTPProvider
+from opencode_lab.providers.openai_api import OpenAIProvider
 from opencode_lab.providers.openai_compat import OpenAICompatibleProvider
 from opencode_lab.providers.openrouter import OpenRouterProvider
 
@@ -55,7 +56,9 @@ def test_the_borrowing_finder_sees_both_spellings() -> None:
     assert private_borrowings(source) == ["from .openai_compat import _cut", "wire._kind"]
 
 
-@pytest.mark.parametrize("cls", [OpenAICompatibleProvider, OpenRouterProvider, AnthropicProvider, GeminiProvider])
+@pytest.mark.parametrize(
+    "cls", [OpenAICompatibleProvider, OpenAIProvider, OpenRouterProvider, AnthropicProvider, GeminiProvider]
+)
 def test_every_http_vendor_stands_on_the_shared_edge_and_writes_no_chat_loop_of_its_own(
     cls: type[HTTPProvider],
 ) -> None:
