@@ -80,13 +80,13 @@ class ChatFold:
         self._model = served_model(event, self._model)
         if event.get("usage") is not None:
             self._usage = usage(event["usage"])
-        texts, progressed = [], False
+        text, progressed = "", False
         for choice in choices(event):
             self._finish = finish_reason(choice) or self._finish
             raw = delta_text(choice)
             progressed = self._calls.feed(choice) or progressed or bool(raw)
-            texts.append(raw)
-        return "".join(texts), progressed
+            text += raw
+        return text, progressed
 
     def completion(self, text: str, ttft: float | None) -> Completion:
         return Completion(text, self._model, self._finish, self._usage, ttft, self._calls.calls())
