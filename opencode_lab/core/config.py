@@ -2,11 +2,12 @@
 
 The environment wins over the file, so a notebook can override one value
 without editing a shared config.  Each scalar setting is declared once, in
-`_SCALARS`, with its default on the `Settings` field; each vendor's (key, base URL,
-own settings) once, in its row of the vendor table (`opencode_lab.core.vendors`).  Loading is strict: an
-unknown table or key, a non-finite or out-of-range number or a malformed URL
-raises `ConfigError` naming the variable or the file and key, because a typo
-that quietly falls back to a default surfaces later as a surprise bill or hang.
+`_SCALARS`, with its default on the `Settings` field; each vendor's (key, base
+URL, own settings) once, in its row of the vendor table (`opencode_lab.core.vendors`).
+Loading is strict: an unknown table or key, a non-finite or out-of-range number or
+a malformed URL raises `ConfigError` naming the variable or the file and key,
+because a typo that quietly falls back to a default surfaces later as a surprise
+bill or hang.
 """
 
 from __future__ import annotations
@@ -235,7 +236,7 @@ def _url(name: str, raw: Any) -> SecretURL:
 # -- the declaration: one row per scalar setting; its default is the Settings field default -------------
 
 _SCALARS: tuple[tuple[str, str, str, str, Parser], ...] = (
-    # field, environment variable, TOML table, key, parser (the vendors' settings are `_vendors`')
+    # field, environment variable, TOML table, key, parser (each vendor's settings come from its row: `_vendor`)
     ("local_threads", "OC_LOCAL_THREADS", "lab", "local_threads", _positive_int),
     ("cache_mode", "OC_CACHE_MODE", "cache", "mode", partial(_choice, CACHE_MODES)),
     ("cache_ttl_ms", "OC_CACHE_TTL_MS", "cache", "ttl_ms", _positive_int),
