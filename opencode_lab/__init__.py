@@ -58,7 +58,7 @@ from .frontends.progress import progress as _progress
 from .lab.default import DefaultAsker, default_lab, set_default_lab
 from .lab.lab import Lab
 from .lab.presentation import present
-from .providers.base import Provider
+from .providers.base import Capabilities, Provider
 from .providers.registry import register_provider_type
 from .routing.strategies import register_strategy
 from .session.cache import CachePolicy
@@ -78,6 +78,7 @@ __all__ = [
     "BadRequestError",
     "BudgetExceededError",
     "CachePolicy",
+    "Capabilities",
     "ChatRequest",
     "ChatResult",
     "CircuitOpenError",

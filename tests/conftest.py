@@ -15,29 +15,14 @@ import pytest
 
 import opencode_lab
 from opencode_lab import Lab
+from opencode_lab.core.vendors import VENDORS
 from opencode_lab.providers.local import smollm2_path
 from opencode_lab.testing import FaultServer
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 # one llama.cpp thread per xdist worker: two workers with two spin-waiting threads each on two cores can stall a decode
 os.environ["OC_LOCAL_THREADS"] = "1"
-for _var in (
-    "OPENROUTER_API_KEY",
-    "OPENAI_API_KEY",
-    "OPENROUTER_MODEL_LIST",
-    "OC_CONFIG",
-    "OC_CACHE_MODE",
-    "OC_CACHE_TTL_MS",
-    "OC_RUNLOG",
-    "OC_DEFAULT_MODELS",
-    "OPENROUTER_BASE_URL",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "GEMINI_BASE_URL",
-):
+for _var in (*VENDORS.variables, "OC_CONFIG", "OC_CACHE_MODE", "OC_CACHE_TTL_MS", "OC_RUNLOG", "OC_DEFAULT_MODELS"):
     os.environ.pop(_var, None)
 
 

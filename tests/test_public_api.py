@@ -11,6 +11,7 @@ PUBLIC = {
     "BadRequestError",
     "BudgetExceededError",
     "CachePolicy",
+    "Capabilities",
     "Deployment",
     "Params",
     "ProviderConfig",

@@ -2,10 +2,12 @@
 
 The environment wins over the file, so a notebook can override one value
 without editing a shared config.  Each scalar setting is declared once, in
-`_SCALARS`, with its default on the `Settings` field.  Loading is strict: an
-unknown table or key, a non-finite or out-of-range number or a malformed URL
-raises `ConfigError` naming the variable or the file and key, because a typo
-that quietly falls back to a default surfaces later as a surprise bill or hang.
+`_SCALARS`, with its default on the `Settings` field; each vendor's (key, base
+URL, own settings) once, in its row of the vendor table (`opencode_lab.core.vendors`).
+Loading is strict: an unknown table or key, a non-finite or out-of-range number or
+a malformed URL raises `ConfigError` naming the variable or the file and key,
+because a typo that quietly falls back to a default surfaces later as a surprise
+bill or hang.
 """
 
 from __future__ import annotations
@@ -29,19 +31,15 @@ import platformdirs
 from .deployment import Deployment
 from .errors import ConfigError
 from .secrets import Secret, SecretURL
+from .vendors import VENDORS, Vendor
 
 CACHE_MODES = ("file", "memory", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-DEFAULT_OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
-DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"  # the official SDK's base_url form: no /v1
-DEFAULT_GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"  # likewise: no API version
 CONFIG_FILE_ENV = "OC_CONFIG"
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")  # underscores: container hostnames use them
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token
 _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")  # what httpx can encode and h11 will send
-_RESERVED_PROVIDERS = ("local", "openrouter", "openai", "anthropic", "gemini")
 
 Parser = Callable[[str, Any], Any]
 """``parse(name, raw) -> value``: *name* is what an error message calls the value."""
@@ -49,17 +47,18 @@ Parser = Callable[[str, Any], Any]
 
 @dataclass(frozen=True)
 class ProviderConfig:
-    """One provider from ``[providers.NAME]`` (or the environment): its registered ``type`` builds it.
+    """One provider from ``[providers.NAME]`` (or a vendor from the environment): its registered ``type`` builds it.
 
     Header values are `Secret` (they often carry a key) and ``base_url`` is a `SecretURL`
-    (its user-info is a password), so neither shows in a repr.  A type other than the HTTP
-    ones (``dask``, a plugin's) may leave ``base_url`` empty and have keys of its own:
-    they arrive raw in ``options`` and its factory checks them with `parse_options`.
+    (its user-info is a password), so neither shows in a repr.  A type other than the standard
+    ones (the vendors' and the default, `VendorTable.standard_types`; e.g. ``dask``, a plugin's)
+    may leave ``base_url`` empty and have keys of its own: they arrive raw in ``options`` and its
+    factory checks them with `parse_options`.  A vendor's ``options`` are its own settings, parsed.
     """
 
     name: str
     base_url: str
-    type: str = "openai"
+    type: str = field(default_factory=lambda: VENDORS.default_type)
     api_key: Secret | None = None
     models: tuple[str, ...] = ()
     headers: tuple[tuple[str, Secret], ...] = ()
@@ -82,16 +81,6 @@ class ProviderConfig:
 class Settings:
     """Everything configurable, resolved once; the session reads it and nothing else does."""
 
-    openrouter_api_key: Secret | None = None
-    openrouter_base_url: str = DEFAULT_OPENROUTER_BASE_URL
-    openrouter_model_list: tuple[str, ...] = ()
-    openai_api_key: Secret | None = None
-    openai_base_url: str = DEFAULT_OPENAI_BASE_URL
-    anthropic_api_key: Secret | None = None
-    anthropic_base_url: str = DEFAULT_ANTHROPIC_BASE_URL
-    anthropic_max_tokens: int = 1024
-    gemini_api_key: Secret | None = None
-    gemini_base_url: str = DEFAULT_GEMINI_BASE_URL
     local_threads: int | None = None  # None: the cores this process may use, at most 4
     cache_mode: str = "file"
     cache_ttl_ms: int | None = None
@@ -112,6 +101,8 @@ class Settings:
     retry_after_cap_s: float = 300.0
     rate_window_s: float = 60.0
     default_models: tuple[str, ...] = ()
+    vendors: Mapping[str, ProviderConfig] = field(default_factory=lambda: _vendors({}, {}, "config"))
+    """Every registered vendor's settings, by name; one is used when it has a key (or a model list)."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     models: Mapping[str, tuple[Deployment, ...]] = field(default_factory=dict)
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -244,19 +235,8 @@ def _url(name: str, raw: Any) -> SecretURL:
 
 # -- the declaration: one row per scalar setting; its default is the Settings field default -------------
 
-_SCALARS: tuple[tuple[str, str, str | None, str, Parser], ...] = (
-    # field, environment variable, TOML table (None: environment only, keys stay out of files), key, parser
-    ("openrouter_api_key", "OPENROUTER_API_KEY", None, "", _secret),
-    ("openrouter_base_url", "OPENROUTER_BASE_URL", "lab", "openrouter_base_url", _url),
-    ("openrouter_model_list", "OPENROUTER_MODEL_LIST", "lab", "openrouter_model_list", _strings),
-    ("openai_api_key", "OPENAI_API_KEY", None, "", _secret),
-    ("openai_base_url", "OPENAI_BASE_URL", "lab", "openai_base_url", _url),
-    ("anthropic_api_key", "ANTHROPIC_API_KEY", None, "", _secret),
-    ("anthropic_base_url", "ANTHROPIC_BASE_URL", "lab", "anthropic_base_url", _url),
-    ("anthropic_max_tokens", "OC_ANTHROPIC_MAX_TOKENS", "lab", "anthropic_max_tokens", _positive_int),
-    ("gemini_api_key", "GEMINI_API_KEY", None, "", _secret),
-    ("gemini_api_key", "GOOGLE_API_KEY", None, "", _secret),  # a later row wins: GOOGLE_API_KEY, as in the SDK
-    ("gemini_base_url", "GEMINI_BASE_URL", "lab", "gemini_base_url", _url),
+_SCALARS: tuple[tuple[str, str, str, str, Parser], ...] = (
+    # field, environment variable, TOML table, key, parser (each vendor's settings come from its row: `_vendor`)
     ("local_threads", "OC_LOCAL_THREADS", "lab", "local_threads", _positive_int),
     ("cache_mode", "OC_CACHE_MODE", "cache", "mode", partial(_choice, CACHE_MODES)),
     ("cache_ttl_ms", "OC_CACHE_TTL_MS", "cache", "ttl_ms", _positive_int),
@@ -284,8 +264,6 @@ _TABLES: dict[str, frozenset[str]] = {
     **dict.fromkeys(("providers", "models", "aliases"), frozenset[str]()),
 }
 _PROVIDER_KEYS = ("base_url", "type", "api_key_env", "models", "headers")
-#: the types whose every key is known here and which need a base_url; other types carry keys of their own
-_HTTP_TYPES = ("openai", "openrouter", "anthropic", "gemini")
 #: what a provider type's own key can be (`ProviderConfig.parse_options`)
 OPTION_KINDS: dict[str, Parser] = {
     "text": _text,
@@ -316,13 +294,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path | None) -> Settings:
     where = str(source) if source else "config"
+    known = {**_TABLES, "lab": _TABLES["lab"] | {key for vendor in VENDORS for key in _vendor_keys(vendor)}}
     for key in doc:
-        if key not in _TABLES:
-            home = [f"; did you mean [{t}] {key}?" for t, keys in _TABLES.items() if key in keys]
-            raise ConfigError(f"{where}: unknown table [{key}]{home[0] if home else _hint(key, _TABLES)}")
-    tables = {name: _table(doc, name, where) for name in _TABLES}
+        if key not in known:
+            home = [f"; did you mean [{t}] {key}?" for t, keys in known.items() if key in keys]
+            raise ConfigError(f"{where}: unknown table [{key}]{home[0] if home else _hint(key, known)}")
+    tables = {name: _table(doc, name, where) for name in known}
     for name in ("lab", "cache"):
-        _reject_unknown(tables[name], _TABLES[name], f"{where}: [{name}]")
+        _reject_unknown(tables[name], known[name], f"{where}: [{name}]")
 
     given: dict[str, Any] = {}
     names: dict[str, str] = {}  # what an error calls each setting: the variable, or the table and key
@@ -330,7 +309,7 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
         names[attr] = var
         if env.get(var, "").strip():
             given[attr] = parse(var, env[var])
-        elif table and key in tables[table]:
+        elif key in tables[table]:
             names[attr] = f"[{table}] {key}"
             given[attr] = parse(f"{where}: {names[attr]}", tables[table][key])
     defaults = {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(Settings)}
@@ -343,10 +322,41 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
         raise ConfigError(f"{prefix}{low} must be at most {high}: the breaker's window holds no more calls")
     return Settings(
         **values,
+        vendors=_vendors(tables["lab"], env, where),
         providers=_providers(tables["providers"], env, where),
         models=_models(tables["models"], where),
         aliases=_aliases(tables["aliases"], where),
         source=source,
+    )
+
+
+def _vendor_keys(vendor: Vendor) -> list[str]:
+    """Its ``[lab]`` keys (never its API key: keys are read from the environment only)."""
+    settings = ["base_url", *(["model_list"] if vendor.models_env else []), *(o.name for o in vendor.options)]
+    return [vendor.toml_key(setting) for setting in settings]
+
+
+def _vendors(lab: Mapping[str, Any], env: Mapping[str, str], where: str) -> dict[str, ProviderConfig]:
+    return {vendor.name: _vendor(vendor, lab, env, where) for vendor in VENDORS}
+
+
+def _vendor(vendor: Vendor, lab: Mapping[str, Any], env: Mapping[str, str], where: str) -> ProviderConfig:
+    """One vendor's settings, each from its variable, else its ``[lab]`` key, else the row's default."""
+
+    def read(var: str, setting: str, parse: Parser, default: Any) -> Any:
+        if env.get(var, "").strip():
+            return parse(var, env[var])
+        key = vendor.toml_key(setting)
+        return parse(f"{where}: [lab] {key}", lab[key]) if key in lab else default
+
+    keys = [_secret(var, env[var]) for var in vendor.key_env if env.get(var, "").strip()]
+    return ProviderConfig(
+        name=vendor.name,
+        base_url=read(vendor.base_url_env, "base_url", _url, vendor.default_base_url),
+        type=vendor.name,
+        api_key=keys[-1] if keys else None,
+        models=read(vendor.models_env, "model_list", _strings, ()) if vendor.models_env else (),
+        options={o.name: read(o.env, o.name, OPTION_KINDS[o.kind], o.default) for o in vendor.options},
     )
 
 
@@ -374,13 +384,13 @@ def _providers(table: Mapping[str, Any], env: Mapping[str, str], where: str) -> 
         at = f"{where}: [providers.{name}]"
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{at} must be a table with a base_url")
-        kind = _plain(f"{at} type", spec.get("type", "openai"))
-        if kind in _HTTP_TYPES:
+        kind = _plain(f"{at} type", spec.get("type", VENDORS.default_type))
+        if kind in VENDORS.standard_types():
             _reject_unknown(spec, _PROVIDER_KEYS, at)
             if "base_url" not in spec:
                 raise ConfigError(f"{at} needs a base_url")
-        if not _NAME.match(name) or name in _RESERVED_PROVIDERS:
-            raise ConfigError(f"{at}: name must be a plain word other than {', '.join(_RESERVED_PROVIDERS)}")
+        if not _NAME.match(name):
+            raise ConfigError(f"{at}: name must be a plain word")
         key_env = _text(f"{at} api_key_env", spec["api_key_env"]) if "api_key_env" in spec else None
         headers = spec.get("headers", {})
         if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
@@ -429,8 +439,6 @@ def _deployment(model: str, entry: Any, at: str) -> Deployment:
         raise ConfigError(f'{at} needs a provider (e.g. provider = "openrouter")')
     kwargs = {attr: parse(f"{at} {key}", entry[key]) for key, (attr, parse) in _DEPLOYMENT_KEYS.items() if key in entry}
     kwargs.setdefault("upstream", model)
-    if kwargs["provider"] == "local" and "path" not in kwargs:
-        raise ConfigError(f'{at}: a local model needs path = "/path/to/model.gguf"')
     return Deployment(id=f"{kwargs['provider']}/{kwargs['upstream']}", **kwargs)
 
 

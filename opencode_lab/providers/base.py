@@ -2,24 +2,64 @@
 
 Providers are our transports.  They know one vendor's wire format and nothing
 about routing, caching or retries; everything past them sees only `Completion`,
-`StreamChunk`, `ModelInfo` and the errors of `opencode_lab.core.errors`.
+`StreamChunk`, `ModelInfo`, the errors of `opencode_lab.core.errors` and the
+`Capabilities` a provider class declares, so no layer above needs to know a
+provider by its name.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from ..core.types import ChatRequest, Completion, ModelInfo, StreamChunk
+
+#: the ``cost_source`` of a free provider's answers (the word results files have always used)
+FREE_COST_SOURCE = "local"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do, declared as data on its class (as ``llm`` models declare theirs).
+
+    The catalog refuses, before anything is sent, what a candidate cannot take (``tools``,
+    ``images``, ``schema``); the records read ``reports_cost`` and ``free``; the session builds open
+    and refreshable catalogs from ``open_catalog`` and ``refreshable_catalog``.  The defaults are
+    what a plain `Provider` subclass has always been taken to do; a plug-in overrides what differs,
+    e.g. ``capabilities = Capabilities(tools=False)``.
+    """
+
+    streams: bool = True
+    """`Provider.stream` yields deltas; without it, ``stream`` raises `ModelUnavailableError` (the router
+    fails over)."""
+    tools: bool = True
+    """Takes ``tools=`` and answers with tool calls."""
+    images: bool = True
+    """Takes image parts in user messages."""
+    schema: bool = True
+    """Takes ``schema=`` (structured output); the router checks every answer against it either way."""
+    reports_cost: bool = False
+    """Each answer's ``usage.cost_usd`` is the provider's own bill, preferred over catalog prices."""
+    free: bool = False
+    """Answers cost nothing: computed on hardware the user runs (cost 0.0, ``cost_source`` `FREE_COST_SOURCE`)."""
+    open_catalog: bool = False
+    """``NAME/ANY-ID`` names one of its models without a declaration (checked against `Provider.list_models`)."""
+    refreshable_catalog: bool = False
+    """Its model list (prices, context sizes) is loaded whole into the catalog once per session and kept
+    between sessions; ``list_models(refresh=True)`` fetches it anew."""
+    region: str | None = None
+    """Where prompts are processed, for data-residency questions (``"in-process"``: they never leave this
+    Python process); None when the provider does not say."""
 
 
 class Provider(ABC):
     """A source of completions.  Subclasses are thin adapters (~100-200 lines)."""
 
-    #: short name used in deployment ids (``openrouter``, ``local``, a TOML provider name)
+    #: short name used in deployment ids (``openrouter``, a TOML provider name)
     name: str
-    #: cost of the provider's answers is reported by it (OpenRouter) rather than computed
-    reports_cost: bool = False
+    #: what this kind of provider can do; a subclass replaces it whole
+    capabilities: Capabilities = Capabilities()
 
     @abstractmethod
     async def complete(self, model: str, request: ChatRequest) -> Completion:
@@ -30,8 +70,13 @@ class Provider(ABC):
         """Yield text deltas; the last chunk carries the full `Completion`."""
 
     @abstractmethod
-    async def list_models(self) -> list[ModelInfo]:
-        """The models this provider serves, with whatever pricing and context it knows."""
+    async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
+        """The models this provider serves, with whatever pricing and context it knows.
+
+        *refresh* matters only to a provider with a `Capabilities.refreshable_catalog`: it fetches the
+        list anew instead of reading a kept copy.  It is passed only to such providers, so a plug-in
+        written as ``list_models(self)`` keeps working.
+        """
 
     def identity(self, model: str) -> str:
         """Who answers for upstream *model*, as the cache key names it.

@@ -48,7 +48,7 @@ from ..core.errors import (
 )
 from ..core.secrets import get_logger
 from ..core.types import ChatRequest, Completion, ModelInfo, StreamChunk
-from .base import Provider
+from .base import Capabilities, Provider
 from .dask_worker import LlamaModel, SleepModel, WorkerModel, run_call, warm
 from .local import LocalProvider, configured_models
 
@@ -68,6 +68,8 @@ _RECONNECT_AFTER_S = 10.0
 
 class DaskProvider(Provider):
     """Calls to `WorkerModel`s, each run as one task on a Dask cluster (see the module docstring)."""
+
+    capabilities = Capabilities(streams=False, tools=False, images=False, free=True)
 
     def __init__(
         self,
@@ -140,7 +142,7 @@ class DaskProvider(Provider):
                 pass
         return f"{self.name}/{model}@{self.scheduler}"
 
-    async def list_models(self) -> list[ModelInfo]:
+    async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
         return [ModelInfo(m.name, m.context_length, 0.0, 0.0, m.tags, m.description) for m in self._models.values()]
 
     # -- calls -----------------------------------------------------------------------------------------------

@@ -29,14 +29,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.deployment import Deployment
 from ..core.errors import BadRequestError, ConfigError, ContextWindowError, ModelUnavailableError, ProviderError
 from ..core.secrets import get_logger
 from ..core.types import ChatRequest, Completion, ModelInfo, StreamChunk, Usage
-from .base import Provider
+from .base import Capabilities, Provider
 
 if TYPE_CHECKING:
     from ..core.config import Settings
 
+NAME = "local"
+#: the tag of every in-process model (and of the same weights on a Dask cluster): the rotation pool's last resort
+LOCAL_TAG = NAME
 _DONE = object()
 _log = get_logger(__name__)
 _COMPUTE = threading.Lock()  # one llama.cpp computation at a time in this process, whichever model
@@ -63,7 +67,7 @@ class LocalModel:
 
     @property
     def tags(self) -> tuple[str, ...]:
-        return ("local", "free") + (() if self.chat else ("base",))
+        return (LOCAL_TAG, "free") + (() if self.chat else ("base",))
 
 
 def smollm2_path() -> Path:
@@ -147,7 +151,10 @@ def _exclusive(fn: Callable[[Any], Any], llama: Any) -> Any:
 
 
 class LocalProvider(Provider):
-    name = "local"
+    """The in-process models; no tools (these chat templates have none) and no images (no projector is loaded)."""
+
+    name = NAME
+    capabilities = Capabilities(tools=False, images=False, free=True, region="in-process")
 
     def __init__(self, models: list[LocalModel], *, threads: int | None = None) -> None:
         self._models = {m.name: m for m in models}
@@ -164,6 +171,24 @@ class LocalProvider(Provider):
     @property
     def models(self) -> list[LocalModel]:
         return list(self._models.values())
+
+    def deployments(self) -> list[Deployment]:
+        """One deployment per model, ``local/MODEL``, one call in flight: a llama.cpp model answers one
+        prompt at a time, and queueing inside the provider would count as latency."""
+        return [
+            Deployment(
+                f"{self.name}/{m.name}",
+                self.name,
+                m.name,
+                0.0,
+                0.0,
+                m.context_length,
+                max_in_flight=1,
+                tags=m.tags,
+                description=m.description,
+            )
+            for m in self._models.values()
+        ]
 
     def identity(self, model: str) -> str:
         """The weights themselves: file name, size and a hash of its first and last MiB (cheap, and a
@@ -330,7 +355,7 @@ class LocalProvider(Provider):
         text = "".join(parts).rstrip()
         yield StreamChunk("", Completion(text, f"local/{model}", finish, usage, ttft))
 
-    async def list_models(self) -> list[ModelInfo]:
+    async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
         return [ModelInfo(m.name, m.context_length, 0.0, 0.0, m.tags, m.description) for m in self._models.values()]
 
     async def aclose(self) -> None:
@@ -402,14 +427,18 @@ def _route_llama_logs() -> None:
 def configured_models(settings: Settings) -> list[LocalModel]:
     """The bundled models (when llama-cpp-python is installed) and every GGUF file named in TOML."""
     models = bundled_models(settings.cache_dir) if importlib.util.find_spec("llama_cpp") else []
-    for deployments in settings.models.values():
+    for name, deployments in settings.models.items():
         for dep in deployments:
-            if dep.provider == "local" and dep.path:
-                models.append(
-                    local_model_from_path(
-                        dep.upstream, dep.path, chat="base" not in dep.tags, context_length=dep.context_length
-                    )
+            if dep.provider != NAME:
+                continue
+            if not dep.path:
+                where = f"{settings.source}: " if settings.source else ""
+                raise ConfigError(f'{where}[models.{name}]: a local model needs path = "/path/to/model.gguf"')
+            models.append(
+                local_model_from_path(
+                    dep.upstream, dep.path, chat="base" not in dep.tags, context_length=dep.context_length
                 )
+            )
     return models
 
 
@@ -437,8 +466,8 @@ def _check_gguf(path: Path, model: str) -> None:
         with path.open("rb") as fh:
             magic = fh.read(4)
     except OSError as exc:
-        raise ModelUnavailableError(f"cannot read {path}: {exc.strerror}", provider="local", model=model) from exc
+        raise ModelUnavailableError(f"cannot read {path}: {exc.strerror}", provider=NAME, model=model) from exc
     if magic != b"GGUF":
         raise ModelUnavailableError(
-            f"{path} is not a GGUF model file (it starts with {magic!r}, not b'GGUF')", provider="local", model=model
+            f"{path} is not a GGUF model file (it starts with {magic!r}, not b'GGUF')", provider=NAME, model=model
         )

@@ -1,6 +1,6 @@
 """Tool calls on the OpenAI chat-completions wire: declarations out, ``tool_calls`` back (whole or streamed).
 
-Kept apart from `openai_wire` (text, usage, errors) so tools are one concern in one place;
+Kept apart from `openai_wire` (the rest of the format) so tools are one concern in one place;
 every reader is strict in the same way: a malformed call is a `WireError` naming the field.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from ..core.tools import ToolCall
 from ..core.types import ChatRequest
-from .openai_wire import WireError
+from .wire import WireError
 
 
 def tools_payload(request: ChatRequest) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 OpenRouter reports each call's cost when asked (``usage: {include: true}``), so
 its cost column is the provider's own number rather than our estimate.  Its
-model catalog (pricing per token, context length) is cached on disk with a TTL:
-listing models in a notebook should not cost a network round trip each time.
+catalog (``/models``, with prices and context sizes) is loaded whole into the
+session's catalog and kept on disk for a day, because it is large and changes slowly.
 """
 
 from __future__ import annotations
@@ -18,31 +18,34 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.secrets import Secret, get_logger
 from ..core.types import ChatRequest, ModelInfo
+from .base import Capabilities
 from .openai_compat import OpenAICompatibleProvider
-from .openai_wire import context_length
+from .wire import context_length
 
 if TYPE_CHECKING:
     from ..core.config import ProviderConfig, Settings
 
 log = get_logger(__name__)
+NAME = "openrouter"
 CATALOG_TTL_S = 24 * 3600.0
 _ATTRIBUTION = {"HTTP-Referer": "https://github.com/opencode-lab/opencode-lab", "X-Title": "opencode_lab"}
 
 
 class OpenRouterProvider(OpenAICompatibleProvider):
-    reports_cost = True
+    capabilities = Capabilities(reports_cost=True, open_catalog=True, refreshable_catalog=True)
 
     def __init__(
         self,
         base_url: str,
         *,
         api_key: Secret | None,
+        name: str = NAME,
         catalog_path: Path | None = None,
         catalog_ttl_s: float = CATALOG_TTL_S,
         headers: Mapping[str, str | Secret] | None = None,
         **kw: Any,
     ) -> None:
-        super().__init__("openrouter", base_url, api_key=api_key, headers={**_ATTRIBUTION, **(headers or {})}, **kw)
+        super().__init__(name, base_url, api_key=api_key, headers={**_ATTRIBUTION, **(headers or {})}, **kw)
         self._catalog_path = catalog_path
         self._catalog_ttl_s = catalog_ttl_s
 
@@ -98,17 +101,18 @@ class OpenRouterProvider(OpenAICompatibleProvider):
                 json.dump([m.__dict__ for m in models], fh)
             os.replace(tmp, self._catalog_path)
         except OSError as exc:
-            log.warning("could not keep the OpenRouter catalog at %s: %s", self._catalog_path, exc)
+            log.warning("could not keep the %s catalog at %s: %s", self.name, self._catalog_path, exc)
 
 
 def from_config(config: ProviderConfig, settings: Settings) -> OpenRouterProvider:
-    """The ``openrouter`` provider type; its catalog is kept in the cache folder."""
+    """The ``openrouter`` vendor and provider type; its catalog is kept in the cache folder."""
     return OpenRouterProvider(
         config.base_url,
         api_key=config.api_key,
+        name=config.name,
         headers=dict(config.headers),
         timeout_s=settings.timeout_s,
-        catalog_path=settings.cache_dir / "openrouter_models.json",
+        catalog_path=settings.cache_dir / f"{config.name}_models.json",
     )
 
 

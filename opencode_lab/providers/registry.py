@@ -1,12 +1,12 @@
 """Provider types by name, so TOML ``type = "..."`` can pick one and users can add their own.
 
 A provider type is a factory ``(config, settings) -> Provider`` where *config*
-is the `ProviderConfig` of one ``[providers.NAME]`` table.  Built-in types are
-registered below as ``"module:attribute"`` strings and imported on first use;
-third-party packages register theirs with `register_provider_type` or through
-the ``opencode_lab.providers`` entry-point group (name = type, value =
-``"package.module:factory"``), the way ``llm`` plugins and joblib store
-backends plug in.
+is the `ProviderConfig` of one ``[providers.NAME]`` table.  Built-in types are the
+vendors of `opencode_lab.providers.vendors` plus the two below, registered as
+``"module:attribute"`` strings and imported on first use; third-party packages
+register theirs with `register_provider_type` or through the
+``opencode_lab.providers`` entry-point group (name = type, value =
+``"package.module:factory"``), the way ``llm`` plugins and joblib store backends plug in.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, TypeAlias
 
 from ..core.errors import ConfigError
+from .vendors import DEFAULT_TYPE, ROWS
 
 if TYPE_CHECKING:
     from ..core.config import ProviderConfig, Settings
@@ -28,10 +29,10 @@ ProviderFactory: TypeAlias = "Callable[[ProviderConfig, Settings], Provider]"
 ENTRY_POINT_GROUP = "opencode_lab.providers"
 
 _types: dict[str, ProviderFactory | str] = {
-    "openai": "opencode_lab.providers.openai_compat:from_config",
-    "openrouter": "opencode_lab.providers.openrouter:from_config",
-    "anthropic": "opencode_lab.providers.anthropic:from_config",
-    "gemini": "opencode_lab.providers.gemini:from_config",
+    **{row.name: row.factory for row in ROWS},
+    # in a file, "openai" is any OpenAI-compatible server (vLLM, Ollama...), whose catalog the file declares;
+    # the OpenAI API itself, with its open catalog, is the environment's openai vendor
+    DEFAULT_TYPE: "opencode_lab.providers.openai_compat:from_config",
     "dask": "opencode_lab.providers.dask_cluster:from_config",
 }
 _lock = threading.Lock()
@@ -62,10 +63,18 @@ def provider_factory(name: str) -> ProviderFactory:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown provider type {name!r} (known: {', '.join(sorted(_types))}){hint}")
     if isinstance(factory, str):
-        module, _, attribute = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attribute)
+        factory = load_factory(factory)
         with _lock:
             _types[name] = factory
+    return factory
+
+
+def load_factory(spec: ProviderFactory | str) -> ProviderFactory:
+    """*spec* itself, or the factory a ``"package.module:attribute"`` string names, imported now."""
+    if not isinstance(spec, str):
+        return spec
+    module, _, attribute = spec.partition(":")
+    factory: ProviderFactory = getattr(importlib.import_module(module), attribute)
     return factory
 
 

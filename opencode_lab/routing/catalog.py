@@ -7,8 +7,8 @@ every deployment id is also a model name of its own.  Resolution turns what a
 caller typed (full id, unique suffix, alias, list, ``auto``) into an ordered
 list of groups: the router balances inside a group and falls back across them.
 
-Providers with an *open* catalog (``openai``, ``anthropic``, ``gemini``,
-``openrouter``) serve ``PROVIDER/ANY-ID`` without a declaration: the deployment
+Providers with an *open* catalog (`Capabilities.open_catalog`: the OpenAI, Anthropic,
+Gemini and OpenRouter APIs) serve ``PROVIDER/ANY-ID`` without a declaration: the deployment
 is made on first use, priced from the bundled table, and refused with
 suggestions once the provider's model list is known not to hold it.
 ``provider:model`` (the aisuite / jupyter-ai spelling) means ``provider/model``.
@@ -16,12 +16,13 @@ suggestions once the provider's model list is known not to hold it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..core.deployment import Deployment
 from ..core.errors import InvalidRequestError, ModelNotFoundError
 from ..core.types import ChatRequest
+from ..providers.base import Provider
 from ..providers.prices import bundled_price
 
 AUTO = "auto"
@@ -184,18 +185,24 @@ class Catalog:
 TEXT_ONLY = "text-only"
 
 
-def refuse_unsupported(request: ChatRequest, groups: Sequence[ModelGroup]) -> None:
-    """Refuse, before anything is sent, tools or images a candidate model cannot take.
+def refuse_unsupported(request: ChatRequest, groups: Sequence[ModelGroup], providers: Mapping[str, Provider]) -> None:
+    """Refuse, before anything is sent, tools, images or a schema a candidate model cannot take.
 
-    In-process llama.cpp models get neither (their chat templates here have no tool calling and no
-    image projector is loaded); a deployment tagged `TEXT_ONLY` gets no images.
+    What a provider takes is its `Capabilities` (in-process llama.cpp models take no tools and no
+    images); a deployment tagged `TEXT_ONLY` takes no images either.
     """
     for group in groups:
         for dep in group.deployments:
-            if request.tools and dep.provider == "local":
-                raise InvalidRequestError(f"model {dep.id!r} cannot call tools (a local llama.cpp model); drop tools=")
-            if request.images and (dep.provider == "local" or TEXT_ONLY in dep.tags):
+            can = providers[dep.provider].capabilities
+            takes_none = f"(provider {dep.provider!r} takes none)"
+            if request.tools and not can.tools:
+                raise InvalidRequestError(f"model {dep.id!r} cannot call tools {takes_none}; drop tools=")
+            if request.images and not can.images:
+                raise InvalidRequestError(f"model {dep.id!r} does not accept images {takes_none}")
+            if request.images and TEXT_ONLY in dep.tags:
                 raise InvalidRequestError(f"model {dep.id!r} does not accept images (the catalog marks it text-only)")
+            if request.params.schema is not None and not can.schema:
+                raise InvalidRequestError(f"model {dep.id!r} cannot answer to a schema {takes_none}; drop schema=")
 
 
 def _merge(old: Deployment, new: Deployment) -> Deployment:

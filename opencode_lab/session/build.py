@@ -1,8 +1,10 @@
 """Providers and catalog from settings: what exists in a session, before anything is sent.
 
 Providers are built through the registry of provider types
-(`opencode_lab.providers.registry`), the same way for built-in and user types;
-the bundled local models join when llama-cpp-python is installed.
+(`opencode_lab.providers.registry`), the same way for built-in and user types; the
+environment's vendors come from their rows of the vendor table; the bundled local models
+join when llama-cpp-python is installed.  What a provider can do is read from its
+`Capabilities`, never from its name.
 """
 
 from __future__ import annotations
@@ -13,37 +15,22 @@ from dataclasses import replace
 
 from ..core.config import ProviderConfig, Settings
 from ..core.deployment import Deployment
-from ..core.errors import ConfigError, LabError
+from ..core.errors import ConfigError, LabError, ProviderTimeout
 from ..core.secrets import get_logger
+from ..core.vendors import VENDORS
 from ..providers.base import Provider
 from ..providers.dask_cluster import DaskProvider
-from ..providers.local import LocalProvider, configured_models
+from ..providers.local import LOCAL_TAG, LocalProvider, configured_models
 from ..providers.prices import bundled_price
-from ..providers.registry import provider_factory
+from ..providers.registry import load_factory, provider_factory
 from ..routing.catalog import TEXT_ONLY, Catalog
 
 log = get_logger(__name__)
-#: the environment's providers whose catalog is open: ``PROVIDER/ANY-ID`` works without declaring the model
-OPEN_CATALOGS = ("openrouter", "openai", "anthropic", "gemini")
 
 
-def provider_configs(settings: Settings) -> list[ProviderConfig]:
-    """The environment's providers (OpenRouter, OpenAI, Anthropic, Gemini), then the TOML ``[providers]`` tables."""
-    s = settings
-    out = []
-    if s.openrouter_api_key or s.openrouter_model_list:
-        out.append(
-            ProviderConfig(
-                "openrouter", s.openrouter_base_url, "openrouter", s.openrouter_api_key, s.openrouter_model_list
-            )
-        )
-    if s.openai_api_key:
-        out.append(ProviderConfig("openai", s.openai_base_url, "openai", s.openai_api_key))
-    if s.anthropic_api_key:
-        out.append(ProviderConfig("anthropic", s.anthropic_base_url, "anthropic", s.anthropic_api_key))
-    if s.gemini_api_key:
-        out.append(ProviderConfig("gemini", s.gemini_base_url, "gemini", s.gemini_api_key))
-    return out + list(s.providers.values())
+def vendor_configs(settings: Settings) -> list[ProviderConfig]:
+    """The environment's vendors that are turned on: a key, or a model list, is set."""
+    return [c for c in settings.vendors.values() if c.api_key or c.models]
 
 
 def build_providers(settings: Settings, extra: Mapping[str, Provider]) -> dict[str, Provider]:
@@ -51,8 +38,15 @@ def build_providers(settings: Settings, extra: Mapping[str, Provider]) -> dict[s
     providers: dict[str, Provider] = {}
     local = configured_models(settings)
     if local:
-        providers["local"] = LocalProvider(local, threads=settings.local_threads)
-    for config in provider_configs(settings):
+        provider = LocalProvider(local, threads=settings.local_threads)
+        providers[provider.name] = provider
+    factories = {vendor.name: vendor.factory for vendor in VENDORS}
+    for config in vendor_configs(settings):
+        providers[config.name] = load_factory(factories[config.name])(config, settings)
+    reserved = sorted({*factories, LocalProvider.name})
+    for config in settings.providers.values():
+        if config.name in reserved:
+            raise ConfigError(f"[providers.{config.name}]: name must be a plain word other than {', '.join(reserved)}")
         providers[config.name] = provider_factory(config.type)(config, settings)
     providers.update(extra)
     return providers
@@ -61,25 +55,10 @@ def build_providers(settings: Settings, extra: Mapping[str, Provider]) -> dict[s
 def catalog_models(settings: Settings, providers: Mapping[str, Provider], catalog: Catalog) -> None:
     """Fill *catalog* with every deployment the settings and providers declare, and the rotation pool."""
     s = settings
-    local = providers.get("local")
-    if isinstance(local, LocalProvider):
-        for m in local.models:
-            # one in flight: a llama.cpp model answers one prompt at a time, and queueing inside the
-            # provider would count as latency
-            catalog.add(
-                Deployment(
-                    f"local/{m.name}",
-                    "local",
-                    m.name,
-                    0.0,
-                    0.0,
-                    m.context_length,
-                    max_in_flight=1,
-                    tags=m.tags,
-                    description=m.description,
-                )
-            )
-    for config in provider_configs(s):
+    local = providers.get(LocalProvider.name)
+    for dep in local.deployments() if isinstance(local, LocalProvider) else ():
+        catalog.add(dep)
+    for config in [*vendor_configs(s), *s.providers.values()]:
         cluster = providers.get(config.name)
         if isinstance(cluster, DaskProvider):
             _add_cluster(catalog, cluster)
@@ -95,7 +74,7 @@ def catalog_models(settings: Settings, providers: Mapping[str, Provider], catalo
                 )
             catalog.add(dep, model=name)
     catalog.aliases.update(s.aliases)
-    catalog.open = frozenset(name for name in OPEN_CATALOGS if name in providers)
+    catalog.open = frozenset(name for name, p in providers.items() if p.capabilities.open_catalog)
     for dep in list(catalog.deployments.values()):
         price = bundled_price(dep.provider, dep.upstream) if dep.provider in catalog.open else None
         if price is not None:  # fills gaps only: a price or tag configured in TOML wins
@@ -105,8 +84,8 @@ def catalog_models(settings: Settings, providers: Mapping[str, Provider], catalo
                 output_price_per_mtok=price.output_per_mtok,
                 tags=() if price.images else (TEXT_ONLY,),
             )
-    pool = s.openrouter_model_list and tuple(f"openrouter/{m}" for m in s.openrouter_model_list)
-    catalog.pool = pool or s.default_models or tuple(d.id for d in catalog.tagged("local"))
+    pool = tuple(f"{c.name}/{m}" for c in vendor_configs(s) for m in c.models)
+    catalog.pool = pool or s.default_models or tuple(d.id for d in catalog.tagged(LOCAL_TAG))
 
 
 def _add_cluster(catalog: Catalog, cluster: DaskProvider) -> None:
@@ -119,6 +98,47 @@ def _add_cluster(catalog: Catalog, cluster: DaskProvider) -> None:
             catalog.add(replace(catalog.deployments[dep.id], max_in_flight=threads))
 
     cluster.follow_capacity(follow)
+
+
+def refreshable(providers: Mapping[str, Provider]) -> bool:
+    """Some provider's whole catalog (prices, context sizes) is worth loading into the session's."""
+    return any(p.capabilities.refreshable_catalog for p in providers.values())
+
+
+async def load_catalogs(
+    catalog: Catalog, providers: Mapping[str, Provider], timeout_s: float, *, refresh: bool
+) -> None:
+    """Add every model each refreshable provider lists, with its prices and context size, to *catalog*
+    (from the provider's kept copy unless *refresh*); the first provider that fails is raised after the
+    others have loaded."""
+    failed: list[LabError] = []
+    for name, provider in providers.items():
+        if not provider.capabilities.refreshable_catalog:
+            continue
+        try:  # httpx times out only when no byte arrives: a trickling server must not hang a notebook
+            async with asyncio.timeout(timeout_s):
+                infos = await provider.list_models(refresh=refresh)
+        except TimeoutError:
+            failed.append(ProviderTimeout(f"the model list did not arrive within {timeout_s}s", provider=name))
+            continue
+        except LabError as exc:
+            failed.append(exc)
+            continue
+        catalog.set_listed(name, (info.id for info in infos))
+        for info in infos:
+            dep_id = f"{name}/{info.id}"
+            if dep_id not in catalog.deployments:
+                catalog.add(Deployment(dep_id, name, info.id))
+            catalog.update_info(
+                dep_id,
+                input_price_per_mtok=info.input_price_per_mtok,
+                output_price_per_mtok=info.output_price_per_mtok,
+                context_length=info.context_length,
+                tags=info.tags,
+                description=info.description,
+            )
+    if failed:
+        raise failed[0]
 
 
 async def check_open_ids(

@@ -16,10 +16,12 @@ from ..core.errors import LabError, error_type_of
 from ..core.schema import RESULT_COLUMNS
 from ..core.tools import ToolCall
 from ..core.types import Attempt, ChatResult
+from ..providers.base import FREE_COST_SOURCE
 
 if TYPE_CHECKING:
     from ..core.deployment import Deployment
     from ..core.types import Completion
+    from ..providers.base import Capabilities
     from ..routing.router import Routed
 
 
@@ -118,7 +120,9 @@ def call_records(result: ChatResult, run_id: str, wall: float) -> list[dict[str,
     return records
 
 
-def routed_result(routed: Routed, spec: str, request_id: str, *, streamed: bool, reports_cost: bool) -> ChatResult:
+def routed_result(
+    routed: Routed, spec: str, request_id: str, *, streamed: bool, capabilities: Capabilities
+) -> ChatResult:
     """A routed completion as the caller's result.
 
     ``latency_s`` is the answering attempt's own time: waits for limits, back-off and retries are not
@@ -126,7 +130,7 @@ def routed_result(routed: Routed, spec: str, request_id: str, *, streamed: bool,
     a whole response it would be the latency again under another name.
     """
     completion, dep = routed.completion, routed.deployment
-    cost, source = _cost(completion, dep, reports_cost)
+    cost, source = _cost(completion, dep, capabilities)
     return ChatResult(
         text=completion.text,
         model=spec,
@@ -145,11 +149,12 @@ def routed_result(routed: Routed, spec: str, request_id: str, *, streamed: bool,
     )
 
 
-def _cost(completion: Completion, dep: Deployment, reports_cost: bool) -> tuple[float, str]:
-    """Provider-reported cost, else catalog price x tokens, else NaN: never a made-up zero."""
-    if dep.provider == "local":
-        return 0.0, "local"
-    if completion.usage.cost_usd is not None and reports_cost:
+def _cost(completion: Completion, dep: Deployment, capabilities: Capabilities) -> tuple[float, str]:
+    """Nothing for a free provider, else its own reported cost, else catalog price x tokens, else NaN: never
+    a made-up zero."""
+    if capabilities.free:
+        return 0.0, FREE_COST_SOURCE
+    if completion.usage.cost_usd is not None and capabilities.reports_cost:
         return completion.usage.cost_usd, "provider"
     priced = dep.cost_usd(completion.usage.input_tokens, completion.usage.output_tokens)
     return (priced, "catalog") if priced is not None else (math.nan, "unknown")

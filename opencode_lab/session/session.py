@@ -9,7 +9,6 @@ DataFrame API (`opencode_lab.Lab`) is built on its public methods.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -19,8 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.config import Settings
-from ..core.deployment import Deployment
-from ..core.errors import ConfigError, InvalidRequestError, LabError, ProviderTimeout
+from ..core.errors import ConfigError, InvalidRequestError, LabError
 from ..core.params import NAMES, reject_unknown
 from ..core.secrets import RedactingFilter, get_logger
 from ..core.types import ChatRequest, ChatResult
@@ -29,7 +27,7 @@ from ..routing.backoff import RetryPolicy
 from ..routing.catalog import Catalog, ModelGroup, refuse_unsupported
 from ..routing.router import BreakerSettings, Routed, Router
 from ..routing.strategies import make_strategy
-from .build import build_providers, catalog_models, check_open_ids
+from .build import build_providers, catalog_models, check_open_ids, load_catalogs, refreshable
 from .cache import CachePolicy, ResponseCache, canonical_key
 from .journal import Journal
 from .loop import LoopThread
@@ -172,7 +170,7 @@ class Session:
             try:
                 await self._refresh_catalog()
             except LabError as exc:  # a call must not fail for want of prices; cost stays unknown instead
-                log.warning("could not load the OpenRouter catalog (prices and context sizes unknown): %s", exc)
+                log.warning("could not load a provider's catalog (prices and context sizes unknown): %s", exc)
         await check_open_ids(self.catalog, self.providers, spec, self.settings.deadline_s)
         return self.catalog.resolve(spec)
 
@@ -182,38 +180,17 @@ class Session:
         return self._identities(await self.hop(self._groups(spec)))
 
     def refresh_catalog(self, *, refresh: bool = False) -> None:
-        """Add every model OpenRouter lists (from its disk cache when fresh, unless *refresh*) to the catalog."""
+        """Add every model a provider with a refreshable catalog lists (OpenRouter: from its disk copy while
+        fresh, unless *refresh*) to the catalog."""
         self.block_on(self._refresh_catalog(refresh=refresh))
 
     def catalog_pending(self) -> bool:
         """A provider catalog exists that has not been loaded yet."""
-        return "openrouter" in self.providers and not self._catalog_loaded
+        return refreshable(self.providers) and not self._catalog_loaded
 
     async def _refresh_catalog(self, *, refresh: bool = False) -> None:
-        provider = self.providers.get("openrouter")
         self._catalog_loaded = True
-        if provider is None:
-            return
-        try:  # httpx times out only when no byte arrives: a trickling server must not hang a notebook
-            async with asyncio.timeout(self.settings.deadline_s):
-                infos = await provider.list_models(refresh=refresh)  # type: ignore[call-arg]
-        except TimeoutError:
-            raise ProviderTimeout(
-                f"the model list did not arrive within {self.settings.deadline_s}s", provider="openrouter"
-            ) from None
-        self.catalog.set_listed("openrouter", (info.id for info in infos))
-        for info in infos:
-            dep_id = f"openrouter/{info.id}"
-            if dep_id not in self.catalog.deployments:
-                self.catalog.add(Deployment(dep_id, "openrouter", info.id))
-            self.catalog.update_info(
-                dep_id,
-                input_price_per_mtok=info.input_price_per_mtok,
-                output_price_per_mtok=info.output_price_per_mtok,
-                context_length=info.context_length,
-                tags=info.tags,
-                description=info.description,
-            )
+        await load_catalogs(self.catalog, self.providers, self.settings.deadline_s, refresh=refresh)
 
     # -- one call -------------------------------------------------------------------------------------------------
 
@@ -279,7 +256,7 @@ class Session:
         started, wall = time.perf_counter(), time.time()
         try:
             groups = await self._groups(request.model)
-            refuse_unsupported(request, groups)
+            refuse_unsupported(request, groups, self.providers)
             key = self._cache_key(request, groups, sample, fallback, cache)
             hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
             if hit is not None:
@@ -309,8 +286,8 @@ class Session:
         self, routed: Routed, spec: str, run_id: str, request_id: str, key: str, who: dict[str, Any], *, streamed: bool
     ) -> ChatResult:
         """Turn a routed completion into the result, store it under *key* (if any) and record it."""
-        reports_cost = self.providers[routed.deployment.provider].reports_cost
-        result = routed_result(routed, spec, request_id, streamed=streamed, reports_cost=reports_cost)
+        capabilities = self.providers[routed.deployment.provider].capabilities
+        result = routed_result(routed, spec, request_id, streamed=streamed, capabilities=capabilities)
         if key:
             self.cache.put(key, cache_value(result))
         self.journal.succeeded(result, run_id, who)
@@ -359,7 +336,7 @@ class Session:
         who = _identity(request, sample, "stream")
         started, wall = time.perf_counter(), time.time()
         groups = await self._groups(request.model)
-        refuse_unsupported(request, groups)
+        refuse_unsupported(request, groups, self.providers)
         key = self._cache_key(request, groups, sample, fallback, cache)
         hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
         if hit is not None:

@@ -27,7 +27,7 @@ def test_defaults_need_no_configuration() -> None:
     settings = load()
     assert settings.cache_mode == "file"
     assert settings.agent_max_iter == 3
-    assert settings.openrouter_api_key is None
+    assert settings.vendors["openrouter"].api_key is None
     assert settings.runlog == settings.cache_dir / "runs.sqlite"
 
 
@@ -45,13 +45,13 @@ def test_original_variable_names_are_read() -> None:
             "OC_RUNLOG": "off",
         }
     )
-    assert settings.openrouter_model_list == ("openai/gpt-4o-mini", "meta/llama-3")
+    assert settings.vendors["openrouter"].models == ("openai/gpt-4o-mini", "meta/llama-3")
     assert settings.cache_mode == "memory" and settings.cache_ttl_ms == 5000
     assert settings.log_level == "DEBUG" and settings.agent_max_iter == 5
     assert settings.timeout_s == 2.5 and settings.max_concurrency == 4
     assert settings.runlog is None
-    assert settings.openrouter_api_key is not None
-    assert settings.openrouter_api_key.reveal() == "sk-or-abcdefgh12345"
+    key = settings.vendors["openrouter"].api_key
+    assert key is not None and key.reveal() == "sk-or-abcdefgh12345"
 
 
 def test_environment_wins_over_the_file(tmp_path: Path) -> None:
@@ -337,7 +337,7 @@ def test_a_refused_url_does_not_show_its_password() -> None:
 
 def test_a_base_url_with_user_info_is_kept_but_its_repr_masks_the_password() -> None:
     settings = load({"OPENAI_BASE_URL": "http://alice:pw-TOPSECRET@h/v1"})
-    assert settings.openai_base_url == "http://alice:pw-TOPSECRET@h/v1"
+    assert settings.vendors["openai"].base_url == "http://alice:pw-TOPSECRET@h/v1"
     assert "TOPSECRET" not in repr(settings) and "http://***@h/v1" in repr(settings)
 
 
@@ -373,7 +373,7 @@ def test_a_base_url_in_the_lab_table_is_checked_too(tmp_path: Path) -> None:
     ],
 )
 def test_a_good_base_url_is_kept_without_trailing_slashes(url: str, kept: str) -> None:
-    assert load({"OPENAI_BASE_URL": url}).openai_base_url == kept
+    assert load({"OPENAI_BASE_URL": url}).vendors["openai"].base_url == kept
 
 
 # -- one declaration per default ----------------------------------------------------------------------------

@@ -252,4 +252,5 @@ def test_a_schema_is_sent_as_the_response_json_schema(server: GeminiServer, stre
 
 def test_google_api_key_wins_over_gemini_api_key_as_in_the_sdk() -> None:
     settings = Settings.load(env={"GEMINI_API_KEY": "AIza-gemini-key-0001", "GOOGLE_API_KEY": "AIza-google-key-0002"})
-    assert settings.gemini_api_key is not None and settings.gemini_api_key.reveal() == "AIza-google-key-0002"
+    key = settings.vendors["gemini"].api_key
+    assert key is not None and key.reveal() == "AIza-google-key-0002"

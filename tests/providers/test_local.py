@@ -97,3 +97,20 @@ def test_a_bad_thread_count_is_refused_naming_the_variable(monkeypatch) -> None:
     monkeypatch.setenv("OC_LOCAL_THREADS", "0")
     with pytest.raises(ConfigError, match="OC_LOCAL_THREADS"):
         Lab.from_env()
+
+
+def test_a_local_model_in_toml_needs_a_path(tmp_path) -> None:
+    path = tmp_path / "lab.toml"
+    path.write_text('[models.tiny]\nprovider = "local"\nupstream = "tiny"\n')
+    with pytest.raises(
+        ConfigError, match=r'lab\.toml: \[models\.tiny\]: a local model needs path = "/path/to/model.gguf"'
+    ):
+        Lab.from_file(path)
+
+
+def test_local_deployments_take_one_call_at_a_time_and_form_the_last_rotation_pool(local) -> None:
+    deployments = {d.id: d for d in local.deployments()}
+    assert set(deployments) == {"local/smollm2-135m", "local/gemma-3-270m"}
+    assert {d.max_in_flight for d in deployments.values()} == {1}
+    with Lab.from_env() as lab:
+        assert set(lab.catalog.pool) == set(deployments)

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
 
+import opencode_lab
 from opencode_lab import ConfigError, Lab, register_provider_type
+from opencode_lab.providers.local import LocalProvider
 from opencode_lab.providers.openai_compat import OpenAICompatibleProvider
 from opencode_lab.providers.registry import provider_factory, provider_types
+from opencode_lab.providers.vendors import ROWS
+
+PACKAGE = Path(opencode_lab.__file__).parent
 
 PLUGIN = '''
 from opencode_lab import Completion, Provider, Usage
@@ -101,3 +108,37 @@ def test_lab_refuses_an_unknown_type_before_anything_is_sent(tmp_path: Path) -> 
     (tmp_path / "lab.toml").write_text('[providers.x]\ntype = "nope"\nbase_url = "http://127.0.0.1:9/v1"\n')
     with pytest.raises(ConfigError, match="unknown provider type 'nope'"):
         Lab.from_file(tmp_path / "lab.toml")
+
+
+# -- provider names stay inside providers/ ------------------------------------------------------------
+
+
+def names_used(source: str, names: Collection[str]) -> list[tuple[int, str]]:
+    """``(line, name)`` of every string constant in *source* that is one of *names*."""
+    tree = ast.parse(source)
+    found = [(node.lineno, node.value) for node in ast.walk(tree) if isinstance(node, ast.Constant)]
+    return sorted((line, value) for line, value in found if isinstance(value, str) and value in names)
+
+
+def test_no_module_outside_providers_names_a_provider() -> None:
+    """What a provider can do is its `Capabilities`; which vendors exist is the vendor table.  So no other
+    layer, the test servers included (they speak wire formats, not provider names), has a reason to spell
+    a provider's type or name; the tests may, as users do."""
+    names = {*provider_types(), *(row.name for row in ROWS), LocalProvider.name}
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {value!r}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.relative_to(PACKAGE).parts[0] != "providers"
+        for line, value in names_used(path.read_text(), names)
+    ]
+    assert found == []
+
+
+def test_the_name_finder_sees_a_comparison_a_key_and_an_argument_but_not_prose() -> None:
+    source = textwrap.dedent("""
+        \"\"\"The local models; see openrouter/auto.\"\"\"
+        if dep.provider == "local":
+            table = {"openrouter": 1, "local/model": 2}
+            build("gemini", f"openrouter/{model}")
+    """)
+    assert names_used(source, {"local", "openrouter", "gemini"}) == [(3, "local"), (4, "openrouter"), (5, "gemini")]

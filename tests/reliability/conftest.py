@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from opencode_lab.core.vendors import VENDORS
 from opencode_lab.testing import FaultServer, SpawnedFaultServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ def spawned(*settings: Mapping[str, Any]) -> Iterator[list[SpawnedFaultServer]]:
 def child_env(**overrides: str | None) -> dict[str, str]:
     """The environment for a child Python: this one, minus provider settings, plus *overrides* (None unsets)."""
     env = dict(os.environ)
-    for var in ("OPENROUTER_API_KEY", "OPENAI_API_KEY", "OPENROUTER_MODEL_LIST", "OPENROUTER_BASE_URL", "OC_RUNLOG"):
+    for var in (*VENDORS.variables, "OC_RUNLOG"):
         env.pop(var, None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.setdefault("MPLBACKEND", "Agg")

@@ -21,7 +21,7 @@ import pytest
 
 from opencode_lab import LabError, StreamInterruptedError
 from opencode_lab.core.errors import error_type_of
-from opencode_lab.providers.openai_compat import MAX_BODY_BYTES
+from opencode_lab.providers.http import MAX_BODY_BYTES
 
 INF, NAN = float("inf"), float("nan")
 DEEP = "[" * 100_000 + "]" * 100_000

@@ -107,7 +107,7 @@ NOTEBOOK_CELLS = [
     "%chat_stats",
     "import opencode_lab\nlab = opencode_lab.default_lab()\nlab.settings",
     "lab.providers",
-    "lab.settings.openrouter_api_key, lab.settings.providers['x'].api_key",
+    "lab.settings.vendors['openrouter'].api_key, lab.settings.providers['x'].api_key",
     f"lab.chat('{ECHO} raised in a cell', 'x/cm', cache=False)",
 ]
 
