@@ -61,9 +61,9 @@ def test_samples_of_a_seeded_request_get_their_own_seeds_reproducibly(fault, mak
     lab = make_lab(_toml(fault, extra='[cache]\nmode = "off"\n'))
     lab.compare(["q"], "smol", n=4, temperature=1.0, seed=123, progress=False)
     lab.compare(["q"], "smol", n=4, temperature=1.0, seed=123, progress=False)
-    seeds = [e["sampling"]["seed"] for e in fault.log]
-    assert seeds[0] == 123  # sample 0 asks what chat(seed=123) asks
-    assert len(set(seeds[:4])) == 4 and seeds[:4] == seeds[4:]
+    seeds = [e["sampling"]["seed"] for e in fault.log]  # in arrival order: the four samples are concurrent
+    assert 123 in seeds[:4]  # sample 0 asks what chat(seed=123) asks
+    assert len(set(seeds[:4])) == 4 and sorted(seeds[:4]) == sorted(seeds[4:])
 
 
 def test_a_cached_row_reports_the_original_measurements(fault, make_lab) -> None:
