@@ -7,14 +7,15 @@ compare at the same moment, against one slow fault server.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from pathlib import Path
 
-import joblib
 import pandas as pd
 import pytest
 
+from opencode_lab.session.cache_format import decode
 from opencode_lab.session.runlog import RunLog
 
 from .conftest import child_env, lab_toml, popen_python, reaped, spawned, wait_until
@@ -96,8 +97,11 @@ def test_two_processes_with_overlapping_compares_share_one_cache(tmp_path: Path,
     )
     assert all(answered[p] == 1 for p in set(first) ^ set(second))
     assert all(1 <= answered[p] <= 2 for p in shared)
-    for output in (tmp_path / "cache" / "responses").rglob("output.pkl"):
-        assert "text" in joblib.load(output)
+    entries = list((tmp_path / "cache" / "responses").rglob("output.json"))
+    assert len(entries) == len(everything)
+    for path in entries:  # each one whole, checked as a read checks it, and filed under its own key
+        entry = json.loads(path.read_bytes())
+        assert decode(entry, entry["key_sha256"])["text"] and path.parent.name == entry["key_sha256"][:32]
     with sqlite3.connect(tmp_path / "cache" / "runs.sqlite") as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     with RunLog(tmp_path / "cache" / "runs.sqlite") as runlog:
