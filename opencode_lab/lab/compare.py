@@ -392,6 +392,7 @@ async def _execute(lab: Session, state: _CompareRun) -> None:
     if runlog is not None and options.run is not None:
         state.owner, state.since = runlog.claimant(), time.time()
     bar = shown.progress(len(state.jobs), "compare", enabled=options.progress)
+    _answer_from_cache(lab, state, done, runlog, bar)
     limit = asyncio.Semaphore(options.concurrency or lab.settings.max_concurrency)
 
     async def one(job: _Job) -> None:
@@ -410,7 +411,7 @@ async def _execute(lab: Session, state: _CompareRun) -> None:
         if bar is not None:
             bar.update(state.rows[job.index])
 
-    tasks = [asyncio.ensure_future(one(job)) for job in state.jobs]
+    tasks = [asyncio.ensure_future(one(job)) for job in state.jobs if state.rows[job.index] is None]
     keeper = asyncio.ensure_future(_keep(lab, state, runlog))
     try:
         await asyncio.gather(*tasks)
@@ -424,6 +425,23 @@ async def _execute(lab: Session, state: _CompareRun) -> None:
         lab.flush()
         if bar is not None:
             bar.close()
+
+
+def _answer_from_cache(lab: Session, state: _CompareRun, done: Mapping[Any, Any], runlog: Any, bar: Any) -> None:
+    """Answer every row the cache holds in one pass, before anything is sent: a cached row costs one lookup,
+    no task, claim or budget check (it is free)."""
+    jobs = [job for job in state.jobs if (job.prompt_id, job.model, job.sample) not in done]
+    found = lab.cached_answers(
+        [(job.request, job.sample) for job in jobs],
+        cache=state.options.cache,
+        fallback=state.options.fallback,
+        run_id=state.run_id,
+    )
+    for job, hit in zip(jobs, found, strict=True):
+        if hit is not None:
+            _answered(state, job, hit, runlog)
+            if bar is not None:
+                bar.update(state.rows[job.index])
 
 
 async def _settled(state: _CompareRun) -> None:
@@ -496,6 +514,11 @@ async def _run_job(lab: Session, state: _CompareRun, job: _Job, runlog: Any) -> 
         )
     finally:
         state.in_flight_usd -= estimate
+    _answered(state, job, outcome, runlog)
+
+
+def _answered(state: _CompareRun, job: _Job, outcome: ChatResult | LabError, runlog: Any) -> None:
+    """Keep *job*'s outcome, counting what an answer cost and how long it was (the budget's estimates)."""
     if isinstance(outcome, ChatResult):
         if not math.isnan(outcome.cost_usd):
             state.spent_usd += outcome.cost_usd

@@ -60,7 +60,7 @@ class CachePolicy(enum.Enum):
             raise InvalidRequestError(f"cache must be True, False, 'refresh' or 'off', got {value!r}") from None
 
 
-def canonical_key(request: ChatRequest, resolved: Sequence[str], sample: int) -> str:
+def canonical_key(request: ChatRequest, resolved: Sequence[str | Sequence[str]], sample: int) -> str:
     """The cache key: equal for requests that must give the same answer, different otherwise.
 
     *resolved* is what the model spec resolved to (so ``gpt-4o-mini`` and its full

@@ -9,6 +9,7 @@ import math
 import os
 import pickle
 import stat
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -352,6 +353,26 @@ def test_the_lru_is_bounded_by_the_size_of_its_answers() -> None:
     assert store.entries() == 3 and store.get("a") is None
 
 
+def test_a_cached_answer_needs_no_trip_to_the_loop(fault, fault_toml, make_lab) -> None:
+    """chat() finds a cached answer on the calling thread: it comes back while the session's loop is busy."""
+    lab = make_lab(fault_toml(fault))
+    first = lab.chat("q", "m")
+    busy, release = threading.Event(), threading.Event()
+
+    def block() -> None:
+        busy.set()
+        release.wait()
+
+    lab.loop.loop.call_soon_threadsafe(block)
+    busy.wait()
+    try:
+        hit = lab.chat("q", "m")
+    finally:
+        release.set()
+    assert hit.cached and hit.text == first.text and fault.count() == 1
+    assert lab.results()["cached"].tolist() == [False, True]
+
+
 def test_memory_mode_keeps_entries_for_the_process_only(tmp_path: Path) -> None:
     cache = ResponseCache("memory")
     cache.put("k", value())
@@ -397,6 +418,20 @@ def test_a_damaged_entry_is_asked_again_by_chat_and_compare(
     (warning,) = warnings_of(caplog)
     assert str(path) in warning
     assert make_lab(toml).chat("q", "m", temperature=0).cached  # the answer asked again was stored over it
+
+
+def test_a_compare_answers_its_cached_rows_before_anything_is_sent(fault, make_lab) -> None:
+    """Cached rows are looked up in one pass before the first request: they are free, so even a spent
+    budget answers them and refuses only the rows it would have to pay for."""
+    lab = make_lab(
+        f'[providers.a]\nbase_url = "{fault.base_url}"\n'
+        '[models.paid]\nprovider = "a"\nupstream = "x"\ninput_price = 10000.0\noutput_price = 10000.0\n'
+    )
+    lab.compare(["a", "b"], "paid", max_tokens=10, progress=False)
+    frame = lab.compare(["a", "new", "b"], "paid", max_tokens=10, budget_usd=0.0, progress=False)
+    assert frame["cached"].tolist() == [True, False, True]
+    assert frame["error_type"].tolist()[1] == "budget_exceeded" and frame["response"][0] == "echo: a"
+    assert fault.count() == 2
 
 
 # -- folders others can write to, and folders that refuse writes -------------------------------------------
