@@ -75,7 +75,11 @@ def canonical_key(request: ChatRequest, resolved: Sequence[str | Sequence[str]],
     }
     if request.tools:  # absent when there are none, so keys made before tools existed still match
         body["tools"] = [t.canonical() for t in request.tools]
-    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return _CANONICAL.encode(body)
+
+
+#: what ``json.dumps(sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` builds on every call, built once
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def key_digest(key: str) -> str:
