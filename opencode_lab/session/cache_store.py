@@ -99,6 +99,8 @@ class DiskStore:
         #: why the entries may not be this user's own (None when only this user can write them)
         self.exposure = _writable_by_others([directory, directory / FOLDER])
         _owner_only(directory)
+        with contextlib.suppress(OSError):  # ours, not joblib's umask-wide default; a read-only folder has none
+            (directory / FOLDER).mkdir(mode=0o700, exist_ok=True)
         self.directory = directory
         self._memory = joblib.Memory(directory, backend=BACKEND, verbose=0)
         self._backend = self._memory.store_backend

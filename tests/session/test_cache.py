@@ -458,6 +458,18 @@ def test_a_folder_of_another_user_is_named_in_one_warning(tmp_path: Path, caplog
     assert f"{tmp_path / 'responses'} belongs to another user (uid 65534)" in warning
 
 
+def test_a_group_writable_umask_raises_no_false_alarm(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """With umask 002 (user private groups) the folders the cache makes are still owner-only."""
+    old = os.umask(0o002)
+    try:
+        ResponseCache("file", tmp_path).put("k", value())
+        with caplog.at_level(logging.WARNING):
+            assert ResponseCache("file", tmp_path).get("k") is not None
+    finally:
+        os.umask(old)
+    assert warnings_of(caplog) == []
+
+
 def test_the_cache_folder_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     """Every entry lives under one 0700 folder: no other user can even reach the files."""
     (tmp_path / "responses").mkdir(mode=0o755)
@@ -473,6 +485,7 @@ def test_answers_the_folder_refuses_to_store_are_kept_for_the_session_with_one_w
     """A file where the entries' folder should be: every write fails in the file system, for root too
     (the read-only mount itself is tested in tests/reliability/test_shared_cache.py)."""
     ResponseCache("file", tmp_path)
+    (tmp_path / "responses" / "answers").rmdir()
     (tmp_path / "responses" / "answers").write_text("in the way")
     cache = ResponseCache("file", tmp_path)
     with caplog.at_level(logging.WARNING):
