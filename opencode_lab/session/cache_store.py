@@ -101,7 +101,6 @@ class DiskStore:
         _owner_only(directory)
         with contextlib.suppress(OSError):  # ours, not joblib's umask-wide default; a read-only folder has none
             (directory / FOLDER).mkdir(mode=0o700, exist_ok=True)
-        self.directory = directory
         self._memory = joblib.Memory(directory, backend=BACKEND, verbose=0)
         self._backend = self._memory.store_backend
 

@@ -26,6 +26,7 @@ from opencode_lab.core.tools import ToolCall
 from opencode_lab.session.cache import ResponseCache, canonical_key, key_digest
 from opencode_lab.session.cache_format import FORMAT, MIGRATIONS
 from opencode_lab.session.cache_memory import OVERHEAD, Held, MemoryStore
+from opencode_lab.session.cache_store import MAX_ENTRY_BYTES
 from opencode_lab.session.records import cache_value
 
 TEXT = st.text(min_size=1, max_size=40).filter(str.strip)
@@ -238,8 +239,14 @@ def _link_to_another_entry(path: Path) -> None:
     path.symlink_to(path.parent.parent / key_digest("other")[:32] / "output.json")
 
 
-@pytest.mark.parametrize("replace", [_fifo, _directory, _link_to_another_entry], ids=["fifo", "directory", "symlink"])
-def test_an_entry_that_is_not_a_regular_file_is_a_miss_and_never_blocks(
+def _oversized(path: Path) -> None:
+    os.truncate(path, MAX_ENTRY_BYTES + 1)  # sparse: nothing is written, and nothing may be read
+
+
+@pytest.mark.parametrize(
+    "replace", [_fifo, _directory, _link_to_another_entry, _oversized], ids=["fifo", "directory", "symlink", "huge"]
+)
+def test_an_entry_that_is_not_a_regular_file_of_sane_size_is_a_miss_and_never_blocks(
     tmp_path: Path, replace: Callable[[Path], None], caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = ResponseCache("file", tmp_path)
