@@ -16,13 +16,14 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import RunInterruptedError
+from ..core.errors import LabError, RunInterruptedError
 from ..core.schema import results_frame
 from ..core.secrets import get_logger
 from ..core.structured import json_value
+from ..core.types import ChatResult
 from ..evals.grading import agrade
 from .budget import Budget
-from .plan import Job, Plan, make_plan
+from .plan import Job, Plan, RowKey, make_plan
 from .presentation import Progress, shown
 from .recorded import RecordedRun
 
@@ -60,8 +61,13 @@ class Compare:
         done = self.run.completed()
         self.run.share()
         bar = shown.progress(len(self.plan.jobs), "compare", enabled=self.plan.options.progress)
+        self._answer_from_cache(done, bar)
         limit = asyncio.Semaphore(self.plan.options.concurrency or self.lab.max_concurrency)
-        tasks = [asyncio.ensure_future(self._one(job, done.get(job.key), limit, bar)) for job in self.plan.jobs]
+        tasks = [
+            asyncio.ensure_future(self._one(job, done.get(job.key), limit, bar))
+            for job in self.plan.jobs
+            if self.rows[job.index] is None
+        ]
         keeper = asyncio.ensure_future(self.run.keep())
         try:
             await asyncio.gather(*tasks)
@@ -90,6 +96,23 @@ class Compare:
         if self.plan.params.schema is not None:  # structured output: the parsed objects too
             frame.insert(list(frame.columns).index("response") + 1, "data", frame.response.map(json_value))
         return frame
+
+    def _answer_from_cache(self, done: Mapping[RowKey, Any], bar: Progress | None) -> None:
+        """Answer every row the cache holds in one pass, before anything is sent: a cached row costs one
+        lookup, no task, claim or budget check (it is free)."""
+        jobs = [job for job in self.plan.jobs if job.key not in done]
+        options = self.plan.options
+        found = self.lab.cached_answers(
+            [(job.request, job.sample) for job in jobs],
+            cache=options.cache,
+            fallback=options.fallback,
+            run_id=self.run.run_id,
+        )
+        for job, hit in zip(jobs, found, strict=True):
+            if hit is not None:
+                self._answered(job, hit)
+                if bar is not None:
+                    bar.update(self.rows[job.index])
 
     async def _one(
         self, job: Job, row: dict[str, Any] | None, limit: asyncio.Semaphore, bar: Progress | None
@@ -123,6 +146,10 @@ class Compare:
         finally:
             if self.budget is not None:
                 self.budget.in_flight_usd -= estimate
+        self._answered(job, outcome)
+
+    def _answered(self, job: Job, outcome: ChatResult | LabError) -> None:
+        """Keep *job*'s outcome, counting what an answer cost and how long it was (the budget's estimates)."""
         if self.budget is not None:
             self.budget.settle(job.model, outcome)
         self._store(job, job.row(outcome, self.run.run_id))

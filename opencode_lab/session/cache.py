@@ -2,35 +2,40 @@
 
 * the key: `canonical_key` turns a request into canonical JSON (resolved model
   ids, messages, every output-relevant parameter, the sample index) and never
-  sees an API key or a volatile field;
-* the policy: `CachePolicy` per call (use, refresh, off) and a TTL checked by
-  joblib's own ``cache_validation_callback`` (`joblib.expires_after`);
-* the store: one small interface (`get`/`put`/`clear`/`info`) with two
-  implementations: `DiskStore` on joblib.Memory's public API (a memoised
-  identity function: calling it on a miss stores, ``MemorizedFunc.call``
-  replaces, ``check_call_in_cache`` and a call read) in an owner-only folder,
-  and `MemoryStore`, a bounded in-process dict.
+  sees an API key or a volatile field; its SHA-256 names the entry;
+* the policy: `CachePolicy` per call (use, refresh, off), a TTL checked by
+  joblib's own validation callback (`joblib.expires_after`) against the time the
+  answer was stored, and the value format (`cache_format`): versioned JSON,
+  checked field by field on every read;
+* the store: `DiskStore` (`cache_store`), a joblib.Memory whose registered store
+  backend keeps each entry as one JSON file, with `MemoryStore`, a bounded
+  in-process LRU, in front of it; ``OC_CACHE_MODE=memory`` is the LRU alone.
 
-An expired, corrupt or unreadable entry is a miss, never a wrong answer and never an error.
+A hit is one lookup (the LRU, else one file read) and can be made on any thread.
+An expired entry is a miss; a damaged, foreign or newer-format entry is a miss with one
+warning per kind and session, never a wrong answer and never an error.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InvalidRequestError
 from ..core.secrets import get_logger
 from ..core.types import ChatRequest
+from .cache_format import EntryRefused, decode, encode
+from .cache_memory import Held, MemoryStore
+
+if TYPE_CHECKING:
+    from .cache_store import DiskStore
 
 log = get_logger(__name__)
-MEMORY_MODE_ITEMS = 2048
 
 
 class CachePolicy(enum.Enum):
@@ -55,7 +60,7 @@ class CachePolicy(enum.Enum):
             raise InvalidRequestError(f"cache must be True, False, 'refresh' or 'off', got {value!r}") from None
 
 
-def canonical_key(request: ChatRequest, resolved: Sequence[str], sample: int) -> str:
+def canonical_key(request: ChatRequest, resolved: Sequence[str | Sequence[str]], sample: int) -> str:
     """The cache key: equal for requests that must give the same answer, different otherwise.
 
     *resolved* is what the model spec resolved to (so ``gpt-4o-mini`` and its full
@@ -70,99 +75,27 @@ def canonical_key(request: ChatRequest, resolved: Sequence[str], sample: int) ->
     }
     if request.tools:  # absent when there are none, so keys made before tools existed still match
         body["tools"] = [t.canonical() for t in request.tools]
-    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return _CANONICAL.encode(body)
 
 
-class Store(Protocol):
-    """Where cached responses live; a store never raises for a damaged entry, it misses."""
-
-    def get(self, key: str) -> dict[str, Any] | None: ...
-
-    def put(self, key: str, value: dict[str, Any]) -> None: ...
-
-    def clear(self) -> None: ...
-
-    def entries(self) -> int: ...
+#: what ``json.dumps(sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` builds on every call, built once
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def _stored(key: str, value: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The memoised identity: joblib keeps what it returns for *key* (``value`` is not part of the key)."""
-    return value
-
-
-class DiskStore:
-    """joblib.Memory in *directory*, which is created owner-only so no other user can read an entry."""
-
-    def __init__(self, directory: Path, ttl_ms: int | None) -> None:
-        import joblib
-
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        directory.chmod(0o700)
-        self.directory = directory
-        validate = joblib.expires_after(seconds=ttl_ms / 1000) if ttl_ms else None
-        self._memory = joblib.Memory(directory, verbose=0)
-        self._fn = self._memory.cache(_stored, ignore=["value"], cache_validation_callback=validate)
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        if not self._fn.check_call_in_cache(key):
-            return None
-        return self._fn(key)  # an entry that vanished or broke meanwhile comes back as None: a miss
-
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        if self._fn.check_call_in_cache(key):
-            self._fn.call(key, value)  # replace (a refresh): force the identity to run and store again
-        else:
-            self._fn(key, value)  # a miss: joblib runs the identity and stores what it returns
-
-    def clear(self) -> None:
-        self._fn.clear(warn=False)
-
-    def entries(self) -> int:
-        """Entries on disk, as the store backend lists them (``StoreBackendBase.get_items``)."""
-        return len(self._memory.store_backend.get_items())
-
-
-class MemoryStore:
-    """A bounded, least-recently-used dict: the cache for one process (``OC_CACHE_MODE=memory``)."""
-
-    def __init__(self, ttl_ms: int | None, items: int = MEMORY_MODE_ITEMS) -> None:
-        self._ttl_s = ttl_ms / 1000 if ttl_ms else None
-        self._items = items
-        self._data: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            found = self._data.get(key)
-            if found is None:
-                return None
-            if self._ttl_s is not None and time.monotonic() - found[0] > self._ttl_s:
-                del self._data[key]
-                return None
-            self._data.move_to_end(key)
-            return dict(found[1])
-
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        with self._lock:
-            self._data[key] = (time.monotonic(), dict(value))
-            self._data.move_to_end(key)
-            while len(self._data) > self._items:
-                self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-    def entries(self) -> int:
-        return len(self._data)
+def key_digest(key: str) -> str:
+    """The SHA-256 of a canonical key: it names the entry on disk, and the entry repeats it so that a file
+    filed under another key is refused."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class ResponseCache:
     """Complete successful responses keyed by `canonical_key`.
 
-    ``mode``: ``file`` (a `DiskStore` under *directory*), ``memory`` (a `MemoryStore`) or ``off``.
-    A folder that cannot be created or written (a user without a home) makes a ``memory``
-    cache instead, and ``fallback`` says why: a lost disk cache must not cost the session.
+    ``mode``: ``file`` (a `DiskStore` under *directory* behind an in-process LRU), ``memory``
+    (the LRU alone) or ``off``.  A folder that cannot be created (a user without a home) makes a
+    ``memory`` cache instead, and ``fallback`` says why: a lost disk cache must not cost the
+    session.  A folder that exists but cannot be written (read-only) is still read; answers
+    that cannot be stored stay in the LRU for the session, and the first failed write says so.
     """
 
     def __init__(self, mode: str, directory: Path | None = None, ttl_ms: int | None = None) -> None:
@@ -170,58 +103,131 @@ class ResponseCache:
         self.ttl_ms = ttl_ms
         self.location = Path(directory) / "responses" if mode == "file" and directory is not None else None
         self.fallback: str | None = None
-        self._store: Store | None = None
-        if mode == "memory":
-            self._store = MemoryStore(ttl_ms)
-        elif mode == "file":
+        self._front = MemoryStore()
+        self._disk: DiskStore | None = None
+        self._fresh = _expiry(ttl_ms)
+        self._warned: set[str] = set()
+        if mode == "file":
             assert self.location is not None, "file mode needs a directory"
+            from .cache_store import DiskStore
+
             try:
-                self._store = DiskStore(self.location, ttl_ms)
+                self._disk = DiskStore(self.location)
             except OSError as exc:
                 self.fallback = f"the cache folder {self.location} is not writable ({exc})"
-                self.mode, self.location, self._store = "memory", None, MemoryStore(ttl_ms)
+                self.mode, self.location = "memory", None
+            else:
+                if self._disk.exposure is not None:
+                    log.warning(
+                        "the cache folder %s: its entries may be answers someone else wrote (they are read as "
+                        "data and cannot run code, but their answers are trusted); set OC_CACHE_DIR to a folder "
+                        "only you can write",
+                        self._disk.exposure,
+                    )
 
     @property
     def enabled(self) -> bool:
-        return self._store is not None
+        return self.mode in ("file", "memory")
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The stored response for *key*, or None (miss, expired, corrupt, or cache off)."""
-        if self._store is None:
+        """The stored response for *key*, or None (miss, expired, damaged, newer format, or cache off)."""
+        if not self.enabled:
             return None
+        digest = key_digest(key)
+        held = self._front.get(digest)
+        if self._disk is not None and (held is None or held.signature is not None):
+            held = self._from_disk(digest, held)
+        if held is None:
+            return None
+        if self._fresh is not None and not self._fresh({"time": held.answer["stored_at"]}):
+            self._front.discard(digest)
+            return None
+        return dict(held.answer)
+
+    def _from_disk(self, digest: str, held: Held | None) -> Held | None:
+        """What the disk holds for *digest*: *held* while its file is unchanged (one ``stat``), else the file
+        read and checked again (one read); None for no entry or one that must not be used."""
+        assert self._disk is not None
         try:
-            value = self._store.get(key)
-        except Exception as exc:  # a damaged store must never break a run
-            log.warning("cache read failed, treating as a miss: %s", exc)
+            signature = self._disk.signature(digest)
+            if held is not None and held.signature == signature:
+                return held
+            self._front.discard(digest)
+            if signature is None:
+                return None
+            held = Held(decode(self._disk.get(digest), digest), signature)
+        except KeyError:  # removed since the stat (another process cleared the cache)
             return None
-        if value is None:
-            return None
-        if not isinstance(value, dict) or "text" not in value:
-            log.warning("cache entry has an unexpected shape, treating as a miss")
-            return None
-        return value
+        except EntryRefused as refused:
+            kind, reason = refused.kind, refused.reason
+        except (OSError, ValueError, RecursionError) as exc:  # unreadable, not JSON, nested too deep
+            kind, reason = "damaged", f"{type(exc).__name__}: {exc}"
+        else:
+            self._front.put(digest, held)
+            return held
+        self._once(
+            kind,
+            "cache entry %s %s (%s): treated as a miss, and the answer is asked again",
+            self._disk.path(digest),
+            "was written by a newer opencode_lab" if kind == "newer" else "is damaged or not ours",
+            reason,
+        )
+        return None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        if self._store is None:
+        """Store *value* (`records.cache_value`) under *key*: on disk in file mode, and in the LRU."""
+        if not self.enabled:
             return
+        digest = key_digest(key)
+        entry = encode(value, digest)
         try:
-            self._store.put(key, value)
-        except Exception as exc:
-            log.warning("cache write failed: %s", exc)
+            answer = decode(entry, digest)  # never store what a read would refuse
+        except EntryRefused as refused:
+            self._once("unstorable", "an answer was not cached: %s", refused.reason)
+            return
+        signature = None
+        if self._disk is not None:
+            try:
+                signature = self._disk.put(digest, entry)
+            except (OSError, ValueError) as exc:  # a read-only or full folder
+                self._once(
+                    "write",
+                    "cannot store answers in the cache folder %s (%s): they are kept in memory for this session",
+                    self.location,
+                    exc,
+                )
+        self._front.put(digest, Held(answer, signature))
+
+    def _once(self, kind: str, message: str, *args: Any) -> None:
+        """Warn the first time a problem of *kind* is met in this cache; later ones go to the debug log."""
+        first = kind not in self._warned
+        self._warned.add(kind)
+        log.log(logging.WARNING if first else logging.DEBUG, message, *args)
 
     def clear(self) -> None:
-        if self._store is not None:
-            self._store.clear()
+        self._front.clear()
+        if self._disk is not None:
+            self._disk.clear()
 
     def info(self) -> dict[str, Any]:
         """Mode, entries, bytes on disk, TTL and location."""
         size = 0
         if self.location is not None and self.location.exists():
             size = sum(p.stat().st_size for p in self.location.rglob("*") if p.is_file())
+        store = self._disk or self._front
         return {
             "mode": self.mode,
-            "entries": self._store.entries() if self._store is not None else 0,
+            "entries": store.entries() if self.enabled else 0,
             "bytes": size,
             "ttl_ms": self.ttl_ms,
             "location": str(self.location) if self.location else None,
         }
+
+
+def _expiry(ttl_ms: int | None) -> Callable[[dict[str, Any]], bool] | None:
+    """joblib's own validation callback for a TTL, applied to when an answer was stored (None: no expiry)."""
+    if not ttl_ms:
+        return None
+    import joblib
+
+    return joblib.expires_after(seconds=ttl_ms / 1000)  # type: ignore[no-any-return]

@@ -9,6 +9,7 @@ to lose an answer: a log that cannot be used is reported once, as a warning.
 from __future__ import annotations
 
 import atexit
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -42,6 +43,7 @@ class Journal:
         self._pending_rows: list[dict[str, Any]] = []
         self._session_logged = False
         self._flushed_at = time.monotonic()
+        self._lock = threading.RLock()  # calls are recorded on the loop's thread, cache hits on the caller's
         if cache_fallback is not None:
             self._without_cache_folder(cache_fallback, cache_dir)
         atexit.register(_flush_at_exit, weakref.ref(self))
@@ -78,15 +80,19 @@ class Journal:
 
     def succeeded(self, result: ChatResult, run_id: str, who: dict[str, Any], *, wall: float | None = None) -> None:
         """Record a call that answered (live or from the cache)."""
-        self._keep(result_row(result, run_id=run_id, **who), run_id, result.request_id)
-        self._log(call_records(result, run_id, wall or time.time()))
+        row, records = result_row(result, run_id=run_id, **who), call_records(result, run_id, wall or time.time())
+        with self._lock:
+            self._keep(row, run_id, result.request_id)
+            self._log(records)
 
     def failed_call(
         self, exc: LabError, spec: str, run_id: str, request_id: str, latency_s: float, who: dict[str, Any]
     ) -> None:
         """Record a call that ended in *exc*, with every attempt it made."""
-        self._keep(result_row(exc, model=spec, run_id=run_id, latency_s=latency_s, **who), run_id, request_id)
-        self._log([attempt_record(attempt, run_id, request_id) for attempt in exc.attempts])
+        row = result_row(exc, model=spec, run_id=run_id, latency_s=latency_s, **who)
+        with self._lock:
+            self._keep(row, run_id, request_id)
+            self._log([attempt_record(attempt, run_id, request_id) for attempt in exc.attempts])
 
     def _keep(self, row: dict[str, Any], run_id: str, request_id: str) -> None:
         """Keep a call's results row; one outside a compare (whose rows the compare saves, under its run)
@@ -103,9 +109,10 @@ class Journal:
 
     def flush(self) -> None:
         """Write pending results rows and attempt records to the run log."""
-        pending, self._pending = self._pending, []
-        rows, self._pending_rows = self._pending_rows, []
-        self._flushed_at = time.monotonic()
+        with self._lock:
+            pending, self._pending = self._pending, []
+            rows, self._pending_rows = self._pending_rows, []
+            self._flushed_at = time.monotonic()
         if not pending and not rows:
             return
         runlog = self.runlog

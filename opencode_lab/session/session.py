@@ -224,6 +224,27 @@ class Session:
         request parameters (``temperature``, ``max_tokens``, ``seed``, ``top_p``, ``stop``).
         """
         request = self.request(prompt, model, options, "chat")
+        hit = self._cached_chat(request, options)
+        return hit if hit is not None else await self._chat(request, options)
+
+    def chat(self, prompt: Any, model: str | Sequence[str] | None = None, **options: Any) -> ChatResult:
+        """Synchronous `achat`; safe inside a running notebook event loop.  A cached answer is found on the
+        calling thread, without a trip to the session's loop."""
+        __tracebackhide__ = True
+        try:
+            request = self.request(prompt, model, options, "chat")
+            # from inside the loop a sync call is refused (by block_on), cached or not
+            hit = None if self.loop.in_loop_thread() else self._cached_chat(request, options)
+        except LabError as exc:  # shown as `block_on` shows an error from the loop: the message, no frames
+            raise exc.with_traceback(None) from None
+        return hit if hit is not None else self.block_on(self._chat(request, options))
+
+    def _cached_chat(self, request: ChatRequest, options: Mapping[str, Any]) -> ChatResult | None:
+        cache, fallback = CachePolicy.of(options.get("cache", True)), options.get("fallback", True)
+        (hit,) = self.cached_answers([(request, options.get("sample", 0))], cache=cache, fallback=fallback)
+        return hit
+
+    async def _chat(self, request: ChatRequest, options: Mapping[str, Any]) -> ChatResult:
         outcome = await self.acall(
             request,
             sample=options.get("sample", 0),
@@ -235,10 +256,55 @@ class Session:
             raise outcome
         return outcome
 
-    def chat(self, prompt: Any, model: str | Sequence[str] | None = None, **options: Any) -> ChatResult:
-        """Synchronous `achat`; safe inside a running notebook event loop."""
-        __tracebackhide__ = True
-        return self.block_on(self.achat(prompt, model, **options))
+    def cached_answers(
+        self,
+        calls: Sequence[tuple[ChatRequest, int]],
+        *,
+        cache: CachePolicy,
+        fallback: bool,
+        run_id: str | None = None,
+    ) -> list[ChatResult | None]:
+        """The cached answer to each ``(request, sample)``, recorded as a call, or None where it must be asked.
+
+        One pass over the calls, one lookup each, on whatever thread calls it: ``chat()`` tries it before
+        the trip to the loop and ``compare()`` before it sends anything.  A spec whose catalog or model list
+        has not been loaded, or a request the routing path would refuse, gets None: `acall` loads, refuses
+        and records those.
+        """
+        if cache is not CachePolicy.USE or not self.cache.enabled:
+            return [None] * len(calls)
+        groups = {spec: self._loaded_groups(spec) for spec in {request.model for request, _ in calls}}
+        run_id = run_id or self.session_run_id
+        return [
+            self._cached(request.for_sample(sample), sample, groups[request.model], fallback, run_id)
+            for request, sample in calls
+        ]
+
+    def _loaded_groups(self, spec: str | tuple[str, ...] | None) -> list[ModelGroup] | None:
+        """What *spec* resolves to when nothing has to be fetched first (else None: the loop's path fetches)."""
+        if self.catalog_pending() or self.catalog.unlisted(spec):
+            return None
+        try:
+            return self.catalog.resolve(spec)
+        except LabError:
+            return None
+
+    def _cached(
+        self, request: ChatRequest, sample: int, groups: list[ModelGroup] | None, fallback: bool, run_id: str
+    ) -> ChatResult | None:
+        if groups is None:
+            return None
+        try:
+            refuse_unsupported(request, groups)
+        except LabError:
+            return None
+        hit = self.cache.get(self._cache_key(request, groups, sample, fallback, CachePolicy.USE))
+        if hit is None:
+            return None
+        result = cached_result(hit, self.catalog.spec_name(request.model), _new_id("q"))
+        who = _identity(request, sample, "chat") if run_id == self.session_run_id else {}  # a compare has its rows
+        self.journal.succeeded(result, run_id, who, wall=time.time())
+        return result
 
     async def _call(
         self,

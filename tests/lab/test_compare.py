@@ -192,7 +192,7 @@ def test_an_expired_cache_entry_leads_to_a_new_call(fault, make_lab) -> None:
 def test_a_corrupted_cache_file_is_a_miss_not_a_wrong_answer(fault, make_lab) -> None:
     lab = make_lab(f'[providers.a]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n')
     first = lab.compare("hello", "a/x", progress=False)
-    (output,) = (lab.settings.cache_dir / "responses").rglob("output.pkl")
+    (output,) = (lab.settings.cache_dir / "responses").rglob("output.json")
     output.write_bytes(b"\x80\x04garbage")
     again = lab.compare("hello", "a/x", progress=False)
     assert not again.cached[0] and again.response[0] == first.response[0]

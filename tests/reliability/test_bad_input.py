@@ -373,8 +373,9 @@ def test_unicode_text_is_keyed_losslessly(first: str, second: str) -> None:
 
 KEY_SCRIPT = """
 import json, sys
-from opencode_lab import ChatRequest
+from opencode_lab import ChatRequest, ChatResult
 from opencode_lab.session.cache import ResponseCache, canonical_key
+from opencode_lab.session.records import cache_value
 requests = [
     ChatRequest.build("hello", temperature=0.7, seed=3),
     ChatRequest.build([{"role": "user", "content": "日本 é"}], system="brief", max_tokens=9, stop=["x", "y"]),
@@ -384,7 +385,7 @@ keys = [canonical_key(r, ["m", "n"], i) for i, r in enumerate(requests)]
 cache = ResponseCache("file", sys.argv[2])
 if sys.argv[1] == "write":
     for k in keys:
-        cache.put(k, {"text": "stored " + k[:20], "served_by": "p/x", "provider": "p"})
+        cache.put(k, cache_value(ChatResult("stored " + k[:20], "m", "p/x", "p")))
 found = [bool(cache.get(k)) for k in keys]
 print(json.dumps({"keys": keys, "found": found}))
 """

@@ -218,7 +218,7 @@ def test_keys_never_leak_and_reach_only_their_own_provider(
     for path in [debug_log, *tmp_path.glob("*.png"), tmp_path / "cli.csv", *cache_dir.rglob("*")]:
         if path.is_file():
             blobs[str(path)] = path.read_bytes()
-    assert debug_log.stat().st_size > 0 and any(cache_dir.rglob("output.pkl"))
+    assert debug_log.stat().st_size > 0 and any(cache_dir.rglob("output.json"))
     leaked = {where: found for where, blob in blobs.items() if (found := leaks(blob))}
     assert not leaked, f"keys leaked into: {leaked}"
 

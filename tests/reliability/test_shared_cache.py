@@ -1,25 +1,32 @@
-"""Two kernels, one cache: concurrent processes sharing OC_CACHE_DIR and the run log lose and corrupt nothing.
+"""Kernels sharing a cache: concurrent processes sharing OC_CACHE_DIR and the run log lose and corrupt nothing,
+and a kernel that may only read the cache folder is still answered from it.
 
-Each child imports everything, says it is ready, then waits at a barrier file so
-that both build their Lab (and open the cache and the run log) and run their
+Each concurrent child imports everything, says it is ready, then waits at a barrier
+file so that both build their Lab (and open the cache and the run log) and run their
 compare at the same moment, against one slow fault server.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
-import joblib
 import pandas as pd
 import pytest
 
+from opencode_lab.session.cache_format import decode
 from opencode_lab.session.runlog import RunLog
 
 from .conftest import child_env, lab_toml, popen_python, reaped, spawned, wait_until
-
-pytestmark = pytest.mark.slow
 
 CHILD = """
     import pathlib, time
@@ -69,6 +76,7 @@ def assert_answers(frame: pd.DataFrame, prompts: list[str]) -> None:
     assert (frame["response"] == "echo: " + frame["prompt"]).all()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_two_processes_with_overlapping_compares_share_one_cache(tmp_path: Path, make_lab, monkeypatch) -> None:
     """No exception, no lost row, no corrupt entry; a shared prompt costs one provider call, two at most."""
@@ -96,8 +104,11 @@ def test_two_processes_with_overlapping_compares_share_one_cache(tmp_path: Path,
     )
     assert all(answered[p] == 1 for p in set(first) ^ set(second))
     assert all(1 <= answered[p] <= 2 for p in shared)
-    for output in (tmp_path / "cache" / "responses").rglob("output.pkl"):
-        assert "text" in joblib.load(output)
+    entries = list((tmp_path / "cache" / "responses").rglob("output.json"))
+    assert len(entries) == len(everything)
+    for path in entries:  # each one whole, checked as a read checks it, and filed under its own key
+        entry = json.loads(path.read_bytes())
+        assert decode(entry, entry["key_sha256"])["text"] and path.parent.name == entry["key_sha256"][:32]
     with sqlite3.connect(tmp_path / "cache" / "runs.sqlite") as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     with RunLog(tmp_path / "cache" / "runs.sqlite") as runlog:
@@ -105,6 +116,7 @@ def test_two_processes_with_overlapping_compares_share_one_cache(tmp_path: Path,
         assert list(runlog.load_run("kernel-b")["prompt"]) == second
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_two_processes_running_the_same_named_run_send_each_row_once(tmp_path: Path) -> None:
     """The same run name started in two kernels at once is one run: each row is sent by one of them (the one
@@ -141,6 +153,7 @@ OPENER = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_processes_opening_a_new_run_log_at_the_same_moment_all_succeed(tmp_path: Path) -> None:
     """Four kernels creating the same run log at once (twenty rounds, a fresh file each): every one opens it,
@@ -165,3 +178,69 @@ def test_processes_opening_a_new_run_log_at_the_same_moment_all_succeed(tmp_path
     for k in range(rounds):
         with RunLog(tmp_path / f"runs-{k}.sqlite") as runlog:
             assert len(runlog.runs()) == 1 and len(runlog.load_run("opened together")) == kernels
+
+
+READER = """
+    import json, os, pathlib
+    from opencode_lab import Lab
+    try:
+        (pathlib.Path(os.environ["OC_CACHE_DIR"]) / "responses" / "probe").touch()
+        read_only = False
+    except OSError:
+        read_only = True
+    lab = Lab.from_env()
+    frame = lab.compare({prompts!r}, "m", temperature=0, progress=False)
+    new = [lab.chat("never asked before", "m", temperature=0).cached for _ in range(2)]
+    lab.close()
+    print(json.dumps({{"read_only": read_only, "cached": frame["cached"].tolist(),
+                      "responses": frame["response"].tolist(), "new": new}}))
+"""
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[list[str]]:
+    """The command prefix of a child that sees *folder* read-only.  Root ignores permission bits, so as root
+    the child gets a read-only bind mount of it in a mount namespace of its own (as a read-only volume or
+    share is mounted); as any other user the folder's write bits are taken away while the block runs."""
+    if os.geteuid() == 0:
+        remount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && exec "$@"'
+        yield ["unshare", "--mount", "--", "sh", "-c", remount, str(folder)]
+        return
+    modes = {path: stat.S_IMODE(path.stat().st_mode) for path in [folder, *folder.rglob("*")]}
+    for path, mode in modes.items():
+        path.chmod(mode & ~0o222)
+    try:
+        yield []
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+
+
+def test_a_read_only_cache_folder_still_answers_and_warns_once_about_writes(
+    tmp_path: Path, fault, fault_toml, make_lab
+) -> None:
+    """Every cached row is served from a folder the kernel cannot write to (none is paid again); a new answer
+    is paid once, kept in memory for the session, and the refused write is one warning naming the folder."""
+    prompts = [f"read-only prompt {i}" for i in range(20)]
+    toml = tmp_path / "lab.toml"
+    toml.write_text(fault_toml(fault))
+    first = make_lab(toml.read_text()).compare(prompts, "m", temperature=0, progress=False)
+    folder = Path(os.environ["OC_CACHE_DIR"]) / "responses"
+    paid = fault.count()
+    with read_only(folder) as prefix:
+        done = subprocess.run(
+            [*prefix, sys.executable, "-c", textwrap.dedent(READER.format(prompts=prompts))],
+            env=child_env(OC_CONFIG=str(toml)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    if done.returncode and done.stderr.startswith(("unshare:", "mount:")):
+        pytest.skip(f"no read-only mount can be made here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["read_only"], "the child could write to the folder: the test proves nothing"
+    assert seen["cached"] == [True] * len(prompts) and seen["responses"] == first["response"].tolist()
+    assert seen["new"] == [False, True] and fault.count() == paid + 1
+    (warning,) = [line for line in done.stderr.splitlines() if line.startswith("WARNING opencode_lab")]
+    assert f"cannot store answers in the cache folder {folder}" in warning
