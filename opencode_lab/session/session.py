@@ -295,7 +295,7 @@ class Session:
         if groups is None:
             return None
         try:
-            refuse_unsupported(request, groups)
+            refuse_unsupported(request, groups, self.providers)
         except LabError:
             return None
         hit = self.cache.get(self._cache_key(request, groups, sample, fallback, CachePolicy.USE))
