@@ -502,7 +502,11 @@ async def _run_job(lab: Session, state: _CompareRun, job: _Job, runlog: Any) -> 
         if outcome.output_tokens is not None:
             total, count = state.output_seen.get(job.model, (0, 0))
             state.output_seen[job.model] = (total + outcome.output_tokens, count + 1)
-    _store(state, job, job.row(outcome, state.run_id), runlog)
+    if job.request.tools:  # checking the calls' arguments is bounded, but not work for the event loop
+        row = await asyncio.to_thread(job.row, outcome, state.run_id)
+    else:
+        row = job.row(outcome, state.run_id)
+    _store(state, job, row, runlog)
 
 
 def _store(state: _CompareRun, job: _Job, row: dict[str, Any], runlog: Any, *, resumed: bool = False) -> None:

@@ -152,3 +152,13 @@ def test_closing_a_stream_early_is_not_a_provider_failure(unruly_lab) -> None:
     assert next(stream) == "fine"
     stream.close()
     assert unruly_lab.health().loc["unruly/m", "last_error"] in (None, "")
+
+
+def test_a_hostile_tool_call_is_judged_in_bounded_time(fault, make_lab) -> None:
+    """The call's arguments against a pattern Python's re would backtrack on for minutes: judged at once."""
+    lab = make_lab(f'[providers.e]\nbase_url = "{fault.base_url}"\nmodels = ["echo"]\n')
+    parameters = {"type": "object", "properties": {"q": {"type": "string", "pattern": "^(a+)+$"}}, "required": ["q"]}
+    hostile = json.dumps({"q": "a" * 40 + "b"})
+    prompts = [f"[[call:find {hostile}]]", '[[call:find {"q": "aaa"}]]']
+    frame = lab.compare(prompts, "e/echo", tools=[{"name": "find", "parameters": parameters}], progress=False)
+    assert list(frame.tool_call_valid) == [False, True]
