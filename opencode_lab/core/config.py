@@ -395,7 +395,7 @@ def _providers(table: Mapping[str, Any], env: Mapping[str, str], where: str) -> 
             base_url=_url(f"{at} base_url", spec["base_url"]) if "base_url" in spec else "",
             api_key=Secret(key) if key else None,
             models=_strings(f"{at} models", spec["models"]) if "models" in spec else (),
-            headers=tuple((str(k), Secret(v)) for k, v in headers.items()),
+            headers=tuple((str(k), Secret(v, mask_short=False)) for k, v in headers.items()),
             options={k: v for k, v in spec.items() if k not in _PROVIDER_KEYS},
         )
     return out
