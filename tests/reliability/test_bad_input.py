@@ -32,6 +32,7 @@ from opencode_lab import (
     Lab,
     LabError,
     ModelNotFoundError,
+    ratings,
 )
 from opencode_lab.core.errors import error_type_of
 from opencode_lab.session.cache import canonical_key
@@ -74,6 +75,9 @@ def self_containing() -> dict[str, Any]:
     return parameters
 
 
+BATTLES = pd.DataFrame(
+    {"model_a": ["m", "n"], "model_b": ["n", "m"], "winner": ["m", "n"], "pair": [[0], [1]]}
+)
 TYPO = tool({"type": "object", "properties": {"q": {"type": "str"}}})
 NAN = tool({"type": "object", "properties": {"n": {"type": "number", "maximum": float("nan")}}})
 
@@ -209,6 +213,30 @@ CASES = [
         lambda lab: lab.compare(["hi"], "a/x", max_tokens=10**23, progress=False),
         InvalidRequestError,
         ("max_tokens", "at most 2147483647"),
+    ),
+    Case(
+        "template with an unknown conversion",
+        lambda lab: lab.compare(FRAME, "a/x", template="{question!z}", progress=False),
+        InvalidRequestError,
+        (r"\{question!z\}", "unknown conversion"),
+    ),
+    Case(
+        "template whose format spec does not fit the value",
+        lambda lab: lab.compare(FRAME, "a/x", template="{question:>d}", progress=False),
+        InvalidRequestError,
+        ("template cannot be filled for prompt 0", "format code 'd'"),
+    ),
+    Case(
+        "lone surrogate in a run name",
+        lambda lab: lab.compare(["hi"], "a/x", run="a\ud800", progress=False),
+        InvalidRequestError,
+        ("run", "surrogate"),
+    ),
+    Case(
+        "ratings clustered by a column of lists",
+        lambda lab: ratings(BATTLES, cluster="pair"),
+        InvalidRequestError,
+        ("cluster='pair'", "one label per battle"),
     ),
     Case(
         "lone surrogate in a streamed system prompt",
