@@ -340,3 +340,16 @@ def test_catastrophic_backtracking_patterns_run_in_linear_time() -> None:
 def test_what_no_linear_matcher_can_run_is_unsupported(pattern: str) -> None:
     with pytest.raises(UnsupportedPattern):
         compile_pattern(pattern)
+
+
+def test_a_schema_request_end_to_end_connects_only_to_its_provider(fault, make_lab, schema_host) -> None:
+    """A whole chat with a schema naming URLs ($id, $schema): the only socket is the provider's, no file opens."""
+    lab = make_lab(f'[providers.e]\nbase_url = "{fault.base_url}"\nmodels = ["echo"]\n[lab]\nrunlog = "off"\n')
+    schema = {"$id": schema_host.url, "$schema": schema_host.url, "type": "string", "$defs": {"x": {"type": "integer"}}}
+    with pytest.raises(SchemaMismatchError):  # lazy imports and the first connection
+        lab.chat("warm up", "e/echo", schema={"type": "string"}, cache=False)
+    with audited() as events, pytest.raises(SchemaMismatchError):  # "echo: ..." is not JSON: checked, refused
+        lab.chat("hello", "e/echo", schema=schema, cache=False)
+    connected = {args[1] for event, args in events if event == "socket.connect"}
+    assert connected <= {("127.0.0.1", fault.port)}, connected
+    assert not [args for event, args in events if event == "open"] and schema_host.hits == 0
