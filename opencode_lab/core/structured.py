@@ -48,7 +48,8 @@ MAX_ANSWER_CHARS = 1_000_000
 CHECK_STEPS = 1_000_000
 
 _NAME = re.compile(r"[^A-Za-z0-9_-]+")
-_DATA = frozenset({"enum", "const", "default", "examples"})  # keywords whose values are data, not schemas
+_DATA = frozenset({"enum", "const", "default", "examples", "dependentRequired"})  # values that are data
+_NAMED = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})  # name -> schema
 _REFUSED = {
     "unevaluatedItems": "use items or prefixItems",
     "unevaluatedProperties": "use additionalProperties",
@@ -216,7 +217,11 @@ def _schemas(document: Any) -> Iterator[tuple[dict[str, Any], str]]:
             yield node, base
             if isinstance(node.get("$id"), str):
                 base = urldefrag(urljoin(base, node["$id"])).url
-            stack += [(value, base) for key, value in node.items() if key not in _DATA]
+            for key, value in node.items():
+                if key in _NAMED and isinstance(value, dict):
+                    stack += [(schema, base) for schema in value.values()]
+                elif key not in _DATA:
+                    stack.append((value, base))
         elif isinstance(node, list):
             stack += [(item, base) for item in node]
 

@@ -200,6 +200,11 @@ def test_what_cannot_be_checked_in_bounded_time_or_is_not_json_is_refused(value:
         Schema.of(value)
 
 
+def test_keyword_names_used_as_property_names_are_just_names() -> None:
+    schema = Schema.of({"properties": {"unevaluatedItems": {"type": "string"}, "$ref": {"type": "integer"}}})
+    assert schema.errors({"unevaluatedItems": "x", "$ref": 1}) == []
+
+
 def test_a_pydantic_class_without_a_json_schema_is_refused_naming_it() -> None:
     class Model:
         @classmethod
