@@ -44,7 +44,7 @@ MAX_SCHEMA_CHARS = 1_000_000
 MAX_SCHEMA_DEPTH = 64
 #: the longest answer checked against a schema (a longer one is a mismatch, its text kept)
 MAX_ANSWER_CHARS = 1_000_000
-#: the steps one check may take: about a second of jsonschema's work
+#: the steps one check may take: a few seconds of jsonschema's work at most, off the event loop
 CHECK_STEPS = 1_000_000
 
 _NAME = re.compile(r"[^A-Za-z0-9_-]+")
