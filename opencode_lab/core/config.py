@@ -29,7 +29,8 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from .deployment import Deployment
-from .errors import ConfigError
+from .errors import ConfigError, InvalidRequestError
+from .files import read_capped
 from .secrets import Secret, SecretURL
 from .vendors import VENDORS, Vendor
 
@@ -108,6 +109,23 @@ class Settings:
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: Path | None = None
 
+    def __post_init__(self) -> None:
+        """Settings built directly (not by `load`) get their types checked: ``timeout_s="5"`` or ``cache_dir=5``
+        would otherwise fail far from here, or not at all."""
+        for f in fields(self):
+            kinds = [kind.strip() for kind in str(f.type).split("|")]
+            allowed = tuple(t for kind in kinds for t in _FIELD_TYPES.get(kind, ()))
+            value = getattr(self, f.name)
+            if not allowed or (value is None and "None" in kinds):
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, allowed)
+                or (isinstance(value, tuple) and not all(isinstance(v, str) for v in value))
+                or (isinstance(value, float) and not math.isfinite(value))
+            ):
+                raise ConfigError(f"Settings {f.name} must be {' or '.join(kinds)}, got {value!r}")
+
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from *path* (or ``$OC_CONFIG``, or ``./opencode_lab.toml`` if present) and *env*."""
@@ -116,6 +134,16 @@ class Settings:
             path = env.get(CONFIG_FILE_ENV) or ("opencode_lab.toml" if Path("opencode_lab.toml").is_file() else None)
         doc = _read_toml(Path(path)) if path else {}
         return _from_sources(doc, env, Path(path) if path else None)
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "Path": (Path,),
+    "Secret": (Secret,),
+    "tuple[str, ...]": (tuple,),
+}
 
 
 def default_cache_dir() -> Path:
@@ -149,9 +177,24 @@ def _choice(options: tuple[str, ...], name: str, raw: Any) -> str:
     raise ConfigError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
 
 
+class _EnvText(str):
+    """A value read from the environment, where every value is text: the one place a number may be written
+    as a string (in TOML or a keyword, ``"5"`` for a number is a mistake, refused)."""
+
+    __slots__ = ()
+
+
+#: the largest whole-number setting (beyond it, deques, timedeltas and sockets overflow)
+_MAX_INT = 2**31 - 1
+
+
 def _number(name: str, raw: Any, *, kind: type, low: float, above: bool = False, high: float | None = None) -> Any:
-    """A finite int or float within bounds; booleans are not numbers, and an int setting takes no float."""
+    """A finite int or float within bounds; booleans are not numbers, an int setting takes no float, text is
+    a number only from the environment, and a whole number is at most `_MAX_INT` unless *high* says."""
     value = None
+    high = _MAX_INT if high is None and kind is int else high
+    if isinstance(raw, str) and not isinstance(raw, _EnvText):
+        raise ConfigError(f"{name} must be a number, not the text {raw!r} (write it without quotes)")
     if isinstance(raw, str):
         with contextlib.suppress(ValueError):
             value = kind(raw.strip())
@@ -161,14 +204,19 @@ def _number(name: str, raw: Any, *, kind: type, low: float, above: bool = False,
     if value is None or not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite {noun}, got {raw!r}")
     if value < low or (above and value == low) or (high is not None and value > high):
-        bound = f"greater than {low:g}" if above else f"at least {low:g}"
-        bound += f" and at most {high:g}" if high is not None else ""
+        bound = f"greater than {_shown(low)}" if above else f"at least {_shown(low)}"
+        bound += f" and at most {_shown(high)}" if high is not None else ""
         raise ConfigError(f"{name} must be a {noun} {bound}, got {raw!r}")
     return value
 
 
+def _shown(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
 _count = partial(_number, kind=int, low=0)
 _positive_int = partial(_number, kind=int, low=1)
+_milliseconds = partial(_number, kind=int, low=1, high=10**12)  # 31 years: a timedelta of more overflows
 _positive = partial(_number, kind=float, low=0, above=True)
 _price = partial(_number, kind=float, low=0)
 _fraction = partial(_number, kind=float, low=0, above=True, high=1)
@@ -239,7 +287,7 @@ _SCALARS: tuple[tuple[str, str, str, str, Parser], ...] = (
     # field, environment variable, TOML table, key, parser (each vendor's settings come from its row: `_vendor`)
     ("local_threads", "OC_LOCAL_THREADS", "lab", "local_threads", _positive_int),
     ("cache_mode", "OC_CACHE_MODE", "cache", "mode", partial(_choice, CACHE_MODES)),
-    ("cache_ttl_ms", "OC_CACHE_TTL_MS", "cache", "ttl_ms", _positive_int),
+    ("cache_ttl_ms", "OC_CACHE_TTL_MS", "cache", "ttl_ms", _milliseconds),
     ("cache_dir", "OC_CACHE_DIR", "cache", "dir", _path),
     ("runlog", "OC_RUNLOG", "lab", "runlog", _runlog),
     ("log_level", "LOG_LEVEL", "lab", "log_level", partial(_choice, LOG_LEVELS)),
@@ -282,14 +330,26 @@ _DEPLOYMENT_KEYS: dict[str, tuple[str, Parser]] = {  # TOML key: (Deployment fie
 }
 
 
+#: the largest config file read
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at *path*: a regular UTF-8 file of at most `MAX_CONFIG_BYTES` (a folder, a device or
+    a binary file is a `ConfigError` naming it, as is nesting too deep for the parser)."""
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        text = read_capped(path, MAX_CONFIG_BYTES, f"config file {path}").decode("utf-8")
+        return tomllib.loads(text)
+    except InvalidRequestError as exc:
+        raise ConfigError(exc.message) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text, as TOML is") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nest too deeply") from None
 
 
 def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path | None) -> Settings:
@@ -307,8 +367,11 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
     names: dict[str, str] = {}  # what an error calls each setting: the variable, or the table and key
     for attr, var, table, key, parse in _SCALARS:
         names[attr] = var
-        if env.get(var, "").strip():
-            given[attr] = parse(var, env[var])
+        text = env.get(var, "")
+        if not isinstance(text, str):
+            raise ConfigError(f"{var} must be text, as environment variables are, got {text!r}")
+        if text.strip():
+            given[attr] = parse(var, _EnvText(text))
         elif key in tables[table]:
             names[attr] = f"[{table}] {key}"
             given[attr] = parse(f"{where}: {names[attr]}", tables[table][key])
@@ -345,7 +408,7 @@ def _vendor(vendor: Vendor, lab: Mapping[str, Any], env: Mapping[str, str], wher
 
     def read(var: str, setting: str, parse: Parser, default: Any) -> Any:
         if env.get(var, "").strip():
-            return parse(var, env[var])
+            return parse(var, _EnvText(env[var]))
         key = vendor.toml_key(setting)
         return parse(f"{where}: [lab] {key}", lab[key]) if key in lab else default
 
@@ -405,7 +468,7 @@ def _providers(table: Mapping[str, Any], env: Mapping[str, str], where: str) -> 
             base_url=_url(f"{at} base_url", spec["base_url"]) if "base_url" in spec else "",
             api_key=Secret(key) if key else None,
             models=_strings(f"{at} models", spec["models"]) if "models" in spec else (),
-            headers=tuple((str(k), Secret(v)) for k, v in headers.items()),
+            headers=tuple((str(k), Secret(v, mask_short=False)) for k, v in headers.items()),
             options={k: v for k, v in spec.items() if k not in _PROVIDER_KEYS},
         )
     return out
@@ -453,15 +516,21 @@ def _aliases(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]
     return aliases
 
 
+#: the longest chain of aliases naming aliases
+MAX_ALIAS_DEPTH = 32
+
+
 def _reject_cycles(aliases: Mapping[str, tuple[str, ...]], where: str) -> None:
-    """Fallback chains must be finite: an alias may not reach itself through other aliases."""
-
-    def visit(name: str, path: tuple[str, ...]) -> None:
-        for target in aliases.get(name, ()):
-            if target in path:
-                chain = " -> ".join((*path, target))
-                raise ConfigError(f"{where}: [aliases] form a cycle: {chain}")
-            visit(target, (*path, target))
-
+    """Fallback chains must be finite and short: an alias may not reach itself through other aliases, nor
+    pass through more than `MAX_ALIAS_DEPTH` of them (walked without recursion, so any file is refused clearly)."""
     for name in aliases:
-        visit(name, (name,))
+        stack: list[tuple[str, ...]] = [(name,)]
+        while stack:
+            path = stack.pop()
+            if len(path) > MAX_ALIAS_DEPTH:
+                chain = " -> ".join(path[:3])
+                raise ConfigError(f"{where}: [aliases] chain {chain} -> ... passes over {MAX_ALIAS_DEPTH} aliases")
+            for target in aliases.get(path[-1], ()):
+                if target in path:
+                    raise ConfigError(f"{where}: [aliases] form a cycle: {' -> '.join((*path, target))}")
+                stack.append((*path, target))

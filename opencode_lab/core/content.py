@@ -4,6 +4,8 @@ Images are read once, at the edge, into bytes with a MIME type (from a path,
 bytes, a PIL image, a ``data:`` URL) or kept as an http(s) URL the provider
 fetches itself.  The cache key holds an image's content hash, never its path,
 so the same picture under two names is one entry and an edited file is another.
+A path is read only if it is a regular file, and never past `MAX_IMAGE_BYTES`
+(``stat()`` says 0 for ``/dev/zero`` and a pipe, which would be read forever).
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ import binascii
 import hashlib
 import io
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import InvalidRequestError
+from .files import read_capped
 from .params import utf8
 
+_SPACE = re.compile(r"\s")
 #: the largest image accepted (Anthropic refuses more than 5 MB, OpenAI 20 MB)
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 _MAGIC = (
@@ -69,9 +74,7 @@ class Image:
         if isinstance(source, str | os.PathLike):
             return cls._from_path(Path(source), where)
         if hasattr(source, "save") and hasattr(source, "mode"):  # a PIL image: sent as PNG, losslessly
-            buffer = io.BytesIO()
-            source.save(buffer, format="PNG")
-            return cls._from_bytes(buffer.getvalue(), where)
+            return cls._from_bytes(_png(source, where), where)
         raise InvalidRequestError(f"{where} must be a path, bytes, a PIL image or a URL, not {type(source).__name__}")
 
     @classmethod
@@ -87,25 +90,38 @@ class Image:
 
     @classmethod
     def _from_path(cls, path: Path, where: str) -> Image:
-        try:
-            size = path.stat().st_size
-            if size > MAX_IMAGE_BYTES:
-                raise InvalidRequestError(f"{where} {path} is {size} bytes, over the {MAX_IMAGE_BYTES}-byte limit")
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InvalidRequestError(f"{where} {path} cannot be read: {exc.strerror or exc}") from None
-        return cls._from_bytes(data, f"{where} {path}")
+        return cls._from_bytes(read_capped(path, MAX_IMAGE_BYTES, f"{where} {path}"), f"{where} {path}")
 
     @classmethod
     def _from_data_url(cls, url: str, where: str) -> Image:
         header, comma, payload = url.partition(",")
         if not comma or not header.endswith(";base64"):
             raise InvalidRequestError(f"{where} is a data URL without ';base64,' data")
+        if len(payload) * 3 // 4 > MAX_IMAGE_BYTES + 2:  # refused before decoding it
+            raise InvalidRequestError(f"{where} is a data URL of over {MAX_IMAGE_BYTES} bytes, the limit")
         try:
             data = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidRequestError(f"{where} is a data URL whose base64 does not decode") from None
         return cls._from_bytes(data, where)
+
+
+def _png(image: Any, where: str) -> bytes:
+    """A PIL image as PNG bytes: colour spaces PNG has no mode for (CMYK, YCbCr, LAB, HSV) become RGB."""
+    width, height = getattr(image, "size", (1, 1))
+    if not width or not height:
+        raise InvalidRequestError(f"{where} is an empty image ({width}x{height})")
+    if image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format="PNG")
+    except (OSError, ValueError, TypeError) as exc:
+        raise InvalidRequestError(
+            f"{where} is a PIL image of mode {image.mode!r}, which cannot be sent as PNG ({exc}); "
+            "convert it first, e.g. image.convert('RGB')"
+        ) from None
+    return buffer.getvalue()
 
 
 def _sniff(data: bytes) -> str | None:
@@ -131,11 +147,14 @@ Part = str | Image
 def parts(content: list[Any] | tuple[Any, ...], where: str) -> tuple[Part, ...]:
     """Normalise a list of parts: strings, images (anything `Image.of` takes) or OpenAI-style dicts
     (``{"type": "text", "text"}``, ``{"type": "image_url", "image_url": {"url"}}``, ``{"type": "image", "image"}``).
-    Adjacent text parts are kept apart: their order with the images is part of the prompt."""
+    Adjacent text parts are kept apart: their order with the images is part of the prompt.  A string that
+    is a ``data:`` URL or an http(s) URL alone is an image part (send a URL as text with ``{"type": "text"}``)."""
     out: list[Part] = []
     for i, item in enumerate(content):
         at = f"{where} part {i}"
-        if isinstance(item, str):
+        if isinstance(item, str) and _is_url(item):
+            out.append(Image.of(item.strip(), at))
+        elif isinstance(item, str):
             out.append(utf8(at, item))
         elif isinstance(item, Mapping):
             out.append(_dict_part(item, at))
@@ -144,6 +163,12 @@ def parts(content: list[Any] | tuple[Any, ...], where: str) -> tuple[Part, ...]:
     if not out:
         raise InvalidRequestError(f"{where} is an empty list of parts")
     return tuple(out)
+
+
+def _is_url(text: str) -> bool:
+    """A ``data:`` URL (never meant as text), or an http(s) URL standing alone."""
+    text = text.strip()
+    return text.startswith("data:") or (text.startswith(("http://", "https://")) and not _SPACE.search(text))
 
 
 def _dict_part(item: Mapping[str, Any], where: str) -> Part:

@@ -32,12 +32,16 @@ may succeed later), ``rotate`` (another deployment may succeed now),
 statuses (and the codes of error objects inside a 200) to classes, once.
 
 Every message passes through `opencode_lab.core.secrets.redact`, so no registered API
-key survives into ``str(error)`` even if a vendor echoed it back.
+key survives into ``str(error)`` even if a vendor echoed it back, and then through
+`bounded`: a vendor's 10 MB error body becomes a message of a few thousand characters
+plus the size and hash of what was cut, and so does everything made from the message
+(a results row, the run log, a display).
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +49,19 @@ from .secrets import redact
 
 if TYPE_CHECKING:
     from .attempt import Attempt
+
+#: the longest message an error keeps (a schema mismatch quotes up to 1,000 characters of the answer)
+MAX_MESSAGE_CHARS = 4000
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """*text*, or its first *limit* characters followed by what was cut: its length and SHA-256, so two long
+    messages that differ only past the cut can still be told apart."""
+    if len(text) <= limit:
+        return text
+    rest = text[limit:]
+    digest = hashlib.sha256(rest.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{text[:limit]}… [{len(text)} characters in all; the last {len(rest)} cut, sha256 {digest}]"
 
 
 class LabError(Exception):
@@ -58,7 +75,7 @@ class LabError(Exception):
     error_type = "error"
 
     def __init__(self, message: str) -> None:
-        super().__init__(redact(message))
+        super().__init__(bounded(redact(message)))  # redacted first: a cut must not leave half a key
 
     @property
     def message(self) -> str:
@@ -240,7 +257,7 @@ class SchemaMismatchError(ProviderError):
 
     def __init__(self, message: str, *, text: str, **kw: Any) -> None:
         self.text = text
-        super().__init__(f"{message}; raw answer: {text[:2000]!r}", **kw)
+        super().__init__(f"{bounded(message, 1000)}; raw answer: {bounded(text, 1000)!r}", **kw)
 
 
 class StreamInterruptedError(ProviderError):

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidRequestError
-from .structured import Schema
+from .files import read_capped
+from .structured import MAX_SCHEMA_CHARS, Schema
 
 
 def utf8(what: str, text: str) -> str:
@@ -48,17 +49,27 @@ def _number(low: float, high: float) -> Callable[[str, Any], float | None]:
     return check
 
 
-def _integer(low: int | None) -> Callable[[str, Any], int | None]:
+def _integer(low: int, high: int) -> Callable[[str, Any], int | None]:
+    """An integer within bounds every provider accepts: a value past them would be refused by one vendor,
+    sent as is to another and silently wrapped by a third (llama.cpp keeps 32 bits of a seed)."""
+
     def check(name: str, value: Any) -> int | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidRequestError(f"{name} must be an integer, got {value!r}")
-        if low is not None and value < low:
+            raise InvalidRequestError(f"{name} must be an integer, got {_shown(value)}")
+        if value < low:
             raise InvalidRequestError(f"{name} must be at least {low}, got {value!r}")
+        if value > high:
+            raise InvalidRequestError(f"{name} must be at most {high}, got {_shown(value)}")
         return value
 
     return check
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _strings(name: str, value: Any) -> tuple[str, ...]:
@@ -75,13 +86,16 @@ def _schema(name: str, value: Any) -> Schema | None:
 
 
 def _schema_text(raw: str) -> str:
-    """A schema on a command line: JSON text, or ``@path`` to a JSON file."""
-    if raw.startswith("@"):
-        try:
-            return Path(raw[1:]).expanduser().read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InvalidRequestError(f"schema file {raw[1:]!r} cannot be read: {exc.strerror}") from None
-    return raw
+    """A schema on a command line: JSON text, or ``@path`` to a JSON file (a regular file of at most
+    `MAX_SCHEMA_CHARS` bytes; an error never shows what the file holds)."""
+    if not raw.startswith("@"):
+        return raw
+    what = f"schema file {raw[1:]!r}"
+    data = read_capped(Path(raw[1:]).expanduser(), MAX_SCHEMA_CHARS, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequestError(f"{what} is not UTF-8 text") from None
 
 
 def _param(
@@ -96,8 +110,10 @@ class Params:
     """Output-relevant sampling parameters; ``None`` (or ``()``) means "the server's default"."""
 
     temperature: float | None = _param(None, "sampling temperature, 0 to 2", _number(0.0, 2.0), float, "-t")
-    max_tokens: int | None = _param(None, "upper bound on generated tokens", _integer(1), int)
-    seed: int | None = _param(None, "sampling seed (sample i of n gets a seed derived from it)", _integer(None), int)
+    max_tokens: int | None = _param(None, "upper bound on generated tokens", _integer(1, 2**31 - 1), int)
+    seed: int | None = _param(
+        None, "sampling seed, 0 to 2**32-1 (sample i of n gets a seed derived from it)", _integer(0, 2**32 - 1), int
+    )
     top_p: float | None = _param(None, "nucleus sampling probability mass, 0 to 1", _number(0.0, 1.0), float)
     stop: tuple[str, ...] = _param((), "stop sequence (repeat for several)", _strings, str)
     schema: Schema | None = _param(  # noqa: RUF009 - a field(), as above; Schema is a frozen value

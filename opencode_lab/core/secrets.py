@@ -7,7 +7,9 @@ the ``Authorization`` header back) still never reaches a notebook cell.  Answers
 pass through it too (`StreamRedactor` for streams), so a key a server echoes
 inside an answer is masked before it is cached, shown or returned.  Credentials
 in a URL (``https://user:pass@host``) are masked by their position, whatever
-their length.
+their length.  A key shorter than 8 characters (``EMPTY``, a local server's
+``x``) is masked too, but only where it stands as a word of its own, so that it
+does not eat ordinary text that happens to contain it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ import re
 import threading
 
 MASK = "***"
+#: keys at least this long are masked wherever they appear; shorter ones only as a word of their own
+SHORT = 8
 _lock = threading.Lock()
 _known: set[str] = set()
+_short: set[str] = set()
+_short_words: re.Pattern[str] | None = None
 _USERINFO = re.compile(r"(?<=://)[^\s/?#]+@")  # greedy: an unescaped "@" inside a password is masked too
 
 
@@ -31,9 +37,12 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, *, mask_short: bool = True) -> None:
+        """*mask_short*: mask the value even when it is shorter than `SHORT` (a key is; a header such as
+        ``X-Version: v1`` need not be, and masking ``v1`` would garble every URL in a message)."""
         self._value = value
-        register(value)
+        if mask_short or len(value) >= SHORT:
+            register(value)
 
     def reveal(self) -> str:
         return self._value
@@ -54,10 +63,17 @@ class Secret:
 
 
 def register(value: str) -> None:
-    """Remember *value* as a secret; very short strings are ignored (they would mask ordinary text)."""
-    if value and len(value) >= 8:
-        with _lock:
+    """Remember *value* as a secret; one shorter than `SHORT` is masked only as a word of its own."""
+    global _short_words
+    if not value:
+        return
+    with _lock:
+        if len(value) >= SHORT:
             _known.add(value)
+        elif value not in _short:
+            _short.add(value)
+            alternatives = "|".join(re.escape(v) for v in sorted(_short, key=len, reverse=True))
+            _short_words = re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
 
 
 def redact(text: str, *, urls: bool = True) -> str:
@@ -68,12 +84,14 @@ def redact(text: str, *, urls: bool = True) -> str:
     """
     if not text:
         return text
-    if _known:
+    if _known or _short:
         with _lock:
-            known = sorted(_known, key=len, reverse=True)
+            known, words = sorted(_known, key=len, reverse=True), _short_words
         for value in known:
             if value in text:
                 text = text.replace(value, MASK)
+        if words is not None:
+            text = words.sub(MASK, text)
     if urls and "://" in text and "@" in text:
         text = _USERINFO.sub(f"{MASK}@", text)
     return text
@@ -117,7 +135,7 @@ class StreamRedactor:
 def _secret_start(text: str) -> int:
     """Length of the longest end of *text* that is the beginning of a registered secret."""
     with _lock:
-        known = list(_known)
+        known = [*_known, *_short]
     longest = 0
     for value in known:
         start = text.find(value[0], max(0, len(text) - len(value) + 1))

@@ -5,7 +5,10 @@ A `Tool` is declared the OpenAI way (``{"type": "function", "function": {"name",
 "parameters"}``) or as a plain Python function whose type hints and docstring
 become the JSON schema.  Each provider translates `Tool` into its own form and
 the calls it gets back into `ToolCall`, so a results row reads the same for
-every provider.
+every provider.  A tool's parameters are checked as a `Schema` once, before
+anything is sent (``{"type": "str"}`` fails the same way in ``chat`` and
+``compare``), and a call's arguments are checked against it with the same bounds
+as a ``schema=`` answer.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .errors import InvalidRequestError
+from .structured import Schema
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")  # what OpenAI, Anthropic and Gemini all accept
 
@@ -41,6 +46,11 @@ class Tool:
     def canonical(self) -> list[Any]:
         """A JSON-able form that is equal exactly when two tools are (what a cache key holds)."""
         return [self.name, self.description, json.loads(json.dumps(self.parameters, sort_keys=True))]
+
+    @cached_property
+    def schema(self) -> Schema:
+        """The parameters as a checked `Schema`; `InvalidRequestError` naming the tool when they are not one."""
+        return Schema.of(dict(self.parameters), f"tool {self.name!r} parameters")
 
 
 @dataclass(frozen=True)
@@ -94,16 +104,11 @@ class ToolCall:
 
 def calls_valid(calls: Iterable[ToolCall], offered: Iterable[Tool]) -> bool:
     """Whether the model called tools correctly: at least one call, each to an offered tool, with arguments
-    that are a JSON object matching that tool's schema (``jsonschema``, imported here)."""
-    from jsonschema import Draft202012Validator
-
-    schemas = {t.name: t.parameters for t in offered}
+    that are a JSON object matching that tool's schema (a bounded check, as `Schema.errors` is)."""
+    tools = {t.name: t for t in offered}
     calls = list(calls)
     return bool(calls) and all(
-        c.name in schemas
-        and c.arguments is not None
-        and Draft202012Validator(dict(schemas[c.name])).is_valid(dict(c.arguments))
-        for c in calls
+        c.name in tools and c.arguments is not None and tools[c.name].schema.valid(dict(c.arguments)) for c in calls
     )
 
 
@@ -114,6 +119,8 @@ def tools(items: Any) -> tuple[Tool, ...]:
     if isinstance(items, Mapping | str) or callable(items) or not isinstance(items, Iterable):
         raise InvalidRequestError("tools must be a list of tool declarations or functions")
     out = tuple(_tool(i, item) for i, item in enumerate(items))
+    for tool in out:
+        tool.schema  # noqa: B018 - checked now, before anything is sent, not at the first call
     names = [t.name for t in out]
     if dupes := sorted({n for n in names if names.count(n) > 1}):
         raise InvalidRequestError(f"tools has two tools named {dupes[0]!r}")

@@ -22,6 +22,7 @@ same frame always gives the same numbers.  numpy and pandas are imported inside.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InvalidRequestError
@@ -229,3 +230,5 @@ def _check(bootstrap: Any, confidence: Any, prior: Any, cluster: str | None, bat
         raise InvalidRequestError(f"prior must be a non-negative number of virtual ties, got {prior!r}")
     if cluster is not None and cluster not in battles.columns:
         raise InvalidRequestError(f"cluster={cluster!r}: no such column (columns: {list(battles.columns)})")
+    if cluster is not None and not battles[cluster].map(lambda v: isinstance(v, Hashable)).all():
+        raise InvalidRequestError(f"cluster={cluster!r} must hold one label per battle (text or a number), not lists")

@@ -11,6 +11,8 @@ session records all happen inside the Lab; nothing here talks to a provider.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import keyword
 import re
 import shlex
@@ -19,9 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
+from IPython.utils.text import DollarFormatter
 
 from ..core.errors import InvalidRequestError, LabError
 from ..core.params import NAMES, Params, options
@@ -64,6 +67,10 @@ class ChatFailed(ChatUsageError):
 
 
 CONFIG_KEYS: tuple[str, ...] = ("model", "system", "cache", *NAMES)
+#: the longest option line, and the most words it may have
+MAX_LINE_CHARS = 2000
+MAX_ARGUMENTS = 256
+_DOLLARS = DollarFormatter()
 _FIELD = re.compile(r"\{([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\[\]{}]+\])*)\}")
 _ACCESSOR = re.compile(r"\.([A-Za-z_]\w*)|\[([^\[\]{}]+)\]")
 
@@ -90,7 +97,7 @@ def interpolate(template: str, namespace: Mapping[str, Any]) -> str:
         elif char == "{":
             field = _FIELD.match(template, i)
             if field:
-                out.append(str(_lookup(field.group(1), namespace)))
+                out.append(_lookup(field.group(1), namespace))
                 i = field.end()
             else:
                 out.append("{")
@@ -109,7 +116,7 @@ def interpolate(template: str, namespace: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def _lookup(field: str, namespace: Mapping[str, Any]) -> Any:
+def _lookup(field: str, namespace: Mapping[str, Any]) -> str:
     name = re.match(r"[A-Za-z_]\w*", field).group()  # type: ignore[union-attr]
     if name not in namespace:
         raise ChatUsageError(
@@ -119,12 +126,20 @@ def _lookup(field: str, namespace: Mapping[str, Any]) -> Any:
     value = namespace[name]
     for match in _ACCESSOR.finditer(field, len(name)):
         attr, key = match.groups()
+        what = f"attribute {attr!r}" if attr is not None else f"key {_key(key)!r}"
         try:
             value = getattr(value, attr) if attr is not None else value[_key(key)]
         except (AttributeError, KeyError, IndexError, TypeError) as exc:
-            what = f"attribute {attr!r}" if attr is not None else f"key {_key(key)!r}"
             raise ChatUsageError(f"prompt field {{{field}}}: no {what} on {type(value).__name__} ({exc})") from None
-    return value
+        except Exception as exc:  # a property or __getitem__ of the user's that raises
+            raise ChatUsageError(
+                f"prompt field {{{field}}}: reading {what} of {type(value).__name__} raised "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+    try:
+        return str(value)
+    except Exception as exc:
+        raise ChatUsageError(f"prompt field {{{field}}}: str() of {type(value).__name__} raised {exc!r}") from None
 
 
 def _key(text: str) -> str | int:
@@ -179,16 +194,35 @@ def _split_models(values: Sequence[str] | None) -> list[str]:
 # -- parsing --------------------------------------------------------------------------------------------------------
 
 
-def _parse_line(magic: Any, line: str) -> Any:
-    """Parse options shell-style (quotes grouped and removed: ``-s "Be brief."``), errors as `UsageError`."""
+def _parse_line(magic: Any, line: str, namespace: Mapping[str, Any]) -> Any:
+    """Parse options shell-style (quotes grouped and removed: ``-s "Be brief."``), errors as `UsageError`.
+
+    ``$name`` and ``{expression}`` are expanded from *namespace* first, as IPython does for every magic
+    (the magics opt out of IPython's own expansion, whose pattern takes seconds on a few thousand
+    characters): the line may have at most `MAX_LINE_CHARS` characters and `MAX_ARGUMENTS` words (argparse's
+    work grows with the square of their number).  A long value belongs in a variable: ``-s $system``.
+    """
+    if len(line) > MAX_LINE_CHARS:
+        raise ChatUsageError(
+            f"the option line is {len(line)} characters; at most {MAX_LINE_CHARS} are read (put a long value in "
+            "a variable and write -s $name)"
+        )
+    with contextlib.suppress(Exception):  # as IPython does: a line that does not expand is taken as written
+        line = _DOLLARS.vformat(line, args=[], kwargs=dict(namespace))
     try:
         argv = shlex.split(line)
     except ValueError as exc:
-        raise ChatUsageError(f"cannot parse the options {line.strip()!r}: {exc}") from None
+        raise ChatUsageError(f"cannot parse the options {_clipped(line.strip())}: {exc}") from None
+    if len(argv) > MAX_ARGUMENTS:
+        raise ChatUsageError(f"the option line has {len(argv)} words; at most {MAX_ARGUMENTS} are read")
     try:
         return magic.parser.parse_args(argv)
     except UsageError as exc:
         raise ChatUsageError(str(exc)) from None
+
+
+def _clipped(text: str) -> str:
+    return repr(text) if len(text) <= 80 else f"{text[:77]!r}..."
 
 
 def _rich(shell: Any) -> bool:
@@ -225,6 +259,7 @@ class ChatMagics(Magics):
     def lab(self, lab: Lab | None) -> None:
         self._lab = lab
 
+    @no_var_expand
     @magic_arguments(name="%chat")
     @argument(
         "-m",
@@ -285,7 +320,7 @@ class ChatMagics(Magics):
             %%chat -m local/smollm2-135m -t 0 --seed 1 -o answer
             In one sentence: what is {topic}?
         """
-        plan = self._plan(_parse_line(self.chat, line), cell)
+        plan = self._plan(_parse_line(self.chat, line, self.shell.user_ns), cell)
         max_tokens = plan.params.get("max_tokens")
         columns = [AnswerColumn(plan.label(model, sample), max_tokens=max_tokens) for model, sample in plan.jobs]
         view = RichView(columns, plan.fmt) if _rich(self.shell) else PlainView(columns, plan.fmt)
@@ -305,6 +340,7 @@ class ChatMagics(Magics):
         if all(isinstance(o, LabError) for o in outcomes):
             raise ChatFailed([(c.label, c.cause) for c in columns])
 
+    @no_var_expand
     @magic_arguments()
     @argument("filter", nargs="?", help="keep models whose id or alias contains this text")
     @argument("--tag", help="keep models with this tag (e.g. local, free, base)")
@@ -312,9 +348,10 @@ class ChatMagics(Magics):
     @line_magic
     def models(self, line: str = "") -> Any:
         """The model catalog as a DataFrame: pricing, context length, tags, aliases and health."""
-        args = _parse_line(self.models, line)
+        args = _parse_line(self.models, line, self.shell.user_ns)
         return self.lab.models(args.filter, tag=args.tag, refresh=args.refresh)
 
+    @no_var_expand
     @magic_arguments()
     @argument(
         "--by",
@@ -326,7 +363,7 @@ class ChatMagics(Magics):
     @line_magic
     def chat_stats(self, line: str = "") -> Any:
         """Latency, cost and failure statistics of this session's calls (optionally with a plot)."""
-        args = _parse_line(self.chat_stats, line)
+        args = _parse_line(self.chat_stats, line, self.shell.user_ns)
         by = _split_models([args.by])
         try:
             stats = self.lab.stats(by=by[0] if len(by) == 1 else by)
@@ -338,6 +375,7 @@ class ChatMagics(Magics):
             raise ChatUsageError(f"%chat_stats: {exc}") from None
         return stats
 
+    @no_var_expand
     @magic_arguments()
     @argument(
         "settings", nargs="*", metavar="KEY=VALUE", help=f"set a default ({', '.join(CONFIG_KEYS)}); KEY= clears it"
@@ -349,7 +387,7 @@ class ChatMagics(Magics):
 
         Example: %chat_config model=local/smollm2-135m temperature=0 seed=1 system="Answer briefly."
         """
-        args = _parse_line(self.chat_config, line)
+        args = _parse_line(self.chat_config, line, self.shell.user_ns)
         updates = dict(self._config_item(item) for item in args.settings)
         if args.reset:
             self.defaults.clear()
@@ -372,8 +410,10 @@ class ChatMagics(Magics):
             raise ChatUsageError(f"-n must be at least 1 (samples per model), got {args.n}")
         if args.follow_up and not self.conversations:
             raise ChatUsageError("-c continues the previous %%chat cell's conversation, and there is none yet")
-        if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
-            raise ChatUsageError(f"-o needs a Python variable name, got {args.output!r}")
+        if args.output is not None:
+            self._check_output(args.output)
+        if args.model is not None and not _split_models(args.model):
+            raise ChatUsageError("-m needs a model id (or 'auto'); leave it out for the default models")
         prompt = interpolate(cell.strip(), self.shell.user_ns)
         if not prompt.strip():
             raise ChatUsageError("%%chat needs a prompt: write it in the cell, below the %%chat line")
@@ -402,6 +442,15 @@ class ChatMagics(Magics):
             not args.no_stream,
             args.follow_up,
         )
+
+    def _check_output(self, name: str) -> None:
+        """``-o`` must name an ordinary variable: not a keyword, a dunder, a builtin, or a name IPython keeps
+        in the namespace (``get_ipython``, ``In``, ``_``...), each of which later cells rely on."""
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise ChatUsageError(f"-o needs a Python variable name, got {_clipped(name)}")
+        hidden = getattr(self.shell, "user_ns_hidden", {})
+        if (name.startswith("__") and name.endswith("__")) or name in hidden or hasattr(builtins, name):
+            raise ChatUsageError(f"-o {name} would replace a name Python or IPython relies on; choose another name")
 
     def _check_model(self, model: str | None) -> None:
         try:

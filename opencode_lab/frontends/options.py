@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from ..core.errors import InvalidRequestError
 from ..core.params import options
 
 
@@ -23,9 +24,23 @@ def param_arguments() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
         if option.repeated:
             kwargs["action"] = "append"
         else:
-            kwargs["type"] = option.parse
+            kwargs["type"] = _explained(option.parse)
         out.append((flags, kwargs))
     return out
+
+
+def _explained(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """*parse* whose `InvalidRequestError` argparse shows as it is (it shows a bare ``invalid value`` for a
+    ValueError): ``--schema @file`` then says why the file was refused, never what it holds."""
+
+    def parse_value(raw: str) -> Any:
+        try:
+            return parse(raw)
+        except InvalidRequestError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse_value.__name__ = getattr(parse, "__name__", "value")
+    return parse_value
 
 
 def add_param_arguments(parser: argparse.ArgumentParser) -> None:

@@ -146,10 +146,15 @@ class Compare:
         finally:
             if self.budget is not None:
                 self.budget.in_flight_usd -= estimate
-        self._answered(job, outcome)
+        if self.budget is not None:
+            self.budget.settle(job.model, outcome)
+        if job.request.tools:  # checking the calls' arguments is bounded, but not work for the event loop
+            self._store(job, await asyncio.to_thread(job.row, outcome, self.run.run_id))
+        else:
+            self._store(job, job.row(outcome, self.run.run_id))
 
     def _answered(self, job: Job, outcome: ChatResult | LabError) -> None:
-        """Keep *job*'s outcome, counting what an answer cost and how long it was (the budget's estimates)."""
+        """Keep *job*'s cached outcome (free, but its output length still informs the budget's estimates)."""
         if self.budget is not None:
             self.budget.settle(job.model, outcome)
         self._store(job, job.row(outcome, self.run.run_id))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.content import Image
 from ..core.errors import InvalidRequestError, LabError
-from ..core.params import NAMES, Params, reject_unknown
+from ..core.params import NAMES, Params, reject_unknown, utf8
 from ..core.tools import Tool, calls_valid
 from ..core.tools import tools as tool_list
 from ..core.types import ChatRequest, ChatResult
@@ -79,6 +79,12 @@ class CompareOptions:
             raise InvalidRequestError(
                 f"images must name the prompts column holding each row's image(s), got {self.images!r}"
             )
+        for name in ("run", "template"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise InvalidRequestError(f"{name} must be a non-empty string, got {value!r}")
+            if value is not None:
+                utf8(name, value)
         if self.resume not in ("auto", "new"):
             raise InvalidRequestError(
                 f"resume must be 'auto' (resume a run with the same specification) or 'new', got {self.resume!r}"
@@ -229,7 +235,10 @@ def _prompt_table(prompts: Any, template: str | None) -> list[tuple[str, dict[st
                     f"template field {{{missing[0]}}} is not a column of the prompts "
                     f"(columns: {', '.join(map(str, row))})"
                 )
-            prompt = template.format_map(row)
+            try:
+                prompt = template.format_map(row)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+                raise InvalidRequestError(f"template cannot be filled for prompt {i}: {exc}") from None
         else:
             prompt = row.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
@@ -240,9 +249,13 @@ def _prompt_table(prompts: Any, template: str | None) -> list[tuple[str, dict[st
 
 def _template_fields(template: str) -> list[str]:
     try:
-        return [name.split(".")[0].split("[")[0] for _, name, _, _ in _FORMATTER.parse(template) if name]
+        parsed = list(_FORMATTER.parse(template))
     except ValueError as exc:
         raise InvalidRequestError(f"template is not a valid format string: {exc}") from None
+    for _, name, _, conversion in parsed:
+        if conversion not in (None, "r", "s", "a"):
+            raise InvalidRequestError(f"template field {{{name}!{conversion}}}: unknown conversion (use !r, !s or !a)")
+    return [name.split(".")[0].split("[")[0] for _, name, _, _ in parsed if name]
 
 
 def _model_list(models: str | Sequence[str] | None, lab: Session) -> list[str]:

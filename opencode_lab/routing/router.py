@@ -41,14 +41,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from ..core.errors import (
     AllAttemptsFailedError,
     CircuitOpenError,
     ContextWindowError,
+    InvalidRequestError,
     LabError,
     ProviderError,
     ProviderTimeout,
@@ -63,6 +63,7 @@ from .catalog import Catalog, Deployment, ModelGroup
 from .clock import Clock, MonotonicClock
 from .health import CircuitBreaker, DeploymentHealth, HealthSnapshot
 from .ratelimit import RateLimiter
+from .received import checked, contained, received, received_chunk
 from .strategies import Candidate, Strategy, make_strategy
 
 log = get_logger(__name__)
@@ -128,6 +129,8 @@ class Router:
         self._slots: dict[str, _Slot] = {}
 
     def strategy(self, name: str | None) -> Strategy:
+        if name is not None and not isinstance(name, str):
+            raise InvalidRequestError(f"strategy must be a strategy's name, not {type(name).__name__} {name!r}")
         name = name or self.default_strategy
         if name not in self._strategies:
             self._strategies[name] = make_strategy(name, rng=self.rng)
@@ -213,10 +216,10 @@ class Router:
         try:
             async with slot.limiter.slot(tokens), asyncio.timeout(timeout_s):
                 slot.health.breaker.allow(force=True)
-                with _foreign_errors(deployment):
+                with contained(deployment):
                     await slot.provider.prepare(deployment.upstream)
                     started, wall = time.perf_counter(), time.time()
-                    _check_completion(await slot.provider.complete(deployment.upstream, request), request, deployment)
+                    received(await slot.provider.complete(deployment.upstream, request), deployment)
         except TimeoutError:
             error: ProviderError = ProviderTimeout(
                 f"no answer within {timeout_s}s", provider=deployment.provider, model=deployment.upstream
@@ -236,20 +239,20 @@ class Router:
         while True:
             slot = await plan.next()
             started, wall = time.perf_counter(), time.time()
+            ended = None
             try:
                 async with slot.limiter.slot(plan.tokens):
-                    with _foreign_errors(slot.deployment):
+                    with contained(slot.deployment):
                         await slot.provider.prepare(slot.deployment.upstream)
                         started, wall = time.perf_counter(), time.time()  # latency excludes waits and loading
-                        completion = _check_completion(
-                            await plan.bounded(slot.provider.complete(slot.deployment.upstream, request)),
-                            request,
-                            slot.deployment,
-                        )
+                        completion = await plan.bounded(slot.provider.complete(slot.deployment.upstream, request))
+                    completion = received(completion, slot.deployment)
+                ended = time.perf_counter()  # nor the answer's check, after the call and off its deadline
+                await checked(completion, request, slot.deployment)
             except ProviderError as exc:
-                plan.failed(slot, exc, started, wall)
+                plan.failed(slot, exc, started, wall, ended)
                 continue
-            plan.succeeded(slot, started, wall, completion.ttft_s)
+            plan.succeeded(slot, started, wall, completion.ttft_s, ended)
             return Routed(completion, slot.deployment, plan.attempts)
 
     async def stream(
@@ -272,23 +275,29 @@ class Router:
             started, wall = time.perf_counter(), time.time()
             shown: list[str] = []
             final: Completion | None = None
+            ended = None
             try:
                 async with slot.limiter.slot(plan.tokens):
-                    with _foreign_errors(slot.deployment):
+                    with contained(slot.deployment):  # the provider's code only: a GeneratorExit at our yield is ours
                         await slot.provider.prepare(slot.deployment.upstream)
                         started, wall = time.perf_counter(), time.time()
                         chunks = slot.provider.stream(slot.deployment.upstream, request)
-                        while True:
+                    while True:
+                        with contained(slot.deployment):
                             chunk = await plan.bounded(_anext(chunks), shown=shown)
-                            if chunk is None:
-                                break
-                            if chunk.completion is not None:
-                                final = _check_completion(chunk.completion, request, slot.deployment)
-                            elif chunk.delta:
-                                shown.append(chunk.delta)
-                                yield chunk
+                        if chunk is None:
+                            break
+                        chunk = received_chunk(chunk, slot.deployment)
+                        if chunk.completion is not None:
+                            final = chunk.completion
+                        elif chunk.delta:
+                            shown.append(chunk.delta)
+                            yield chunk
+                ended = time.perf_counter()
+                if final is not None:
+                    await checked(final, request, slot.deployment)
             except ProviderError as exc:
-                plan.failed(slot, exc, started, wall)
+                plan.failed(slot, exc, started, wall, ended)
                 if shown:
                     raise plan.exhausted(exc) from exc
                 continue
@@ -298,9 +307,9 @@ class Router:
                     provider=slot.deployment.provider,
                     model=slot.deployment.upstream,
                 )
-                plan.failed(slot, exc, started, wall)
+                plan.failed(slot, exc, started, wall, ended)
                 raise plan.exhausted(exc)
-            plan.succeeded(slot, started, wall, final.ttft_s)
+            plan.succeeded(slot, started, wall, final.ttft_s, ended)
             if routed is not None:
                 routed.append(Routed(final, slot.deployment, plan.attempts))
             yield StreamChunk("", final)
@@ -314,30 +323,6 @@ async def _anext(chunks: AsyncIterator[StreamChunk]) -> StreamChunk | None:
         return None
 
 
-@contextmanager
-def _foreign_errors(deployment: Deployment) -> Iterator[None]:
-    """Whatever else a provider raises (a user's provider with a bug, say) becomes a `ProviderError` of its
-    deployment: rotated, not retried, and one cell's error row instead of an exception that aborts a batch."""
-    try:
-        yield
-    except LabError:
-        raise
-    except Exception as exc:
-        raise ProviderError(
-            f"the provider raised {type(exc).__name__}: {exc}", provider=deployment.provider, model=deployment.upstream
-        ) from exc
-
-
-def _check_completion(completion: object, request: ChatRequest, deployment: Deployment) -> Completion:
-    """A provider's answer as the router accepts it: a `Completion` and, for a ``schema=`` request, valid
-    against the schema — checked here once, whatever the provider (a user's own included)."""
-    if not isinstance(completion, Completion):
-        raise TypeError(f"expected a Completion, got {type(completion).__name__}")
-    if request.params.schema is not None:
-        request.params.schema.parse(completion.text, provider=deployment.provider, model=deployment.upstream)
-    return completion
-
-
 def _attempt(
     number: int,
     deployment: Deployment,
@@ -346,14 +331,16 @@ def _attempt(
     wall: float,
     error: ProviderError | None,
     ttft: float | None = None,
+    ended: float | None = None,
 ) -> Attempt:
+    """One attempt's record; its latency runs from *started* to *ended* (now, when not given)."""
     return Attempt(
         number=number,
         deployment=deployment.id,
         provider=deployment.provider,
         model=spec,
         status="ok" if error is None else "error",
-        latency_s=time.perf_counter() - started,
+        latency_s=(time.perf_counter() if ended is None else ended) - started,
         started_at=wall,
         error_type=None if error is None else error.error_type,
         http_status=None if error is None else error.status_code,
@@ -526,23 +513,33 @@ class _RequestRoute:
             raise ProviderTimeout("request deadline passed during the call", model=self.spec) from None
 
     def _record(
-        self, slot: _Slot, started: float, wall: float, error: ProviderError | None, ttft: float | None = None
+        self,
+        slot: _Slot,
+        started: float,
+        wall: float,
+        error: ProviderError | None,
+        ttft: float | None = None,
+        ended: float | None = None,
     ) -> Attempt:
-        attempt = _attempt(len(self.attempts) + 1, slot.deployment, self.spec, started, wall, error, ttft)
+        attempt = _attempt(len(self.attempts) + 1, slot.deployment, self.spec, started, wall, error, ttft, ended)
         self.attempts.append(attempt)
         return attempt
 
-    def succeeded(self, slot: _Slot, started: float, wall: float, ttft: float | None) -> None:
-        attempt = self._record(slot, started, wall, None, ttft)
+    def succeeded(
+        self, slot: _Slot, started: float, wall: float, ttft: float | None, ended: float | None = None
+    ) -> None:
+        attempt = self._record(slot, started, wall, None, ttft, ended)
         slot.health.record_success(attempt.latency_s)
 
-    def failed(self, slot: _Slot, exc: ProviderError, started: float, wall: float) -> None:
+    def failed(
+        self, slot: _Slot, exc: ProviderError, started: float, wall: float, ended: float | None = None
+    ) -> None:
         """Classify *exc*: pause, back off, rotate, or give up (by raising).
 
         A deployment sent to although its circuit was open gets no retry in this request when none of its
         recent calls succeeded: a dead deployment costs one fast attempt, a flaky one keeps its retries.
         """
-        self._record(slot, started, wall, exc)
+        self._record(slot, started, wall, exc, ended=ended)
         self.last_error = exc
         dep = slot.deployment.id
         slot.health.record_failure(exc.error_type, str(exc), trip=exc.trips_breaker)

@@ -50,6 +50,11 @@ class Session:
         self, settings: Settings | None = None, *, providers: Mapping[str, Provider] | None = None, **unknown: Any
     ) -> None:
         reject_unknown(unknown, ("settings", "providers"), f"keyword of {type(self).__name__}()")
+        if settings is not None and not isinstance(settings, Settings):
+            raise ConfigError(
+                f"{type(self).__name__}() takes Settings, not {type(settings).__name__}; for a TOML file use "
+                f"{type(self).__name__}.from_file(path)"
+            )
         self.settings = settings or Settings.load()
         _configure_logging(self.settings.log_level)
         self.providers: dict[str, Provider] = build_providers(self.settings, providers or {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -411,3 +412,74 @@ def test_loading_nothing_gives_the_settings_field_defaults(monkeypatch: pytest.M
 def test_a_deployment_takes_its_defaults_from_the_deployment_class(tmp_path: Path) -> None:
     (dep,) = load(toml='[models.smol]\nprovider = "p"\n', tmp_path=tmp_path).models["smol"]
     assert dep == Deployment(id="p/smol", provider="p", upstream="smol")
+
+
+# -- hostile values: refused with a ConfigError naming them, never a raw exception ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("toml", "says"),
+    [
+        ('[lab]\nagent_max_iter = "3"\n', "agent_max_iter must be a number, not the text '3'"),
+        ('[lab]\ntimeout_s = "5"\n', "timeout_s must be a number, not the text '5'"),
+        ("[cache]\ndir = 5\n", "dir must be a non-empty string, got 5"),
+        ("[cache]\nttl_ms = 1000000000000000000\n", "ttl_ms must be a whole number at least 1 and at most 10000000"),
+        ("[lab]\nbreaker_window = 100000000000000\n", "breaker_window must be a whole number at least 1 and at most"),
+        ("[aliases]\n" + "".join(f'a{i} = "a{i + 1}"\n' for i in range(3000)), "passes over 32 aliases"),
+        ("[lab]\nx = " + "{a=" * 3000 + "1" + "}" * 3000 + "\n", "nest too deeply"),
+        ("[lab]\nx = " + "[" * 3000 + "]" * 3000 + "\n", "nest too deeply"),
+    ],
+)
+def test_a_hostile_toml_value_is_a_config_error(tmp_path, toml: str, says: str) -> None:
+    path = tmp_path / "lab.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        Settings.load(path, env={})
+
+
+def test_a_number_from_the_environment_may_be_text() -> None:
+    assert Settings.load(env={"OC_TIMEOUT_S": "5", "AGENT_MAX_ITER": "4"}).agent_max_iter == 4
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: p, "is not a regular file"),  # a folder
+        (lambda p: _write(p / "b.toml", b"\xff\xfe\x00binary"), "is not UTF-8 text"),
+        (lambda p: Path("/dev/zero"), "is not a regular file"),
+    ],
+)
+def test_a_config_path_that_is_not_a_toml_file_is_a_config_error(tmp_path, make, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        Settings.load(make(tmp_path), env={})
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_an_environment_value_that_is_not_text_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="OC_CACHE_DIR must be text"):
+        Settings.load(env={"OC_CACHE_DIR": 5})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"agent_max_iter": "3"}, "agent_max_iter must be int, got '3'"),
+        ({"timeout_s": "5"}, "timeout_s must be float, got '5'"),
+        ({"cache_dir": 5}, "cache_dir must be Path, got 5"),
+        ({"default_models": ["a"]}, r"default_models must be tuple\[str, \.\.\.\]"),
+    ],
+)
+def test_settings_built_directly_have_their_types_checked(kwargs: dict, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        Settings(**kwargs)
+
+
+def test_a_lab_given_something_other_than_settings_says_what_it_takes() -> None:
+    from opencode_lab import Lab
+
+    with pytest.raises(ConfigError, match=r"Lab\(\) takes Settings, not str; for a TOML file use Lab.from_file"):
+        Lab("lab.toml")  # type: ignore[arg-type]

@@ -55,6 +55,24 @@ def test_log_records_are_redacted_including_arguments(caplog: pytest.LogCaptureF
     assert "sending with ***" in caplog.text
 
 
-def test_short_strings_are_not_treated_as_secrets() -> None:
-    Secret("abc")
+def test_a_short_value_that_is_not_a_key_is_not_treated_as_a_secret() -> None:
+    Secret("abc", mask_short=False)  # a header value such as "v1"; a short key is masked (see test_secrets)
     assert redact("abc def") == "abc def"
+
+
+def test_a_long_message_keeps_its_head_its_size_and_a_hash_of_the_rest() -> None:
+    from opencode_lab.core.errors import MAX_MESSAGE_CHARS
+
+    error = ProviderError("x" * 10_000_000 + "tail", provider="p", model="m")
+    message = str(error)
+    assert len(message) < MAX_MESSAGE_CHARS + 120 and message.startswith("p/m: xxx")
+    assert "10000009 characters in all" in message and "sha256 " in message
+    other = str(ProviderError("x" * 10_000_000 + "TAIL", provider="p", model="m"))
+    assert other != message  # the hash tells two long messages apart
+
+
+def test_a_secret_is_masked_before_a_message_is_cut() -> None:
+    key = "sk-cut-here-0123456789abcdef"
+    Secret(key)
+    message = str(LabError("y" * 3990 + key + "z" * 100))
+    assert key[:10] not in message

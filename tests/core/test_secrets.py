@@ -62,3 +62,34 @@ def test_a_stream_redactor_gives_back_a_held_tail_at_the_end() -> None:
     redactor = StreamRedactor()
     assert redactor.feed("ends with sk") == "ends with "
     assert redactor.flush() == "sk"
+
+
+def test_a_key_shorter_than_eight_characters_is_masked_as_a_word() -> None:
+    Secret("Qz7pK")
+    assert redact("Authorization: Bearer Qz7pK was refused") == "Authorization: Bearer *** was refused"
+    assert redact('{"key": "Qz7pK"}') == '{"key": "***"}'
+    assert redact("Qz7pKing is not the key") == "Qz7pKing is not the key"  # not inside another word
+
+
+def test_a_short_key_is_masked_in_error_messages(fault, make_lab, monkeypatch) -> None:
+    monkeypatch.setenv("SHORT_KEY", "k3y")
+    lab = make_lab(
+        f'[providers.f]\nbase_url = "{fault.base_url}"\napi_key_env = "SHORT_KEY"\nmodels = ["fault-model"]\n'
+    )
+    from opencode_lab import ProviderError
+
+    error = ProviderError("the server said: invalid key k3y (HTTP 401)")
+    assert "k3y" not in str(error) and lab.providers["f"] is not None
+
+
+def test_a_short_header_value_is_not_a_masked_word(make_lab) -> None:
+    lab = make_lab('[providers.h]\nbase_url = "http://127.0.0.1:9/v1"\nheaders = {"X-Api-Version" = "v1"}\n')
+    assert redact("http://127.0.0.1:9/v1/chat/completions") == "http://127.0.0.1:9/v1/chat/completions"
+    assert lab.providers["h"] is not None
+
+
+def test_a_short_key_split_across_stream_pieces_is_still_masked() -> None:
+    Secret("Ab9")
+    stream = StreamRedactor()
+    shown = stream.feed("the key is A") + stream.feed("b9 indeed") + stream.flush()
+    assert shown == "the key is *** indeed"

@@ -405,12 +405,46 @@ def test_a_stream_cut_midway_shows_the_partial_answer_above_the_error(ip, magics
     ("-m echo --bogus", "unrecognized arguments"),
     ("-m smolm2-135m", "unknown model 'smolm2-135m'; did you mean local/smollm2-135m"),
     ('-m echo -s "unclosed', "cannot parse the options"),
+    ("-m echo -o get_ipython", "-o get_ipython would replace a name Python or IPython relies on"),
+    ("-m echo -o __builtins__", "-o __builtins__ would replace a name"),
+    ("-m echo -o print", "-o print would replace a name"),
+    ("-m echo -o In", "-o In would replace a name"),
+    ("-m ''", "-m needs a model id"),
+    ("-m echo " + "-t 0 " * 20_000, "the option line is 100008 characters; at most 2000 are read"),
+    ("-m echo " + "-t 0 " * 300, "the option line has 602 words; at most 256 are read"),
+    ("-m echo --schema @/dev/zero", "schema file '/dev/zero' is not a regular file"),
 ])
 def test_bad_options_are_one_line_usage_errors_before_any_request(ip, magics, servers, line, message):
     sent = len(servers.ok.log)
     with pytest.raises(UsageError, match=message):
         ip.run_cell_magic("chat", line, "hello")
     assert len(servers.ok.log) == sent
+
+
+def test_a_schema_file_that_is_not_json_is_refused_without_showing_it(ip, magics, servers, tmp_path):
+    shadow = tmp_path / "shadow"
+    shadow.write_text("root:$6$saltsalt$secrethashsecrethash:19000:0:99999:7:::\n")
+    sent = len(servers.ok.log)
+    with pytest.raises(UsageError) as raised:
+        ip.run_cell_magic("chat", f"-m echo --schema @{shadow}", "hello")
+    assert "schema is not JSON" in str(raised.value) and "secrethash" not in str(raised.value)
+    assert "root" not in str(raised.value) and len(servers.ok.log) == sent
+
+
+def test_the_option_line_still_expands_notebook_variables(ip, magics):
+    ip.user_ns.update(which="echo", brief="Answer in one word.")
+    chat(ip, "-m $which -s {brief!r} -o expanded", "expand me")
+    assert ip.user_ns["expanded"].served_by == ECHO
+
+
+def test_a_field_whose_property_raises_is_a_usage_error_naming_it():
+    class Paper:
+        @property
+        def author(self) -> str:
+            raise RuntimeError("not loaded")
+
+    with pytest.raises(UsageError, match=r"\{paper.author\}: reading attribute 'author' of Paper raised RuntimeError"):
+        interpolate("By {paper.author}", {"paper": Paper()})
 
 
 def test_an_empty_cell_is_a_usage_error(ip, magics):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -153,9 +154,12 @@ def test_the_judge_asks_for_a_verdict_under_its_schema(judge_server, lab) -> Non
     assert score.value == 0.75
 
 
-def test_a_judge_server_ignoring_the_schema_is_still_read_leniently(judge_server, lab) -> None:
+def test_a_judge_server_ignoring_the_schema_gives_nan_unless_free_text_was_asked(judge_server, lab) -> None:
+    """A structured verdict was asked for: prose is not fished for a score (an answer could plant one)."""
     judge_server.reply = lambda body: "Score: 2 because it is wrong."
-    assert judge("judge", lab=lab)({"prompt": "2+2?", "response": "5"}).value == 0.25
+    score = judge("judge", lab=lab)({"prompt": "2+2?", "response": "5"})
+    assert math.isnan(score.value) and score.reason == "unparsable verdict: 'Score: 2 because it is wrong.'"
+    assert judge("judge", structured=False, lab=lab)({"prompt": "2+2?", "response": "5"}).value == 0.25
 
 
 def test_a_refusal_under_a_schema_is_nan_keeping_the_raw_text(judge_server, lab) -> None:

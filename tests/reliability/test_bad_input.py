@@ -32,6 +32,7 @@ from opencode_lab import (
     Lab,
     LabError,
     ModelNotFoundError,
+    ratings,
 )
 from opencode_lab.core.errors import error_type_of
 from opencode_lab.session.cache import canonical_key
@@ -62,6 +63,23 @@ breaker_failures = 1000
 """
 LONG = "word " * 200  # ~290 estimated tokens: over small's 64, well within big's window
 FRAME = pd.DataFrame({"question": ["what is 2+2"], "topic": ["math"]})
+
+
+def tool(parameters: Any) -> list[dict[str, Any]]:
+    return [{"type": "function", "function": {"name": "lookup", "parameters": parameters}}]
+
+
+def self_containing() -> dict[str, Any]:
+    parameters: dict[str, Any] = {"type": "object", "properties": {}}
+    parameters["properties"]["again"] = parameters
+    return parameters
+
+
+BATTLES = pd.DataFrame(
+    {"model_a": ["m", "n"], "model_b": ["n", "m"], "winner": ["m", "n"], "pair": [[0], [1]]}
+)
+TYPO = tool({"type": "object", "properties": {"q": {"type": "str"}}})
+NAN = tool({"type": "object", "properties": {"n": {"type": "number", "maximum": float("nan")}}})
 
 
 @pytest.fixture
@@ -161,6 +179,64 @@ CASES = [
         lambda lab: lab.compare(["fine", "broken \udc80 text"], "a/x", progress=False),
         InvalidRequestError,
         ("utf-8|surrogate|unicode",),
+    ),
+    Case(
+        "a typo in a tool's parameter schema",
+        lambda lab: lab.chat("hi", "a/x", tools=TYPO),
+        InvalidRequestError,
+        ("tool 'lookup' parameters", "not a valid JSON Schema", "'str'"),
+    ),
+    Case(
+        "a typo in a tool's parameter schema in compare",
+        lambda lab: lab.compare(["hi"], "a/x", tools=TYPO, progress=False),
+        InvalidRequestError,
+        ("tool 'lookup' parameters", "not a valid JSON Schema", "'str'"),
+    ),
+    Case(
+        "NaN in a tool's parameters",
+        lambda lab: lab.compare(["hi"], "a/x", tools=NAN, progress=False),
+        InvalidRequestError,
+        ("tool 'lookup' parameters", "nan"),
+    ),
+    Case(
+        "tool parameters that contain themselves",
+        lambda lab: lab.chat("hi", "a/x", tools=tool(self_containing())),
+        InvalidRequestError,
+        ("tool 'lookup' parameters", "contains itself"),
+    ),
+    Case("strategy as a number", lambda lab: lab.chat("hi", "a/x", strategy=5), InvalidRequestError, ("strategy",)),
+    Case("seed 2**32", lambda lab: lab.chat("hi", "a/x", seed=2**32), InvalidRequestError, ("seed", "at most")),
+    Case("seed 2**80", lambda lab: lab.chat("hi", "a/x", seed=2**80), InvalidRequestError, ("seed", "at most")),
+    Case("seed -1", lambda lab: lab.chat("hi", "a/x", seed=-1), InvalidRequestError, ("seed", "at least 0")),
+    Case(
+        "max_tokens 10**23",
+        lambda lab: lab.compare(["hi"], "a/x", max_tokens=10**23, progress=False),
+        InvalidRequestError,
+        ("max_tokens", "at most 2147483647"),
+    ),
+    Case(
+        "template with an unknown conversion",
+        lambda lab: lab.compare(FRAME, "a/x", template="{question!z}", progress=False),
+        InvalidRequestError,
+        (r"\{question!z\}", "unknown conversion"),
+    ),
+    Case(
+        "template whose format spec does not fit the value",
+        lambda lab: lab.compare(FRAME, "a/x", template="{question:>d}", progress=False),
+        InvalidRequestError,
+        ("template cannot be filled for prompt 0", "format code 'd'"),
+    ),
+    Case(
+        "lone surrogate in a run name",
+        lambda lab: lab.compare(["hi"], "a/x", run="a\ud800", progress=False),
+        InvalidRequestError,
+        ("run", "surrogate"),
+    ),
+    Case(
+        "ratings clustered by a column of lists",
+        lambda lab: ratings(BATTLES, cluster="pair"),
+        InvalidRequestError,
+        ("cluster='pair'", "one label per battle"),
     ),
     Case(
         "lone surrogate in a streamed system prompt",
