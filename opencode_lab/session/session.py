@@ -10,10 +10,8 @@ DataFrame API (`opencode_lab.Lab`) is built on its public methods.
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,14 +22,15 @@ from ..core.secrets import RedactingFilter, get_logger
 from ..core.types import ChatRequest, ChatResult
 from ..providers.base import Provider
 from ..routing.backoff import RetryPolicy
-from ..routing.catalog import Catalog, ModelGroup, refuse_unsupported
-from ..routing.router import BreakerSettings, Routed, Router
+from ..routing.catalog import Catalog
+from ..routing.router import BreakerSettings, Router
 from ..routing.strategies import make_strategy
-from .build import build_providers, catalog_models, check_open_ids, load_catalogs, refreshable
-from .cache import CachePolicy, ResponseCache, canonical_key
+from .build import build_providers, catalog_models
+from .cache import CachePolicy, ResponseCache
+from .calls import Calls, new_id
 from .journal import Journal
 from .loop import LoopThread
-from .records import cache_value, cached_result, routed_result
+from .resolver import Resolver
 
 if TYPE_CHECKING:
     from .runlog import RunLog
@@ -83,9 +82,10 @@ class Session:
         )
         self.cache = ResponseCache(s.cache_mode, s.cache_dir, s.cache_ttl_ms)
         self.loop = LoopThread()
-        self.session_run_id = _new_id("s")
+        self.session_run_id = new_id("s")
         self.journal = Journal(s.runlog, self.session_run_id, cache_dir=s.cache_dir, cache_fallback=self.cache.fallback)
-        self._catalog_loaded = False
+        self.resolver = Resolver(self.catalog, self.providers, s.deadline_s)
+        self.calls_path = Calls(self.resolver, self.router, self.cache, self.journal, self.session_run_id)
 
     # -- the journal: every call's row and attempts, and the run log they reach -------------------------------
 
@@ -167,35 +167,21 @@ class Session:
         return self.block_on(self._resolve(spec))
 
     async def _resolve(self, spec: str | Sequence[str] | None) -> list[str]:
-        return [g.name for g in await self._groups(spec)]
-
-    async def _groups(self, spec: str | Sequence[str] | None) -> list[ModelGroup]:
-        """The groups *spec* resolves to, with catalog data (prices, context) loaded before they matter."""
-        if self.catalog_pending():
-            try:
-                await self._refresh_catalog()
-            except LabError as exc:  # a call must not fail for want of prices; cost stays unknown instead
-                log.warning("could not load a provider's catalog (prices and context sizes unknown): %s", exc)
-        await check_open_ids(self.catalog, self.providers, spec, self.settings.deadline_s)
-        return self.catalog.resolve(spec)
+        return [g.name for g in await self.resolver.groups(spec)]
 
     async def aidentities(self, spec: str | Sequence[str] | None) -> list[list[str]]:
         """Who may answer *spec*, group by group, by identity (what the cache key and a run's
         specification record: provider, server or weights, upstream model)."""
-        return self._identities(await self.hop(self._groups(spec)))
+        return self.resolver.identities(await self.hop(self.resolver.groups(spec)))
 
     def refresh_catalog(self, *, refresh: bool = False) -> None:
         """Add every model a provider with a refreshable catalog lists (OpenRouter: from its disk copy while
         fresh, unless *refresh*) to the catalog."""
-        self.block_on(self._refresh_catalog(refresh=refresh))
+        self.block_on(self.resolver.refresh_catalog(refresh=refresh))
 
     def catalog_pending(self) -> bool:
         """A provider catalog exists that has not been loaded yet."""
-        return refreshable(self.providers) and not self._catalog_loaded
-
-    async def _refresh_catalog(self, *, refresh: bool = False) -> None:
-        self._catalog_loaded = True
-        await load_catalogs(self.catalog, self.providers, self.settings.deadline_s, refresh=refresh)
+        return self.resolver.catalog_pending()
 
     # -- one call -------------------------------------------------------------------------------------------------
 
@@ -218,7 +204,9 @@ class Session:
         run_id: str | None = None,
     ) -> ChatResult | LabError:
         """One request through cache and router, recorded; a failure is returned, never raised."""
-        return await self.hop(self._call(request, sample, cache, fallback, strategy, run_id or self.session_run_id))
+        return await self.hop(
+            self.calls_path.call(request, sample, cache, fallback, strategy, run_id or self.session_run_id)
+        )
 
     async def achat(self, prompt: Any, model: str | Sequence[str] | None = None, **options: Any) -> ChatResult:
         """Ask one prompt; with a list of models, failing over across the list is the point.
@@ -269,100 +257,10 @@ class Session:
         fallback: bool,
         run_id: str | None = None,
     ) -> list[ChatResult | None]:
-        """The cached answer to each ``(request, sample)``, recorded as a call, or None where it must be asked.
-
-        One pass over the calls, one lookup each, on whatever thread calls it: ``chat()`` tries it before
-        the trip to the loop and ``compare()`` before it sends anything.  A spec whose catalog or model list
-        has not been loaded, or a request the routing path would refuse, gets None: `acall` loads, refuses
-        and records those.
-        """
-        if cache is not CachePolicy.USE or not self.cache.enabled:
-            return [None] * len(calls)
-        groups = {spec: self._loaded_groups(spec) for spec in {request.model for request, _ in calls}}
-        run_id = run_id or self.session_run_id
-        return [
-            self._cached(request.for_sample(sample), sample, groups[request.model], fallback, run_id)
-            for request, sample in calls
-        ]
-
-    def _loaded_groups(self, spec: str | tuple[str, ...] | None) -> list[ModelGroup] | None:
-        """What *spec* resolves to when nothing has to be fetched first (else None: the loop's path fetches)."""
-        if self.catalog_pending() or self.catalog.unlisted(spec):
-            return None
-        try:
-            return self.catalog.resolve(spec)
-        except LabError:
-            return None
-
-    def _cached(
-        self, request: ChatRequest, sample: int, groups: list[ModelGroup] | None, fallback: bool, run_id: str
-    ) -> ChatResult | None:
-        if groups is None:
-            return None
-        try:
-            refuse_unsupported(request, groups, self.providers)
-        except LabError:
-            return None
-        hit = self.cache.get(self._cache_key(request, groups, sample, fallback, CachePolicy.USE))
-        if hit is None:
-            return None
-        result = cached_result(hit, self.catalog.spec_name(request.model), _new_id("q"))
-        who = _identity(request, sample, "chat") if run_id == self.session_run_id else {}  # a compare has its rows
-        self.journal.succeeded(result, run_id, who, wall=time.time())
-        return result
-
-    async def _call(
-        self,
-        request: ChatRequest,
-        sample: int,
-        cache: CachePolicy,
-        fallback: bool,
-        strategy: str | None,
-        run_id: str,
-    ) -> ChatResult | LabError:
-        request_id = _new_id("q")
-        request = request.for_sample(sample)
-        spec = self.catalog.spec_name(request.model)
-        who = _identity(request, sample, "chat") if run_id == self.session_run_id else {}  # a compare has its rows
-        started, wall = time.perf_counter(), time.time()
-        try:
-            groups = await self._groups(request.model)
-            refuse_unsupported(request, groups, self.providers)
-            key = self._cache_key(request, groups, sample, fallback, cache)
-            hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
-            if hit is not None:
-                result = cached_result(hit, spec, request_id)
-                self.journal.succeeded(result, run_id, who, wall=wall)
-                return result
-            routed = await self.router.complete(request, request_id, fallback=fallback, strategy=strategy)
-        except LabError as exc:
-            self.journal.failed_call(exc, spec, run_id, request_id, time.perf_counter() - started, who)
-            return exc
-        return self._succeeded(routed, spec, run_id, request_id, key, who, streamed=False)
-
-    def _cache_key(
-        self, request: ChatRequest, groups: list[ModelGroup], sample: int, fallback: bool, cache: CachePolicy
-    ) -> str:
-        """The key names what may answer, by identity (provider, server or weights, upstream model), never by
-        alias: re-pointing a name is a miss.  Without fallback only the first group may answer, so an answer
-        another model gave (cached by a fallback call) must not be found."""
-        if not self.cache.enabled or cache is CachePolicy.OFF:
-            return ""
-        return canonical_key(request, self._identities(groups if fallback else groups[:1]), sample)
-
-    def _identities(self, groups: Sequence[ModelGroup]) -> list[list[str]]:
-        return [sorted(self.providers[d.provider].identity(d.upstream) for d in g.deployments) for g in groups]
-
-    def _succeeded(
-        self, routed: Routed, spec: str, run_id: str, request_id: str, key: str, who: dict[str, Any], *, streamed: bool
-    ) -> ChatResult:
-        """Turn a routed completion into the result, store it under *key* (if any) and record it."""
-        capabilities = self.providers[routed.deployment.provider].capabilities
-        result = routed_result(routed, spec, request_id, streamed=streamed, capabilities=capabilities)
-        if key:
-            self.cache.put(key, cache_value(result))
-        self.journal.succeeded(result, run_id, who)
-        return result
+        """The cached answer to each ``(request, sample)``, recorded as a call, or None where it must be asked
+        (see `Calls.cached_answers`): ``chat()`` tries it before the trip to the loop, ``compare()`` before
+        it sends anything."""
+        return self.calls_path.cached_answers(calls, cache=cache, fallback=fallback, run_id=run_id)
 
     # -- streaming ------------------------------------------------------------------------------------------------
 
@@ -386,7 +284,7 @@ class Session:
     ) -> AsyncIterator[str | ChatResult]:
         """Deltas, then the final `ChatResult`: what a display that updates in place needs."""
         request = self.request(prompt, model, options, "stream")
-        async for item in self.loop.hop_iter(self._stream(request, options)):
+        async for item in self.loop.hop_iter(self.calls_path.stream(request, options)):
             yield item
 
     def stream_events(
@@ -394,39 +292,7 @@ class Session:
     ) -> Iterator[str | ChatResult]:
         """Synchronous `astream_events`."""
         request = self.request(prompt, model, options, "stream")
-        return _without_loop_frames(self.loop.iterate(self._stream(request, options)))
-
-    async def _stream(
-        self, request: ChatRequest, options: Mapping[str, Any]
-    ) -> AsyncGenerator[str | ChatResult, None]:
-        cache, sample = CachePolicy.of(options.get("cache", True)), options.get("sample", 0)
-        fallback, strategy = options.get("fallback", True), options.get("strategy")
-        request = request.for_sample(sample)
-        spec = self.catalog.spec_name(request.model)
-        run_id, request_id = self.session_run_id, _new_id("q")
-        who = _identity(request, sample, "stream")
-        started, wall = time.perf_counter(), time.time()
-        groups = await self._groups(request.model)
-        refuse_unsupported(request, groups, self.providers)
-        key = self._cache_key(request, groups, sample, fallback, cache)
-        hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
-        if hit is not None:
-            result = cached_result(hit, spec, request_id)
-            self.journal.succeeded(result, run_id, who, wall=wall)
-            yield result.text
-            yield result
-            return
-        routed: list[Routed] = []
-        try:
-            async for chunk in self.router.stream(
-                request, request_id, fallback=fallback, strategy=strategy, routed=routed
-            ):
-                if chunk.delta:
-                    yield chunk.delta
-        except LabError as exc:
-            self.journal.failed_call(exc, spec, run_id, request_id, time.perf_counter() - started, who)
-            raise exc from None
-        yield self._succeeded(routed[0], spec, run_id, request_id, key, who, streamed=True)
+        return _without_loop_frames(self.loop.iterate(self.calls_path.stream(request, options)))
 
     def reset(self, deployment: str | Sequence[str] | None = None) -> list[str]:
         """End 429 pauses and close circuit breakers of *deployment* (an id or any model spec; None = all),
@@ -461,7 +327,7 @@ class Session:
 
 
 def _without_loop_frames(items: Iterator[T]) -> Iterator[T]:
-    """*items*, with a `LabError` raised as `Session.run` raises it."""
+    """*items*, with a `LabError` raised as `Session.block_on` raises it."""
     __tracebackhide__ = True
     try:
         yield from items
@@ -478,22 +344,3 @@ def _configure_logging(level: str) -> None:
         handler.addFilter(RedactingFilter())
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         package.addHandler(handler)
-
-
-def _identity(request: ChatRequest, sample: int, via: str) -> dict[str, Any]:
-    """What a results row of a chat or stream call says about its request: the last user turn as the
-    prompt, the system prompt, the parameters set, the sample, the way and the time it was asked."""
-    prompt, system = "", None
-    for message in request.messages:
-        if message.role == "user":
-            prompt = message.content
-        elif message.role == "system" and system is None:
-            system = message.content
-    return {
-        "prompt": prompt, "system": system, "params": request.params.payload(), "sample": sample, "via": via,
-        "asked_at": time.time(),
-    }  # fmt: skip
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"

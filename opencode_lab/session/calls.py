@@ -1,0 +1,192 @@
+"""One request through cache, router and journal: the path every chat, stream and compare row takes.
+
+A cached answer is found with one lookup, on whatever thread asks (`Calls.cached_answers`);
+anything else is resolved, checked against what the candidates can take, routed, turned
+into a `ChatResult`, stored in the cache and recorded by the journal.  A failure is
+returned (or, for a stream, raised) as a `LabError`, recorded all the same.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any
+
+from ..core.errors import LabError
+from ..core.types import ChatRequest, ChatResult
+from ..providers.base import Provider
+from ..routing.catalog import Catalog, ModelGroup, refuse_unsupported
+from ..routing.router import Routed, Router
+from .cache import CachePolicy, ResponseCache, canonical_key
+from .journal import Journal
+from .records import cache_value, cached_result, routed_result
+from .resolver import Resolver
+
+
+class Calls:
+    """The session's call path over its resolver, router, cache and journal."""
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        router: Router,
+        cache: ResponseCache,
+        journal: Journal,
+        session_run_id: str,
+    ) -> None:
+        self.resolver = resolver
+        self.router = router
+        self.cache = cache
+        self.journal = journal
+        self.session_run_id = session_run_id
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.resolver.catalog
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        return self.resolver.providers
+
+    def cached_answers(
+        self,
+        calls: Sequence[tuple[ChatRequest, int]],
+        *,
+        cache: CachePolicy,
+        fallback: bool,
+        run_id: str | None = None,
+    ) -> list[ChatResult | None]:
+        """The cached answer to each ``(request, sample)``, recorded as a call, or None where it must be asked.
+
+        One pass over the calls, one lookup each, on whatever thread calls it: ``chat()`` tries it before
+        the trip to the loop and ``compare()`` before it sends anything.  A spec whose catalog or model list
+        has not been loaded, or a request the routing path would refuse, gets None: `acall` loads, refuses
+        and records those.
+        """
+        if cache is not CachePolicy.USE or not self.cache.enabled:
+            return [None] * len(calls)
+        groups = {spec: self.resolver.loaded_groups(spec) for spec in {request.model for request, _ in calls}}
+        run_id = run_id or self.session_run_id
+        return [
+            self._cached(request.for_sample(sample), sample, groups[request.model], fallback, run_id)
+            for request, sample in calls
+        ]
+
+    def _cached(
+        self, request: ChatRequest, sample: int, groups: list[ModelGroup] | None, fallback: bool, run_id: str
+    ) -> ChatResult | None:
+        if groups is None:
+            return None
+        try:
+            refuse_unsupported(request, groups, self.providers)
+        except LabError:
+            return None
+        hit = self.cache.get(self.cache_key(request, groups, sample, fallback, CachePolicy.USE))
+        if hit is None:
+            return None
+        result = cached_result(hit, self.catalog.spec_name(request.model), new_id("q"))
+        who = _identity(request, sample, "chat") if run_id == self.session_run_id else {}  # a compare has its rows
+        self.journal.succeeded(result, run_id, who, wall=time.time())
+        return result
+
+    async def call(
+        self,
+        request: ChatRequest,
+        sample: int,
+        cache: CachePolicy,
+        fallback: bool,
+        strategy: str | None,
+        run_id: str,
+    ) -> ChatResult | LabError:
+        request_id = new_id("q")
+        request = request.for_sample(sample)
+        spec = self.catalog.spec_name(request.model)
+        who = _identity(request, sample, "chat") if run_id == self.session_run_id else {}  # a compare has its rows
+        started, wall = time.perf_counter(), time.time()
+        try:
+            groups = await self.resolver.groups(request.model)
+            refuse_unsupported(request, groups, self.providers)
+            key = self.cache_key(request, groups, sample, fallback, cache)
+            hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
+            if hit is not None:
+                result = cached_result(hit, spec, request_id)
+                self.journal.succeeded(result, run_id, who, wall=wall)
+                return result
+            routed = await self.router.complete(request, request_id, fallback=fallback, strategy=strategy)
+        except LabError as exc:
+            self.journal.failed_call(exc, spec, run_id, request_id, time.perf_counter() - started, who)
+            return exc
+        return self._succeeded(routed, spec, run_id, request_id, key, who, streamed=False)
+
+    def cache_key(
+        self, request: ChatRequest, groups: list[ModelGroup], sample: int, fallback: bool, cache: CachePolicy
+    ) -> str:
+        """The key names what may answer, by identity (provider, server or weights, upstream model), never by
+        alias: re-pointing a name is a miss.  Without fallback only the first group may answer, so an answer
+        another model gave (cached by a fallback call) must not be found."""
+        if not self.cache.enabled or cache is CachePolicy.OFF:
+            return ""
+        return canonical_key(request, self.resolver.identities(groups if fallback else groups[:1]), sample)
+
+    def _succeeded(
+        self, routed: Routed, spec: str, run_id: str, request_id: str, key: str, who: dict[str, Any], *, streamed: bool
+    ) -> ChatResult:
+        """Turn a routed completion into the result, store it under *key* (if any) and record it."""
+        capabilities = self.providers[routed.deployment.provider].capabilities
+        result = routed_result(routed, spec, request_id, streamed=streamed, capabilities=capabilities)
+        if key:
+            self.cache.put(key, cache_value(result))
+        self.journal.succeeded(result, run_id, who)
+        return result
+
+    async def stream(
+        self, request: ChatRequest, options: Mapping[str, Any]
+    ) -> AsyncGenerator[str | ChatResult, None]:
+        cache, sample = CachePolicy.of(options.get("cache", True)), options.get("sample", 0)
+        fallback, strategy = options.get("fallback", True), options.get("strategy")
+        request = request.for_sample(sample)
+        spec = self.catalog.spec_name(request.model)
+        run_id, request_id = self.session_run_id, new_id("q")
+        who = _identity(request, sample, "stream")
+        started, wall = time.perf_counter(), time.time()
+        groups = await self.resolver.groups(request.model)
+        refuse_unsupported(request, groups, self.providers)
+        key = self.cache_key(request, groups, sample, fallback, cache)
+        hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
+        if hit is not None:
+            result = cached_result(hit, spec, request_id)
+            self.journal.succeeded(result, run_id, who, wall=wall)
+            yield result.text
+            yield result
+            return
+        routed: list[Routed] = []
+        try:
+            async for chunk in self.router.stream(
+                request, request_id, fallback=fallback, strategy=strategy, routed=routed
+            ):
+                if chunk.delta:
+                    yield chunk.delta
+        except LabError as exc:
+            self.journal.failed_call(exc, spec, run_id, request_id, time.perf_counter() - started, who)
+            raise exc from None
+        yield self._succeeded(routed[0], spec, run_id, request_id, key, who, streamed=True)
+
+
+def _identity(request: ChatRequest, sample: int, via: str) -> dict[str, Any]:
+    """What a results row of a chat or stream call says about its request: the last user turn as the
+    prompt, the system prompt, the parameters set, the sample, the way and the time it was asked."""
+    prompt, system = "", None
+    for message in request.messages:
+        if message.role == "user":
+            prompt = message.content
+        elif message.role == "system" and system is None:
+            system = message.content
+    return {
+        "prompt": prompt, "system": system, "params": request.params.payload(), "sample": sample, "via": via,
+        "asked_at": time.time(),
+    }  # fmt: skip
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
