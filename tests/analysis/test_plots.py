@@ -378,6 +378,15 @@ def test_ratings_are_drawn_best_on_top_with_their_intervals(tmp_path) -> None:
     fig.savefig(tmp_path / "ratings.png")
 
 
+def test_a_rating_without_an_estimable_interval_is_drawn_as_such() -> None:
+    from opencode_lab import ratings
+
+    table = ratings(pd.DataFrame({"model_a": ["x"] * 5, "model_b": ["y"] * 5, "winner": ["x"] * 5}))
+    ax = plot(table, "ratings").axes[0]
+    assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]  # no zero-width bar
+    assert [t.get_text() for t in ax.texts] == ["n=5, interval not estimable"] * 2
+
+
 def test_ratings_need_a_ratings_frame() -> None:
     with pytest.raises(ValueError, match=r"frame of opencode_lab\.ratings"):
         plot(pd.DataFrame({"model": ["a"]}), "ratings")
