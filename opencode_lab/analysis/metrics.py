@@ -72,7 +72,8 @@ def summarize(
     - ``top_error`` most common ``error_type`` among failed rows (ties: alphabetical; None if none).
     - ``note`` what a reader must know: failures counted as 0, a score resting on other prompts
       than the other groups' (lost to failures or never asked), an interval there are too few
-      calls for.  ``attrs["failures"]`` holds the policy.
+      calls for.  ``attrs["failures"]`` holds the policy; ``attrs["scorers"]`` the scorers' names,
+      when the results recorded them (``compare`` and ``grade`` do).
 
     Raises `InvalidRequestError` (a ValueError) naming any missing column.
     """
