@@ -182,7 +182,7 @@ def _group_stats(g: pd.DataFrame, scores: list[str], bounded: dict[str, bool], c
     latency: dict[str, float] = {}
     for q, name in ((0.50, "latency_p50_s"), (0.95, "latency_p95_s")):
         interval = quantile_interval(timed["latency_s"].to_numpy(), timed["_cluster"].to_numpy(), q)
-        latency.update({name: timed["latency_s"].quantile(q), f"{name}_ci_low": interval.low,
+        latency.update({name: float(timed["latency_s"].quantile(q)), f"{name}_ci_low": interval.low,
                         f"{name}_ci_high": interval.high})  # fmt: skip
         if interval.reason and len(timed):
             notes.append(f"no 95 % interval of latency p{round(q * 100)}: {interval.reason}")

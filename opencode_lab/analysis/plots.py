@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import cycle, pairwise
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -275,7 +276,8 @@ def _paired(ax: Axes, v: _View) -> None:
     names = dict(zip((str(k) for k in v.stats.index), v.labels, strict=True))
     rows = list(range(len(table)))[::-1]
     reach = 0.0
-    for row, ((a, b), pair) in zip(rows, table.iterrows(), strict=True):
+    for row, key, (_, pair) in zip(rows, table.index, table.iterrows(), strict=True):
+        a, b = cast(tuple[Any, Any], key)
         diff, low, high = (pair[c] * scale for c in ("difference", "ci_low", "ci_high"))
         winner = next((m for m in (a, b) if str(pair["verdict"]).startswith(f"{m} ")), None)
         colour = model_colour(str(winner)) if winner is not None else "0.35"
@@ -506,7 +508,7 @@ def _bars_with_intervals(
 
 
 def _error_bars(
-    ax: Axes, xs: list[float], centre: list[float], low: list[float], high: list[float], **style: Any
+    ax: Axes, xs: Sequence[float], centre: Sequence[float], low: Sequence[float], high: Sequence[float], **style: Any
 ) -> None:
     """Vertical error bars where the interval is known, nothing where it is not: an unknown interval must
     not look like a zero-width one."""

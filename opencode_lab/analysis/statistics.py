@@ -225,7 +225,9 @@ class PromptTable:
         return notes
 
 
-def _test(x: np.ndarray, y: np.ndarray, clusters: np.ndarray, unclustered: bool, bounded: bool, level: float) -> dict:
+def _test(
+    x: np.ndarray, y: np.ndarray, clusters: np.ndarray, unclustered: bool, bounded: bool, level: float
+) -> dict[str, Any]:
     """Difference, SE, interval, discordant counts and p-value of one pair's per-prompt values."""
     from scipy.stats import t
 

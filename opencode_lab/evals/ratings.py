@@ -133,7 +133,8 @@ def ratings(
         resampled = resampled[(resampled.sum(axis=2) > 0).all(axis=1) & (resampled.sum(axis=1) > 0).all(axis=1)]
     replicates = SCALE * fit(resampled, prior) + BASE
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(replicates, [tail, 100 - tail], axis=0) if len(replicates) else (np.nan, np.nan)
+    nowhere = np.full(len(models), np.nan)  # no resample had a finite fit
+    low, high = np.percentile(replicates, [tail, 100 - tail], axis=0) if len(replicates) else (nowhere, nowhere)
     notes = [f"not estimable: {why}" if why else "" for _ in models]
     for i in range(len(models)):
         if not notes[i] and not high[i] - low[i] > _FLAT:
