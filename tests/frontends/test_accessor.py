@@ -103,6 +103,12 @@ def test_wide_marks_scores_and_shows_an_errors_cause_not_the_routers_preamble(re
     assert frame.iloc[1, 0] == "✗ server_error: internal server error (HTTP 500)"
 
 
+def test_wide_headers_give_each_models_score_as_stats_does(results):
+    headers = results.oc.wide().headers
+    assert headers["a/x"].startswith("score 0.50 · 1/2 failed, scored 0 · p50 ")  # as stats(): a failure scores 0
+    assert results.oc.stats().loc["a/x", "score_mean"] == 0.5
+
+
 def test_wide_html_wraps_answers_and_puts_expected_under_the_prompt(results):
     shown = results.oc.wide()._repr_html_()
     assert "white-space:pre-wrap" in shown and "expected: Paris" in shown and "color:#c62828" in shown
