@@ -162,8 +162,9 @@ def _prepared(results: pd.DataFrame, scores: list[str], failures: str) -> tuple[
     df = results.copy()
     df["_ok"] = df["error_type"].isna()
     df["_cached"] = df["cached"].map(truthy).astype(bool) & df["_ok"]
-    for col in ("latency_s", "ttft_s", "input_tokens", "output_tokens", "cost_usd", "cost_saved_usd"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    for col in MEASUREMENTS:
+        if col != "cached":
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     bounded = {}
     for name in scores:
         df[name], _, bounded[name] = values_under(results, name, failures)
