@@ -17,7 +17,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .analysis.statistics import paired, sample_size
+from .analysis.planning import sample_size
+from .analysis.statistics import paired
 from .core.attempt import Attempt
 from .core.config import ProviderConfig, Settings
 from .core.deployment import Deployment
@@ -172,11 +173,15 @@ async def acompare(prompts: Any, models: Any = None, **kwargs: Any) -> pd.DataFr
 
 
 def stats(
-    results: pd.DataFrame | None = None, by: str | list[str] = "model", *, cluster: str | None = None
+    results: pd.DataFrame | None = None,
+    by: str | list[str] = "model",
+    *,
+    cluster: str | None = None,
+    failures: str = "count",
 ) -> pd.DataFrame:
     """Per-model scores, failures, latency, tokens and cost with 95 % intervals; see `Lab.stats`."""
     __tracebackhide__ = True
-    return default_lab().stats(results, by=by, cluster=cluster)
+    return default_lab().stats(results, by=by, cluster=cluster, failures=failures)
 
 
 def grade(results: pd.DataFrame, scorer: Any, *, lab: Lab | None = None) -> pd.DataFrame:

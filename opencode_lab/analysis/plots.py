@@ -5,19 +5,21 @@ Figures are built with pyplot (so Jupyter's inline display is set up) and then
 a loop of 50 plots does not pile up open figures, and the global backend is never
 touched.  Save with ``fig.savefig(...)``; ``display(fig)`` shows it again.
 
-Uncertainty is drawn, not implied: score and failure-rate bars carry their 95 %
-intervals (`metrics.summarize`), latency boxes and bars say how many calls they rest
-on, and a stats frame's latency bars carry bootstrap intervals.
+The overview answers "which is better, and how sure": score bars with their 95 %
+intervals and the prompts they rest on (failures counted as `stats()` counts them), the
+paired difference of every pair of models with its interval and the verdict in words
+(`statistics.paired`), the failure rate when something failed, latency (boxes of the ok
+calls, or a stats frame's p50/p95 with order-statistic intervals), cost when calls were
+priced, and the score against cost or latency per output token.  Panels without data are
+left out, so free local models get no blank or negative-dollar panels.  Titles name the
+scorer (``compare`` records it in ``attrs["scorers"]``).
 
 One colour per model across every figure of a session (`model_colour`: assigned in
-order of first appearance, never red, which marks failures).  The overview leaves out
-panels without data (cost when every call was free or unpriced, a trade-off with
-nothing to trade), so free local models get no blank or negative-dollar panels.
-
-Readability defaults: models in alphabetical order of their full id (the row
-order of `stats()`), shortened to the last path segment (longer suffixes where
-two would clash, an ellipsis past 30 characters), tick labels turned only as far
-as needed (0°, 30°, then 90°) for neighbours not to overlap.
+order of first appearance, never red, which marks failures).  Readability defaults:
+models in the order they were given (the row order of `stats()`), shortened to the
+last path segment (longer suffixes where two would clash, an ellipsis past 30
+characters), tick labels turned only as far as needed (0°, 30°, then 90°) for
+neighbours not to overlap.
 matplotlib and pandas are imported inside the functions.
 """
 
@@ -25,18 +27,23 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import cycle, pairwise
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-KINDS: tuple[str, ...] = ("overview", "score", "latency", "cost", "failures", "tradeoff", "ratings")
+KINDS: tuple[str, ...] = ("overview", "score", "paired", "latency", "cost", "failures", "tradeoff", "ratings")
 #: the overview's panels in reading order (those without data are left out)
-_PANELS = ("score", "failures", "latency", "cost", "tradeoff")
+_PANELS = ("score", "paired", "failures", "latency", "cost", "tradeoff")
+#: panels with one tick per model along x (their labels are turned as far as needed to stay apart)
+_MODEL_TICKS = ("score", "failures", "latency", "cost")
+#: the overview's paired panel shows up to this many pairs (4 models); ``kind="paired"`` shows any number
+_MAX_PAIRS = 6
 _ROTATIONS = (0, 30, 90)
 _MAX_LABEL = 30
 #: model colours: matplotlib's cycle without its red and brown (error types use reds and browns)
@@ -54,11 +61,15 @@ def model_colour(model: str) -> str:
 
 @dataclass
 class _View:
-    """What every panel needs: per-row data when there is some, per-model stats always."""
+    """What every panel needs: per-row data when there is some, per-model stats always, the score to show
+    (``score``, else the first ``score_<name>``) and, from rows, its paired comparisons."""
 
     results: pd.DataFrame | None
     stats: pd.DataFrame
     labels: list[str]
+    score: str | None
+    scorers: dict[str, str]
+    paired: pd.DataFrame | None
 
     @property
     def positions(self) -> list[int]:
@@ -78,6 +89,10 @@ class _View:
         """Whether *panel* has data to show (the overview leaves the others out)."""
         if panel == "score":
             return self.scored
+        if panel == "paired":
+            return self.paired is not None and not self.paired.empty
+        if panel == "failures":
+            return any(f > 0 for f in self.column("failed"))
         if panel == "latency":
             return any(n > 0 for n in self.column("n_latency"))
         if panel == "cost":
@@ -88,7 +103,20 @@ class _View:
 
     @property
     def scored(self) -> bool:
-        return "score_mean" in self.stats.columns
+        return self.score is not None
+
+    @property
+    def scorer(self) -> str | None:
+        """Who gave the shown score, for titles: the scorer's recorded name, else the ``<name>`` of
+        ``score_<name>``; None for a plain ``score`` of unknown origin."""
+        assert self.score is not None
+        if self.score in self.scorers:
+            return self.scorers[self.score]
+        return None if self.score == "score" else self.score.removeprefix("score_")
+
+    def titled(self, what: str) -> str:
+        """``"Score: exact"``, or just ``"Score"`` when the scorer is unknown."""
+        return f"{what}: {self.scorer}" if self.scorer else what
 
     def column(self, name: str) -> list[float]:
         """A stats column as floats; all NaN when the frame lacks it (a stats frame saved before it existed)."""
@@ -103,7 +131,8 @@ def plot(data: pd.DataFrame, kind: str = "overview", *, ax: Axes | None = None) 
     ``data`` is a results frame (has ``latency_s``: latency is drawn as box plots of ok
     calls) or a stats frame (has ``latency_p50_s``: p50 bars and p95 ticks, each with its
     interval); ``ratings`` draws a frame of `opencode_lab.ratings` instead.  ``score`` needs a score
-    column; the overview shows the panels that have data (score, failures, latency, cost, trade-off).
+    column, ``paired`` a results frame with a score and two models; the overview shows the panels that
+    have data (score, paired differences, failures, latency, cost, trade-off).
     ``ax`` draws a single kind into an existing axes.
     Raises ValueError for an unknown kind, a frame of neither shape, no rows, or no score.
     """
@@ -116,20 +145,24 @@ def plot(data: pd.DataFrame, kind: str = "overview", *, ax: Axes | None = None) 
         raise ValueError("kind='overview' draws its own figure of several panels; pass ax= only with a single kind")
     if kind == "score" and not view.scored:
         raise ValueError("no score to plot: the frame has no score column (compare(..., scorer=...) adds one)")
+    if kind == "paired" and not view.has("paired"):
+        raise ValueError("kind='paired' needs a results frame with a score column and at least two models")
     n = len(view.labels)
     if kind == "overview":
         return _overview(view, n)
     own = ax is None
     if ax is None:
-        _, ax = _new_figure((min(14.0, max(6.4, 0.55 * n + 3)), 4.6))
+        pairs = len(view.paired) if kind == "paired" and view.paired is not None else 0
+        _, ax = _new_figure((min(14.0, max(6.4, 0.55 * n + 3)), max(4.6, 0.7 * pairs + 1.4)))
     _DRAW[kind](ax, view)
     fig = ax.figure.figure  # the root figure, also when ax lives in a subfigure
-    _finish(fig, [ax] if kind != "tradeoff" else [], detach=own)
+    _finish(fig, [ax] if kind in _MODEL_TICKS else [], detach=own)
     return fig
 
 
 def _ratings(ratings: pd.DataFrame, ax: Axes | None) -> Figure:
-    """Bradley-Terry ratings, best first, each with its bootstrap 95 % interval and the battles behind it."""
+    """Bradley-Terry ratings, best first, each with its bootstrap 95 % interval and the battles behind it; a
+    rating whose interval is not estimable is a hollow marker saying so, never a zero-width bar."""
     missing = [c for c in ("rating", "ci_low", "ci_high", "battles") if c not in ratings.columns]
     if missing or ratings.empty:
         raise ValueError(f"kind='ratings' draws a frame of opencode_lab.ratings(); missing: {missing or 'rows'}")
@@ -139,15 +172,20 @@ def _ratings(ratings: pd.DataFrame, ax: Axes | None) -> Figure:
         _, ax = _new_figure((6.4, max(2.4, 0.5 * len(ordered) + 1.4)))
     names = [str(m) for m in ordered.index]
     rows = list(range(len(ordered)))
-    low, high = ordered["rating"] - ordered["ci_low"], ordered["ci_high"] - ordered["rating"]
-    for row, name, rating, lo, hi in zip(rows, names, ordered["rating"], low, high, strict=True):
-        ax.errorbar(rating, row, xerr=[[lo], [hi]], fmt="o", color=model_colour(name), capsize=4)
-    for row, high_end, battles in zip(rows, ordered["ci_high"], ordered["battles"], strict=True):
-        ax.annotate(f"n={int(battles)}", (high_end, row), xytext=(6, 0), textcoords="offset points", va="center")
+    for row, name, (_, r) in zip(rows, names, ordered.iterrows(), strict=True):
+        colour = model_colour(name)
+        if r["ci_low"] == r["ci_low"]:
+            ax.errorbar(r["rating"], row, xerr=[[r["rating"] - r["ci_low"]], [r["ci_high"] - r["rating"]]], fmt="o",
+                        color=colour, capsize=4)  # fmt: skip
+            end, text = r["ci_high"], f"n={int(r['battles'])}"
+        else:
+            ax.plot([r["rating"]], [row], "o", mfc="none", color=colour)
+            end, text = r["rating"], f"n={int(r['battles'])}, interval not estimable"
+        ax.annotate(text, (end, row), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(rows, _short_names(names))
     ax.set_xlabel("rating (Elo scale)")
-    ax.set_title("Bradley-Terry rating (95 % bootstrap interval; n battles)")
-    ax.margins(x=0.15)
+    ax.set_title("Bradley-Terry rating (95 % bootstrap interval over prompts; n battles)")
+    ax.margins(x=0.3)
     fig = ax.figure.figure
     _finish(fig, [], detach=own)
     return fig
@@ -156,7 +194,7 @@ def _ratings(ratings: pd.DataFrame, ax: Axes | None) -> Figure:
 def _overview(view: _View, n: int) -> Figure:
     import matplotlib.pyplot as plt
 
-    shown = [p for p in _PANELS if view.has(p)]
+    shown = [p for p in _PANELS if view.has(p) and (p != "paired" or len(view.paired) <= _MAX_PAIRS)]  # type: ignore[arg-type]
     rows = _mosaic(shown)
     width = len(rows[0]) // 2  # panels in the widest row
     fig = plt.figure(
@@ -165,7 +203,7 @@ def _overview(view: _View, n: int) -> Figure:
     panels = fig.subplot_mosaic(rows)
     for panel, panel_ax in panels.items():
         _DRAW[panel](panel_ax, view)
-    _finish(fig, [a for p, a in panels.items() if p != "tradeoff"], detach=True)
+    _finish(fig, [a for p, a in panels.items() if p in _MODEL_TICKS], detach=True)
     return fig
 
 
@@ -217,13 +255,52 @@ def plot_traffic(attempts: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
 
 
 def _score(ax: Axes, v: _View) -> None:
-    mean = v.column("score_mean")
-    _bars_with_intervals(ax, v, mean, v.column("score_ci_low"), v.column("score_ci_high"), color=v.colours)
-    _label_n(ax, v.positions, _highest(mean, v.column("score_ci_high")), v.column("n_score"))
+    name = v.score
+    mean = v.column(f"{name}_mean")
+    _bars_with_intervals(ax, v, mean, v.column(f"{name}_ci_low"), v.column(f"{name}_ci_high"), color=v.colours)
+    prompts = f"n_{name}_prompts" if f"n_{name}_prompts" in v.stats.columns else f"n_{name}"
+    _label_n(ax, v.positions, _highest(mean, v.column(f"{name}_ci_high")), v.column(prompts))
     _model_ticks(ax, v.labels)
     ax.set_ylim(bottom=min(0.0, *(m for m in mean if m == m)))  # NaN != NaN
     ax.set_ylabel("mean score")
-    ax.set_title("Score (95 % interval; n scored calls)")
+    failures = " (a failure scores 0)" if any(f > 0 for f in v.column("failed")) else ""
+    ax.set_title(f"{v.titled('Score')}{failures}\n95 % interval; n prompts")
+
+
+def _paired(ax: Axes, v: _View) -> None:
+    """Every pair's difference (a - b) with its interval, top to bottom in the models' order, and over each
+    the pair and the verdict in words: which is better, by how much, how sure, on how many prompts."""
+    table = v.paired
+    assert table is not None
+    scale = 100.0 if table.attrs.get("points") else 1.0
+    names = dict(zip((str(k) for k in v.stats.index), v.labels, strict=True))
+    rows = list(range(len(table)))[::-1]
+    reach = 0.0
+    for row, key, (_, pair) in zip(rows, table.index, table.iterrows(), strict=True):
+        a, b = cast(tuple[Any, Any], key)
+        diff, low, high = (pair[c] * scale for c in ("difference", "ci_low", "ci_high"))
+        winner = next((m for m in (a, b) if str(pair["verdict"]).startswith(f"{m} ")), None)
+        colour = model_colour(str(winner)) if winner is not None else "0.35"
+        if low == low:
+            ax.errorbar(diff, row, xerr=[[diff - low], [high - diff]], fmt="o", color=colour, capsize=4)
+            reach = max(reach, abs(low), abs(high))
+        elif diff == diff:
+            ax.plot([diff], [row], "o", color=colour)
+        verdict = str(pair["verdict"])
+        if winner is not None:
+            verdict = names.get(str(winner), str(winner)) + verdict.removeprefix(str(winner))
+        pair_name = f"{names.get(str(a), a)} − {names.get(str(b), b)} (n={int(pair['n_prompts'])})"
+        ax.annotate(f"{pair_name}\n{verdict}", (0, row), xytext=(0, 7), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=8, color=colour)  # fmt: skip
+    ax.axvline(0, color="0.5", linestyle="--", linewidth=1)
+    reach = reach * 1.15 or (0.1 * scale)
+    ax.set_xlim(-reach, reach)
+    ax.set_ylim(-0.5, len(rows) - 0.1)
+    ax.set_yticks([])
+    ax.set_xlabel("difference in points of score (a − b)" if scale == 100 else "difference (a − b)")
+    level = float(table["ci_level"].iloc[0])
+    adjusted = f", Bonferroni over {len(table)} pairs" if len(table) > 1 else ""
+    ax.set_title(f"{v.titled('Paired difference in score')}\n{100 * level:.3g} % interval{adjusted}")
 
 
 def _latency(ax: Axes, v: _View) -> None:
@@ -244,10 +321,8 @@ def _latency(ax: Axes, v: _View) -> None:
             ax, v, p50, v.column("latency_p50_s_ci_low"), v.column("latency_p50_s_ci_high"), color=v.colours
         )
         p95, low, high = v.column("latency_p95_s"), v.column("latency_p95_s_ci_low"), v.column("latency_p95_s_ci_high")
-        ax.errorbar(
-            v.positions, p95, yerr=_spans(p95, low, high), fmt="_", color="k", markersize=16, capsize=3, elinewidth=0.8,
-            label="p95",
-        )  # fmt: skip
+        ax.plot(v.positions, p95, "_", color="k", markersize=16, label="p95")
+        _error_bars(ax, v.positions, p95, low, high, ecolor="k", capsize=3, elinewidth=0.8)
         _label_n(ax, v.positions, _highest(p50, p95, high), v.column("n_latency"))
         ax.set_title("Latency p50 bars, p95 ticks (95 % CI)")
     _model_ticks(ax, v.labels)
@@ -296,7 +371,7 @@ def _failures(ax: Axes, v: _View) -> None:
     else:
         ax.bar(v.positions, [r if r == r else 0.0 for r in rate], width=0.6, color="C3")
     low, high = v.column("failure_rate_ci_low"), v.column("failure_rate_ci_high")
-    ax.errorbar(v.positions, rate, yerr=_spans(rate, low, high), fmt="none", ecolor="k", capsize=4, elinewidth=1)
+    _error_bars(ax, v.positions, rate, low, high, ecolor="k", capsize=4, elinewidth=1)
     tops = _highest(rate, high)
     calls = v.stats["calls"].astype(int).tolist()
     for x, top, k, n in zip(v.positions, tops, failed, calls, strict=True):
@@ -310,42 +385,54 @@ def _failures(ax: Axes, v: _View) -> None:
 
 def _tradeoff(ax: Axes, v: _View) -> None:
     """Which model, at what price or speed, how sure: the mean score (with its interval) against cost per
-    1k calls when calls were priced, else against median latency; without scores, cost against latency.
-    A model's failure rate is written under its name, and its marker is hollow when half its calls or more
-    failed: a score over the few answers it gave must not look like a winner."""
+    1k calls when calls were priced, else against latency per output token (so a terse answer does not win
+    by being short); without scores, cost against latency.  A model's failure rate is written under its
+    name, and its marker is hollow when half its calls or more failed.  The x axis starts at 0, so a spread
+    of microseconds is not blown up to fill the panel."""
     quality = v.scored
     priced = v.priced or not quality  # unscored: always cost against latency
-    x_name = "cost_per_1k_calls_usd" if priced else "latency_p50_s"
-    y_name = "score_mean" if quality else "latency_p50_s"
-    x, y, rate = v.column(x_name), v.column(y_name), v.column("failure_rate")
+    per_token = [1000 / t if t == t and t > 0 else math.nan for t in v.column("output_tokens_per_s")]
+    if priced:
+        x, x_label = v.column("cost_per_1k_calls_usd"), "cost per 1k calls (USD)"
+    elif any(t == t for t in per_token):
+        x, x_label = per_token, "latency per output token (ms)"
+    else:
+        x, x_label = v.column("latency_p50_s"), "latency p50 (s)"
+    y = v.column(f"{v.score}_mean") if quality else v.column("latency_p50_s")
+    rate = v.column("failure_rate")
     shown = [i for i in v.positions if x[i] == x[i] and y[i] == y[i]]  # NaN != NaN
     if quality:
-        low, high = v.column("score_ci_low"), v.column("score_ci_high")
-        spans = _spans([y[i] for i in shown], [low[i] for i in shown], [high[i] for i in shown])
-        ax.errorbar([x[i] for i in shown], [y[i] for i in shown], yerr=spans, fmt="none", ecolor="0.5", capsize=3)
-    middle = (min((x[i] for i in shown), default=0.0) + max((x[i] for i in shown), default=0.0)) / 2
-    for i in shown:
+        low, high = v.column(f"{v.score}_ci_low"), v.column(f"{v.score}_ci_high")
+        _error_bars(ax, [x[i] for i in shown], [y[i] for i in shown], [low[i] for i in shown], [high[i] for i in shown],
+                    ecolor="0.5", capsize=3)  # fmt: skip
+    right_end = max((x[i] for i in shown), default=1.0)
+    below = _crowded_points([x[i] for i in shown], [y[i] for i in shown])
+    for i, under in zip(shown, below, strict=True):
         colour, failing = v.colours[i], rate[i] == rate[i] and rate[i] >= 0.5
         ax.scatter([x[i]], [y[i]], s=60, zorder=3, color="none" if failing else colour, edgecolors=colour, linewidths=2)
         label = v.labels[i] + (f"\n{rate[i]:.0%} failed" if rate[i] == rate[i] and rate[i] > 0 else "")
-        right = x[i] <= middle  # labels point inwards: none runs off the axes
-        ax.annotate(label, (x[i], y[i]), xytext=(6 if right else -6, 4), textcoords="offset points", fontsize=8,
-                    ha="left" if right else "right", color="#c62828" if failing else "0.15")  # fmt: skip
+        right = x[i] <= right_end / 2  # labels point inwards: none runs off the axes
+        ax.annotate(label, (x[i], y[i]), xytext=(6 if right else -6, -6 if under else 4), textcoords="offset points",
+                    fontsize=8, ha="left" if right else "right", va="top" if under else "baseline",
+                    color="#c62828" if failing else "0.15")  # fmt: skip
     hidden = [v.labels[i] for i in v.positions if i not in shown]
     if hidden:
         ax.text(0.01, 0.99, "not shown (no data): " + ", ".join(hidden), transform=ax.transAxes, va="top",
                 fontsize=7, wrap=True)  # fmt: skip
     ax.margins(0.25)
-    ax.set_xlabel("cost per 1k calls (USD)" if priced else "latency p50 (s)")
+    ax.set_xlim(0, right_end * 1.3 if right_end > 0 else 1.0)
+    ax.set_xlabel(x_label)
     ax.set_ylabel("mean score" if quality else "latency p50 (s)")
-    if priced:
-        ax.set_xlim(left=0)
-    what = "Score" if quality else "Latency"
+    what = v.titled("Score") if quality else "Latency"
+    against = "cost" if priced else "latency per token" if x_label.startswith("latency per") else "latency"
     corner = "upper left" if quality else "lower left"
-    ax.set_title(f"{what} vs {'cost' if priced else 'latency'} ({corner} is better)")
+    ax.set_title(f"{what} vs {against}\n({corner} is better)")
 
 
-_DRAW = {"score": _score, "latency": _latency, "cost": _cost, "failures": _failures, "tradeoff": _tradeoff}
+_DRAW = {
+    "score": _score, "paired": _paired, "latency": _latency, "cost": _cost, "failures": _failures,
+    "tradeoff": _tradeoff,
+}  # fmt: skip
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -354,6 +441,7 @@ _DRAW = {"score": _score, "latency": _latency, "cost": _cost, "failures": _failu
 def _view(data: Any) -> _View:
     from ..core.schema import truthy
     from .metrics import summarize
+    from .statistics import paired
 
     columns = getattr(data, "columns", None)
     if columns is None:
@@ -370,9 +458,14 @@ def _view(data: Any) -> _View:
         results, stats = None, data
     else:
         raise ValueError("plot() needs a results frame (with latency_s) or a stats frame (with latency_p50_s)")
-    order = sorted(range(len(stats)), key=lambda i: str(stats.index[i]))
-    stats = stats.iloc[order]
-    return _View(results, stats, _labels(stats.index))
+    means = [c.removesuffix("_mean") for c in stats.columns if c.endswith("_mean")]
+    scores = [c for c in means if c == "score"] + [c for c in means if c.startswith("score_")]
+    score = scores[0] if scores else None
+    compared = None
+    if results is not None and score is not None and len(stats) > 1:
+        compared = paired(results, score)
+    scorers = {**data.attrs.get("scorers", {})}
+    return _View(results, stats, _labels(stats.index), score, scorers, compared)
 
 
 def _labels(index: pd.Index) -> list[str]:
@@ -408,22 +501,35 @@ def _bars_with_intervals(
 ) -> None:
     """Bars (a missing value: no bar, "n/a") with their intervals as black error bars."""
     ax.bar(v.positions, [h if h == h else 0.0 for h in heights], width=0.6, color=color)
-    ax.errorbar(v.positions, heights, yerr=_spans(heights, low, high), fmt="none", ecolor="k", capsize=4, elinewidth=1)
+    _error_bars(ax, v.positions, heights, low, high, ecolor="k", capsize=4, elinewidth=1)
     for x, h in zip(v.positions, heights, strict=True):
         if h != h:
             ax.annotate("n/a", (x, 0), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
 
 
-def _spans(centre: list[float], low: list[float], high: list[float]) -> list[list[float]]:
-    """Error-bar lengths below and above each centre; 0 where the interval is unknown."""
+def _error_bars(
+    ax: Axes, xs: Sequence[float], centre: Sequence[float], low: Sequence[float], high: Sequence[float], **style: Any
+) -> None:
+    """Vertical error bars where the interval is known, nothing where it is not: an unknown interval must
+    not look like a zero-width one."""
+    known = [i for i in range(len(xs)) if centre[i] == centre[i] and low[i] == low[i] and high[i] == high[i]]
+    if known:
+        spans = [[max(0.0, centre[i] - low[i]) for i in known], [max(0.0, high[i] - centre[i]) for i in known]]
+        ax.errorbar([xs[i] for i in known], [centre[i] for i in known], yerr=spans, fmt="none", **style)
 
-    def span(a: float, b: float) -> float:
-        return b - a if b - a >= 0 else 0.0  # NaN fails the comparison
 
-    return [
-        [span(lo, c) for c, lo in zip(centre, low, strict=True)],
-        [span(c, hi) for c, hi in zip(centre, high, strict=True)],
-    ]
+def _crowded_points(x: list[float], y: list[float]) -> list[bool]:
+    """Which points' labels go below them: every other one of a run of points lying close together (within
+    5 % of the height of y and 15 % of the largest x: the x axis starts at 0), so their labels do not print
+    over each other."""
+    near_x = 0.15 * max((abs(v) for v in x), default=0.0)
+    near_y = 0.05 * max(max(y, default=0.0) - min(y, default=0.0), max((abs(v) for v in y), default=0.0))
+    below = [False] * len(x)
+    order = sorted(range(len(x)), key=lambda i: (y[i], x[i]))
+    for previous, current in pairwise(order):
+        if abs(y[current] - y[previous]) <= near_y and abs(x[current] - x[previous]) <= near_x:
+            below[current] = not below[previous]
+    return below
 
 
 def _highest(*series: list[float]) -> list[float]:

@@ -1,21 +1,37 @@
-"""Which model is better, and how many prompts it takes to tell: paired comparisons and sample sizes.
+"""Which model is better, and how sure: every pair of models compared on the same prompts.
 
-After Miller (2024), "Adding Error Bars to Evals" (arXiv 2411.00640): models are compared
-on the prompts both answered.  The per-prompt difference removes how hard each prompt is
-from the noise, so a paired test detects smaller gaps than two separate intervals would;
-the same spread of differences tells how many prompts a study needs.  Samples of one
-prompt are averaged first and ``cluster=`` groups prompts sharing a source, as in
-`opencode_lab.analysis.intervals`.  numpy, pandas and scipy are imported inside the functions.
+After Miller (2024), "Adding Error Bars to Evals" (arXiv 2411.00640): the per-prompt
+difference removes how hard each prompt is from the noise, so a paired comparison detects
+smaller gaps than two separate intervals would.  Samples of one prompt are averaged first
+and ``cluster=`` groups prompts sharing a source, as in `opencode_lab.analysis.intervals`.
+
+One analysis whose parts agree: for each pair, the test gives the p-value and the interval
+is the set of differences that same test does not reject, so an interval excluding 0 and a
+p-value below alpha always go together, and the verdict is read from the interval.
+
+- 0/1 outcomes per prompt (one sample, or samples that agree), no clusters: McNemar's
+  asymptotic test with Tango's score interval (`opencode_lab.analysis.mcnemar`);
+- otherwise: the paired t test on per-prompt differences (cluster-robust SE, t on G - 1
+  degrees of freedom) with its t interval, kept inside [-1, 1] for [0, 1] scores.
+
+Several pairs: Bonferroni for both, p-values multiplied by the number of pairs and intervals
+at level 1 - alpha / pairs (Holm's p-values have no matching intervals, so they could
+contradict them).  Failures follow `opencode_lab.analysis.failures`.  numpy, pandas and
+scipy are imported inside the functions.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
+from dataclasses import dataclass
 from itertools import combinations
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InvalidRequestError
-from .intervals import NAN, PROMPT_KEYS, clustered_se, holm, is_binary, t_interval, unit_codes
+from .failures import check_failures, listing, prompt_labels, values_under
+from .intervals import NAN, PROMPT_KEYS, clip, clustered_se, is_binary, t_interval, unit_codes
+from .mcnemar import mcnemar_p, tango_interval
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,8 +40,14 @@ if TYPE_CHECKING:
 #: metrics where a smaller value is the better one (every other metric: larger is better)
 LOWER_IS_BETTER: frozenset[str] = frozenset({"latency_s", "ttft_s", "cost_usd"})
 PAIRED_COLUMNS: tuple[str, ...] = (
-    "n_prompts", "mean_a", "mean_b", "difference", "se", "ci_low", "ci_high", "p_value", "p_holm", "test", "verdict",
+    "n_prompts", "lost", "failed_a", "failed_b", "mean_a", "mean_b", "difference", "se", "ci_low", "ci_high",
+    "ci_level", "only_a", "only_b", "p_value", "p_adjusted", "test", "verdict", "note",
 )  # fmt: skip
+NO_DIFFERENCE = "no detectable difference"
+TOO_FEW = "too few paired prompts"
+MCNEMAR = "McNemar"
+PAIRED_T = "paired t"
+_WORDS = {"latency_s": ("faster", " s"), "ttft_s": ("faster", " s"), "cost_usd": ("cheaper", " USD")}
 
 
 def paired(
@@ -36,193 +58,229 @@ def paired(
     cluster: str | None = None,
     confidence: float = 0.95,
     higher_is_better: bool | None = None,
+    failures: str = "count",
 ) -> pd.DataFrame:
-    """Every pair of models compared on the prompts both answered, one row per pair (a, b).
+    """Every pair of models compared on the same prompts, one row per pair (a, b) in the models' order of
+    first appearance (the order they were given to ``compare``).
 
-    Only successful rows with a value of ``metric`` count; samples of one prompt are
-    averaged first.  Index ``(model_a, model_b)`` in sorted order; columns:
+    A failed row counts as a score of 0 for a [0, 1] score (``failures="count"``, the default) or is left
+    out (``failures="drop"``: "when it answers"); other metrics always leave failures out.  Columns:
 
-    - ``n_prompts`` prompts both models answered; ``mean_a``, ``mean_b`` their means there;
-    - ``difference`` mean of (a - b) per prompt; ``se`` its standard error (cluster-robust with
-      ``cluster=``); ``ci_low``, ``ci_high`` its interval (t, clusters - 1 degrees of freedom);
-    - ``p_value``: McNemar's exact (binomial) test for 0/1 values with one sample per prompt
-      and no clusters, the paired t test otherwise (named in ``test``);
-    - ``p_holm`` the p-value Holm-adjusted across all pairs;
-    - ``verdict`` "A better" / "B better" when ``p_holm < 1 - confidence``, else "no detectable
-      difference" ("too few paired prompts" under two).  Better means higher, except for
-      `LOWER_IS_BETTER` metrics such as ``latency_s``; ``higher_is_better`` overrides.
+    - ``n_prompts`` prompts the comparison rests on; ``lost`` prompts both models were asked but left out
+      because a call failed; ``failed_a``, ``failed_b`` prompts on which each model failed;
+    - ``mean_a``, ``mean_b`` means on those prompts; ``difference`` mean of (a - b) per prompt, ``se`` its
+      standard error (cluster-robust with ``cluster=``);
+    - ``ci_low``, ``ci_high`` the interval of the difference at ``ci_level`` = 1 - (1 - confidence) / pairs
+      (Bonferroni): Tango's score interval (McNemar) or the t interval (paired t), named in ``test``;
+    - ``only_a``, ``only_b`` discordant prompts of 0/1 outcomes (only a right, only b right);
+    - ``p_value`` of the test; ``p_adjusted`` = min(1, p x pairs), below 1 - confidence exactly when the
+      interval excludes 0;
+    - ``verdict``: "<model> better by 40.0 points [3.1, 76.9]" (``faster``/``cheaper`` for latency and cost)
+      when the interval excludes 0, else "no detectable difference" ("too few paired prompts" under two);
+    - ``note``: the failures and who had them, prompts left out, and the verdict under the other failure
+      policy when it differs.
+
+    Better means higher, except for `LOWER_IS_BETTER` metrics such as ``latency_s``; ``higher_is_better``
+    overrides.
     """
     import pandas as pd
 
-    table, prompt_clusters, binary = _prompt_table(results, metric, by, cluster)
+    failures = check_failures(failures)
+    if not 0 < confidence < 1:
+        raise InvalidRequestError(f"confidence must be between 0 and 1, got {confidence!r}")
+    table = PromptTable.of(results, metric, by, cluster, failures)
     lower_wins = metric in LOWER_IS_BETTER if higher_is_better is None else not higher_is_better
-    index, rows = [], []
-    for a, b in combinations(sorted(table.columns, key=str), 2):
-        both = table[[a, b]].notna().all(axis=1).to_numpy()
-        rows.append(
-            _pair(table[a].to_numpy()[both], table[b].to_numpy()[both], prompt_clusters[both], binary, confidence)
-        )
-        index.append((a, b))
+    pairs = list(combinations(range(len(table.models)), 2))
+    tested = sum(table.shared(a, b, table.values).sum() >= 2 for a, b in pairs)
+    level = 1 - (1 - confidence) / max(1, tested)
+    rows = []
+    for a, b in pairs:
+        names = table.models[a], table.models[b]
+        row = table.compare(a, b, table.values, level)
+        row["p_adjusted"] = min(1.0, row["p_value"] * tested) if row["p_value"] == row["p_value"] else NAN
+        winner = _winner(*names, row, lower_wins)
+        row["verdict"] = _verdict(winner, row, metric, table.bounded)
+        notes = table.notes(a, b, row["n_prompts"])
+        if table.alternative is not None:
+            other = table.compare(a, b, table.alternative, level)
+            other_winner = _winner(*names, other, lower_wins)
+            if other_winner != winner:
+                policy = "with failures='drop' (when they answer)" if failures == "count" else "counting failures as 0"
+                notes.append(f"{policy}: {_verdict(other_winner, other, metric, table.bounded)}")
+        row["note"] = "; ".join(notes)
+        rows.append(row)
     out = pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
-    out["p_holm"] = holm(out["p_value"].tolist())
-    out["verdict"] = [
-        _verdict(row.difference, row.p_holm, row.n_prompts, 1 - confidence, lower_wins) for row in out.itertuples()
-    ]
-    out["n_prompts"] = out["n_prompts"].astype("int64")
-    out.index = pd.MultiIndex.from_tuples(index, names=["model_a", "model_b"]) if index else _empty_pairs()
+    for name in ("n_prompts", "lost", "failed_a", "failed_b"):
+        out[name] = out[name].astype("int64")
+    for name in ("only_a", "only_b"):
+        out[name] = out[name].astype("Int64")
+    levels = ["model_a", "model_b"]
+    named = [(table.models[a], table.models[b]) for a, b in pairs]
+    empty = pd.MultiIndex.from_arrays([[], []], names=levels)
+    out.index = pd.MultiIndex.from_tuples(named, names=levels) if named else empty
+    out.attrs["failures"] = failures
+    out.attrs["points"] = table.bounded  # differences of a [0, 1] score: the verdicts read them as points
     return out
 
 
-def sample_size(
-    effect: float,
-    *,
-    pilot: pd.DataFrame | None = None,
-    sd: float | None = None,
-    p: float | None = None,
-    correlation: float = 0.0,
-    metric: str = "score",
-    by: str = "model",
-    alpha: float = 0.05,
-    power: float = 0.8,
-) -> int:
-    """Prompts needed for a two-sided paired t test at ``alpha`` to detect a true gap of ``effect`` with ``power``.
+@dataclass
+class PromptTable:
+    """Per-prompt means of one metric (rows: prompts, columns: models in order of appearance) under the chosen
+    failure policy, under the other one when it differs (``alternative``), and which prompts each model was
+    asked and failed on."""
 
-    The SD of the per-prompt differences comes from exactly one of:
+    models: list[Any]
+    values: np.ndarray
+    alternative: np.ndarray | None
+    asked: np.ndarray
+    failed: np.ndarray
+    clusters: np.ndarray
+    labels: list[str]
+    errors: list[str]
+    bounded: bool
+    counted: bool
+    clustered: bool
 
-    - ``pilot``: a results frame; per-prompt differences of ``metric`` between every pair of
-      its models, and the largest of their SDs (enough prompts for every pair);
-    - ``sd``: an assumed SD of the per-prompt differences;
-    - ``p``: 0/1 scores, the weaker model scoring ``p`` and the other ``p + effect``, their
-      per-prompt results correlated by ``correlation`` (0: independent, the cautious
-      default; models tend to fail the same hard prompts, which makes fewer prompts enough).
+    @classmethod
+    def of(cls, results: pd.DataFrame, metric: str, by: str, cluster: str | None, failures: str) -> PromptTable:
+        import numpy as np
+        import pandas as pd
 
-    ``alpha`` is per comparison: with several pairs, divide it by their number to stay safe.
-    """
-    if not 0 < alpha < 1 or not 0 < power < 1:
-        raise InvalidRequestError(f"alpha and power must be between 0 and 1 (got alpha={alpha}, power={power})")
-    if not (effect > 0 and math.isfinite(effect)):
-        raise InvalidRequestError(f"effect must be a positive difference to detect, not {effect!r}")
-    given = [name for name, value in (("pilot", pilot), ("sd", sd), ("p", p)) if value is not None]
-    if len(given) != 1:
-        raise InvalidRequestError(f"sample_size() needs exactly one of pilot=, sd= or p= (got {given or 'none'})")
-    if pilot is not None:
-        spread = _pilot_sd(pilot, metric, by)
-    elif sd is not None:
-        spread = float(sd)
-    else:
-        spread = _binary_sd(float(p), effect, correlation)  # type: ignore[arg-type]
-    if not (spread > 0 and math.isfinite(spread)):
-        raise InvalidRequestError(f"the SD of the paired differences must be positive and finite, not {spread!r}")
-    return _prompts_for(effect, spread, alpha, power)
+        missing = [c for c in (metric, by) if c not in results.columns]
+        if missing:
+            raise InvalidRequestError(f"no column {missing[0]!r} in the results (columns: {list(results.columns)})")
+        if not any(c in results.columns for c in PROMPT_KEYS):
+            raise InvalidRequestError("pairing needs a prompt_id or prompt column to match each model's answers")
+        prompt_codes, clusters = unit_codes(results, cluster)
+        counted_values, failed, bounded = values_under(results, metric, "count")
+        dropped, _, _ = values_under(results, metric, "drop")
+        model, models = pd.factorize(results[by], use_na_sentinel=False)  # in order of first appearance
+        _, first, prompt = np.unique(prompt_codes, return_index=True, return_inverse=True)
+        shape = (len(first), len(models))
 
+        def total(weights: np.ndarray) -> np.ndarray:
+            return np.bincount(prompt * shape[1] + model, weights, minlength=shape[0] * shape[1]).reshape(shape)
 
-# -- helpers --------------------------------------------------------------------------------
+        def means(values: np.ndarray) -> np.ndarray:
+            known = ~np.isnan(values)
+            with np.errstate(invalid="ignore"):
+                return total(np.where(known, values, 0.0)) / total(known.astype(float))
 
-
-def _prompt_table(
-    results: pd.DataFrame, metric: str, by: str, cluster: str | None
-) -> tuple[pd.DataFrame, np.ndarray, bool]:
-    """Per-prompt means of ``metric`` (rows: prompts, columns: models), each prompt's cluster, and whether
-    the values are single 0/1 outcomes (one sample per prompt, no clusters)."""
-    import numpy as np
-    import pandas as pd
-
-    missing = [c for c in (metric, by) if c not in results.columns]
-    if missing:
-        raise InvalidRequestError(f"no column {missing[0]!r} in the results (columns: {list(results.columns)})")
-    if not any(c in results.columns for c in PROMPT_KEYS):
-        raise InvalidRequestError("pairing needs a prompt_id or prompt column to match each model's answers")
-    values = pd.to_numeric(results[metric], errors="coerce").astype("float64")
-    if results[metric].notna().sum() != values.notna().sum():
-        raise InvalidRequestError(f"metric {metric!r} must be numeric")
-    prompts, clusters = unit_codes(results, cluster)
-    ok = results["error_type"].isna().to_numpy() if "error_type" in results.columns else True
-    keep = ok & values.notna().to_numpy()
-    long = pd.DataFrame(
-        {"model": results[by].to_numpy()[keep], "prompt": prompts[keep], "value": values.to_numpy()[keep]}
-    )
-    cluster_of = dict(zip(prompts[keep], clusters[keep], strict=True))
-    table = long.pivot_table(index="prompt", columns="model", values="value", aggfunc="mean", sort=True)
-    samples = long.groupby(["model", "prompt"]).size()
-    binary = cluster is None and bool((samples == 1).all()) and is_binary(long["value"].to_numpy())
-    return table, np.array([cluster_of[p] for p in table.index], dtype=np.int64), binary
-
-
-def _pair(a: np.ndarray, b: np.ndarray, clusters: np.ndarray, binary: bool, confidence: float) -> list[object]:
-    from scipy.stats import binomtest, t
-
-    n = len(a)
-    if n < 2:
-        mean_a, mean_b = (float(a.mean()), float(b.mean())) if n else (NAN, NAN)
-        return [n, mean_a, mean_b, mean_a - mean_b, NAN, NAN, NAN, NAN, NAN, "", ""]
-    d = a - b
-    diff, se = float(d.mean()), clustered_se(d, clusters)
-    n_clusters = len(set(clusters.tolist()))
-    low, high = t_interval(diff, se, n_clusters, confidence)
-    if binary:
-        wins_a, wins_b = int((d > 0).sum()), int((d < 0).sum())
-        p_value = binomtest(wins_a, wins_a + wins_b, 0.5).pvalue if wins_a + wins_b else 1.0
-        test = "McNemar exact"
-    else:
-        if math.isnan(se) or se == 0:
-            p_value = 1.0 if diff == 0 or math.isnan(se) else 0.0
-        else:
-            p_value = 2 * float(t.sf(abs(diff) / se, n_clusters - 1))
-        test = "paired t"
-    return [n, float(a.mean()), float(b.mean()), diff, se, low, high, float(p_value), NAN, test, ""]
-
-
-def _verdict(diff: float, p_holm: float, n: int, alpha: float, lower_wins: bool) -> str:
-    if n < 2:
-        return "too few paired prompts"
-    if not p_holm < alpha:
-        return "no detectable difference"
-    return "A better" if (diff < 0) == lower_wins else "B better"
-
-
-def _empty_pairs() -> pd.MultiIndex:
-    import pandas as pd
-
-    return pd.MultiIndex.from_arrays([[], []], names=["model_a", "model_b"])
-
-
-def _pilot_sd(pilot: pd.DataFrame, metric: str, by: str) -> float:
-    import numpy as np
-
-    table, _, _ = _prompt_table(pilot, metric, by, None)
-    spreads = []
-    for a, b in combinations(table.columns, 2):
-        d = (table[a] - table[b]).dropna().to_numpy()
-        if len(d) >= 2:
-            spreads.append(float(np.std(d, ddof=1)))
-    if not spreads:
-        raise InvalidRequestError(
-            f"the pilot needs two models with at least two prompts both answered (models: {list(table.columns)})"
+        counted = bounded and failures == "count"
+        policies = {"count": means(counted_values), "drop": means(dropped)}
+        labels = prompt_labels(results)
+        kinds = results["error_type"].to_numpy() if "error_type" in results.columns else np.full(len(results), None)
+        return cls(
+            models=list(models),
+            values=policies["count" if counted else "drop"],
+            alternative=policies["drop" if counted else "count"] if bounded and failed.any() else None,
+            asked=total(np.ones(len(results))) > 0,
+            failed=total(failed.astype(float)) > 0,
+            clusters=clusters[first],
+            labels=[labels[i] for i in first],
+            errors=[_error_mix(kinds[(model == k) & failed]) for k in range(len(models))],
+            bounded=bounded,
+            counted=counted,
+            clustered=cluster is not None,
         )
-    return max(spreads)
+
+    def shared(self, a: int, b: int, values: np.ndarray) -> np.ndarray:
+        """Which prompts both models (by position) have a value for."""
+        import numpy as np
+
+        return ~np.isnan(values[:, a]) & ~np.isnan(values[:, b])
+
+    def compare(self, a: int, b: int, values: np.ndarray, level: float) -> dict[str, Any]:
+        """The numbers of one pair (everything but the adjusted p-value, verdict and note)."""
+        both = self.shared(a, b, values)
+        asked = self.asked[:, a] & self.asked[:, b]
+        failed_a, failed_b = self.failed[:, a] & asked, self.failed[:, b] & asked
+        x, y = values[both, a], values[both, b]
+        row: dict[str, Any] = {
+            "n_prompts": int(both.sum()), "lost": int((asked & ~both & (failed_a | failed_b)).sum()),
+            "failed_a": int(failed_a.sum()), "failed_b": int(failed_b.sum()),
+            "mean_a": float(x.mean()) if len(x) else NAN, "mean_b": float(y.mean()) if len(y) else NAN,
+            "ci_level": level, "only_a": None, "only_b": None,
+        }  # fmt: skip
+        row.update(_test(x, y, self.clusters[both], not self.clustered, self.bounded, level))
+        return row
+
+    def notes(self, a: int, b: int, n: int) -> list[str]:
+        """What a reader must know about this pair's prompts: failures (counted or left out), prompts without a
+        score, and prompts the pair was not compared on."""
+        notes = []
+        asked = self.asked[:, a] & self.asked[:, b]
+        for k in (a, b):
+            failed = self.failed[:, k] & asked
+            if failed.any():
+                how = "counted as 0" if self.counted else "left out"
+                which = listing([self.labels[i] for i in failed.nonzero()[0]])
+                count = int(failed.sum())
+                notes.append(f"{self.models[k]} failed on {count} prompt(s) ({self.errors[k]}), {how}: {which}")
+        unscored = asked & ~self.shared(a, b, self.values) & ~(self.failed[:, a] | self.failed[:, b])
+        if unscored.any():
+            notes.append(f"{int(unscored.sum())} prompt(s) without a score left out")
+        if 0 < n < len(self.labels):
+            notes.append(f"compared on {n} of the {len(self.labels)} prompts")
+        return notes
 
 
-def _binary_sd(p: float, effect: float, correlation: float) -> float:
-    if not 0 < p < 1 or not p + effect <= 1:
-        raise InvalidRequestError(f"p={p} and p + effect={p + effect} must both be proportions between 0 and 1")
-    if not -1 <= correlation <= 1:
-        raise InvalidRequestError(f"correlation must be between -1 and 1, not {correlation}")
-    var_a, var_b = (p + effect) * (1 - p - effect), p * (1 - p)
-    return math.sqrt(max(0.0, var_a + var_b - 2 * correlation * math.sqrt(var_a * var_b)))
+def _test(
+    x: np.ndarray, y: np.ndarray, clusters: np.ndarray, unclustered: bool, bounded: bool, level: float
+) -> dict[str, Any]:
+    """Difference, SE, interval, discordant counts and p-value of one pair's per-prompt values."""
+    from scipy.stats import t
+
+    n = len(x)
+    if n < 2:
+        return {"difference": float((x - y).mean()) if n else NAN, "se": NAN, "ci_low": NAN, "ci_high": NAN,
+                "p_value": NAN, "test": ""}  # fmt: skip
+    d = x - y
+    diff, se = float(d.mean()), clustered_se(d, clusters)
+    out: dict[str, Any] = {"difference": diff, "se": se}
+    if unclustered and is_binary(x) and is_binary(y):
+        only_a, only_b = int((d > 0).sum()), int((d < 0).sum())
+        low, high = tango_interval(only_a, only_b, n, level)
+        return {**out, "ci_low": low, "ci_high": high, "only_a": only_a, "only_b": only_b,
+                "p_value": mcnemar_p(only_a, only_b), "test": MCNEMAR}  # fmt: skip
+    groups = len(set(clusters.tolist()))
+    if math.isnan(se):
+        p_value = NAN
+    elif se == 0:  # every prompt differs by the same amount: the t statistic is 0 or infinite
+        p_value = 1.0 if diff == 0 else 0.0
+    else:
+        p_value = 2 * float(t.sf(abs(diff) / se, groups - 1))
+    low, high = clip(t_interval(diff, se, groups, level), (-1.0, 1.0) if bounded else None)
+    return {**out, "ci_low": low, "ci_high": high, "p_value": p_value, "test": PAIRED_T}
 
 
-def _prompts_for(effect: float, sd: float, alpha: float, power: float) -> int:
-    """Smallest n >= 2 whose two-sided paired t test has at least ``power`` (noncentral t)."""
-    from scipy.stats import nct, norm, t
+def _winner(a: Any, b: Any, row: dict[str, Any], lower_wins: bool) -> Any:
+    """The better model when the interval excludes 0, else None."""
+    if row["ci_low"] > 0:
+        larger, smaller = a, b
+    elif row["ci_high"] < 0:
+        larger, smaller = b, a
+    else:
+        return None
+    return smaller if lower_wins else larger
 
-    def achieved(n: int) -> float:
-        critical = float(t.ppf(1 - alpha / 2, n - 1))
-        shift = effect / sd * math.sqrt(n)
-        return float(nct.sf(critical, n - 1, shift) + nct.cdf(-critical, n - 1, shift))
 
-    n = max(2, math.ceil(((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * sd / effect) ** 2))
-    while achieved(n) < power:
-        n += 1
-    while n > 2 and achieved(n - 1) >= power:
-        n -= 1
-    return n
+def _verdict(winner: Any, row: dict[str, Any], metric: str, bounded: bool) -> str:
+    if row["n_prompts"] < 2 or math.isnan(row["ci_low"]):
+        return TOO_FEW
+    if winner is None:
+        return NO_DIFFERENCE
+    diff, low, high = row["difference"], row["ci_low"], row["ci_high"]
+    size, low, high = (diff, low, high) if low > 0 else (-diff, -high, -low)  # the larger one's lead
+    word, unit = _WORDS.get(metric, ("better", ""))
+    if bounded:
+        return f"{winner} better by {100 * size:.1f} points [{100 * low:.1f}, {100 * high:.1f}]"
+    return f"{winner} {word} by {size:.3g}{unit} [{low:.3g}, {high:.3g}]"
+
+
+def _error_mix(kinds: pd.Series) -> str:
+    """``"schema_mismatch"`` or ``"timeout 3, server_error 1"``: a model's failures by kind, most common first."""
+    counts = Counter(str(k) for k in kinds)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -54,9 +54,22 @@ async def agrade(lab: Asker, frame: pd.DataFrame, scorer: Any, *, run_id: str | 
             scored[name] = score_rows(item, rows)
         _warn_raised(name, scored[name])
     out = with_scores(frame, scored)
+    titles = {"score" if name is None else f"score_{name}": _title(item) for name, item in table.items()}
+    named = {column: title for column, title in titles.items() if title}
+    out.attrs["scorers"] = {**frame.attrs.get("scorers", {}), **named}  # what figures call each score column
     if judge_cost is not None:
         out["judge_cost_usd"] = judge_cost
     return out
+
+
+def _title(scorer: Any) -> str | None:
+    """A scorer's short name for titles: a judge's model, a function's name, a built-in's class (None for a
+    lambda: the column's name says as much)."""
+    model = getattr(scorer, "model", None)
+    if isinstance(model, str):
+        return f"judge {model}"
+    name = str(getattr(scorer, "__name__", type(scorer).__name__))
+    return None if name.startswith("<") else name
 
 
 def _warn_raised(name: str | None, scores: list[Score]) -> None:

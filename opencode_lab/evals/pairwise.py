@@ -54,7 +54,7 @@ SCHEMA = {
     "required": ["winner", "reason"],
 }
 BATTLE_COLUMNS = (
-    "pair", "prompt_id", "prompt", "sample", "swapped", "model_a", "model_b", "winner", "position", "reason",
+    "pair", "prompt_id", "prompt", "sample", "swapped", "model_a", "model_b", "winner", "score", "position", "reason",
     "judge_cost_usd",
 )  # fmt: skip
 _LETTER = r"(?:answer\s+)?([AB])\b"
@@ -67,6 +67,9 @@ _PROSE = (  # (pattern, whether its letter is the winner or the loser)
 _TIE = re.compile(
     r"\b(?:it'?s\s+a\s+tie|(?:winner|verdict)\s*(?:is|:|=|-)\s*(?:a\s+)?tie|equally\s+good)\b", re.IGNORECASE
 )
+#: the outcome for model_a of the answer the judge chose as shown (A is model_a): read by `ratings`, whatever the
+#: models are called (a model named "A", "b" or "tie" is never mistaken for a position or a tie)
+_SCORE = {"A": 1.0, "B": 0.0, "tie": 0.5}
 
 
 def pairwise(
@@ -74,7 +77,9 @@ def pairwise(
 ) -> pd.DataFrame:
     """Battles between every pair of models on every prompt (and sample) both answered, each judged in both
     orders: one row per verdict (`BATTLE_COLUMNS`).  ``winner`` is a model name, ``"tie"`` or None (no
-    readable verdict, reason kept); ``position`` is what the judge chose as shown (``A``, ``B``, ``tie``).
+    readable verdict, reason kept), for reading; ``score`` the same outcome for model_a (1 won, 0 lost, 0.5 a
+    tie, NaN none), which `opencode_lab.ratings` reads; ``position`` is what the judge chose as shown (``A``,
+    ``B``, ``tie``).
     ``attrs["position_bias"]`` holds `position_bias` of the frame.
 
     *judge* is a `Judge` (its model, rubric, seed and Lab) or a model id; *lab* defaults to the judge's Lab.
@@ -145,7 +150,8 @@ async def _battles(lab: Asker, judge: Judge, matches: list[dict[str, Any]]) -> p
         return {
             "pair": pair, "prompt_id": match.get("prompt_id"), "prompt": match.get("prompt"),
             "sample": match.get("sample", 0), "swapped": swapped, "model_a": first, "model_b": second,
-            "winner": winner, "position": position, "reason": reason, "judge_cost_usd": cost,
+            "winner": winner, "score": _SCORE.get(position, math.nan) if position else math.nan, "position": position,
+            "reason": reason, "judge_cost_usd": cost,
         }  # fmt: skip
 
     rows = await asyncio.gather(

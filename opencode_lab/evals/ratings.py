@@ -1,10 +1,13 @@
 """Ratings from pairwise battles: Bradley–Terry strengths with bootstrap intervals, and win rates.
 
-A battle frame has one row per judgement with ``model_a``, ``model_b`` and
-``winner``: ``"model_a"``/``"a"``, ``"model_b"``/``"b"``, one of the two model
-names, or ``"tie"`` (also ``"tie (bothbad)"``, ``"draw"``).  Rows whose winner is
-missing (an unparsable verdict) are left out.  Judges (`opencode_lab.pairwise`)
-and people make the same frame, so human preferences are rated the same way.
+A battle frame has one row per judgement with ``model_a``, ``model_b`` and the outcome:
+a ``score`` (1: model_a won, 0: model_b won, 0.5: a tie; what `opencode_lab.pairwise`
+writes, unambiguous whatever the models are called), or a ``winner``: one of the two model
+names, ``"model_a"``/``"a"``, ``"model_b"``/``"b"`` or ``"tie"`` (also ``"tie (bothbad)"``,
+``"draw"``).  A winner that is both a model's name and a code meaning something else (a
+model called ``b`` or ``tie``) is refused rather than guessed.  Rows without an outcome (an
+unparsable verdict) are left out.  Judges and people make the same frame, so human
+preferences are rated the same way.
 
 Bradley–Terry: P(i beats j) = p_i / (p_i + p_j).  The strengths are the maximum
 likelihood estimate by Hunter's (2004) MM algorithm, a tie counting half a win
@@ -14,9 +17,14 @@ comparison graph is not connected, at the cost of slight shrinkage toward equal.
 Ratings are on the Elo scale Chatbot Arena uses: ``1000 + 400 log10(p_i)`` with
 the strengths' geometric mean at 1000, so a 400-point gap means 10:1 odds.
 
-Intervals are percentile-bootstrap intervals over battles (or over ``cluster``,
-e.g. ``prompt_id``, so both orders of one judged pair move together), seeded: the
-same frame always gives the same numbers.  numpy and pandas are imported inside.
+Intervals are percentile-bootstrap intervals that resample whole prompts: both orders of
+one judged pair, and every pair of models judged on one prompt, move together (they share
+the prompt and the judge's reading of it; resampling battles one by one makes intervals
+about a third too narrow).  Seeded: the same frame always gives the same numbers.  When
+the data cannot pin a rating down, the maximum likelihood fit does not exist (Ford 1957:
+some models never lost to the others, or never met them) or no resample moves it, and the
+interval is NaN with the reason in ``note``, never a zero-width interval that only
+reflects the prior.  numpy and pandas are imported inside.
 """
 
 from __future__ import annotations
@@ -36,38 +44,57 @@ BASE = 1000.0
 _TIES = frozenset({"tie", "tie (bothbad)", "draw", "both", "neither"})
 _A = frozenset({"model_a", "a"})
 _B = frozenset({"model_b", "b"})
+_CODES = {1.0: "model_a", 0.0: "model_b", 0.5: "a tie"}
+_FLAT = 1e-6  #: Elo points: an interval narrower than this did not move in any resample
 
 
 def outcomes(battles: pd.DataFrame) -> pd.DataFrame:
     """``model_a``, ``model_b`` and ``score`` (1: a won, 0: b won, 0.5: a tie) of every judged battle,
-    plus the frame's other columns; refuses, naming the row, a winner it cannot read."""
+    plus the frame's other columns; refuses, naming the row, an outcome it cannot read unambiguously."""
     import pandas as pd
 
-    missing = [c for c in ("model_a", "model_b", "winner") if c not in battles.columns]
+    outcome = "score" if "score" in battles.columns else "winner"
+    missing = [c for c in ("model_a", "model_b", outcome) if c not in battles.columns]
     if missing:
         raise InvalidRequestError(f"battles need columns model_a, model_b and winner; missing: {', '.join(missing)}")
-    judged = battles[battles["winner"].notna()].reset_index(drop=True)
-    columns = zip(judged.model_a, judged.model_b, judged.winner, strict=True)
-    scores = [_score(i, a, b, w) for i, (a, b, w) in enumerate(columns)]
-    out = judged.assign(score=pd.Series(scores, index=judged.index, dtype="float64"))
-    if out.empty:
+    judged = battles[battles[outcome].notna()].reset_index(drop=True)
+    if judged.empty:
         raise InvalidRequestError("no battle has a winner: nothing to rate")
-    return out
+    read = _given_score if outcome == "score" else _score
+    columns = zip(judged.model_a, judged.model_b, judged[outcome], strict=True)
+    scores = [read(i, a, b, w) for i, (a, b, w) in enumerate(columns)]
+    return judged.assign(score=pd.Series(scores, index=judged.index, dtype="float64"))
+
+
+def _names(index: int, a: Any, b: Any) -> None:
+    if not isinstance(a, str) or not isinstance(b, str) or a == b:
+        raise InvalidRequestError(f"battle {index}: model_a and model_b must be two different names, got {a!r}, {b!r}")
+
+
+def _given_score(index: int, a: Any, b: Any, score: Any) -> float:
+    _names(index, a, b)
+    if score not in (0, 0.5, 1):
+        raise InvalidRequestError(f"battle {index}: score {score!r} must be 1 (model_a won), 0 (model_b won) or 0.5")
+    return float(score)
 
 
 def _score(index: int, a: Any, b: Any, winner: Any) -> float:
-    if not isinstance(a, str) or not isinstance(b, str) or a == b:
-        raise InvalidRequestError(f"battle {index}: model_a and model_b must be two different names, got {a!r}, {b!r}")
+    _names(index, a, b)
     text = str(winner).strip()
-    if text == a or text.lower() in _A:
-        return 1.0
-    if text == b or text.lower() in _B:
-        return 0.0
-    if text.lower() in _TIES:
-        return 0.5
-    raise InvalidRequestError(
-        f"battle {index}: winner {winner!r} is neither {a!r} nor {b!r}, 'model_a', 'model_b' nor 'tie'"
-    )
+    by_name = {a: 1.0, b: 0.0}.get(text)
+    code = text.lower()
+    by_code = 1.0 if code in _A else 0.0 if code in _B else 0.5 if code in _TIES else None
+    if by_name is not None and by_code is not None and by_name != by_code:
+        raise InvalidRequestError(
+            f"battle {index}: winner {winner!r} is ambiguous: it names a model and is also the code for "
+            f"{_CODES[by_code]}; give the outcome as a score column (1: model_a won, 0: model_b won, 0.5: a tie)"
+        )
+    found = by_name if by_name is not None else by_code
+    if found is None:
+        raise InvalidRequestError(
+            f"battle {index}: winner {winner!r} is neither {a!r} nor {b!r}, 'model_a', 'model_b' nor 'tie'"
+        )
+    return found
 
 
 def ratings(
@@ -81,18 +108,25 @@ def ratings(
 ) -> pd.DataFrame:
     """Per-model Bradley–Terry rating with its bootstrap interval, best first.
 
-    Columns: ``rating``, ``ci_low``, ``ci_high``, ``battles``, ``wins``, ``ties``, ``losses`` and
-    ``win_rate`` (ties count half).  ``attrs["win_rates"]`` holds `win_rates` in the same order.
+    The bootstrap resamples ``cluster`` (a column) when given, else whole prompts (``prompt_id`` and
+    ``prompt``, when the frame has them), else judged pairs (``pair``), else battles one by one.
+    Columns: ``rating``, ``ci_low``, ``ci_high`` (NaN when not estimable), ``battles``, ``wins``, ``ties``,
+    ``losses``, ``win_rate`` (ties count half) and ``note`` (why an interval is not estimable).
+    ``attrs["win_rates"]`` holds `win_rates` in the same order.  With ``prior=0`` a frame whose maximum
+    likelihood fit does not exist is refused.
     """
     import numpy as np
     import pandas as pd
 
     _check(bootstrap, confidence, prior, cluster, battles)
     judged = outcomes(battles)
-    models = sorted(set(judged.model_a) | set(judged.model_b))
-    units = _units(judged, models, cluster)  # (clusters, K, K) wins of row over column
-    _defined(units.sum(axis=0), models, prior)
-    rating = SCALE * fit(units.sum(axis=0)[None], prior)[0] + BASE
+    models = list(dict.fromkeys([*judged.model_a, *judged.model_b]))
+    units = _units(judged, models, _resampled(judged, cluster))  # (units, K, K) wins of row over column
+    wins = units.sum(axis=0)
+    why = _inestimable(wins, models)
+    if why is not None and prior == 0:
+        raise InvalidRequestError(f"{why}: the Bradley–Terry fit does not exist without a prior; use prior > 0")
+    rating = SCALE * fit(wins[None], prior)[0] + BASE
     rng = np.random.default_rng(seed)
     picks = rng.multinomial(len(units), np.full(len(units), 1 / len(units)), size=bootstrap)
     resampled = np.einsum("bc,ckl->bkl", picks, units)
@@ -100,11 +134,18 @@ def ratings(
         resampled = resampled[(resampled.sum(axis=2) > 0).all(axis=1) & (resampled.sum(axis=1) > 0).all(axis=1)]
     replicates = SCALE * fit(resampled, prior) + BASE
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(replicates, [tail, 100 - tail], axis=0) if len(replicates) else (np.nan, np.nan)
+    nowhere = np.full(len(models), np.nan)  # no resample had a finite fit
+    low, high = np.percentile(replicates, [tail, 100 - tail], axis=0) if len(replicates) else (nowhere, nowhere)
+    notes = [f"not estimable: {why}" if why else "" for _ in models]
+    for i in range(len(models)):
+        if not notes[i] and not high[i] - low[i] > _FLAT:
+            notes[i] = "not estimable: no resample of the prompts moves it (e.g. every pair split 1-1)"
+    flat = np.array([bool(n) for n in notes])
     table = pd.DataFrame(
-        {"rating": rating, "ci_low": low, "ci_high": high, **_tallies(judged, models)},
+        {"rating": rating, "ci_low": np.where(flat, np.nan, low), "ci_high": np.where(flat, np.nan, high),
+         **_tallies(judged, models), "note": notes},
         index=pd.Index(models, name="model"),
-    )
+    )  # fmt: skip
     table = table.sort_values("rating", ascending=False, kind="stable")
     table.attrs["win_rates"] = win_rates(judged).loc[table.index, table.index]
     return table
@@ -112,13 +153,13 @@ def ratings(
 
 def win_rates(battles: pd.DataFrame) -> pd.DataFrame:
     """How often the row's model beat the column's (ties half), over the battles between the two; NaN where
-    they never met.  Models in name order."""
+    they never met.  Models in order of first appearance."""
     import numpy as np
     import pandas as pd
 
-    judged = battles if "score" in battles.columns else outcomes(battles)
-    models = sorted(set(judged.model_a) | set(judged.model_b))
-    wins = _units(judged, models, None).sum(axis=0)
+    judged = outcomes(battles)
+    models = list(dict.fromkeys([*judged.model_a, *judged.model_b]))
+    wins = _units(judged, models, np.zeros(len(judged), dtype=np.int64)).sum(axis=0)
     met = wins + wins.T
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = np.where(met > 0, wins / met, np.nan)
@@ -174,29 +215,59 @@ def fit(wins: np.ndarray, prior: float = 1.0, *, tol: float = 1e-10, max_iter: i
     return log_p
 
 
-def _defined(wins: np.ndarray, models: list[str], prior: float) -> None:
-    """Without a prior, a model that never won (or never lost) has no finite maximum-likelihood strength."""
-    if prior > 0:
-        return
-    for i, model in enumerate(models):
-        if wins[i].sum() == 0 or wins[:, i].sum() == 0:
-            raise InvalidRequestError(
-                f"{model} never {'won' if wins[i].sum() == 0 else 'lost'}: its Bradley–Terry strength is infinite "
-                "without a prior; use prior > 0"
-            )
+def _inestimable(wins: np.ndarray, models: list[str]) -> str | None:
+    """Why the maximum likelihood fit does not exist, or None: it exists exactly when every model can be
+    reached from every other by a chain of wins (Ford 1957).  Names the models that never met the others,
+    or a group that never lost to the rest."""
+    import numpy as np
+
+    k = len(models)
+    beat = (wins > 0) | np.eye(k, dtype=bool)  # ties are half a win each way
+    reach = beat.copy()
+    for via in range(k):  # transitive closure (Warshall)
+        reach |= reach[:, via : via + 1] & reach[via : via + 1, :]
+    if reach.all():
+        return None
+    met = beat | beat.T
+    for via in range(k):
+        met |= met[:, via : via + 1] & met[via : via + 1, :]
+    if not met.all():
+        groups = list(dict.fromkeys(tuple(np.flatnonzero(row)) for row in met))
+        listed = " / ".join(", ".join(models[i] for i in g) for g in groups)
+        return f"the comparison graph is disconnected ({listed} never met)"
+    # a group that beats or ties its way to every model but is reached by none outside it never lost to them
+    top = next(i for i in range(k) if all(reach[i, j] or not reach[j, i] for j in range(k)))
+    group = [j for j in range(k) if reach[top, j] and reach[j, top]]
+    rest = [models[j] for j in range(k) if j not in group]
+    return f"{', '.join(models[j] for j in group)} never lost to {', '.join(rest)}"
 
 
-def _units(judged: pd.DataFrame, models: list[str], cluster: str | None) -> np.ndarray:
-    """Win matrices, one per resampling unit (a battle, or a cluster of battles)."""
+def _resampled(judged: pd.DataFrame, cluster: str | None) -> np.ndarray:
+    """The resampling unit of every battle: ``cluster``, else the prompt, else the judged pair, else itself."""
     import numpy as np
     import pandas as pd
+
+    from ..analysis.intervals import PROMPT_KEYS, unit_codes
+
+    if cluster is not None:
+        return pd.factorize(judged[cluster], use_na_sentinel=False)[0]
+    if any(c in judged.columns for c in PROMPT_KEYS):
+        return unit_codes(judged)[0]
+    if "pair" in judged.columns:
+        return pd.factorize(judged["pair"], use_na_sentinel=False)[0]
+    return np.arange(len(judged))
+
+
+def _units(judged: pd.DataFrame, models: list[str], unit: np.ndarray) -> np.ndarray:
+    """Win matrices, one per resampling unit."""
+    import numpy as np
 
     position = {m: i for i, m in enumerate(models)}
     a = judged.model_a.map(position).to_numpy()
     b = judged.model_b.map(position).to_numpy()
     score = judged.score.to_numpy(dtype=float)
-    unit = np.arange(len(judged)) if cluster is None else pd.factorize(judged[cluster], use_na_sentinel=False)[0]
     k = len(models)
+    _, unit = np.unique(unit, return_inverse=True)
     units = np.zeros((unit.max() + 1, k, k))
     np.add.at(units, (unit, a, b), score)
     np.add.at(units, (unit, b, a), 1 - score)

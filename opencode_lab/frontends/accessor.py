@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
+    from ..analysis.planning import SampleSize
     from .wide import Wide
 
 _registered = False
@@ -56,15 +57,21 @@ class OcAccessor:
     def __init__(self, frame: pd.DataFrame) -> None:
         self._frame = frame
 
-    def stats(self, by: str | list[str] = "model", *, cluster: str | None = None) -> pd.DataFrame:
-        """Per-model scores, failures, latency, tokens and cost with 95 % intervals (`opencode_lab.stats`)."""
+    def stats(
+        self, by: str | list[str] = "model", *, cluster: str | None = None, failures: str = "count"
+    ) -> pd.DataFrame:
+        """Per-model scores, failures, latency, tokens and cost with 95 % intervals (`opencode_lab.stats`); a
+        failed call scores 0 unless ``failures="drop"``."""
         from ..analysis.metrics import summarize
 
-        return summarize(self._frame, by=by, cluster=cluster)
+        return summarize(self._frame, by=by, cluster=cluster, failures=failures)
 
-    def summary(self, by: str | list[str] = "model", *, cluster: str | None = None) -> pd.DataFrame:
-        """`stats` to read: one short, formatted column per question (score, failures, latency, speed, cost)."""
-        return readable(self.stats(by, cluster=cluster))
+    def summary(
+        self, by: str | list[str] = "model", *, cluster: str | None = None, failures: str = "count"
+    ) -> pd.DataFrame:
+        """`stats` to read: one short, formatted column per question (score, failures, latency, speed, cost) and
+        the notes a reader must see (failures counted as 0, prompts lost, intervals there is too little data for)."""
+        return readable(self.stats(by, cluster=cluster, failures=failures))
 
     def wide(self, *, max_chars: int | None = 400) -> Wide:
         """Prompt rows x model columns of the answers, scores and errors marked; ``max_chars=None`` unfolds all."""
@@ -80,14 +87,16 @@ class OcAccessor:
         return shown(plot(self._frame, kind, **kwargs))
 
     def paired(self, metric: str = "score", **kwargs: Any) -> pd.DataFrame:
-        """Every pair of models compared on the prompts both answered (`opencode_lab.paired`)."""
+        """Every pair of models compared on the same prompts, with a verdict that names the better one
+        (`opencode_lab.paired`)."""
         from ..analysis.statistics import paired
 
         return paired(self._frame, metric, **kwargs)
 
-    def sample_size(self, effect: float, **kwargs: Any) -> int:
-        """Prompts needed to detect a gap of *effect*, with this frame as the pilot (`opencode_lab.sample_size`)."""
-        from ..analysis.statistics import sample_size
+    def sample_size(self, effect: float, **kwargs: Any) -> SampleSize:
+        """Prompts needed to detect a gap of *effect*, with this frame as the pilot (`opencode_lab.sample_size`);
+        ``.n`` is the number, the rest what it assumes."""
+        from ..analysis.planning import sample_size
 
         return sample_size(effect, pilot=self._frame, **kwargs)
 
@@ -136,10 +145,15 @@ def readable(stats: pd.DataFrame) -> pd.DataFrame:
         for m, lo, hi in zip(stats["latency_p50_s"], stats["latency_p50_s_ci_low"], stats["latency_p50_s_ci_high"],
                              strict=True)
     ]  # fmt: skip
-    out["latency p95"] = [_number(v, "{:.2f} s") for v in stats["latency_p95_s"]]
+    out["latency p95"] = [
+        _interval(m, lo, hi, "{:.2f} s")
+        for m, lo, hi in zip(stats["latency_p95_s"], stats["latency_p95_s_ci_low"], stats["latency_p95_s_ci_high"],
+                             strict=True)
+    ]  # fmt: skip
     out["tokens/s"] = [_number(v, "{:.0f}") for v in stats["output_tokens_per_s"]]
     out["cost"] = [_cost(c, s) for c, s in zip(stats["cost_usd"], stats["cost_saved_usd"], strict=True)]
     out["top error"] = [e if isinstance(e, str) else "" for e in stats["top_error"]]
+    out["note"] = [n if isinstance(n, str) else "" for n in stats["note"]] if "note" in stats.columns else ""
     return out
 
 

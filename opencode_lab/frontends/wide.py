@@ -187,18 +187,25 @@ def wide(results: pd.DataFrame, *, max_chars: int | None = 400) -> Wide:
 
 
 def _header(rows: pd.DataFrame, scores: list[str]) -> str:
-    """Under a model's name: its mean score(s), failures and median latency over these rows."""
+    """Under a model's name: its mean score(s) as `stats()` computes them (per prompt first, a failure scoring
+    0 on a [0, 1] score), failures and median latency over these rows."""
     import pandas as pd
 
+    from ..analysis.failures import values_under
+    from ..analysis.intervals import mean_interval, unit_codes
+
     ok = rows[rows["error_type"].isna()]
-    parts = []
+    prompts, _ = unit_codes(rows)
+    parts, counted = [], False
     for name in scores:
-        values = pd.to_numeric(ok[name], errors="coerce").dropna()
-        if len(values):
-            parts.append(f"{name} {values.mean():.2f}")
+        values, _, bounded = values_under(rows, name, "count")
+        mean = mean_interval(values, prompts, prompts).mean
+        if mean == mean:
+            parts.append(f"{name} {mean:.2f}")
+            counted = counted or bounded
     failed = len(rows) - len(ok)
     if failed:
-        parts.append(f"{failed}/{len(rows)} failed")
+        parts.append(f"{failed}/{len(rows)} failed" + (", scored 0" if counted else ""))
     if "latency_s" in rows.columns:
         latency = pd.to_numeric(ok["latency_s"], errors="coerce").dropna()
         if len(latency):

@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..analysis.intervals import wilson_interval
+from ..analysis.intervals import mean_interval, unit_codes
 from ..core.errors import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -74,7 +74,8 @@ def uptime(runlog: RunLog, window: Any = "24h", *, by: str = "served_by") -> pd.
     """Per deployment (*by*: ``served_by``, ``provider`` or ``model``) over the last *window* of the run log.
 
     Counts real attempts only (a cache hit asks no one).  Columns: ``attempts``, ``ok``,
-    ``failed``; ``availability`` = ok / attempts with its 95 % Wilson interval; ``errors``, the
+    ``failed``; ``availability`` = ok / attempts with its 95 % Wilson interval, the retries of one call
+    counted as one cluster (they fail together; `opencode_lab.analysis.intervals`); ``errors``, the
     error mix (``server_error 3 · timeout 1``, most frequent first); ``latency_p50_s``,
     ``latency_p90_s``, ``latency_p99_s`` of the ok attempts; ``first`` and ``last`` attempt (UTC).
     """
@@ -97,10 +98,11 @@ def uptime(runlog: RunLog, window: Any = "24h", *, by: str = "served_by") -> pd.
 def _uptime_row(group: pd.DataFrame) -> list[Any]:
     ok = group["status"] == "ok"
     n, good = len(group), int(ok.sum())
-    low, high = wilson_interval(good, n)
+    availability = mean_interval(ok.to_numpy(dtype=float), *unit_codes(group, "request_id"))
     mix = group.loc[~ok, "error_type"].fillna("error").astype(str).value_counts()
     errors = " · ".join(f"{kind} {count}" for kind, count in sorted(mix.items(), key=lambda kv: (-kv[1], kv[0])))
     latency = group.loc[ok, "latency_s"].dropna()
     quantiles = [latency.quantile(q) if len(latency) else float("nan") for q in (0.5, 0.9, 0.99)]
     stamps = group["timestamp"]
-    return [n, good, n - good, good / n, low, high, errors, *quantiles, stamps.min(), stamps.max()]
+    return [n, good, n - good, good / n, availability.low, availability.high, errors, *quantiles, stamps.min(),
+            stamps.max()]  # fmt: skip

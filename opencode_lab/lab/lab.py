@@ -44,15 +44,21 @@ class Lab(Session):
     acompare.__doc__ = _compare.acompare.__doc__
 
     def stats(
-        self, results: pd.DataFrame | None = None, by: str | Sequence[str] = "model", *, cluster: str | None = None
+        self,
+        results: pd.DataFrame | None = None,
+        by: str | Sequence[str] = "model",
+        *,
+        cluster: str | None = None,
+        failures: str = "count",
     ) -> pd.DataFrame:
         """Per-model scores, failures, latency, tokens and cost of *results* (default: every call of this
-        session), with 95 % intervals; see `opencode_lab.analysis.metrics.summarize` for every column."""
+        session), with 95 % intervals; a failed call scores 0 unless ``failures="drop"``.  See
+        `opencode_lab.analysis.metrics.summarize` for every column."""
         from ..analysis.metrics import summarize
 
         shown.frames()
         frame = results if results is not None else self.results()
-        return summarize(frame, by=by if isinstance(by, str) else list(by), cluster=cluster)
+        return summarize(frame, by=by if isinstance(by, str) else list(by), cluster=cluster, failures=failures)
 
     def models(self, filter: str | None = None, *, tag: str | None = None, refresh: bool = False) -> pd.DataFrame:
         """The catalog as a DataFrame, with each deployment's health state."""

@@ -1,5 +1,5 @@
-"""intervals: Wilson, t and cluster-robust intervals, seeded bootstrap quantiles, Holm; checked against statsmodels,
-scipy and a textbook example."""
+"""intervals: Wilson, t and cluster-robust intervals and order-statistic quantile intervals; checked against
+statsmodels, scipy, a textbook example and coverage simulations."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 from scipy import stats as sps
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 from statsmodels.stats.weightstats import DescrStatsW
 
 from opencode_lab.analysis.intervals import (
-    _weighted_quantiles,
-    bootstrap_quantiles,
+    _effective_n,
     clustered_se,
-    holm,
+    fewest_values,
     mean_interval,
+    order_ranks,
+    quantile_interval,
     unit_codes,
     wilson_interval,
 )
@@ -87,8 +87,54 @@ def test_copies_of_a_0_1_answer_add_no_evidence() -> None:
     se = DescrStatsW(once).std_mean
     effective = 0.62 * 0.38 / se**2
     assert effective == pytest.approx(49.0)
-    assert (est.low, est.high) == pytest.approx(proportion_confint(0.62 * effective, effective, method="wilson"))
+    # Korn & Graubard: Wilson on the effective size shrunk by (z / t(G - 1))², i.e. Wilson with t's critical value
+    shrunk = effective * (sps.norm.ppf(0.975) / sps.t.ppf(0.975, 49)) ** 2
+    assert (est.low, est.high) == pytest.approx(proportion_confint(0.62 * shrunk, shrunk, method="wilson"))
     assert est.high - est.low > 1.9 * (naive[1] - naive[0])
+
+
+def test_wilson_with_degrees_of_freedom_is_korn_graubards_interval() -> None:
+    shrunk = 30 * (sps.norm.ppf(0.975) / sps.t.ppf(0.975, 4)) ** 2
+    assert wilson_interval(21, 30, df=4) == pytest.approx(proportion_confint(0.7 * shrunk, shrunk, method="wilson"))
+
+
+def _clustered_coverage(prompts: int, use_t: bool, reps: int = 1500) -> float:
+    """How often the interval of 0/1 scores (prompts x 10 samples, success rates varying between prompts as
+    Beta(2.8, 1.2): mean 0.7, intra-prompt correlation 0.2) covers the mean rate."""
+    rng = np.random.default_rng(20)
+    codes = np.repeat(np.arange(prompts), 10)
+    covered = 0
+    for _ in range(reps):
+        rate = rng.beta(2.8, 1.2, size=prompts)
+        values = (rng.random((prompts, 10)) < rate[:, None]).astype(float).ravel()
+        if use_t:
+            est = mean_interval(values, codes, codes)
+            low, high = est.low, est.high
+        else:  # the z interval on the effective sample size this replaced
+            y = values.reshape(prompts, 10).mean(axis=1)
+            effective = _effective_n(y.mean(), clustered_se(y, np.arange(prompts)), 10 * prompts, prompts)
+            low, high = wilson_interval(y.mean() * effective, effective)
+        covered += low <= 0.7 <= high
+    return covered / reps
+
+
+def test_clustered_0_1_intervals_keep_their_coverage_with_five_prompts() -> None:
+    assert _clustered_coverage(5, use_t=True) >= 0.92
+    assert _clustered_coverage(5, use_t=False) < 0.91  # what a z interval gave: too narrow
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prompts", [3, 8])
+def test_clustered_0_1_intervals_cover_with_three_and_eight_prompts(prompts: int) -> None:
+    assert _clustered_coverage(prompts, use_t=True) >= 0.93
+
+
+def test_a_bounded_score_keeps_its_interval_inside_0_and_1() -> None:
+    values = np.array([1.0] * 18 + [0.5, 0.6])  # mean 0.955: mean ± t x SE would run past 1
+    open_ended = mean_interval(values, np.arange(20), np.arange(20))
+    bounded = mean_interval(values, np.arange(20), np.arange(20), bounds=(0.0, 1.0))
+    assert open_ended.high > 1
+    assert bounded.high == 1.0 and bounded.low == pytest.approx(open_ended.low)
 
 
 def test_clustered_se_matches_statsmodels_cluster_robust_ols() -> None:
@@ -139,54 +185,71 @@ def test_unit_codes_identify_prompts_by_id_and_text() -> None:
         unit_codes(frame, "passage")
 
 
-# -- bootstrap ------------------------------------------------------------------------------
+# -- quantiles -----------------------------------------------------------------------------
 
 
-def test_weighted_quantiles_equal_numpy_on_the_expanded_sample() -> None:
-    rng = np.random.default_rng(4)
-    x = np.sort(rng.lognormal(size=25))
-    weights = rng.integers(0, 4, size=(30, 25))
-    weights[:, 0] += 1  # never an empty replicate
-    got = _weighted_quantiles(x, np.cumsum(weights, axis=1), (0.0, 0.5, 0.95, 1.0))
-    for r in range(30):
-        expanded = np.repeat(x, weights[r])
-        assert got[:, r] == pytest.approx(np.quantile(expanded, [0.0, 0.5, 0.95, 1.0]))
+@pytest.mark.parametrize("n", [6, 10, 36, 71, 72, 100, 300, 1000])
+@pytest.mark.parametrize("q", [0.05, 0.5, 0.9, 0.95])
+def test_order_ranks_are_scipys_quantile_test_interval(n: int, q: float) -> None:
+    theirs = sps.quantile_test(np.arange(1.0, n + 1), q=0, p=q).confidence_interval(0.95)
+    ranks = order_ranks(n, q)
+    if ranks is None:
+        assert math.isnan(theirs.low) or math.isnan(theirs.high)
+    else:
+        assert ranks == (theirs.low, theirs.high)
 
 
-@pytest.mark.parametrize("q", [0.5, 0.95])
-def test_bootstrap_interval_agrees_with_scipy(q: float) -> None:
-    x = np.random.default_rng(0).lognormal(size=300)
-    [(low, high)] = bootstrap_quantiles(x, np.arange(300), (q,))
-    theirs = sps.bootstrap(
-        (x,), lambda a, axis: np.quantile(a, q, axis=axis), method="percentile", n_resamples=4000, random_state=0
-    ).confidence_interval
-    point = np.quantile(x, q)
-    assert low < point < high
-    assert low == pytest.approx(theirs.low, rel=0.03)
-    assert high == pytest.approx(theirs.high, rel=0.03)
+def test_order_ranks_each_miss_the_quantile_with_at_most_two_and_a_half_percent() -> None:
+    low, high = order_ranks(100, 0.95)  # type: ignore[misc]
+    assert (low, high) == (90, 100)
+    assert sps.binom.cdf(low - 1, 100, 0.95) <= 0.025 < sps.binom.cdf(low, 100, 0.95)
+    assert sps.binom.sf(high - 1, 100, 0.95) <= 0.025
 
 
-def test_bootstrap_is_seeded() -> None:
-    x = np.random.default_rng(1).lognormal(size=80)
-    first = bootstrap_quantiles(x, np.arange(80), (0.5, 0.95))
-    assert bootstrap_quantiles(x, np.arange(80), (0.5, 0.95)) == first
-    assert bootstrap_quantiles(x, np.arange(80), (0.5, 0.95), seed=1) != first
+def test_fewest_values_for_an_interval() -> None:
+    assert (fewest_values(0.95), fewest_values(0.5), fewest_values(0.99)) == (72, 6, 368)
+    assert order_ranks(71, 0.95) is None and order_ranks(72, 0.95) is not None
 
 
-def test_bootstrap_resamples_whole_prompts() -> None:
-    x = np.repeat(np.random.default_rng(2).lognormal(size=30), 5)  # five near-copies of each prompt's latency
-    prompts = np.repeat(np.arange(30), 5)
-    [(row_low, row_high)] = bootstrap_quantiles(x, np.arange(150), (0.5,))
-    [(low, high)] = bootstrap_quantiles(x, prompts, (0.5,))
-    assert high - low > 1.5 * (row_high - row_low)
+def test_too_few_values_give_no_interval_and_say_how_many_it_needs() -> None:
+    latencies = np.random.default_rng(1).lognormal(size=6)
+    p95 = quantile_interval(latencies, np.arange(6), 0.95)
+    assert math.isnan(p95.low) and math.isnan(p95.high)
+    assert p95.reason == "needs 72 values, has 6"
+    p50 = quantile_interval(latencies, np.arange(6), 0.5)
+    assert (p50.low, p50.high) == (latencies.min(), latencies.max()) and p50.reason is None
 
 
-def test_bootstrap_of_one_cluster_is_nan() -> None:
-    assert all(math.isnan(v) for v in bootstrap_quantiles(np.array([1.0, 2.0]), np.zeros(2, int), (0.5,))[0])
+def test_p95_interval_covers_lognormal_latencies_at_n_100() -> None:
+    rng, truth = np.random.default_rng(7), math.exp(sps.norm.ppf(0.95))
+    hits = []
+    for _ in range(2000):
+        interval = quantile_interval(rng.lognormal(size=100), np.arange(100), 0.95)
+        hits.append(interval.low <= truth <= interval.high)
+    assert np.mean(hits) >= 0.93
 
 
-def test_holm_matches_statsmodels() -> None:
-    p = [0.01, 0.04, 0.03, 0.20, 0.005]
-    assert holm(p) == pytest.approx(multipletests(p, method="holm")[1].tolist())
-    assert holm([0.02, math.nan, 0.04])[0] == pytest.approx(0.04)  # a NaN is not a test
-    assert math.isnan(holm([0.02, math.nan, 0.04])[1])
+def _clustered_latencies(rng: np.random.Generator, prompts: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Log-latency = a prompt's own level (SD 0.5) + noise (SD 0.3): samples of one prompt are alike."""
+    levels = np.repeat(rng.normal(0, 0.5, prompts), samples)
+    return np.exp(levels + rng.normal(0, 0.3, prompts * samples)), np.repeat(np.arange(prompts), samples)
+
+
+def test_clustered_latencies_count_as_fewer_values() -> None:
+    x, codes = _clustered_latencies(np.random.default_rng(3), 80, 5)
+    alone = quantile_interval(x, np.arange(400), 0.5)
+    grouped = quantile_interval(x, codes, 0.5)
+    assert grouped.high - grouped.low > 1.5 * (alone.high - alone.low)
+    few = quantile_interval(*_clustered_latencies(np.random.default_rng(3), 20, 5), 0.95)
+    assert math.isnan(few.low) and few.reason == "needs 72 prompts, has 20"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("q", "prompts"), [(0.5, 20), (0.95, 80)])
+def test_clustered_quantile_intervals_cover(q: float, prompts: int) -> None:
+    rng, truth = np.random.default_rng(4), math.exp(math.hypot(0.5, 0.3) * sps.norm.ppf(q))
+    hits = []
+    for _ in range(800):
+        interval = quantile_interval(*_clustered_latencies(rng, prompts, 5), q)
+        hits.append(interval.low <= truth <= interval.high)
+    assert np.mean(hits) >= 0.93

@@ -74,7 +74,7 @@ def test_summarize_columns_and_index(results: pd.DataFrame) -> None:
         "latency_p50_s", "latency_p50_s_ci_low", "latency_p50_s_ci_high",
         "latency_p95_s", "latency_p95_s_ci_low", "latency_p95_s_ci_high", "n_latency",
         "ttft_p50_s", "n_ttft", "output_tokens_per_s", "n_tokens_per_s", "input_tokens", "output_tokens", "n_tokens",
-        "cost_usd", "cost_unknown_calls", "cost_saved_usd", "cost_per_1k_calls_usd", "top_error",
+        "cost_usd", "cost_unknown_calls", "cost_saved_usd", "cost_per_1k_calls_usd", "top_error", "note",
     ]  # fmt: skip
     assert list(stats.index) == ["m/a", "m/b", "m/c"]
     assert stats.index.name == "model"
@@ -117,15 +117,23 @@ def test_latency_p95_interpolates_linearly() -> None:
     assert stats.loc["m", "latency_p95_s"] == pytest.approx(9.55)
 
 
-def test_latency_percentiles_carry_seeded_bootstrap_intervals() -> None:
+def test_latency_percentiles_carry_order_statistic_intervals() -> None:
     latencies = np.random.default_rng(0).lognormal(0, 0.5, size=200)
     frame = results_frame([_row("m", prompt_id=i, latency_s=x) for i, x in enumerate(latencies)])
     stats = summarize(frame)
-    for q in ("p50", "p95"):
-        low, point, high = (stats.loc["m", f"latency_{q}_s{suffix}"] for suffix in ("_ci_low", "", "_ci_high"))
-        assert low < point < high
-    assert stats.loc["m", "latency_p50_s_ci_high"] - stats.loc["m", "latency_p50_s_ci_low"] < 0.3
-    pd.testing.assert_frame_equal(summarize(frame), stats)  # the same frame, the same numbers
+    for q in (0.5, 0.95):
+        name = f"latency_p{round(q * 100)}_s"
+        theirs = sps.quantile_test(latencies, q=0, p=q).confidence_interval(0.95)
+        assert (stats.loc["m", f"{name}_ci_low"], stats.loc["m", f"{name}_ci_high"]) == (theirs.low, theirs.high)
+    assert stats.loc["m", "note"] == ""
+
+
+def test_too_few_calls_for_a_latency_interval_say_so() -> None:
+    frame = results_frame([_row("m", prompt_id=i, latency_s=1.0 + i) for i in range(10)])
+    stats = summarize(frame)
+    assert stats.loc["m", "latency_p50_s_ci_low"] == 2.0  # the 2nd and 9th of 10 values
+    assert math.isnan(stats.loc["m", "latency_p95_s_ci_low"]) and math.isnan(stats.loc["m", "latency_p95_s_ci_high"])
+    assert stats.loc["m", "note"] == "no 95 % interval of latency p95: needs 72 values, has 10"
 
 
 def test_one_latency_gives_no_interval(results: pd.DataFrame) -> None:
@@ -192,10 +200,14 @@ def test_score_columns_only_with_a_score_column(results: pd.DataFrame) -> None:
     assert not [c for c in summarize(results).columns if "score" in c]
     scored = results.assign(score=[1.0, 0.0, 0.5, None, 1.0, 0.0, None, None, None, None])
     stats = summarize(scored)
-    assert list(stats.columns)[3:7] == ["score_mean", "score_ci_low", "score_ci_high", "n_score"]
-    assert stats.loc["m/a", "score_mean"] == pytest.approx(0.5)
-    assert stats.loc["m/a", "n_score"] == 3
-    assert math.isnan(stats.loc["m/c", "score_mean"]) and stats.loc["m/c", "n_score"] == 0
+    assert list(stats.columns)[3:9] == [
+        "score_mean", "score_ci_low", "score_ci_high", "n_score", "n_score_prompts", "n_score_lost",
+    ]  # fmt: skip
+    assert stats.loc["m/a", "score_mean"] == pytest.approx(0.375)  # the timeout counts as 0: (1 + 0 + 0.5 + 0) / 4
+    assert stats.loc["m/a", "n_score"] == 4
+    assert summarize(scored, failures="drop").loc["m/a", "score_mean"] == pytest.approx(0.5)
+    assert stats.loc["m/c", "score_mean"] == 0 and stats.loc["m/c", "n_score"] == 2  # both calls failed
+    assert math.isnan(summarize(scored, failures="drop").loc["m/c", "score_mean"])
 
 
 def test_score_of_0_1_answers_has_the_wilson_interval() -> None:
@@ -244,6 +256,52 @@ def test_cluster_column_gives_cluster_robust_intervals() -> None:
         summarize(frame, cluster="passage")
 
 
+def _reversal() -> pd.DataFrame:
+    """b fails 15 of 40 prompts (schema_mismatch), exactly those it would get wrong; a is right on 30."""
+    rows = []
+    for i in range(40):
+        rows.append(_row("a", prompt_id=i, latency_s=1.0, score=float(i < 15 or i >= 25)))
+        rows.append(_row("b", prompt_id=i, latency_s=1.0, error_type="schema_mismatch") if i < 15 else
+                    _row("b", prompt_id=i, latency_s=1.0, score=1.0))  # fmt: skip
+    return results_frame(rows)
+
+
+def test_a_failure_counts_as_a_wrong_answer_by_default() -> None:
+    stats = summarize(_reversal())
+    b = stats.loc["b"]
+    assert (b["score_mean"], b["n_score"], b["n_score_prompts"], b["n_score_lost"]) == (0.625, 40, 40, 0)
+    assert (b["score_ci_low"], b["score_ci_high"]) == pytest.approx(proportion_confint(25, 40, method="wilson"))
+    assert b["note"] == "score counts 15 failed call(s) as 0; no 95 % interval of latency p95: needs 72 values, has 25"
+    assert stats.loc["a", "score_mean"] == 0.75 and "score" not in stats.loc["a", "note"]
+    assert stats.attrs["failures"] == "count"
+
+
+def test_failures_drop_scores_what_was_answered_and_says_what_was_lost() -> None:
+    b = summarize(_reversal(), failures="drop").loc["b"]
+    assert (b["score_mean"], b["n_score"], b["n_score_prompts"], b["n_score_lost"]) == (1.0, 25, 25, 15)
+    assert (b["score_ci_low"], b["score_ci_high"]) == pytest.approx(proportion_confint(25, 25, method="wilson"))
+    assert b["note"].startswith("score on 25 of the 40 prompts, 15 lost to failures; no 95 % interval")
+    with pytest.raises(InvalidRequestError, match="failures must be"):
+        summarize(_reversal(), failures="ignore")
+
+
+def test_models_asked_different_prompts_are_flagged() -> None:
+    frame = _scored(20, {"m/a": [1.0] * 20, "m/b": [0.0] * 20})
+    stats = summarize(frame[(frame["model"] == "m/a") | (frame["prompt_id"] < 8)])
+    assert stats.loc["m/b", "note"].startswith("score on 8 of the 20 prompts;")
+    assert not stats.loc["m/a", "note"].startswith("score")
+
+
+def test_groups_keep_the_order_the_models_were_given_in() -> None:
+    frame = _scored(3, {"z/last": [1.0, 0.0, 1.0], "a/first": [0.0, 0.0, 1.0]})
+    assert list(summarize(frame).index) == ["z/last", "a/first"]
+
+
+def test_a_bounded_score_keeps_its_interval_inside_0_and_1() -> None:
+    frame = _scored(20, {"m": [1.0] * 18 + [0.5, 0.6]})
+    assert summarize(frame).loc["m", "score_ci_high"] == 1.0
+
+
 def test_group_by_another_column(results: pd.DataFrame) -> None:
     results = results.assign(served_by=["x", "x", "y", "y", "x", "x", "x", "x", "y", "y"])
     stats = summarize(results, by="served_by")
@@ -266,7 +324,7 @@ def test_empty_frame_gives_empty_stats() -> None:
     stats = summarize(results_frame([]))
     assert stats.empty
     assert list(stats.columns)[:3] == ["calls", "ok", "failed"]
-    assert stats.columns[-1] == "top_error"
+    assert stats.columns[-1] == "note"
 
 
 def test_results_frame_orders_columns_and_fixes_dtypes() -> None:

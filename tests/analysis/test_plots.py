@@ -111,10 +111,15 @@ def _assert_labels_apart(ax: Axes) -> None:
 @pytest.mark.slow
 def test_every_kind_renders_to_png(results: pd.DataFrame, kind: str, source: str) -> None:
     data = results if source == "results" else summarize(results)
+    if kind == "paired" and source == "stats":
+        with pytest.raises(ValueError, match="needs a results frame"):
+            plot(data, kind)  # the paired differences need the rows
+        return
     fig = plot(data, kind)
     assert isinstance(fig, Figure)
     assert _png(fig).startswith(b"\x89PNG")
-    assert len(fig.axes) == (5 if kind == "overview" else 1)  # the overview adds a score panel to the four
+    # score, paired differences (from rows only), failures, latency, cost, trade-off
+    assert len(fig.axes) == ({"results": 6, "stats": 5}[source] if kind == "overview" else 1)
     assert plt.get_fignums() == []  # detached from pyplot: Jupyter shows it once, nothing piles up
 
 
@@ -125,8 +130,8 @@ def test_bar_kinds_label_axes_and_show_each_model_once(results: pd.DataFrame, ki
     ax = plot(data, kind).axes[0]
     assert ax.get_ylabel() == LABELS[kind]
     assert ax.get_title()
-    # sorted by full id, shortened to the last path segment
-    assert _tick_texts(ax) == ["smollm2-135m", "claude-3.5-haiku", "gpt-4o-mini"]
+    # in the order the models were given, shortened to the last path segment
+    assert _tick_texts(ax) == ["gpt-4o-mini", "claude-3.5-haiku", "smollm2-135m"]
     assert all(t.get_rotation() == 0 for t in ax.get_xticklabels())  # three short names fit upright
 
 
@@ -143,7 +148,7 @@ def test_failures_keep_models_without_failures(results: pd.DataFrame) -> None:
     for bar in ax.patches:
         x = round(bar.get_x() + bar.get_width() / 2)
         heights[x] = heights.get(x, 0) + bar.get_height()
-    assert heights == pytest.approx({0: 0, 1: 0, 2: 2 / 6})  # gpt-4o-mini (third after sorting) failed 2 of 6
+    assert heights == pytest.approx({0: 2 / 6, 1: 0, 2: 0})  # gpt-4o-mini (given first) failed 2 of 6
     legend = ax.get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["rate_limit", "timeout"]
 
@@ -151,9 +156,9 @@ def test_failures_keep_models_without_failures(results: pd.DataFrame) -> None:
 def test_failure_rates_carry_wilson_intervals_and_counts(results: pd.DataFrame) -> None:
     ax = plot(results, "failures").axes[0]
     [bars] = _intervals(ax)
-    assert bars[2] == pytest.approx(proportion_confint(2, 6, method="wilson"))
-    assert bars[0] == pytest.approx(proportion_confint(0, 6, method="wilson"))
-    assert [t.get_text() for t in ax.texts] == ["0/6", "0/6", "2/6"]
+    assert bars[0] == pytest.approx(proportion_confint(2, 6, method="wilson"))
+    assert bars[2] == pytest.approx(proportion_confint(0, 6, method="wilson"))
+    assert [t.get_text() for t in ax.texts] == ["2/6", "0/6", "0/6"]
 
 
 @pytest.mark.parametrize("source", ["results", "stats"])
@@ -161,12 +166,12 @@ def test_score_bars_carry_their_intervals_and_n(results: pd.DataFrame, source: s
     stats = summarize(results)
     ax = plot(results if source == "results" else stats, "score").axes[0]
     heights = [bar.get_height() for bar in ax.patches]
-    order = ["local/smollm2-135m", MODELS[1], MODELS[0]]
-    assert heights == pytest.approx(stats.loc[order, "score_mean"].tolist())
+    assert heights == pytest.approx(stats.loc[MODELS, "score_mean"].tolist())
     [bars] = _intervals(ax)
-    for x, model in enumerate(order):
+    for x, model in enumerate(MODELS):
         assert bars[x] == pytest.approx((stats.loc[model, "score_ci_low"], stats.loc[model, "score_ci_high"]))
-    assert _n_labels(ax) == ["n=6", "n=6", "n=4"]
+    assert _n_labels(ax) == ["n=6", "n=6", "n=6"]  # prompts: gpt-4o-mini's two failures count as 0
+    assert ax.get_title().startswith("Score (a failure scores 0)")  # a plain score of unknown origin
 
 
 @pytest.mark.slow
@@ -179,21 +184,19 @@ def test_score_kind_needs_a_score_column(results: pd.DataFrame) -> None:
 
 def test_latency_boxes_are_labelled_with_their_n(results: pd.DataFrame) -> None:
     ax = plot(results, "latency").axes[0]
-    assert _n_labels(ax) == ["n=6", "n=6", "n=4"]  # ok calls, cache hits included (they carry the original latency)
+    assert _n_labels(ax) == ["n=4", "n=6", "n=6"]  # ok calls, cache hits included (they carry the original latency)
 
 
-def test_stats_latency_bars_carry_bootstrap_intervals(results: pd.DataFrame) -> None:
+def test_stats_latency_bars_carry_their_intervals_and_none_they_lack(results: pd.DataFrame) -> None:
     stats = summarize(results)
     ax = plot(stats, "latency").axes[0]
-    p50, p95 = _intervals(ax)
-    model = MODELS[1]  # claude-3.5-haiku, second after sorting
+    [p50] = _intervals(ax)  # six calls give no 95 % interval of p95: none is drawn, not a zero-width one
+    model = MODELS[1]  # claude-3.5-haiku, given second
     assert p50[1] == pytest.approx(
         (stats.loc[model, "latency_p50_s_ci_low"], stats.loc[model, "latency_p50_s_ci_high"])
     )
-    assert p95[1] == pytest.approx(
-        (stats.loc[model, "latency_p95_s_ci_low"], stats.loc[model, "latency_p95_s_ci_high"])
-    )
-    assert _n_labels(ax) == ["n=6", "n=6", "n=4"]
+    assert stats["latency_p95_s_ci_low"].isna().all()
+    assert _n_labels(ax) == ["n=4", "n=6", "n=6"]
 
 
 def _points(ax: Axes) -> list[PathCollection]:
@@ -209,9 +212,18 @@ def test_tradeoff_of_scored_priced_models_is_score_against_cost_one_point_per_mo
     assert names == ["claude-3.5-haiku", "gpt-4o-mini", "smollm2-135m"]
 
 
-def test_tradeoff_of_free_scored_models_is_score_against_latency(results: pd.DataFrame) -> None:
-    ax = plot(results.assign(cost_usd=0.0, cost_saved_usd=0.0), "tradeoff").axes[0]
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("latency p50 (s)", "mean score")
+def test_tradeoff_of_free_scored_models_is_score_against_latency_per_output_token(results: pd.DataFrame) -> None:
+    free = results.assign(cost_usd=0.0, cost_saved_usd=0.0)
+    ax = plot(free, "tradeoff").axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("latency per output token (ms)", "mean score")
+    per_token = 1000 / summarize(free)["output_tokens_per_s"]
+    assert sorted(c.get_offsets()[0][0] for c in _points(ax)) == pytest.approx(sorted(per_token))
+    assert ax.get_xlim()[0] == 0  # a spread of microseconds is not blown up to fill the panel
+
+
+def test_tradeoff_without_token_counts_falls_back_to_latency(results: pd.DataFrame) -> None:
+    ax = plot(results.assign(cost_usd=0.0, cost_saved_usd=0.0, output_tokens=None), "tradeoff").axes[0]
+    assert ax.get_xlabel() == "latency p50 (s)" and ax.get_xlim()[0] == 0
 
 
 def test_tradeoff_without_scores_is_cost_against_latency(results: pd.DataFrame) -> None:
@@ -234,6 +246,43 @@ def test_the_overview_leaves_out_panels_without_data(results: pd.DataFrame) -> N
     free = results.assign(cost_usd=0.0, cost_saved_usd=0.0).drop(columns=["score"])
     titles = [ax.get_title() for ax in plot(free).axes]
     assert len(titles) == 2 and not any("Cost" in t for t in titles)  # failures and latency: no blank panels
+
+
+def test_the_paired_panel_shows_every_pair_with_its_interval_and_verdict(results: pd.DataFrame) -> None:
+    from opencode_lab.analysis.statistics import paired
+
+    results.attrs["scorers"] = {"score": "contains_expected"}
+    table = paired(results)
+    ax = plot(results, "paired").axes[0]
+    assert ax.get_title() == "Paired difference in score: contains_expected\n98.3 % interval, Bonferroni over 3 pairs"
+    assert ax.get_xlabel() == "difference in points of score (a − b)"
+    ends = sorted(
+        (round(seg[0][0], 6), round(seg[1][0], 6))
+        for c in ax.containers if isinstance(c, ErrorbarContainer) for seg in c.lines[2][0].get_segments()
+    )  # fmt: skip
+    expected = zip(table.ci_low, table.ci_high, strict=True)
+    assert ends == sorted((round(100 * lo, 6), round(100 * hi, 6)) for lo, hi in expected)
+    texts = {round(t.xy[1]): t.get_text() for t in ax.texts}  # top to bottom, in the models' order
+    assert texts == {
+        2: "gpt-4o-mini − claude-3.5-haiku (n=6)\nno detectable difference",
+        1: "gpt-4o-mini − smollm2-135m (n=6)\nno detectable difference",
+        0: "claude-3.5-haiku − smollm2-135m (n=6)\nno detectable difference",
+    }
+
+
+def test_the_overview_shows_failures_only_when_something_failed(results: pd.DataFrame) -> None:
+    titles = [ax.get_title() for ax in plot(results).axes]
+    assert any(t.startswith("Failure rate") for t in titles) and any(t.startswith("Paired") for t in titles)
+    clean = results[results["error_type"].isna()]
+    assert not any(ax.get_title().startswith("Failure rate") for ax in plot(clean).axes)
+
+
+def test_the_score_panel_names_the_scorer(results: pd.DataFrame) -> None:
+    graded = results.drop(columns=["score"]).assign(score_exact=results["score"])
+    graded.attrs["scorers"] = {"score_exact": "exact"}
+    ax = plot(graded, "score").axes[0]
+    assert ax.get_title().startswith("Score: exact")
+    assert plot(summarize(graded), "score").axes[0].get_title().startswith("Score: exact")  # stats keep the name
 
 
 def test_a_model_keeps_its_colour_across_figures(results: pd.DataFrame) -> None:
@@ -317,15 +366,25 @@ def test_plot_traffic_stacks_outcomes_per_deployment() -> None:
 def test_ratings_are_drawn_best_on_top_with_their_intervals(tmp_path) -> None:
     from opencode_lab import ratings
 
-    battles = pd.DataFrame(
-        {"model_a": ["x", "x", "y", "x"], "model_b": ["y", "z", "z", "y"], "winner": ["model_a"] * 3 + ["model_b"]}
-    )
+    battles = pd.DataFrame({
+        "model_a": ["x", "x", "y", "x", "z", "z"], "model_b": ["y", "z", "z", "y", "x", "y"],
+        "winner": ["model_a"] * 4 + ["model_a", "model_a"],  # every model won and lost once at least
+    })  # fmt: skip
     table = ratings(battles)
     fig = plot(table, "ratings")
     (ax,) = fig.axes
     assert [t.get_text() for t in ax.get_yticklabels()] == list(table.sort_values("rating").index)
     assert [t.get_text() for t in ax.texts] == [f"n={n}" for n in table.sort_values("rating")["battles"]]
     fig.savefig(tmp_path / "ratings.png")
+
+
+def test_a_rating_without_an_estimable_interval_is_drawn_as_such() -> None:
+    from opencode_lab import ratings
+
+    table = ratings(pd.DataFrame({"model_a": ["x"] * 5, "model_b": ["y"] * 5, "winner": ["x"] * 5}))
+    ax = plot(table, "ratings").axes[0]
+    assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]  # no zero-width bar
+    assert [t.get_text() for t in ax.texts] == ["n=5, interval not estimable"] * 2
 
 
 def test_ratings_need_a_ratings_frame() -> None:

@@ -48,7 +48,8 @@ def test_importing_opencode_lab_does_not_import_pandas():
 
 
 def test_a_frame_from_compare_has_the_oc_accessor(results):
-    assert results.oc.stats().loc["a/x", "score_mean"] == 1.0
+    assert results.oc.stats().loc["a/x", "score_mean"] == 0.5  # the failed call scores 0
+    assert results.oc.stats(failures="drop").loc["a/x", "score_mean"] == 1.0
 
 
 def test_a_frame_read_back_from_csv_has_it_too(results, tmp_path):
@@ -59,10 +60,11 @@ def test_a_frame_read_back_from_csv_has_it_too(results, tmp_path):
 def test_summary_is_one_short_formatted_column_per_question(results):
     summary = results.oc.summary()
     assert list(summary.columns) == [
-        "score", "failed", "latency p50", "latency p95", "tokens/s", "cost", "top error",
+        "score", "failed", "latency p50", "latency p95", "tokens/s", "cost", "top error", "note",
     ]  # fmt: skip
     assert summary.loc["a/x", "failed"] == "1/2 (50%)" and summary.loc["a/x", "top error"] == "server_error"
-    assert summary.loc["a/x", "score"].startswith("1.00 [")
+    assert summary.loc["a/x", "score"].startswith("0.50 [")
+    assert summary.loc["a/x", "note"].startswith("score counts 1 failed call(s) as 0")
 
 
 def test_errors_lists_the_failed_rows_cause_first(results):
@@ -71,8 +73,20 @@ def test_errors_lists_the_failed_rows_cause_first(results):
     assert list(errors.cause) == ["internal server error (HTTP 500)"] * 2  # no "all 1 attempt(s) for ..." preamble
 
 
-def test_paired_compares_the_models_on_shared_prompts(results):
-    assert results.oc.paired("score").loc[("a/x", "a/y"), "n_prompts"] == 1
+def test_paired_compares_the_models_on_the_same_prompts(results):
+    assert results.oc.paired("score").loc[("a/x", "a/y"), "n_prompts"] == 2  # both failed one: it counts as 0
+    assert results.oc.paired("score", failures="drop").loc[("a/x", "a/y"), "n_prompts"] == 1
+
+
+def test_sample_size_uses_the_frame_as_its_pilot():
+    from opencode_lab import sample_size
+
+    register()
+    pilot = pd.DataFrame([row(prompt_id=i, model=m, score=float((i + k) % 3 == 0)) for i in range(9) for k, m in
+                          enumerate(["a", "b"])])  # fmt: skip
+    plan = pilot.oc.sample_size(0.2)
+    assert (plan.test, plan.discordance) == ("McNemar", pytest.approx(6 / 9))
+    assert plan == sample_size(0.2, discordance=6 / 9)
 
 
 def test_stats_of_a_frame_that_is_not_a_results_frame_names_what_is_missing():
@@ -93,6 +107,12 @@ def test_wide_marks_scores_and_shows_an_errors_cause_not_the_routers_preamble(re
     frame = results.oc.wide().frame
     assert frame.loc["Paris is nice", "a/x"] == "✓ echo: Paris is nice"
     assert frame.iloc[1, 0] == "✗ server_error: internal server error (HTTP 500)"
+
+
+def test_wide_headers_give_each_models_score_as_stats_does(results):
+    headers = results.oc.wide().headers
+    assert headers["a/x"].startswith("score 0.50 · 1/2 failed, scored 0 · p50 ")  # as stats(): a failure scores 0
+    assert results.oc.stats().loc["a/x", "score_mean"] == 0.5
 
 
 def test_wide_html_wraps_answers_and_puts_expected_under_the_prompt(results):

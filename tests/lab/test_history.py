@@ -139,3 +139,21 @@ def test_rows_come_in_the_order_they_were_asked_not_answered(faults, make_lab):
     lab.block_on(both())
     rows = lab.history()  # "asked second" answered first: it was saved first
     assert rows.prompt.tolist() == ["asked first", "asked second"] and rows.asked_at.is_monotonic_increasing
+
+
+def test_the_retries_of_one_call_count_as_one_cluster_in_the_availability_interval():
+    import pandas as pd
+    from statsmodels.stats.proportion import proportion_confint
+
+    from opencode_lab.lab.history import _uptime_row
+
+    attempts = pd.DataFrame({
+        "request_id": ["r1", "r2", "r3", "r4", "r4", "r4"], "status": ["ok"] * 3 + ["error"] * 3,
+        "error_type": [None] * 3 + ["server_error"] * 3, "latency_s": [0.1] * 6, "timestamp": range(6),
+    })  # fmt: skip
+    _, _, _, availability, low, high, *_ = _uptime_row(attempts)
+    independent = proportion_confint(3, 6, method="wilson")
+    assert availability == 0.5
+    assert low < independent[0] and high > independent[1]  # 4 calls, not 6 independent tries
+    alone = _uptime_row(attempts.assign(request_id=[f"r{i}" for i in range(6)]))
+    assert alone[4:6] == pytest.approx(independent)  # one attempt per call: the plain Wilson interval
