@@ -98,7 +98,8 @@ def summarize(
     df, bounded = _prepared(results, scores, failures)
     df["_prompt"], df["_cluster"] = unit_codes(results, cluster)
     grouped = df.groupby(keys[0] if len(keys) == 1 else keys, sort=False, dropna=False)
-    names, stats = [], []
+    names: list[Any] = []
+    stats = []
     for key, group in grouped:
         names.append(key[0] if len(keys) == 1 and isinstance(key, tuple) else key)
         stats.append(_group_stats(group, scores, bounded, failures == "count"))
@@ -257,4 +258,4 @@ def _top_error(errors: pd.Series) -> str | None:
     counts = errors.astype(str).value_counts()
     if counts.empty:
         return None
-    return min(counts.items(), key=lambda item: (-item[1], item[0]))[0]
+    return str(min(counts.items(), key=lambda item: (-item[1], str(item[0])))[0])

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.typing import HashableList
 
 KINDS: tuple[str, ...] = ("overview", "score", "paired", "latency", "cost", "failures", "tradeoff", "ratings")
 #: the overview's panels in reading order (those without data are left out)
@@ -200,7 +201,7 @@ def _overview(view: _View, n: int) -> Figure:
     fig = plt.figure(
         figsize=(min(20.0, max(6.4, (0.5 * n + 3.2) * width)), 4.4 * len(rows)), layout="constrained"
     )
-    panels = fig.subplot_mosaic(rows)
+    panels = fig.subplot_mosaic(cast("list[HashableList[str]]", rows))
     for panel, panel_ax in panels.items():
         _DRAW[panel](panel_ax, view)
     _finish(fig, [a for p, a in panels.items() if p in _MODEL_TICKS], detach=True)

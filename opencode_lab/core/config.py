@@ -20,7 +20,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -375,7 +375,7 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
         elif key in tables[table]:
             names[attr] = f"[{table}] {key}"
             given[attr] = parse(f"{where}: {names[attr]}", tables[table][key])
-    defaults = {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(Settings)}
+    defaults = {f.name: _default(f) for f in fields(Settings)}
     values = {attr: defaults[attr] for attr in names} | given
     if "runlog" not in given:
         values["runlog"] = values["cache_dir"] / "runs.sqlite"
@@ -391,6 +391,13 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
         aliases=_aliases(tables["aliases"], where),
         source=source,
     )
+
+
+def _default(setting: Field[Any]) -> Any:
+    """A `Settings` field's default, made afresh when it has a factory."""
+    if setting.default_factory is not MISSING:
+        return setting.default_factory()
+    return setting.default
 
 
 def _vendor_keys(vendor: Vendor) -> list[str]:

@@ -18,9 +18,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from re import _constants as sre  # re's own parser: patterns mean what they mean to jsonschema
-from re import _parser
+from importlib import import_module
 from typing import Any
+
+# re's own parser (private modules, without type stubs): patterns mean what they mean to jsonschema
+sre: Any = import_module("re._constants")
+_parser: Any = import_module("re._parser")
 
 #: the largest program a pattern may compile to (``x{1000}`` is a thousand copies of ``x``)
 MAX_PROGRAM = 20_000
@@ -145,7 +148,8 @@ def _emit(items: list[tuple[Any, Any]], out: list[Instruction], pattern: str) ->
         elif op is sre.BRANCH:
             _branch(av[1], out, pattern)
         elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT):  # greedy or lazy: the same language, and search only asks "any?"
-            _repeat(*av, out, pattern)
+            low, high, inner = av
+            _repeat(low, high, inner, out, pattern)
         else:
             raise UnsupportedPattern(
                 f"pattern {pattern[:80]!r} uses {_NONREGULAR.get(op, str(op).lower())}, which no matcher can run in "

@@ -234,9 +234,10 @@ def _shipped(uri: str) -> bool:
 
 
 def _document(value: Any, what: str) -> Any:
-    if isinstance(value, type) and callable(getattr(value, "model_json_schema", None)):
+    describe = getattr(value, "model_json_schema", None) if isinstance(value, type) else None
+    if callable(describe):
         try:
-            value = value.model_json_schema()  # a pydantic model class
+            value = describe()  # a pydantic model class
         except Exception as exc:  # a field pydantic cannot describe (a Callable, say)
             raise InvalidRequestError(
                 f"{what}: {value.__name__} has no JSON Schema ({type(exc).__name__}: {exc})"
@@ -285,7 +286,7 @@ def _registry() -> Any:
     from referencing.exceptions import NoSuchResource
 
     def refuse(uri: str) -> Any:
-        raise NoSuchResource(ref=uri)
+        raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs class its stubs do not describe
 
     return Registry(retrieve=refuse)  # type: ignore[call-arg]
 

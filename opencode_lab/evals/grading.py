@@ -9,9 +9,9 @@ and adds the judges' cost as ``judge_cost_usd``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from ..core.secrets import get_logger
 from .scorers import Score, score_rows, scorer_table, with_scores
@@ -32,7 +32,15 @@ class Graded:
     cost_usd: float = 0.0
 
 
-def asks_a_model(scorer: Any) -> bool:
+class ModelScorer(Protocol):
+    """A scorer that asks a model (a judge): one `Graded` per row, every call through *lab*."""
+
+    async def ascore(
+        self, lab: Asker, rows: Sequence[Mapping[str, Any]], *, run_id: str | None = None
+    ) -> list[Graded]: ...
+
+
+def asks_a_model(scorer: object) -> TypeGuard[ModelScorer]:
     return callable(getattr(scorer, "ascore", None))
 
 
@@ -42,7 +50,7 @@ async def agrade(lab: Asker, frame: pd.DataFrame, scorer: Any, *, run_id: str | 
     if scorer is None:
         return frame
     table = scorer_table(scorer)
-    rows: list[Mapping[str, Any]] = [row for _, row in frame.iterrows()]
+    rows: list[Mapping[str, Any]] = [{str(k): v for k, v in row.items()} for _, row in frame.iterrows()]
     scored: dict[str | None, list[Score]] = {}
     judge_cost: list[float] | None = None
     for name, item in table.items():

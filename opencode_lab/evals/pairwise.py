@@ -164,6 +164,7 @@ async def _battles(lab: Asker, judge: Judge, matches: list[dict[str, Any]]) -> p
 
 def _read(outcome: ChatResult | LabError, structured: bool, asked: str) -> tuple[str | None, str | None, float]:
     """(position chosen, reason, cost) of one verdict; an unreadable one keeps its raw text as the reason."""
+    text: str | None
     if isinstance(outcome, ChatResult):
         text, cost = outcome.text, outcome.cost_usd
     else:

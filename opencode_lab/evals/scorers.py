@@ -68,14 +68,14 @@ class _Builtin:
     def check(self, answer: str, row: Mapping[str, Any]) -> Score:
         raise NotImplementedError
 
-    def expected(self, row: Mapping[str, Any]) -> tuple[str | None, Score | None]:
+    def expected(self, row: Mapping[str, Any]) -> str | Score:
         """The reference as text, or the NaN score saying why there is none."""
         if self.reference not in row:
-            return None, Score(NAN, f"no {self.reference!r} column to compare with")
+            return Score(NAN, f"no {self.reference!r} column to compare with")
         value = row[self.reference]
         if is_missing(value):
-            return None, Score(NAN, f"no reference in {self.reference!r}")
-        return _as_text(value), None
+            return Score(NAN, f"no reference in {self.reference!r}")
+        return _as_text(value)
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,9 @@ class exact(_Builtin):
     ignore_whitespace: bool = True
 
     def check(self, answer: str, row: Mapping[str, Any]) -> Score:
-        reference, missing = self.expected(row)
-        if missing:
-            return missing
+        reference = self.expected(row)
+        if isinstance(reference, Score):
+            return reference
         same = _norm(answer, self.ignore_case, self.ignore_whitespace) == _norm(
             reference, self.ignore_case, self.ignore_whitespace
         )
@@ -104,9 +104,9 @@ class contains(_Builtin):
     ignore_whitespace: bool = True
 
     def check(self, answer: str, row: Mapping[str, Any]) -> Score:
-        reference, missing = self.expected(row)
-        if missing:
-            return missing
+        reference = self.expected(row)
+        if isinstance(reference, Score):
+            return reference
         needle = _norm(reference, self.ignore_case, self.ignore_whitespace)
         found = needle in _norm(answer, self.ignore_case, self.ignore_whitespace)
         return Score(1.0) if found else Score(0.0, f"{reference!r} not in the answer")
@@ -128,9 +128,9 @@ class regex(_Builtin):
     def check(self, answer: str, row: Mapping[str, Any]) -> Score:
         compiled = self.compiled
         if compiled is None:
-            pattern, missing = self.expected(row)
-            if missing:
-                return missing
+            pattern = self.expected(row)
+            if isinstance(pattern, Score):
+                return pattern
             try:
                 compiled = _compile(pattern, self.ignore_case)
             except InvalidRequestError as exc:
@@ -161,9 +161,9 @@ class one_of(_Builtin):
             if isinstance(value, list | tuple):
                 choices = value
             else:
-                text, missing = self.expected(row)
-                if missing:
-                    return missing
+                text = self.expected(row)
+                if isinstance(text, Score):
+                    return text
                 choices = text.split(self.sep)
         accepted = {_norm(_as_text(c), self.ignore_case, self.ignore_whitespace) for c in choices}
         if _norm(answer, self.ignore_case, self.ignore_whitespace) in accepted:
@@ -185,9 +185,9 @@ class numeric(_Builtin):
             raise InvalidRequestError(f"numeric tolerance must be a non-negative number, got {self.tolerance!r}")
 
     def check(self, answer: str, row: Mapping[str, Any]) -> Score:
-        reference, missing = self.expected(row)
-        if missing:
-            return missing
+        reference = self.expected(row)
+        if isinstance(reference, Score):
+            return reference
         target = first_number(reference)
         if target is None:
             return Score(NAN, f"reference {reference!r} is not a number")
@@ -253,9 +253,9 @@ class similarity(_Builtin):
             raise InvalidRequestError(f"similarity method must be one of {sorted(_OVERLAPS)}, got {self.method!r}")
 
     def check(self, answer: str, row: Mapping[str, Any]) -> Score:
-        reference, missing = self.expected(row)
-        if missing:
-            return missing
+        reference = self.expected(row)
+        if isinstance(reference, Score):
+            return reference
         wanted = tokens(reference)
         if not wanted:
             return Score(NAN, f"reference {reference!r} has no words")
@@ -315,7 +315,7 @@ def scorer_table(scorer: Scorer | Mapping[str, Scorer]) -> dict[str | None, Scor
             if not isinstance(name, str) or not name.isidentifier():
                 raise InvalidRequestError(f"scorer name {name!r} must be an identifier (it names score_{name})")
             _check_callable(item, f"scorer {name!r}")
-        return dict(scorer)
+        return {str(name): item for name, item in scorer.items()}
     _check_callable(scorer, "scorer")
     return {None: scorer}
 
@@ -370,7 +370,7 @@ def with_scores(frame: pd.DataFrame, scored: Mapping[str | None, Sequence[Score]
 
     suffixes = ["" if name is None else f"_{name}" for name in scored]
     out = frame.drop(columns=[c for s in suffixes for c in (f"score{s}", f"reason{s}") if c in frame.columns])
-    at = out.columns.get_loc("response") + 1 if "response" in out.columns else len(out.columns)
+    at = list(out.columns).index("response") + 1 if "response" in out.columns else len(out.columns)
     for suffix, scores in zip(suffixes, scored.values(), strict=True):
         out.insert(at, f"score{suffix}", [s.value for s in scores])
         at += 1

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
@@ -249,6 +250,13 @@ class ChatMagics(Magics):
         self.conversations: dict[str, list[Message]] = {}
 
     @property
+    def _user(self) -> InteractiveShell:
+        """The shell the magics run in (a magic is only ever called from one)."""
+        if self.shell is None:
+            raise UsageError("the opencode_lab magics need an IPython shell")
+        return self.shell
+
+    @property
     def lab(self) -> Lab:
         """The Lab the magics call: the one set here, else `opencode_lab.default_lab()`."""
         if self._lab is not None:
@@ -320,7 +328,7 @@ class ChatMagics(Magics):
             %%chat -m local/smollm2-135m -t 0 --seed 1 -o answer
             In one sentence: what is {topic}?
         """
-        plan = self._plan(_parse_line(self.chat, line, self.shell.user_ns), cell)
+        plan = self._plan(_parse_line(self.chat, line, self._user.user_ns), cell)
         max_tokens = plan.params.get("max_tokens")
         columns = [AnswerColumn(plan.label(model, sample), max_tokens=max_tokens) for model, sample in plan.jobs]
         view = RichView(columns, plan.fmt) if _rich(self.shell) else PlainView(columns, plan.fmt)
@@ -335,8 +343,8 @@ class ChatMagics(Magics):
         self._remember(jobs, outcomes)
         value = plan.shape(outcomes)
         if plan.output:
-            self.shell.user_ns[plan.output] = value
-        self.shell.displayhook.update_user_ns(value)  # ``_`` without showing the answers a second time
+            self._user.user_ns[plan.output] = value
+        self._user.displayhook.update_user_ns(value)  # ``_`` without showing the answers a second time
         if all(isinstance(o, LabError) for o in outcomes):
             raise ChatFailed([(c.label, c.cause) for c in columns])
 
@@ -348,7 +356,7 @@ class ChatMagics(Magics):
     @line_magic
     def models(self, line: str = "") -> Any:
         """The model catalog as a DataFrame: pricing, context length, tags, aliases and health."""
-        args = _parse_line(self.models, line, self.shell.user_ns)
+        args = _parse_line(self.models, line, self._user.user_ns)
         return self.lab.models(args.filter, tag=args.tag, refresh=args.refresh)
 
     @no_var_expand
@@ -363,7 +371,7 @@ class ChatMagics(Magics):
     @line_magic
     def chat_stats(self, line: str = "") -> Any:
         """Latency, cost and failure statistics of this session's calls (optionally with a plot)."""
-        args = _parse_line(self.chat_stats, line, self.shell.user_ns)
+        args = _parse_line(self.chat_stats, line, self._user.user_ns)
         by = _split_models([args.by])
         try:
             stats = self.lab.stats(by=by[0] if len(by) == 1 else by)
@@ -387,7 +395,7 @@ class ChatMagics(Magics):
 
         Example: %chat_config model=local/smollm2-135m temperature=0 seed=1 system="Answer briefly."
         """
-        args = _parse_line(self.chat_config, line, self.shell.user_ns)
+        args = _parse_line(self.chat_config, line, self._user.user_ns)
         updates = dict(self._config_item(item) for item in args.settings)
         if args.reset:
             self.defaults.clear()
@@ -414,7 +422,7 @@ class ChatMagics(Magics):
             self._check_output(args.output)
         if args.model is not None and not _split_models(args.model):
             raise ChatUsageError("-m needs a model id (or 'auto'); leave it out for the default models")
-        prompt = interpolate(cell.strip(), self.shell.user_ns)
+        prompt = interpolate(cell.strip(), self._user.user_ns)
         if not prompt.strip():
             raise ChatUsageError("%%chat needs a prompt: write it in the cell, below the %%chat line")
         given = {**d, **{k: v for k, v in {"system": args.system, **param_values(args)}.items() if v is not None}}
@@ -423,7 +431,7 @@ class ChatMagics(Magics):
             ChatRequest.build(prompt, **params)
         except InvalidRequestError as exc:
             raise ChatUsageError(str(exc)) from None
-        models = _split_models(args.model) or _split_models([d.get("model") or ""]) or [None]
+        models: list[str | None] = [*(_split_models(args.model) or _split_models([d.get("model") or ""]))] or [None]
         if len(models) * args.n > MAX_ANSWERS:
             raise ChatUsageError(
                 f"-n {args.n} x {len(models)} model(s) = {len(models) * args.n} answers; one %%chat cell shows at "

@@ -171,7 +171,8 @@ def wide(results: pd.DataFrame, *, max_chars: int | None = 400) -> Wide:
     key = "prompt_id" if "prompt_id" in results.columns else "prompt"
     records = results.to_dict("records")
     index: dict[tuple[Any, str], int] = {}
-    prompts, notes = [], []
+    prompts: list[str] = []
+    notes: list[str] = []
     for row in records:
         if (row[key], row["prompt"]) not in index:
             index[(row[key], row["prompt"])] = len(prompts)

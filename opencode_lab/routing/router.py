@@ -43,7 +43,10 @@ import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
+from ..core.attempt import Attempt
+from ..core.deployment import Deployment
 from ..core.errors import (
     AllAttemptsFailedError,
     CircuitOpenError,
@@ -56,10 +59,10 @@ from ..core.errors import (
     StreamInterruptedError,
 )
 from ..core.secrets import get_logger
-from ..core.types import Attempt, ChatRequest, Completion, StreamChunk
+from ..core.types import ChatRequest, Completion, StreamChunk
 from ..providers.base import Provider
 from .backoff import RetryPolicy
-from .catalog import Catalog, Deployment, ModelGroup
+from .catalog import Catalog, ModelGroup
 from .clock import Clock, MonotonicClock
 from .health import CircuitBreaker, DeploymentHealth, HealthSnapshot
 from .ratelimit import RateLimiter
@@ -150,7 +153,7 @@ class Router:
                 min_calls=self.breaker.min_calls,
                 cooldown_s=self.breaker.cooldown_s,
                 clock=self.clock,
-                on_change=lambda old, new, d=deployment.id: _log_breaker(d, old, new),
+                on_change=partial(_log_breaker, deployment.id),
             )
             limiter = RateLimiter(
                 rpm=deployment.rpm,
@@ -302,13 +305,13 @@ class Router:
                     raise plan.exhausted(exc) from exc
                 continue
             if final is None:
-                exc = StreamInterruptedError(
+                cut = StreamInterruptedError(
                     "stream ended without a final chunk",
                     provider=slot.deployment.provider,
                     model=slot.deployment.upstream,
                 )
-                plan.failed(slot, exc, started, wall, ended)
-                raise plan.exhausted(exc)
+                plan.failed(slot, cut, started, wall, ended)
+                raise plan.exhausted(cut)
             plan.succeeded(slot, started, wall, final.ttft_s, ended)
             if routed is not None:
                 routed.append(Routed(final, slot.deployment, plan.attempts))

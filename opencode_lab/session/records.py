@@ -12,10 +12,11 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..core.attempt import Attempt
 from ..core.errors import LabError, error_type_of
 from ..core.schema import RESULT_COLUMNS
 from ..core.tools import ToolCall
-from ..core.types import Attempt, ChatResult
+from ..core.types import ChatResult
 from ..providers.base import FREE_COST_SOURCE
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def _tool_calls(result: ChatResult) -> str | None:
 
 def attempt_record(attempt: Attempt, run_id: str, request_id: str, result: ChatResult | None = None) -> dict[str, Any]:
     """One attempt as an attempt record; the answering attempt carries *result*'s tokens and cost."""
-    answered = result is not None and attempt.status == "ok"
+    answered = result if attempt.status == "ok" else None
     return {
         "run_id": run_id,
         "request_id": request_id,
@@ -80,10 +81,10 @@ def attempt_record(attempt: Attempt, run_id: str, request_id: str, result: ChatR
         "http_status": attempt.http_status,
         "latency_s": attempt.latency_s,
         "ttft_s": attempt.ttft_s,
-        "input_tokens": result.input_tokens if answered else None,
-        "output_tokens": result.output_tokens if answered else None,
-        "cost_usd": result.cost_usd if answered else math.nan,
-        "cost_source": result.cost_source if answered else "unknown",
+        "input_tokens": answered.input_tokens if answered else None,
+        "output_tokens": answered.output_tokens if answered else None,
+        "cost_usd": answered.cost_usd if answered else math.nan,
+        "cost_source": answered.cost_source if answered else "unknown",
         "cost_saved_usd": 0.0,
         "cached": False,
     }
