@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import LabError
@@ -22,6 +23,20 @@ from .cache import CachePolicy, ResponseCache, canonical_key
 from .journal import Journal
 from .records import cache_value, cached_result, routed_result
 from .resolver import Resolver
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One call as asked: the request for its sample, who asked, and when (for its row and records)."""
+
+    request: ChatRequest
+    sample: int
+    spec: str
+    run_id: str
+    request_id: str
+    who: dict[str, Any]
+    started: float
+    wall: float
 
 
 class Calls:
@@ -99,25 +114,40 @@ class Calls:
         strategy: str | None,
         run_id: str,
     ) -> ChatResult | LabError:
-        request_id = new_id("q")
-        request = request.for_sample(sample)
-        spec = self.catalog.spec_name(request.model)
-        who = _identity(request, sample, "chat") if run_id == self.session_run_id else {}  # a compare has its rows
-        started, wall = time.perf_counter(), time.time()
+        asked = self._asked(request, sample, run_id, "chat")
         try:
-            groups = await self.resolver.groups(request.model)
-            refuse_unsupported(request, groups, self.providers)
-            key = self.cache_key(request, groups, sample, fallback, cache)
-            hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
+            key, hit = await self._looked_up(asked, fallback, cache)
             if hit is not None:
-                result = cached_result(hit, spec, request_id)
-                self.journal.succeeded(result, run_id, who, wall=wall)
-                return result
-            routed = await self.router.complete(request, request_id, fallback=fallback, strategy=strategy)
+                return hit
+            routed = await self.router.complete(asked.request, asked.request_id, fallback=fallback, strategy=strategy)
         except LabError as exc:
-            self.journal.failed_call(exc, spec, run_id, request_id, time.perf_counter() - started, who)
+            self._failed(asked, exc)
             return exc
-        return self._succeeded(routed, spec, run_id, request_id, key, who, streamed=False)
+        return self._succeeded(routed, asked, key, streamed=False)
+
+    def _asked(self, request: ChatRequest, sample: int, run_id: str, via: str) -> _Asked:
+        request = request.for_sample(sample)
+        # a compare keeps its own rows; a chat or stream call's row says what was asked
+        who = _identity(request, sample, via) if run_id == self.session_run_id else {}
+        spec = self.catalog.spec_name(request.model)
+        return _Asked(request, sample, spec, run_id, new_id("q"), who, time.perf_counter(), time.time())
+
+    async def _looked_up(self, asked: _Asked, fallback: bool, cache: CachePolicy) -> tuple[str, ChatResult | None]:
+        """Resolve, refuse what no candidate can take, and look the request up: its cache key, and the cached
+        answer (recorded as this call) or None."""
+        groups = await self.resolver.groups(asked.request.model)
+        refuse_unsupported(asked.request, groups, self.providers)
+        key = self.cache_key(asked.request, groups, asked.sample, fallback, cache)
+        hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
+        if hit is None:
+            return key, None
+        result = cached_result(hit, asked.spec, asked.request_id)
+        self.journal.succeeded(result, asked.run_id, asked.who, wall=asked.wall)
+        return key, result
+
+    def _failed(self, asked: _Asked, exc: LabError) -> None:
+        elapsed = time.perf_counter() - asked.started
+        self.journal.failed_call(exc, asked.spec, asked.run_id, asked.request_id, elapsed, asked.who)
 
     def cache_key(
         self, request: ChatRequest, groups: list[ModelGroup], sample: int, fallback: bool, cache: CachePolicy
@@ -129,48 +159,36 @@ class Calls:
             return ""
         return canonical_key(request, self.resolver.identities(groups if fallback else groups[:1]), sample)
 
-    def _succeeded(
-        self, routed: Routed, spec: str, run_id: str, request_id: str, key: str, who: dict[str, Any], *, streamed: bool
-    ) -> ChatResult:
+    def _succeeded(self, routed: Routed, asked: _Asked, key: str, *, streamed: bool) -> ChatResult:
         """Turn a routed completion into the result, store it under *key* (if any) and record it."""
         capabilities = self.providers[routed.deployment.provider].capabilities
-        result = routed_result(routed, spec, request_id, streamed=streamed, capabilities=capabilities)
+        result = routed_result(routed, asked.spec, asked.request_id, streamed=streamed, capabilities=capabilities)
         if key:
             self.cache.put(key, cache_value(result))
-        self.journal.succeeded(result, run_id, who)
+        self.journal.succeeded(result, asked.run_id, asked.who)
         return result
 
     async def stream(
         self, request: ChatRequest, options: Mapping[str, Any]
     ) -> AsyncGenerator[str | ChatResult, None]:
-        cache, sample = CachePolicy.of(options.get("cache", True)), options.get("sample", 0)
-        fallback, strategy = options.get("fallback", True), options.get("strategy")
-        request = request.for_sample(sample)
-        spec = self.catalog.spec_name(request.model)
-        run_id, request_id = self.session_run_id, new_id("q")
-        who = _identity(request, sample, "stream")
-        started, wall = time.perf_counter(), time.time()
-        groups = await self.resolver.groups(request.model)
-        refuse_unsupported(request, groups, self.providers)
-        key = self.cache_key(request, groups, sample, fallback, cache)
-        hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
+        cache, fallback = CachePolicy.of(options.get("cache", True)), options.get("fallback", True)
+        asked = self._asked(request, options.get("sample", 0), self.session_run_id, "stream")
+        key, hit = await self._looked_up(asked, fallback, cache)
         if hit is not None:
-            result = cached_result(hit, spec, request_id)
-            self.journal.succeeded(result, run_id, who, wall=wall)
-            yield result.text
-            yield result
+            yield hit.text
+            yield hit
             return
         routed: list[Routed] = []
         try:
             async for chunk in self.router.stream(
-                request, request_id, fallback=fallback, strategy=strategy, routed=routed
+                asked.request, asked.request_id, fallback=fallback, strategy=options.get("strategy"), routed=routed
             ):
                 if chunk.delta:
                     yield chunk.delta
         except LabError as exc:
-            self.journal.failed_call(exc, spec, run_id, request_id, time.perf_counter() - started, who)
+            self._failed(asked, exc)
             raise exc from None
-        yield self._succeeded(routed[0], spec, run_id, request_id, key, who, streamed=True)
+        yield self._succeeded(routed[0], asked, key, streamed=True)
 
 
 def _identity(request: ChatRequest, sample: int, via: str) -> dict[str, Any]:
