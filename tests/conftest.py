@@ -123,6 +123,8 @@ def llama_server() -> Iterator[str]:
             "2048",
             "--n_threads",
             "1",
+            "--n_threads_batch",
+            "1",
             "--model_alias",
             "smollm2",
             "--chat_format",

@@ -5,8 +5,10 @@ one worker thread (a single-thread executor serialises calls, which is the
 lock) and is loaded once and reused.  Decoding is memory-bound and llama.cpp's
 worker threads spin-wait, so two models decoding at once in one process only
 oversubscribe the cores (and can stall each other): one process-wide lock lets
-one llama.cpp computation run at a time, each with ``threads`` threads
-(``OC_LOCAL_THREADS``; by default the cores this process may use, at most 4).  ``llama_cpp`` is imported only when a
+one llama.cpp computation run at a time, each with ``threads`` threads for
+generation *and* for prompt evaluation (llama-cpp-python's default for the
+latter is every core of the machine, whatever else runs), set by
+``OC_LOCAL_THREADS`` (by default the cores this process may use, at most 4).  ``llama_cpp`` is imported only when a
 model is first used, keeping ``import opencode_lab`` light.
 
 Base models (no chat template, e.g. Gemma-3-270M) get a completion-style
@@ -214,7 +216,12 @@ class LocalProvider(Provider):
                 _route_llama_logs()
                 try:
                     llama = Llama(
-                        model_path=str(path), n_ctx=spec.context_length, n_threads=self._threads, seed=0, verbose=False
+                        model_path=str(path),
+                        n_ctx=spec.context_length,
+                        n_threads=self._threads,
+                        n_threads_batch=self._threads,  # prompt evaluation: llama-cpp-python defaults it to every core
+                        seed=0,
+                        verbose=False,
                     )
                 except ValueError as exc:  # llama.cpp's whole message is "Failed to load model from file"
                     raise ModelUnavailableError(

@@ -90,7 +90,8 @@ def test_oc_local_threads_sets_the_thread_count_of_every_loaded_model(monkeypatc
         local = lab.providers["local"]
         assert local.threads == 1
         lab.chat("Say ok.", model="local/smollm2-135m", max_tokens=2, temperature=0, seed=1)
-        assert local._load("smollm2-135m").llama.n_threads == 1
+        llama = local._load("smollm2-135m").llama
+        assert (llama.n_threads, llama.n_threads_batch) == (1, 1)  # generation and prompt evaluation alike
 
 
 def test_a_bad_thread_count_is_refused_naming_the_variable(monkeypatch) -> None:
