@@ -159,6 +159,7 @@ class HTTPProvider(Provider):
             try:
                 if response.status_code >= 300:
                     raise self.status_error(response.status_code, await body.read(response), response.headers, model)
+                await self._expect_events(response, body, model)
                 try:
                     async for data in sse.data_lines(body.chunks(response)):
                         if fold.done:  # read to the end of the body (within the grace), so the connection is reused
@@ -228,6 +229,20 @@ class HTTPProvider(Provider):
             if parts and error.partial_text is None:
                 error.partial_text = "".join(parts)
             raise error from (None if isinstance(exc, Reported) else exc)
+
+    async def _expect_events(self, response: httpx.Response, body: BoundedBody, model: str) -> None:
+        """Refuse a stream's 200 that says it is not an event stream (a JSON answer, an HTML page): a server
+        or a URL that does not stream, not a connection that broke, so an error that is not retried.  A body
+        that names no type is read as events."""
+        media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media and media != "text/event-stream":
+            said = error_message(await body.read(response))
+            raise ProviderError(
+                f"a stream was asked for but the server answered {media}, not text/event-stream"
+                + (f": {said}" if said else ""),
+                provider=self.name,
+                model=model,
+            )
 
     def _mapped(self, exc: Exception, model: str | None, parts: list[str] | None) -> ProviderError:
         """The error of ours *exc* (one `edge` catches) means."""

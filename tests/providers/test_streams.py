@@ -2,7 +2,7 @@
 
 A complete answer is never thrown away: a finish reason followed by a dropped connection, or by a
 connection left open, is the whole answer.  Whatever breaks after text arrived keeps that text in the
-error (``partial_text``), whatever the error's class.
+error (``partial_text``), whatever the error's class.  A 200 that is no event stream is a clear error.
 Raw bodies are scripted in each format with the helpers below (`Format.text`).
 """
 
@@ -195,3 +195,23 @@ def test_an_error_before_any_text_has_no_partial_text(wire) -> None:
     with pytest.raises(MalformedResponseError) as info:
         stream(wire)
     assert info.value.partial_text is None
+
+
+# -- a reply that is no event stream ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "says"),
+    [
+        ("application/json", json.dumps({"error": {"message": "streaming is off here"}}), "streaming is off here"),
+        ("text/html; charset=utf-8", "<html><title>Sign in</title></html>", "<html><title>Sign in"),
+    ],
+    ids=["json", "html"],
+)
+def test_a_reply_that_is_no_event_stream_is_a_clear_error_not_retried(wire, content_type, body, says) -> None:
+    scripted(wire, headers={"Content-Type": content_type}, body=body)
+    with pytest.raises(ProviderError) as info:
+        stream(wire)
+    assert type(info.value) is ProviderError and not info.value.retryable
+    assert f"the server answered {content_type.split(';')[0]}, not text/event-stream" in str(info.value)
+    assert says in str(info.value)

@@ -243,6 +243,22 @@ def test_a_stream_that_finished_and_then_dropped_the_connection_returns_its_answ
     assert events[-1].finish_reason == "stop"
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("application/json", plain()), ("text/html", "<html><body>Please sign in</body></html>")],
+    ids=["json", "html"],
+)
+def test_a_reply_to_a_stream_that_is_no_event_stream_is_one_clear_attempt(
+    make_lab, servers, content_type: str, body: str
+) -> None:
+    bad = servers[0]
+    lab = build(make_lab, servers, max_retries=3)
+    script(bad, Case(body, body, headers={"Content-Type": content_type}), stream=True)
+    with pytest.raises(LabError, match=f"the server answered {content_type}, not text/event-stream") as info:
+        "".join(lab.stream("q", "bad", cache=False))
+    assert error_type_of(info.value) == "provider_error" and bad.count("raw") == 1
+
+
 @pytest.mark.parametrize(("stream", "trickle"), [(False, " "), (True, ": keep-alive\n")], ids=["plain", "stream"])
 @pytest.mark.slow
 def test_a_trickling_body_gets_timeout_s_not_the_deadline(make_lab, servers, stream: bool, trickle: str) -> None:
