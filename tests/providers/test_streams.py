@@ -22,6 +22,7 @@ from opencode_lab import (
     ChatRequest,
     MalformedResponseError,
     ProviderError,
+    ProviderTimeout,
     StreamInterruptedError,
 )
 from opencode_lab.core.secrets import Secret
@@ -215,3 +216,18 @@ def test_a_reply_that_is_no_event_stream_is_a_clear_error_not_retried(wire, cont
     assert type(info.value) is ProviderError and not info.value.retryable
     assert f"the server answered {content_type.split(';')[0]}, not text/event-stream" in str(info.value)
     assert says in str(info.value)
+
+
+# -- what counts as progress -----------------------------------------------------------------------------------
+
+
+def test_a_gemini_function_call_and_then_empty_chunks_time_out_after_timeout_s(_servers) -> None:
+    wire = (FORMATS["gemini"], _servers["gemini"])
+    wire[1].reset()
+    call = {"functionCall": {"name": "lookup", "args": {}}}
+    body = data({"candidates": [{"content": {"role": "model", "parts": [call]}, "index": 0}]})
+    scripted(wire, body=body, trickle=data({}) + data({"candidates": []}), trickle_s=0.02)
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeout, match=r"timeout_s=0\.5s"):
+        stream(wire, timeout_s=0.5)
+    assert time.monotonic() - started < 15  # timeout_s: empty chunks are not progress, however many come
