@@ -221,14 +221,15 @@ class HTTPProvider(Provider):
     def edge(self, model: str | None, parts: list[str] | None = None) -> Iterator[None]:
         """Translate httpx's exceptions, our own time limit, broken bodies and reported errors into our
         errors; *parts* is the text a stream has delivered so far: a break after it is an interruption, and
-        every error raised after it carries it as ``partial_text``."""
+        every error raised after it carries it as ``partial_text``.  The httpx exception stays the cause,
+        with every key masked in the request it holds (`_scrubbed`)."""
         try:
             yield
         except (Reported, WireError, httpx.DecodingError, httpx.TransportError, httpx.StreamError, TimeoutError) as exc:
             error = self._mapped(exc, model, parts)
             if parts and error.partial_text is None:
                 error.partial_text = "".join(parts)
-            raise error from (None if isinstance(exc, Reported) else exc)
+            raise error from (None if isinstance(exc, Reported) else _scrubbed(exc))
 
     async def _expect_events(self, response: httpx.Response, body: BoundedBody, model: str) -> None:
         """Refuse a stream's 200 that says it is not an event stream (a JSON answer, an HTML page): a server
@@ -315,6 +316,38 @@ class BoundedBody:
 
     async def read(self, response: httpx.Response) -> bytes:
         return b"".join([chunk async for chunk in self.chunks(response)])
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """*exc*, with every key masked in the headers of each httpx request its chain of causes holds.
+
+    httpx masks ``Authorization`` in a repr only, and ``x-api-key`` (Anthropic) or ``x-goog-api-key``
+    (Gemini) not at all: an error we raise must not lead to a key by way of ``__cause__.request.headers``.
+    The request has been sent and is never sent again, so masking it in place loses nothing.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        each = pending.pop()
+        if each is None or id(each) in seen:
+            continue
+        seen.add(id(each))
+        request = _request_of(each)
+        if request is not None:
+            for name, value in request.headers.multi_items():
+                if (masked := redact(value)) != value:
+                    request.headers[name] = masked
+        pending += [each.__cause__, each.__context__]
+    return exc
+
+
+def _request_of(exc: BaseException) -> httpx.Request | None:
+    if not isinstance(exc, httpx.HTTPError):
+        return None
+    try:
+        return exc.request
+    except RuntimeError:  # httpx's way of saying none was set
+        return None
 
 
 def _basic_auth(base_url: str) -> tuple[str, Secret | None]:
