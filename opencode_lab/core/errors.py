@@ -158,12 +158,15 @@ class ProviderError(LabError):
     ``retryable`` tells the router whether the same deployment may succeed on a
     later attempt; ``rotate`` whether another deployment may succeed at once;
     ``trips_breaker`` whether the failure counts against the deployment's health.
+    ``partial_text`` is the text a stream delivered before it failed, whatever the
+    failure (None: not a stream, or no text had come).
     """
 
     retryable = False
     rotate = True
     trips_breaker = False
     error_type = "provider_error"
+    partial_text: str | None = None
 
     def __init__(
         self,

@@ -6,10 +6,10 @@ reprs pass through it, so a key pasted into an exception by a vendor (some echo
 the ``Authorization`` header back) still never reaches a notebook cell.  Answers
 pass through it too (`StreamRedactor` for streams), so a key a server echoes
 inside an answer is masked before it is cached, shown or returned.  Credentials
-in a URL (``https://user:pass@host``) are masked by their position, whatever
-their length.  A key shorter than 8 characters (``EMPTY``, a local server's
-``x``) is masked too, but only where it stands as a word of its own, so that it
-does not eat ordinary text that happens to contain it.
+in a URL (``https://user:pass@host``, ``?key=...``) are masked by their position,
+whatever their length, registered or not.  A key shorter than 8 characters
+(``EMPTY``, a local server's ``x``) is masked too, but only where it stands as a
+word of its own, so that it does not eat ordinary text that happens to contain it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ _known: set[str] = set()
 _short: set[str] = set()
 _short_words: re.Pattern[str] | None = None
 _USERINFO = re.compile(r"(?<=://)[^\s/?#]+@")  # greedy: an unescaped "@" inside a password is masked too
+#: a URL query parameter that carries a credential (``?key=``, ``&api_key=``, ``access_token``, ``X-Amz-Signature``)
+_QUERY_CREDENTIAL = re.compile(
+    r"(?i)(?<=[?&])((?:[\w.~-]*[_.-])?(?:key|apikey|token|secret|password|passwd|sig|signature|auth)=)[^&#\s'\"]+"
+)
 
 
 class Secret:
@@ -79,8 +83,9 @@ def register(value: str) -> None:
 def redact(text: str, *, urls: bool = True) -> str:
     """Return *text* with every registered secret replaced by the mask.
 
-    With *urls* (the default) the user-info of any URL is masked too
-    (``https://***@host``); answers pass ``urls=False``, so a URL a model wrote stays as written.
+    With *urls* (the default) the credentials of any URL are masked too, by position, registered or not:
+    its user-info (``https://***@host``) and query parameters such as ``?key=***``; answers pass
+    ``urls=False``, so a URL a model wrote stays as written.
     """
     if not text:
         return text
@@ -92,8 +97,11 @@ def redact(text: str, *, urls: bool = True) -> str:
                 text = text.replace(value, MASK)
         if words is not None:
             text = words.sub(MASK, text)
-    if urls and "://" in text and "@" in text:
-        text = _USERINFO.sub(f"{MASK}@", text)
+    if urls and "://" in text:
+        if "@" in text:
+            text = _USERINFO.sub(f"{MASK}@", text)
+        if "=" in text:
+            text = _QUERY_CREDENTIAL.sub(rf"\1{MASK}", text)
     return text
 
 

@@ -45,8 +45,7 @@ class GeminiProvider(HTTPProvider):
         return gemini_wire.payload(request)
 
     def answer(self, data: dict[str, Any], model: str, request: ChatRequest) -> Completion:
-        fold = gemini_wire.AnswerFold(model)
-        return fold.completion(fold.take(data), None)
+        return gemini_wire.completion(data, model)
 
     def fold(self, model: str, request: ChatRequest) -> gemini_wire.AnswerFold:
         return gemini_wire.AnswerFold(model)

@@ -72,6 +72,16 @@ def payload(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
+def completion(data: Mapping[str, Any], asked: str) -> Completion:
+    """The answer of a whole response.  One without candidates that gives no block reason says nothing at
+    all: malformed, never an empty answer."""
+    fold = AnswerFold(asked)
+    text = fold.take(data)
+    if not data.get("candidates"):
+        raise WireError("response has no candidates and no block reason")
+    return fold.completion(text, None)
+
+
 class AnswerFold:
     """``GenerateContentResponse`` objects (one whole answer, or one per stream chunk) folded into one answer."""
 

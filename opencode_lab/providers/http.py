@@ -146,8 +146,9 @@ class HTTPProvider(Provider):
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """SSE deltas; ``timeout_s`` bounds the wait for each piece of progress (text or tool input), so a
         body trickling bytes that say nothing times out, while a long answer that keeps coming does not.
-        Once the answer has finished, the rest of the body gets `FINISH_GRACE_S`: a server that then hangs
-        has still given a complete answer."""
+        Once the answer has finished (a finish reason came), the rest of the body gets `FINISH_GRACE_S`, and
+        a server that then hangs or drops the connection before its end marker has still given a complete
+        answer.  Whatever breaks after text came, the error carries that text (``partial_text``)."""
         loop = asyncio.get_running_loop()
         fold = self.fold(model, request)
         text = StreamText()
@@ -158,6 +159,7 @@ class HTTPProvider(Provider):
             try:
                 if response.status_code >= 300:
                     raise self.status_error(response.status_code, await body.read(response), response.headers, model)
+                await self._expect_events(response, body, model)
                 try:
                     async for data in sse.data_lines(body.chunks(response)):
                         if fold.done:  # read to the end of the body (within the grace), so the connection is reused
@@ -170,17 +172,18 @@ class HTTPProvider(Provider):
                         delta = text.feed(raw)
                         if delta:
                             yield StreamChunk(delta)
-                except TimeoutError:
-                    if not fold.finished:
+                except (TimeoutError, httpx.TransportError):
+                    if not fold.finished:  # after the finish, a stall or a dropped connection loses nothing
                         raise
                 if not fold.finished:
                     raise cut(self.name, model, text.parts, fold.incomplete)
             finally:
                 await response.aclose()
-        tail = text.flush()
-        if tail:
-            yield StreamChunk(tail)
-        yield StreamChunk("", fold.completion(text.text, text.ttft))
+            tail = text.flush()  # the answer is whole: nothing held back can be the start of a key any more
+            if tail:
+                yield StreamChunk(tail)
+            completion = fold.completion(text.text, text.ttft)  # inside the edge: its usage may yet be refused
+        yield StreamChunk("", completion)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -217,29 +220,52 @@ class HTTPProvider(Provider):
     @contextlib.contextmanager
     def edge(self, model: str | None, parts: list[str] | None = None) -> Iterator[None]:
         """Translate httpx's exceptions, our own time limit, broken bodies and reported errors into our
-        errors; *parts* is the text a stream has delivered so far (a break after it is an interruption)."""
+        errors; *parts* is the text a stream has delivered so far: a break after it is an interruption, and
+        every error raised after it carries it as ``partial_text``.  The httpx exception stays the cause,
+        with every key masked in the request it holds (`_scrubbed`)."""
         try:
             yield
-        except Reported as exc:
-            raise self._reported(exc, model, parts) from None
-        except WireError as exc:
-            raise MalformedResponseError(str(exc), provider=self.name, model=model) from exc
-        except httpx.DecodingError as exc:  # e.g. "Content-Encoding: gzip" on a body that is not gzip
-            raise MalformedResponseError(
+        except (Reported, WireError, httpx.DecodingError, httpx.TransportError, httpx.StreamError, TimeoutError) as exc:
+            error = self._mapped(exc, model, parts)
+            if parts and error.partial_text is None:
+                error.partial_text = "".join(parts)
+            raise error from (None if isinstance(exc, Reported) else _scrubbed(exc))
+
+    async def _expect_events(self, response: httpx.Response, body: BoundedBody, model: str) -> None:
+        """Refuse a stream's 200 that says it is not an event stream (a JSON answer, an HTML page): a server
+        or a URL that does not stream, not a connection that broke, so an error that is not retried.  A body
+        that names no type is read as events."""
+        media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media and media != "text/event-stream":
+            said = error_message(await body.read(response))
+            raise ProviderError(
+                f"a stream was asked for but the server answered {media}, not text/event-stream"
+                + (f": {said}" if said else ""),
+                provider=self.name,
+                model=model,
+            )
+
+    def _mapped(self, exc: Exception, model: str | None, parts: list[str] | None) -> ProviderError:
+        """The error of ours *exc* (one `edge` catches) means."""
+        if isinstance(exc, Reported):
+            return self._reported(exc, model, parts)
+        if isinstance(exc, WireError):
+            return MalformedResponseError(str(exc), provider=self.name, model=model)
+        if isinstance(exc, httpx.DecodingError):  # e.g. "Content-Encoding: gzip" on a body that is not gzip
+            return MalformedResponseError(
                 f"response body could not be decoded ({exc})", provider=self.name, model=model
-            ) from exc
-        except (httpx.TimeoutException, TimeoutError) as exc:
+            )
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
             why = f"timed out (timeout_s={self._timeout_s:g}s; {type(exc).__name__})"
             if parts:
-                raise cut(self.name, model, parts, f"stream stalled: {why}") from exc
-            raise ProviderTimeout(why, provider=self.name, model=model) from exc
-        except (httpx.TransportError, httpx.StreamError) as exc:
-            if parts:
-                raise cut(self.name, model, parts, f"connection lost mid-stream ({type(exc).__name__})") from exc
-            what = "connection refused" if isinstance(exc, httpx.ConnectError) else "connection failed"
-            raise ProviderConnectionError(
-                f"{what} at {self.base_url}: {type(exc).__name__}: {exc}", provider=self.name, model=model
-            ) from exc
+                return cut(self.name, model, parts, f"stream stalled: {why}")
+            return ProviderTimeout(why, provider=self.name, model=model)
+        if parts:
+            return cut(self.name, model, parts, f"connection lost mid-stream ({type(exc).__name__})")
+        what = "connection refused" if isinstance(exc, httpx.ConnectError) else "connection failed"
+        return ProviderConnectionError(
+            f"{what} at {self.base_url}: {type(exc).__name__}: {exc}", provider=self.name, model=model
+        )
 
     def status_error(self, status: int, content: bytes, headers: httpx.Headers, model: str | None) -> ProviderError:
         """The error a failure status means, with the body's message and, for a 429, the wait it asks for."""
@@ -290,6 +316,38 @@ class BoundedBody:
 
     async def read(self, response: httpx.Response) -> bytes:
         return b"".join([chunk async for chunk in self.chunks(response)])
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """*exc*, with every key masked in the headers of each httpx request its chain of causes holds.
+
+    httpx masks ``Authorization`` in a repr only, and ``x-api-key`` (Anthropic) or ``x-goog-api-key``
+    (Gemini) not at all: an error we raise must not lead to a key by way of ``__cause__.request.headers``.
+    The request has been sent and is never sent again, so masking it in place loses nothing.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        each = pending.pop()
+        if each is None or id(each) in seen:
+            continue
+        seen.add(id(each))
+        request = _request_of(each)
+        if request is not None:
+            for name, value in request.headers.multi_items():
+                if (masked := redact(value)) != value:
+                    request.headers[name] = masked
+        pending += [each.__cause__, each.__context__]
+    return exc
+
+
+def _request_of(exc: BaseException) -> httpx.Request | None:
+    if not isinstance(exc, httpx.HTTPError):
+        return None
+    try:
+        return exc.request
+    except RuntimeError:  # httpx's way of saying none was set
+        return None
 
 
 def _basic_auth(base_url: str) -> tuple[str, Secret | None]:

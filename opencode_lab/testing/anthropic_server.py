@@ -185,12 +185,13 @@ class AnthropicWire(Wire):
                     _, kind, message = _ERRORS[outcome]
                     events.append(_event("error", {"error": {"type": kind, "message": message}}))
                     break
-        if outcome not in ("error_event", "malformed"):
+        ended = outcome not in ("error_event", "malformed")
+        if ended:
             events.append(_event("content_block_stop", {"index": 0}))
             ending = {"stop_reason": stop, "stop_sequence": None}
             final = _event("message_delta", {"delta": ending, "usage": {"output_tokens": usage["output_tokens"]}})
             events += [final, _event("message_stop", {})]
-        return Stream(events, cut_at=3, headers=self._ids_header())
+        return Stream(events, cut_at=3, headers=self._ids_header(), end=int(ended))  # message_stop
 
     def failure(self, outcome: str, stream: bool, retry_after: RetryAfter | None) -> Response | None:
         if outcome not in _ERRORS or (outcome == "error_event" and stream):

@@ -10,9 +10,9 @@ A test server picks an outcome per generation request, in this order:
 4. otherwise ``ok``.
 
 Every wire format knows the `GENERIC` outcomes (``ok``, ``hang``, ``reset``, ``malformed``,
-``cut_stream``, ``raw``) and adds its own error statuses (``rate_limit`` with ``Retry-After``,
-5xx, ...) and content faults. `SETTINGS` lists every setting with its default; the log keeps, per
-request, what was asked and what happened, never a credential.
+``cut_stream``, ``cut_before_end``, ``hang_before_end``, ``raw``) and adds its own error statuses
+(``rate_limit`` with ``Retry-After``, 5xx, ...) and content faults. `SETTINGS` lists every setting
+with its default; the log keeps, per request, what was asked and what happened, never a credential.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ from opencode_lab.testing.transport import RawResponse, Request
 
 __all__ = ["GENERIC", "SETTINGS", "Faults", "RetryAfter", "UnknownOutcome", "check_settings", "count"]
 
-GENERIC: frozenset[str] = frozenset({"ok", "hang", "reset", "malformed", "cut_stream", "raw"})
+GENERIC: frozenset[str] = frozenset(
+    {"ok", "hang", "reset", "malformed", "cut_stream", "cut_before_end", "hang_before_end", "raw"}
+)
 SETTINGS: Mapping[str, Any] = {
     "latency_s": 0.0,  # delay before every API answer
     "latency_jitter_s": 0.0,  # plus uniform(0, jitter)

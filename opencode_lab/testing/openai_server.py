@@ -176,7 +176,7 @@ class OpenAIWire(Wire):
             events.append(_DONE)
             if outcome == "bad_utf8":
                 events.insert(1, event({"content": "<ff>"}).replace(b"<ff>", b"\xff"))
-        return Stream(events, cut_at=2)
+        return Stream(events, cut_at=2, end=1)  # [DONE]
 
     def failure(self, outcome: str, stream: bool, retry_after: RetryAfter | None) -> Response | None:
         if outcome not in _ERRORS:

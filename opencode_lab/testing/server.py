@@ -10,6 +10,9 @@ wire format (a `Wire`, one module per vendor). Every generation request takes th
 3. after the configured latency, the outcome plays: a stall (``hang``), a TCP reset (``reset``, or
    ``cut_stream`` on a plain request), scripted bytes (``raw``), the wire's error status, or the
    answer, whole or streamed, spoiled as the outcome says (``malformed``, ``cut_stream``, ...).
+   A stream meeting ``cut_before_end`` or ``hang_before_end`` gives its whole answer, finish reason
+   and usage included, but not its end marker (``[DONE]``, ``message_stop``; Gemini has none), and then
+   drops the connection or stays open for ``hang_s``; on a plain request they are ``reset`` and ``hang``.
 
 The answer's text is ``reply(request body)``: by default the shared script (``"echo: <prompt>"``, see
 `opencode_lab.testing.scripted`); a test that needs other words gives its own function, as
@@ -32,6 +35,9 @@ from opencode_lab.testing.transport import Exchange, LoopbackServer, Request, Re
 from opencode_lab.testing.wire import Call, Wire
 
 __all__ = ["VendorServer"]
+
+#: outcomes that drop the connection mid-answer: on a plain request, a reset
+_CUTS = frozenset({"cut_stream", "cut_before_end"})
 
 
 class VendorServer(LoopbackServer):
@@ -134,9 +140,9 @@ class VendorServer(LoopbackServer):
 
     async def _play(self, exchange: Exchange, entry: dict[str, Any], call: Call, outcome: str) -> None:
         settings = self._faults.settings
-        if outcome == "hang":
+        if outcome == "hang" or (outcome == "hang_before_end" and not call.stream):
             await exchange.stall(settings["hang_s"])
-        elif outcome == "reset" or (outcome == "cut_stream" and not call.stream):
+        elif outcome == "reset" or (outcome in _CUTS and not call.stream):
             exchange.reset()
         elif outcome == "raw":
             raw = self._faults.raw()
@@ -154,7 +160,14 @@ class VendorServer(LoopbackServer):
             if call.stream:
                 entry["status"] = 200
                 stream = self.wire.stream(call, outcome, text, settings)
-                await exchange.stream(stream, cut=outcome == "cut_stream", delay_s=settings["chunk_delay_s"])
+                stops = {
+                    "cut_stream": stream.cut_at,
+                    "cut_before_end": stream.finished,
+                    "hang_before_end": stream.finished,
+                }
+                stop = stops.get(outcome)
+                stall = settings["hang_s"] if outcome == "hang_before_end" else 0.0
+                await exchange.stream(stream, stop=stop, stall_s=stall, delay_s=settings["chunk_delay_s"])
             else:
                 self._send(exchange, entry, self.wire.answer(call, outcome, text, settings))
 

@@ -2,7 +2,7 @@
 
 It knows nothing of vendors or faults. A subclass answers each parsed `Request` through its
 `Exchange`, which can send a whole `Response`, a chunked `Stream` of server-sent events (cut
-short on request), scripted bytes (`RawResponse`), a stall or a TCP reset: the ways a real
+short or stalled on request), scripted bytes (`RawResponse`), a stall or a TCP reset: the ways a real
 server answers, and the ways it misbehaves at the transport level.
 
 Stdlib only (raw asyncio streams on a daemon thread with its own event loop), so it ships inside
@@ -61,11 +61,21 @@ class Response:
 
 @dataclass(frozen=True)
 class Stream:
-    """A 200 with server-sent *events*, one per chunk; a cut stream stops before event *cut_at*."""
+    """A 200 with server-sent *events*, one per chunk; a stream cut mid-answer stops before event *cut_at*.
+
+    The last *end* events are the format's end marker (``[DONE]``, ``message_stop``; Gemini has none): a
+    stream stopped at `finished` has given its whole answer, finish reason included, but never ended.
+    """
 
     events: Sequence[bytes]
     cut_at: int
     headers: Mapping[str, str] = field(default_factory=dict)
+    end: int = 0
+
+    @property
+    def finished(self) -> int:
+        """The index of the first end-marker event (the number of events before it)."""
+        return len(self.events) - self.end
 
 
 @dataclass(frozen=True)
@@ -111,19 +121,24 @@ class Exchange:
         self._head(response.status, response.content_type, response.headers, f"Content-Length: {len(body)}")
         self._writer.write(body)
 
-    async def stream(self, stream: Stream, *, cut: bool = False, delay_s: float = 0.0) -> None:
-        """Send the events flushed one by one; a *cut* stream closes with the body unterminated."""
+    async def stream(
+        self, stream: Stream, *, stop: int | None = None, stall_s: float = 0.0, delay_s: float = 0.0
+    ) -> None:
+        """Send the events flushed one by one.  With *stop*, only those before event *stop*, and the body is
+        left unterminated: the connection closes at once, or after saying nothing for *stall_s*."""
         headers = {"Cache-Control": "no-cache", **stream.headers}
         self._head(200, "text/event-stream", headers, "Transfer-Encoding: chunked")
-        for i, data in enumerate(stream.events):
-            if cut and i == stream.cut_at:
-                self.keep = False
-                return
+        for data in stream.events[:stop]:
             self._writer.write(_chunk(data))
             await self._writer.drain()
             if delay_s:
                 await asyncio.sleep(delay_s)
-        self._writer.write(b"0\r\n\r\n")
+        if stop is None:
+            self._writer.write(b"0\r\n\r\n")
+        elif stall_s:
+            await self.stall(stall_s)
+        else:
+            self.keep = False
 
     async def stall(self, seconds: float) -> None:
         """Say nothing for *seconds*, or until the client gives up and closes; then close."""

@@ -173,6 +173,13 @@ def test_an_overloaded_model_is_retryable(server: GeminiServer) -> None:
     assert info.value.status_code == 503 and info.value.retryable and "overloaded" in str(info.value)
 
 
+def test_a_response_with_no_candidates_and_no_block_reason_is_malformed(server: GeminiServer) -> None:
+    said_nothing = {"usageMetadata": {"promptTokenCount": 1}, "modelVersion": MODEL}
+    server.configure(mix={"raw": 1.0}, raw={"body": json.dumps(said_nothing)})
+    with pytest.raises(MalformedResponseError, match="no candidates and no block reason"):
+        complete(server, "hi")
+
+
 def test_an_error_after_text_is_a_stream_interruption(server: GeminiServer) -> None:
     with pytest.raises(StreamInterruptedError) as info:
         stream(server, "one two [[fault:error_event]]")

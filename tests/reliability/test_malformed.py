@@ -83,10 +83,12 @@ class Case:
     headers: dict[str, str] = field(default_factory=dict)
     repeat: int = 1
     hang: bool = False
+    streamed: str | None = None  # the text the stream delivers before it breaks: the error's partial_text
 
 
 def usage_case(**usage: Any) -> Case:
-    return Case(plain(usage=usage), sse(delta(content="hi"), delta("stop"), {"choices": [], "usage": usage}))
+    chunks = sse(delta(content="hi"), delta("stop"), {"choices": [], "usage": usage})
+    return Case(plain(usage=usage), chunks, streamed="hi")
 
 
 def content_case(content: Any) -> Case:
@@ -103,7 +105,9 @@ CASES = {
     "usage_string": usage_case(prompt_tokens="12", completion_tokens=1),
     "usage_fractional": usage_case(prompt_tokens=1.5, completion_tokens=1),
     "cost_infinity": usage_case(prompt_tokens=1, completion_tokens=1, cost=INF),
-    "usage_not_an_object": Case(plain(usage="lots"), sse(delta(content="hi"), {"choices": [], "usage": [1, 2]})),
+    "usage_not_an_object": Case(
+        plain(usage="lots"), sse(delta(content="hi"), {"choices": [], "usage": [1, 2]}), streamed="hi"
+    ),
     "json_nested_100000_deep": Case(DEEP, sse(DEEP)),
     "json_array_not_object": Case("[1, 2]", sse("[1, 2]")),
     "choices_a_string": Case(plain(choices="hi"), sse({"choices": "hi"})),
@@ -120,6 +124,7 @@ CASES = {
     "finish_reason_an_int": Case(
         plain(choices=[{"index": 0, "message": {"content": "hi"}, "finish_reason": 1}]),
         sse(delta(content="hi"), {"choices": [{"index": 0, "delta": {}, "finish_reason": 1}]}),
+        streamed="hi",
     ),
     "redirect_3xx": Case(
         "moved", "moved", "provider_error", status=302, headers={"Location": "http://127.0.0.1:9/elsewhere"}
@@ -171,11 +176,15 @@ def test_chat_raises_the_declared_lab_error(lab, servers, case: Case) -> None:
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_stream_raises_the_declared_lab_error(lab, servers, case: Case) -> None:
+def test_stream_raises_the_declared_lab_error_keeping_the_text_that_came(lab, servers, case: Case) -> None:
     script(servers[0], case, stream=True)
+    shown: list[str] = []
     with pytest.raises(LabError) as info:
-        "".join(lab.stream("q", "bad", cache=False))
+        shown.extend(lab.stream("q", "bad", cache=False))
     assert error_type_of(info.value) == case.error_type, info.value
+    error = getattr(info.value, "last", None) or info.value
+    assert getattr(error, "partial_text", None) == case.streamed
+    assert "".join(shown) == (case.streamed or "")
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
@@ -225,6 +234,29 @@ def test_a_stream_that_finished_and_then_hangs_returns_its_answer(lab, servers) 
     assert "".join(e for e in events if isinstance(e, str)) == "all done"
     assert events[-1].finish_reason == "stop"
     assert time.monotonic() - started < 8  # not the 10 s timeout, let alone the 30 s deadline
+
+
+def test_a_stream_that_finished_and_then_dropped_the_connection_returns_its_answer(lab, servers) -> None:
+    servers[0].configure(queue=["cut_before_end"])  # the whole answer and its finish, then no [DONE]
+    events = list(lab.stream_events("one two", "bad", cache=False))
+    assert "".join(e for e in events if isinstance(e, str)) == "echo: one two"
+    assert events[-1].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("application/json", plain()), ("text/html", "<html><body>Please sign in</body></html>")],
+    ids=["json", "html"],
+)
+def test_a_reply_to_a_stream_that_is_no_event_stream_is_one_clear_attempt(
+    make_lab, servers, content_type: str, body: str
+) -> None:
+    bad = servers[0]
+    lab = build(make_lab, servers, max_retries=3)
+    script(bad, Case(body, body, headers={"Content-Type": content_type}), stream=True)
+    with pytest.raises(LabError, match=f"the server answered {content_type}, not text/event-stream") as info:
+        "".join(lab.stream("q", "bad", cache=False))
+    assert error_type_of(info.value) == "provider_error" and bad.count("raw") == 1
 
 
 @pytest.mark.parametrize(("stream", "trickle"), [(False, " "), (True, ": keep-alive\n")], ids=["plain", "stream"])

@@ -13,7 +13,9 @@ must appear nowhere, as bytes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import importlib.util
 import json
 import logging
@@ -22,15 +24,24 @@ import stat
 import subprocess
 import sys
 import traceback
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from opencode_lab import AuthenticationError, Lab, LabError
+from opencode_lab import AuthenticationError, ChatRequest, ConfigError, Lab, LabError
+from opencode_lab.core.config import Settings
 from opencode_lab.core.errors import error_type_of
+from opencode_lab.core.secrets import Secret
 from opencode_lab.frontends.display import result_markdown
-from opencode_lab.testing import FaultServer
+from opencode_lab.providers.anthropic import AnthropicProvider
+from opencode_lab.providers.gemini import GeminiProvider
+from opencode_lab.providers.http import HTTPProvider
+from opencode_lab.providers.openai_compat import OpenAICompatibleProvider
+from opencode_lab.testing import AnthropicServer, FaultServer, GeminiServer, VendorServer
+from tests.conftest import free_port
 
 from .conftest import REPO
 
@@ -314,3 +325,127 @@ def test_a_key_echoed_inside_an_answer_is_masked_before_it_is_cached_shown_or_re
     files = [p for p in cache_dir.rglob("*") if p.is_file()]
     assert any(p.name == "runs.sqlite" for p in files)
     assert not [str(p) for p in files if b"RELIABILITYECHOEDKEY" in p.read_bytes()]
+
+
+# -- no key reachable from an error we raise -----------------------------------------------------------------------
+
+VENDOR_KEY = "vk-RELIABILITYVENDORKEY-1f2e3d4c5b"
+FOREIGN_KEY = "AIzaSy-RELIABILITYFOREIGNKEY-6a7b8c"
+PROVIDERS: dict[str, tuple[type[VendorServer], type[HTTPProvider]]] = {
+    "openai": (FaultServer, OpenAICompatibleProvider),
+    "anthropic": (AnthropicServer, AnthropicProvider),
+    "gemini": (GeminiServer, GeminiProvider),
+}
+#: failures, each from a different layer: (outcome, what is asked of the provider)
+FAILURES = {
+    "refused": None,  # nothing listens: httpx.ConnectError, which holds the request
+    "reset": "reset",  # httpx.ReadError / RemoteProtocolError
+    "cut_mid_stream": "cut_stream",  # httpx.RemoteProtocolError (after text, where the format sends it early)
+    "stalled": "hang",  # our own time limit
+    "status_401": "unauthorized",
+    "malformed": "malformed",
+}
+
+
+def reachable_strings(root: object) -> Iterator[str]:
+    """Every string (and bytes, decoded) reachable from *root*: exception chains, arguments, attributes,
+    containers, httpx requests and their headers; not stack frames, and not a `Secret` (whose value only
+    ``reveal()`` gives)."""
+    seen: set[int] = set()
+    pending: list[object] = [root]
+    while pending and len(seen) < 200_000:
+        obj = pending.pop()
+        if id(obj) in seen or obj is None or isinstance(obj, Secret | type | types.ModuleType):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, str):
+            yield obj
+        elif isinstance(obj, bytes | bytearray):
+            yield bytes(obj).decode("latin-1")
+        elif isinstance(obj, types.FrameType | types.TracebackType | types.CodeType | types.FunctionType):
+            continue
+        elif isinstance(obj, httpx.Headers):
+            yield from (f"{k}: {v}" for k, v in obj.multi_items())
+        elif isinstance(obj, dict):
+            pending += [*obj.keys(), *obj.values()]
+        elif isinstance(obj, list | tuple | set | frozenset):
+            pending += list(obj)
+        else:
+            if isinstance(obj, BaseException):
+                yield from (str(obj), repr(obj))
+                pending += [obj.__cause__, obj.__context__, *obj.args]
+            if isinstance(obj, httpx.HTTPError):
+                with contextlib.suppress(RuntimeError):  # raised when no request was set
+                    pending.append(obj.request)
+            pending += list(getattr(obj, "__dict__", {}).values())
+            pending += [getattr(obj, s, None) for s in getattr(type(obj), "__slots__", ())]
+
+
+async def _failed(provider: HTTPProvider, streamed: bool) -> BaseException:
+    request = ChatRequest.build("one two three")
+    try:
+        if streamed:
+            [chunk async for chunk in provider.stream("fault-model", request)]
+        else:
+            await provider.complete("fault-model", request)
+    except LabError as exc:
+        return exc
+    finally:
+        await provider.aclose()
+    raise AssertionError("the call succeeded")
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("failure", list(FAILURES))
+@pytest.mark.parametrize("vendor", list(PROVIDERS))
+def test_no_key_is_reachable_from_an_error_a_provider_raises(vendor: str, failure: str, streamed: bool) -> None:
+    server_type, provider_type = PROVIDERS[vendor]
+    outcome = FAILURES[failure]
+    with server_type(api_key=VENDOR_KEY, hang_s=10.0) as server:
+        server.configure(queue=[] if outcome is None else [outcome])
+        url = server.base_url.replace(str(server.port), str(free_port())) if outcome is None else server.base_url
+        error = asyncio.run(_failed(provider_type("p", url, api_key=Secret(VENDOR_KEY), timeout_s=0.5), streamed))
+    found = [s for s in reachable_strings(error) if "RELIABILITYVENDORKEY" in s]
+    assert not found, f"{type(error).__name__} leads to the key: {found[:3]}"
+    assert any(isinstance(e, httpx.HTTPError) for e in _chain(error)) == (
+        failure in ("refused", "reset", "cut_mid_stream")
+    )
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+@pytest.mark.parametrize("vendor", ["anthropic", "gemini"])
+def test_no_key_is_reachable_through_the_last_attempt_of_a_lab_error(vendor: str, monkeypatch) -> None:
+    """The report's path to a key: ``err.last.__cause__.request.headers``."""
+    server_type = PROVIDERS[vendor][0]
+    with server_type(models=["fault-model"], api_key=VENDOR_KEY) as server:
+        server.configure(mix={"reset": 1.0})
+        prefix = vendor.upper()
+        monkeypatch.setenv(f"{prefix}_API_KEY", VENDOR_KEY)
+        monkeypatch.setenv(f"{prefix}_BASE_URL", server.base_url)
+        monkeypatch.setenv("OC_MAX_RETRIES", "1")
+        monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+        with Lab.from_env() as lab, pytest.raises(LabError) as info:
+            lab.chat("hi", f"{vendor}/fault-model", cache=False)
+    last = info.value.last
+    assert isinstance(last, LabError) and isinstance(last.__cause__, httpx.HTTPError)
+    assert VENDOR_KEY not in str(last.__cause__.request.headers.multi_items())
+    assert not [s for s in reachable_strings(info.value) if "RELIABILITYVENDORKEY" in s]
+
+
+@pytest.mark.parametrize("where", ["environment", "toml"])
+def test_a_key_in_a_base_url_query_is_refused_and_not_shown(tmp_path: Path, where: str) -> None:
+    url = f"https://generativelanguage.googleapis.com/v1beta?alt=sse&key={FOREIGN_KEY}"
+    with pytest.raises(ConfigError, match="takes no \\?query") as info:
+        if where == "environment":
+            Settings.load(env={"GEMINI_BASE_URL": url, "GEMINI_API_KEY": "AIzaSy-some-other-key-000"})
+        else:
+            path = tmp_path / "lab.toml"
+            path.write_text(f'[providers.x]\nbase_url = "{url}"\nmodels = ["m"]\n')
+            Settings.load(path, env={})
+    assert "key=***" in str(info.value)
+    assert not [s for s in reachable_strings(info.value) if "RELIABILITYFOREIGNKEY" in s]

@@ -26,10 +26,38 @@ class Vendor:
     body: Callable[[str], dict[str, Any]]
     text: Callable[[dict[str, Any]], str]
     refusals: dict[str, int]  # outcome -> the status this vendor answers it with
+    stream: tuple[str, dict[str, Any]]  # the streaming route (after base_url) and what it adds to a body
+    finish: bytes  # what the event that finishes a streamed answer says
+    end: bytes | None  # the stream's end marker (Gemini has none)
 
     def ask(self, server: VendorServer, prompt: str, key: str | None = KEY) -> httpx.Response:
         headers = {**self.headers, **(self.key_headers(key) if key is not None else {})}
         return httpx.post(server.base_url + self.path, json=self.body(prompt), headers=headers, trust_env=False)
+
+    def read_stream(self, server: VendorServer, prompt: str, read_timeout_s: float = 10.0) -> list[bytes]:
+        """The raw bytes of a streamed answer as they arrive, until the body ends or breaks (then raised,
+        as `Broken`, with what had arrived)."""
+        path, extra = self.stream
+        headers = {**self.headers, **self.key_headers(KEY)}
+        timeout = httpx.Timeout(10.0, read=read_timeout_s)
+        received: list[bytes] = []
+        body = {**self.body(prompt), **extra}
+        try:
+            with httpx.stream(
+                "POST", server.base_url + path, json=body, headers=headers, timeout=timeout, trust_env=False
+            ) as response:
+                received.extend(response.iter_raw())
+        except httpx.TransportError as exc:
+            raise Broken(exc, b"".join(received)) from exc
+        return received
+
+
+class Broken(Exception):
+    """A stream that broke (*error*) after *received*."""
+
+    def __init__(self, error: httpx.TransportError, received: bytes) -> None:
+        super().__init__(error, received)
+        self.error, self.received = error, received
 
 
 VENDORS = {
@@ -42,6 +70,9 @@ VENDORS = {
         lambda prompt: {"model": "m", "messages": [{"role": "user", "content": prompt}]},
         lambda answer: answer["choices"][0]["message"]["content"],
         {"unauthorized": 401},
+        ("/chat/completions", {"stream": True}),
+        b'"finish_reason": "stop"',
+        b"data: [DONE]",
     ),
     "anthropic": Vendor(
         AnthropicServer,
@@ -52,6 +83,9 @@ VENDORS = {
         lambda prompt: {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": prompt}]},
         lambda answer: answer["content"][0]["text"],
         {"unauthorized": 401},
+        ("/v1/messages", {"stream": True}),
+        b'"stop_reason": "end_turn"',
+        b"message_stop",
     ),
     "gemini": Vendor(
         GeminiServer,
@@ -62,6 +96,9 @@ VENDORS = {
         lambda prompt: {"contents": [{"role": "user", "parts": [{"text": prompt}]}]},
         lambda answer: answer["candidates"][0]["content"]["parts"][0]["text"],
         {"unauthorized": 400, "unregistered": 403},
+        ("/v1beta/models/m:streamGenerateContent?alt=sse", {}),
+        b'"finishReason": "STOP"',
+        None,
     ),
 }
 
@@ -142,3 +179,50 @@ def test_reset_restores_settings_and_reply_and_clears_the_record(vendor: Vendor)
         server.reset()
         assert (server.log, server.requests) == ([], [])
         assert vendor.text(vendor.ask(server, "x").json()) == "constructed"
+
+
+# -- streams that give their whole answer but never end ----------------------------------------------------------
+
+
+def test_a_whole_stream_has_its_finish_and_then_its_end_marker(vendor: Vendor, server: VendorServer) -> None:
+    body = b"".join(vendor.read_stream(server, "one two"))
+    assert vendor.finish in body
+    assert vendor.end is None or body.index(vendor.finish) < body.rindex(vendor.end)
+
+
+def test_cut_before_end_gives_the_finish_and_drops_the_connection_before_the_end_marker(
+    vendor: Vendor, server: VendorServer
+) -> None:
+    server.configure(queue=["cut_before_end"])
+    with pytest.raises(Broken) as info:
+        vendor.read_stream(server, "one two")
+    assert isinstance(info.value.error, httpx.RemoteProtocolError)  # the body was left unterminated
+    assert vendor.finish in info.value.received
+    assert vendor.end is None or vendor.end not in info.value.received
+
+
+def test_hang_before_end_gives_the_finish_and_then_stays_open(vendor: Vendor, server: VendorServer) -> None:
+    server.configure(queue=["hang_before_end"], hang_s=30.0)
+    with pytest.raises(Broken) as info:
+        vendor.read_stream(server, "one two", read_timeout_s=0.5)
+    assert isinstance(info.value.error, httpx.ReadTimeout)
+    assert vendor.finish in info.value.received
+    assert vendor.end is None or vendor.end not in info.value.received
+
+
+@pytest.mark.parametrize(
+    ("outcome", "error"), [("cut_before_end", httpx.TransportError), ("hang_before_end", httpx.ReadTimeout)]
+)
+def test_on_a_plain_request_cut_before_end_resets_and_hang_before_end_hangs(
+    vendor: Vendor, server: VendorServer, outcome: str, error: type[Exception]
+) -> None:
+    server.configure(queue=[outcome], hang_s=30.0)
+    headers = {**vendor.headers, **vendor.key_headers(KEY)}
+    with pytest.raises(error):
+        httpx.post(
+            server.base_url + vendor.path,
+            json=vendor.body("hi"),
+            headers=headers,
+            timeout=httpx.Timeout(10.0, read=0.5),
+            trust_env=False,
+        )

@@ -17,7 +17,7 @@ EVENTS = [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"]
 
 class Mirror(LoopbackServer):
     """Answers with what it received, except ``/stall`` (``stalling`` is set then), ``/reset`` and ``/stream``
-    (``?cut=1`` cuts it)."""
+    (``?cut=1`` cuts it after one event, ``?stall=1`` stalls after two)."""
 
     def __init__(self, port: int = 0) -> None:
         super().__init__(port=port)
@@ -30,7 +30,10 @@ class Mirror(LoopbackServer):
         elif request.path == "/reset":
             exchange.reset()
         elif request.path == "/stream":
-            await exchange.stream(Stream(EVENTS, cut_at=1), cut="cut" in request.query)
+            if "stall" in request.query:
+                await exchange.stream(Stream(EVENTS, cut_at=1), stop=2, stall_s=30.0)
+            else:
+                await exchange.stream(Stream(EVENTS, cut_at=1), stop=1 if "cut" in request.query else None)
         else:
             seen = {"method": request.method, "path": request.path, "query": request.query, "headers": request.headers}
             exchange.send(Response(200, {**seen, "body": request.body.decode()}, {"X-Mirror": "yes"}))
@@ -102,6 +105,17 @@ def test_a_cut_stream_stops_before_its_cut_point_and_leaves_the_body_unterminate
     with pytest.raises(httpx.RemoteProtocolError), httpx.stream("GET", f"{server.root_url}/stream?cut=1") as response:
         received.extend(response.iter_raw())
     assert b"".join(received) == EVENTS[0]
+
+
+def test_a_stalled_stream_sends_the_events_before_its_stop_and_then_nothing(server: Mirror) -> None:
+    received: list[bytes] = []
+    timeout = httpx.Timeout(10.0, read=0.5)
+    with (
+        pytest.raises(httpx.ReadTimeout),
+        httpx.stream("GET", f"{server.root_url}/stream?stall=1", timeout=timeout) as response,
+    ):
+        received.extend(response.iter_raw())
+    assert b"".join(received) == b"".join(EVENTS[:2])
 
 
 def test_a_reset_is_a_tcp_rst(server: Mirror) -> None:
