@@ -11,7 +11,8 @@
   backend keeps each entry as one JSON file, with `MemoryStore`, a bounded
   in-process LRU, in front of it; ``OC_CACHE_MODE=memory`` is the LRU alone.
 
-A hit is one lookup (the LRU, else one file read) and can be made on any thread.
+A hit is one lookup (the LRU, whose answer is used while one ``stat`` shows its file unchanged, else one
+file read) and can be made on any thread.
 An expired entry is a miss; a damaged, foreign or newer-format entry is a miss with one
 warning per kind and session, never a wrong answer and never an error.
 """
