@@ -42,7 +42,7 @@ _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")  # underscores: contain
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token
 _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")  # what httpx can encode and h11 will send
 
-Parser = Callable[[str, Any], Any]
+Parser = Callable[[str, object], Any]
 """``parse(name, raw) -> value``: *name* is what an error message calls the value."""
 
 
@@ -154,13 +154,13 @@ def default_cache_dir() -> Path:
 # -- parsers: strict, because a value that is wrong here fails far from its cause later ----------------
 
 
-def _text(name: str, raw: Any) -> str:
+def _text(name: str, raw: object) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise ConfigError(f"{name} must be a non-empty string, got {raw!r}")
     return raw.strip()
 
 
-def _plain(name: str, raw: Any, *, fold: bool = False) -> str:
+def _plain(name: str, raw: object, *, fold: bool = False) -> str:
     """A registered name (which ones exist is checked by the session, where the registries are known)."""
     text = _text(name, raw)
     text = text.lower().replace("-", "_") if fold else text
@@ -169,7 +169,7 @@ def _plain(name: str, raw: Any, *, fold: bool = False) -> str:
     return text
 
 
-def _choice(options: tuple[str, ...], name: str, raw: Any) -> str:
+def _choice(options: tuple[str, ...], name: str, raw: object) -> str:
     text = _text(name, raw).lower()
     for option in options:
         if option.lower() == text:
@@ -188,7 +188,7 @@ class _EnvText(str):
 _MAX_INT = 2**31 - 1
 
 
-def _number(name: str, raw: Any, *, kind: type, low: float, above: bool = False, high: float | None = None) -> Any:
+def _number(name: str, raw: object, *, kind: type, low: float, above: bool = False, high: float | None = None) -> Any:
     """A finite int or float within bounds; booleans are not numbers, an int setting takes no float, text is
     a number only from the environment, and a whole number is at most `_MAX_INT` unless *high* says."""
     value = None
@@ -223,7 +223,7 @@ _fraction = partial(_number, kind=float, low=0, above=True, high=1)
 _word = partial(_plain, fold=True)
 
 
-def _strings(name: str, raw: Any) -> tuple[str, ...]:
+def _strings(name: str, raw: object) -> tuple[str, ...]:
     """A list of non-empty strings (``[]`` is none); from the environment, comma-separated."""
     items = raw.split(",") if isinstance(raw, str) else raw
     if not isinstance(items, list):
@@ -235,21 +235,21 @@ def _strings(name: str, raw: Any) -> tuple[str, ...]:
     return tuple(i.strip() for i in items)
 
 
-def _secret(name: str, raw: Any) -> Secret:
+def _secret(name: str, raw: object) -> Secret:
     return Secret(_text(name, raw))
 
 
-def _path(name: str, raw: Any) -> Path:
+def _path(name: str, raw: object) -> Path:
     return Path(os.path.expanduser(_text(name, raw)))
 
 
-def _runlog(name: str, raw: Any) -> Path | None:
+def _runlog(name: str, raw: object) -> Path | None:
     if raw is False or (isinstance(raw, str) and raw.strip().lower() in ("off", "0", "false")):
         return None
     return _path(name, raw)
 
 
-def _url(name: str, raw: Any) -> SecretURL:
+def _url(name: str, raw: object) -> SecretURL:
     """An http(s) URL whose host and port could be connected to: refused now rather than on the first call.
 
     httpx, which will send the requests, must accept it too (its IDNA and character rules are stricter).
@@ -413,7 +413,7 @@ def _vendors(lab: Mapping[str, Any], env: Mapping[str, str], where: str) -> dict
 def _vendor(vendor: Vendor, lab: Mapping[str, Any], env: Mapping[str, str], where: str) -> ProviderConfig:
     """One vendor's settings, each from its variable, else its ``[lab]`` key, else the row's default."""
 
-    def read(var: str, setting: str, parse: Parser, default: Any) -> Any:
+    def read(var: str, setting: str, parse: Parser, default: object) -> Any:
         if env.get(var, "").strip():
             return parse(var, _EnvText(env[var]))
         key = vendor.toml_key(setting)
@@ -500,7 +500,7 @@ def _models(table: Mapping[str, Any], where: str) -> dict[str, tuple[Deployment,
     return out
 
 
-def _deployment(model: str, entry: Any, at: str) -> Deployment:
+def _deployment(model: str, entry: object, at: str) -> Deployment:
     """A `Deployment` built straight from the TOML keys, so its own defaults apply to keys left out."""
     if not isinstance(entry, Mapping):
         raise ConfigError(f"{at} must be a table")

@@ -61,7 +61,7 @@ class Image:
         return self.url or f"data:{self.mime_type};base64,{self.base64()}"
 
     @classmethod
-    def of(cls, source: Any, where: str = "image") -> Image:
+    def of(cls, source: object, where: str = "image") -> Image:
         """An image from a path, bytes, a PIL image, a ``data:`` URL or an http(s) URL."""
         if isinstance(source, Image):
             return source

@@ -36,8 +36,8 @@ def utf8(what: str, text: str) -> str:
     return text
 
 
-def _number(low: float, high: float) -> Callable[[str, Any], float | None]:
-    def check(name: str, value: Any) -> float | None:
+def _number(low: float, high: float) -> Callable[[str, object], float | None]:
+    def check(name: str, value: object) -> float | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -49,11 +49,11 @@ def _number(low: float, high: float) -> Callable[[str, Any], float | None]:
     return check
 
 
-def _integer(low: int, high: int) -> Callable[[str, Any], int | None]:
+def _integer(low: int, high: int) -> Callable[[str, object], int | None]:
     """An integer within bounds every provider accepts: a value past them would be refused by one vendor,
     sent as is to another and silently wrapped by a third (llama.cpp keeps 32 bits of a seed)."""
 
-    def check(name: str, value: Any) -> int | None:
+    def check(name: str, value: object) -> int | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
@@ -67,12 +67,12 @@ def _integer(low: int, high: int) -> Callable[[str, Any], int | None]:
     return check
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else f"{text[:37]}..."
 
 
-def _strings(name: str, value: Any) -> tuple[str, ...]:
+def _strings(name: str, value: object) -> tuple[str, ...]:
     if value is None:
         return ()
     items = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, Iterable) else None
@@ -81,7 +81,7 @@ def _strings(name: str, value: Any) -> tuple[str, ...]:
     return tuple(utf8(name, s) for s in items)
 
 
-def _schema(name: str, value: Any) -> Schema | None:
+def _schema(name: str, value: object) -> Schema | None:
     return None if value is None else Schema.of(value, name)
 
 
@@ -99,7 +99,7 @@ def _schema_text(raw: str) -> str:
 
 
 def _param(
-    default: Any, help: str, check: Callable[[str, Any], Any], parse: Callable[[str], Any], short: str = ""
+    default: object, help: str, check: Callable[[str, object], object], parse: Callable[[str], Any], short: str = ""
 ) -> Any:
     """A `Params` field: default, help text, validator, text parser and short option (for the CLI and ``%%chat``)."""
     return field(default=default, metadata={"help": help, "check": check, "parse": parse, "short": short})
@@ -147,7 +147,7 @@ class Params:
 NAMES: tuple[str, ...] = tuple(f.name for f in fields(Params))
 
 
-def _json(value: Any) -> Any:
+def _json(value: object) -> Any:
     if isinstance(value, Schema):
         return value.document
     return list(value) if isinstance(value, tuple) else value

@@ -15,7 +15,7 @@ when the schema is checked, before anything is sent.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import import_module
@@ -181,7 +181,7 @@ def _branch(alternatives: list[Any], out: list[Instruction], pattern: str) -> No
         out[at] = (_JMP, len(out), None)
 
 
-def _repeat(low: int, high: int, inner: Any, out: list[Instruction], pattern: str) -> None:
+def _repeat(low: int, high: int, inner: Iterable[tuple[Any, Any]], out: list[Instruction], pattern: str) -> None:
     """``x{low,high}``: *low* copies, then either a loop (no upper bound) or ``high - low`` optional copies."""
     body = list(inner)
     for _ in range(low):

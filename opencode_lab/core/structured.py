@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urldefrag, urljoin
 
 from .errors import InvalidRequestError, SchemaMismatchError, bounded
@@ -65,7 +65,7 @@ class Schema:
     name: str = "response"
 
     @classmethod
-    def of(cls, value: Any, what: str = "schema") -> Schema:
+    def of(cls, value: object, what: str = "schema") -> Schema:
         """A `Schema` from a dict, a pydantic model class, JSON text or a `Schema`; `InvalidRequestError`
         naming the problem (not JSON, not a schema, a reference outside it, a pattern or keyword that cannot
         be checked in bounded time) otherwise."""
@@ -92,7 +92,7 @@ class Schema:
         and the answer is validated here in any case)."""
         return {"type": "json_schema", "json_schema": {"name": self.name, "schema": self.document}}
 
-    def errors(self, data: Any) -> list[str]:
+    def errors(self, data: object) -> list[str]:
         """Why *data* does not match: its first problem (``path: message``), or ``[]``.  Checking stops at the
         first problem and within `CHECK_STEPS` steps, so a huge or hostile answer costs no more than that."""
         from jsonschema.exceptions import best_match
@@ -114,7 +114,7 @@ class Schema:
         error = best_match([found])
         return [bounded(f"{'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}", 500)]
 
-    def valid(self, data: Any) -> bool:
+    def valid(self, data: object) -> bool:
         """Whether *data* matches (bounded as `errors` is)."""
         return not self.errors(data)
 
@@ -207,7 +207,7 @@ def _check(text: str) -> str | None:
     return None
 
 
-def _schemas(document: Any) -> Iterator[tuple[dict[str, Any], str]]:
+def _schemas(document: object) -> Iterator[tuple[dict[str, Any], str]]:
     """Every schema object in *document* with the base URI it sits under (iteratively: depth is capped
     by `_document`, but a walk must not lean on the recursion limit)."""
     stack: list[tuple[Any, str]] = [(document, "")]
@@ -233,14 +233,15 @@ def _shipped(uri: str) -> bool:
     return uri in REGISTRY or uri + "#" in REGISTRY
 
 
-def _document(value: Any, what: str) -> Any:
-    describe = getattr(value, "model_json_schema", None) if isinstance(value, type) else None
-    if callable(describe):
+def _document(value: object, what: str) -> dict[str, Any]:
+    model = value if isinstance(value, type) else None
+    describe = getattr(model, "model_json_schema", None) if model is not None else None
+    if model is not None and callable(describe):
         try:
             value = describe()  # a pydantic model class
         except Exception as exc:  # a field pydantic cannot describe (a Callable, say)
             raise InvalidRequestError(
-                f"{what}: {value.__name__} has no JSON Schema ({type(exc).__name__}: {exc})"
+                f"{what}: {model.__name__} has no JSON Schema ({type(exc).__name__}: {exc})"
             ) from None
     elif isinstance(value, str):
         try:
@@ -257,7 +258,7 @@ def _document(value: Any, what: str) -> Any:
     return value
 
 
-def _check_shape(value: Any, what: str) -> None:
+def _check_shape(value: object, what: str) -> None:
     """Refuse what JSON cannot carry, before any recursive encoder meets it: nesting past `MAX_SCHEMA_DEPTH`
     (a dict that contains itself nests forever), NaN and infinities, keys that are not strings."""
     stack: list[tuple[Any, int]] = [(value, 0)]
@@ -301,26 +302,41 @@ def _checker() -> Any:
     return validators.extend(Draft202012Validator, {k: _charged(f) for k, f in table.items()})
 
 
-Keyword = Callable[[Any, Any, Any, Any], Any]
+class _Validator(Protocol):
+    """What the bounded keywords below use of a jsonschema validator."""
+
+    def descend(
+        self, instance: object, schema: object, path: str | None = None, schema_path: str | None = None
+    ) -> Iterator[Any]: ...
+
+
+#: a keyword's implementation: (validator, the keyword's value, the instance, the schema holding the keyword)
+Keyword = Callable[[_Validator, Any, object, dict[str, Any]], Any]
 
 
 def _charged(keyword: Keyword) -> Keyword:
-    def apply(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+    def apply(validator: _Validator, value: object, instance: object, schema: dict[str, Any]) -> Any:
         _BUDGET.get().spend()
         return keyword(validator, value, instance, schema)
 
     return apply
 
 
-def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+# these implement Draft 2020-12, whose type checker is exactly isinstance: "string" is str, "object" dict,
+# "array" list (jsonschema's own keywords call validator.is_type, which means the same here)
+
+
+def _pattern(validator: _Validator, pattern: str, instance: object, schema: dict[str, Any]) -> Iterator[Any]:
     from jsonschema.exceptions import ValidationError
 
-    if validator.is_type(instance, "string") and not search(pattern, instance, _BUDGET.get()):
+    if isinstance(instance, str) and not search(pattern, instance, _BUDGET.get()):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: Any) -> Iterator[Any]:
-    if not validator.is_type(instance, "object"):
+def _pattern_properties(
+    validator: _Validator, patterns: dict[str, Any], instance: object, schema: dict[str, Any]
+) -> Iterator[Any]:
+    if not isinstance(instance, dict):
         return
     for pattern, subschema in patterns.items():
         for key, value in instance.items():
@@ -328,14 +344,16 @@ def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any,
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
-def _additional_properties(validator: Any, extra: Any, instance: Any, schema: Any) -> Iterator[Any]:
+def _additional_properties(
+    validator: _Validator, extra: object, instance: object, schema: dict[str, Any]
+) -> Iterator[Any]:
     from jsonschema.exceptions import ValidationError
 
-    if not validator.is_type(instance, "object"):
+    if not isinstance(instance, dict):
         return
     known, patterns = schema.get("properties", {}), list(schema.get("patternProperties", {}))
     extras = [k for k in instance if k not in known and not any(search(p, k, _BUDGET.get()) for p in patterns)]
-    if validator.is_type(extra, "object"):
+    if isinstance(extra, dict):
         for key in extras:
             yield from validator.descend(instance[key], extra, path=key)
     elif not extra and extras:
@@ -345,10 +363,10 @@ def _additional_properties(validator: Any, extra: Any, instance: Any, schema: An
         )
 
 
-def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Iterator[Any]:
+def _unique_items(validator: _Validator, unique: object, instance: object, schema: dict[str, Any]) -> Iterator[Any]:
     from jsonschema.exceptions import ValidationError
 
-    if not unique or not validator.is_type(instance, "array"):
+    if not unique or not isinstance(instance, list):
         return
     seen: dict[Any, int] = {}
     for index, item in enumerate(instance):
@@ -358,7 +376,7 @@ def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> It
             return
 
 
-def _frozen(value: Any, budget: Budget) -> Any:
+def _frozen(value: object, budget: Budget) -> object:
     """A hashable value equal exactly when two JSON values are equal as JSON Schema sees them
     (``1 == 1.0``, ``true != 1``, objects unordered)."""
     budget.spend()

@@ -88,7 +88,7 @@ class ToolCall:
         return {"id": self.id, "name": self.name, "arguments": self.arguments, "raw_arguments": self.raw_arguments}
 
     @classmethod
-    def of(cls, item: Any, where: str) -> ToolCall:
+    def of(cls, item: object, where: str) -> ToolCall:
         """A call given back in a conversation: a `ToolCall`, its `to_dict` form or the OpenAI form."""
         if isinstance(item, ToolCall):
             return item
@@ -112,7 +112,7 @@ def calls_valid(calls: Iterable[ToolCall], offered: Iterable[Tool]) -> bool:
     )
 
 
-def tools(items: Any) -> tuple[Tool, ...]:
+def tools(items: object) -> tuple[Tool, ...]:
     """Validate ``tools=``: a list of declarations or functions, with distinct names."""
     if items is None:
         return ()
@@ -127,7 +127,7 @@ def tools(items: Any) -> tuple[Tool, ...]:
     return out
 
 
-def _tool(index: int, item: Any) -> Tool:
+def _tool(index: int, item: object) -> Tool:
     where = f"tools[{index}]"
     if isinstance(item, Tool):
         return item
@@ -182,7 +182,7 @@ def tool_from_function(fn: Callable[..., Any]) -> Tool:
 _SCALAR = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
-def _schema(hint: Any, where: str) -> tuple[dict[str, Any], bool]:
+def _schema(hint: object, where: str) -> tuple[dict[str, Any], bool]:
     """The JSON schema of a type hint, and whether the hint allows None."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
