@@ -185,7 +185,7 @@ def listed(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [item for item in items if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]]
 
 
-def usage(raw: Any) -> Usage:
+def usage(raw: object) -> Usage:
     """``input_tokens`` / ``output_tokens``, read strictly (cache reads not counted)."""
     return _usage(raw, "usage", "input_tokens", "output_tokens")
 

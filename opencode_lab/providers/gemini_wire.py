@@ -227,7 +227,7 @@ def _result(content: str) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {"result": parsed}
 
 
-def _generates(item: Any) -> bool:
+def _generates(item: object) -> bool:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         return False
     methods = item.get("supportedGenerationMethods")

@@ -109,7 +109,7 @@ def listed(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [item for item in items if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]]
 
 
-def message_text(message: Any) -> str:
+def message_text(message: object) -> str:
     """The text of a ``choices[0].message``; a tool-call answer without text is ``""``."""
     if not isinstance(message, dict):
         raise WireError(f"choices[0].message is {kind(message)}, not an object")
@@ -121,7 +121,7 @@ def message_text(message: Any) -> str:
     return content_text(content, "choices[0].message.content")
 
 
-def content_text(content: Any, where: str) -> str:
+def content_text(content: object, where: str) -> str:
     """Message or delta content: a string, or a list of text parts (joined); anything else is malformed."""
     if isinstance(content, str):
         return content
@@ -165,6 +165,6 @@ def delta_text(choice: Mapping[str, Any]) -> str:
     return "" if content is None else content_text(content, "delta.content")
 
 
-def usage(raw: Any) -> Usage:
+def usage(raw: object) -> Usage:
     """``prompt_tokens`` / ``completion_tokens`` and, where the server reports it (OpenRouter), ``cost``."""
     return _usage(raw, "usage", "prompt_tokens", "completion_tokens", "cost")

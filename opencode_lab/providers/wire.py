@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..core.errors import ProviderError
 from ..core.types import Usage
@@ -47,21 +47,21 @@ def loads(content: bytes | str, what: str) -> dict[str, Any]:
     return data
 
 
-def obj(value: Any, where: str) -> dict[str, Any]:
+def obj(value: object, where: str) -> dict[str, Any]:
     """*value* when it is a JSON object."""
     if not isinstance(value, dict):
         raise WireError(f"{where} is not an object")
     return value
 
 
-def text(value: Any, where: str) -> str:
+def text(value: object, where: str) -> str:
     """*value* when it is a JSON string."""
     if not isinstance(value, str):
         raise WireError(f"{where} is not text")
     return value
 
 
-def usage(raw: Any, where: str, input_key: str, output_key: str, cost_key: str | None = None) -> Usage:
+def usage(raw: object, where: str, input_key: str, output_key: str, cost_key: str | None = None) -> Usage:
     """Token counts (and the cost, when the format has one) of a usage object named *where*;
     missing or null values are unknown (None), never 0."""
     if raw is None:
@@ -75,7 +75,7 @@ def usage(raw: Any, where: str, input_key: str, output_key: str, cost_key: str |
     )
 
 
-def count(value: Any, where: str) -> int | None:
+def count(value: object, where: str) -> int | None:
     """A token count: a whole number of at least 0, or None when absent."""
     if value is None:
         return None
@@ -84,7 +84,7 @@ def count(value: Any, where: str) -> int | None:
     return int(value)
 
 
-def amount(value: Any, where: str) -> float | None:
+def amount(value: object, where: str) -> float | None:
     """An amount of money: a finite number of at least 0, or None when absent."""
     if value is None:
         return None
@@ -127,18 +127,18 @@ def error_message(content: bytes) -> str:
     return str(error or data.get("message") or data.get("detail") or "")
 
 
-def context_length(raw: Any) -> int | None:
+def context_length(raw: object) -> int | None:
     """A catalog's context length: a positive whole number, else dropped (None)."""
     if isinstance(raw, str) and raw.isdigit():
         raw = int(raw)
     return int(raw) if finite(raw) and raw > 0 and raw == int(raw) else None
 
 
-def finite(value: Any) -> bool:
+def finite(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def kind(value: Any) -> str:
+def kind(value: object) -> str:
     """``null``, ``a str``, ``an int``: what a message says a value was."""
     if value is None:
         return "null"
