@@ -16,7 +16,6 @@ import asyncio
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from ..core.deployment import Deployment
 from ..core.errors import LabError, ProviderError
@@ -51,16 +50,16 @@ def _failure(deployment: Deployment, exc: BaseException) -> ProviderError:
     )
 
 
-def received(completion: Any, deployment: Deployment) -> Completion:
+def received(completion: object, deployment: Deployment) -> Completion:
     """*completion* if it is a `Completion` whose every field has its declared type; a `ProviderError`
     naming the first field that does not, otherwise (a malformed answer must not fail later, far away)."""
     problem = _problem(completion)
-    if problem:
+    if problem or not isinstance(completion, Completion):  # the second never holds when the first does not
         raise ProviderError(f"the provider returned {problem}", provider=deployment.provider, model=deployment.upstream)
-    return completion  # type: ignore[no-any-return]
+    return completion
 
 
-def received_chunk(chunk: Any, deployment: Deployment) -> StreamChunk:
+def received_chunk(chunk: object, deployment: Deployment) -> StreamChunk:
     """A streamed piece as `received` takes a completion: a `StreamChunk` with text and, last, a `Completion`."""
     if not isinstance(chunk, StreamChunk) or not isinstance(chunk.delta, str):
         raise ProviderError(
@@ -81,7 +80,7 @@ async def checked(completion: Completion, request: ChatRequest, deployment: Depl
         await asyncio.to_thread(schema.parse, completion.text, provider=deployment.provider, model=deployment.upstream)
 
 
-def _problem(completion: Any) -> str | None:
+def _problem(completion: object) -> str | None:
     if not isinstance(completion, Completion):
         return f"a {type(completion).__name__}, not a Completion"
     fields = {
@@ -106,13 +105,13 @@ def _problem(completion: Any) -> str | None:
     return None
 
 
-def _measure(value: Any) -> bool:
+def _measure(value: object) -> bool:
     """None, or a finite non-negative number (a time, a cost)."""
     if value is None:
         return True
     return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value) and value >= 0
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     text = repr(value)
     return f"a {type(value).__name__} ({text[:60]}{'...' if len(text) > 60 else ''})"
