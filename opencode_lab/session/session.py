@@ -13,13 +13,13 @@ import logging
 import warnings
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from ..core.config import Settings
 from ..core.errors import ConfigError, InvalidRequestError, LabError
 from ..core.params import NAMES, reject_unknown
 from ..core.secrets import RedactingFilter, get_logger
-from ..core.types import ChatRequest, ChatResult
+from ..core.types import ChatRequest, ChatResult, Message
 from ..providers.base import Provider
 from ..routing.backoff import RetryPolicy
 from ..routing.catalog import Catalog
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 T = TypeVar("T")
+
+#: what a chat or a stream asks: text, or a conversation of messages (a `Message` or its dict form)
+Prompt: TypeAlias = "str | Sequence[Message | Mapping[str, object]]"
 
 #: the keywords of `Session.achat` / `astream` besides the request parameters of `opencode_lab.core.params`
 CALL_OPTIONS: tuple[str, ...] = ("system", "tools", "cache", "fallback", "strategy", "sample")
@@ -185,7 +188,9 @@ class Session:
 
     # -- one call -------------------------------------------------------------------------------------------------
 
-    def request(self, prompt: Any, model: Any, options: Mapping[str, Any], where: str) -> ChatRequest:
+    def request(
+        self, prompt: Prompt, model: str | Sequence[str] | None, options: Mapping[str, Any], where: str
+    ) -> ChatRequest:
         """Build a validated request from a call's keywords; an unknown one names the closest valid keyword."""
         reject_unknown(options, (*NAMES, *CALL_OPTIONS), f"keyword of {where}()")
         params = {k: v for k, v in options.items() if k in NAMES}
@@ -208,7 +213,7 @@ class Session:
             self.calls_path.call(request, sample, cache, fallback, strategy, run_id or self.session_run_id)
         )
 
-    async def achat(self, prompt: Any, model: str | Sequence[str] | None = None, **options: Any) -> ChatResult:
+    async def achat(self, prompt: Prompt, model: str | Sequence[str] | None = None, **options: Any) -> ChatResult:
         """Ask one prompt; with a list of models, failing over across the list is the point.
 
         Options: ``system``, ``tools`` (declarations or functions the model may call; the result's
@@ -220,7 +225,7 @@ class Session:
         hit = self._cached_chat(request, options)
         return hit if hit is not None else await self._chat(request, options)
 
-    def chat(self, prompt: Any, model: str | Sequence[str] | None = None, **options: Any) -> ChatResult:
+    def chat(self, prompt: Prompt, model: str | Sequence[str] | None = None, **options: Any) -> ChatResult:
         """Synchronous `achat`; safe inside a running notebook event loop.  A cached answer is found on the
         calling thread, without a trip to the session's loop."""
         __tracebackhide__ = True
@@ -265,14 +270,14 @@ class Session:
     # -- streaming ------------------------------------------------------------------------------------------------
 
     async def astream(
-        self, prompt: Any, model: str | Sequence[str] | None = None, **options: Any
+        self, prompt: Prompt, model: str | Sequence[str] | None = None, **options: Any
     ) -> AsyncIterator[str]:
         """Yield text deltas as they arrive; a cached answer arrives as one delta."""
         async for item in self.astream_events(prompt, model, **options):
             if isinstance(item, str):
                 yield item
 
-    def stream(self, prompt: Any, model: str | Sequence[str] | None = None, **options: Any) -> Iterator[str]:
+    def stream(self, prompt: Prompt, model: str | Sequence[str] | None = None, **options: Any) -> Iterator[str]:
         """Synchronous `astream`: iterate to get text deltas as they arrive."""
         __tracebackhide__ = True
         for item in self.stream_events(prompt, model, **options):
@@ -280,7 +285,7 @@ class Session:
                 yield item
 
     async def astream_events(
-        self, prompt: Any, model: str | Sequence[str] | None = None, **options: Any
+        self, prompt: Prompt, model: str | Sequence[str] | None = None, **options: Any
     ) -> AsyncIterator[str | ChatResult]:
         """Deltas, then the final `ChatResult`: what a display that updates in place needs."""
         request = self.request(prompt, model, options, "stream")
@@ -288,7 +293,7 @@ class Session:
             yield item
 
     def stream_events(
-        self, prompt: Any, model: str | Sequence[str] | None = None, **options: Any
+        self, prompt: Prompt, model: str | Sequence[str] | None = None, **options: Any
     ) -> Iterator[str | ChatResult]:
         """Synchronous `astream_events`."""
         request = self.request(prompt, model, options, "stream")
