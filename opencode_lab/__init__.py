@@ -65,10 +65,14 @@ from .routing.strategies import register_strategy
 from .session.cache import CachePolicy
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 
     import pandas as pd
     from matplotlib.figure import Figure
+
+    from .evals.scorers import Scorer
+    from .lab.history import Since
+    from .session.session import Prompt
 
 __version__ = "0.1.0"
 
@@ -143,32 +147,32 @@ __all__ = [
     "win_rates",
 ]
 
-def chat(prompt: Any, model: Any = None, **kwargs: Any) -> ChatResult:
+def chat(prompt: Prompt, model: str | Sequence[str] | None = None, **kwargs: Any) -> ChatResult:
     """Ask one prompt (or a message list); see `Lab.achat` for the options."""
     __tracebackhide__ = True
     return default_lab().chat(prompt, model, **kwargs)
 
 
-async def achat(prompt: Any, model: Any = None, **kwargs: Any) -> ChatResult:
+async def achat(prompt: Prompt, model: str | Sequence[str] | None = None, **kwargs: Any) -> ChatResult:
     return await default_lab().achat(prompt, model, **kwargs)
 
 
-def stream(prompt: Any, model: Any = None, **kwargs: Any) -> Iterator[str]:
+def stream(prompt: Prompt, model: str | Sequence[str] | None = None, **kwargs: Any) -> Iterator[str]:
     """Yield the answer's text as it arrives."""
     return default_lab().stream(prompt, model, **kwargs)
 
 
-def astream(prompt: Any, model: Any = None, **kwargs: Any) -> AsyncIterator[str]:
+def astream(prompt: Prompt, model: str | Sequence[str] | None = None, **kwargs: Any) -> AsyncIterator[str]:
     return default_lab().astream(prompt, model, **kwargs)
 
 
-def compare(prompts: Any, models: Any = None, **kwargs: Any) -> pd.DataFrame:
+def compare(prompts: object, models: str | Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
     """Every prompt x model x sample as a row; see `opencode_lab.lab.compare.acompare`."""
     __tracebackhide__ = True
     return default_lab().compare(prompts, models, **kwargs)
 
 
-async def acompare(prompts: Any, models: Any = None, **kwargs: Any) -> pd.DataFrame:
+async def acompare(prompts: object, models: str | Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
     return await default_lab().acompare(prompts, models, **kwargs)
 
 
@@ -184,7 +188,9 @@ def stats(
     return default_lab().stats(results, by=by, cluster=cluster, failures=failures)
 
 
-def grade(results: pd.DataFrame, scorer: Any, *, lab: Lab | None = None) -> pd.DataFrame:
+def grade(
+    results: pd.DataFrame, scorer: Scorer | Mapping[str, Scorer] | None, *, lab: Lab | None = None
+) -> pd.DataFrame:
     """Score an existing results frame after the fact (what ``compare(..., scorer=...)`` does, without asking
     the models again); judges ask through *lab* (default: the default Lab)."""
     from .evals.grading import agrade
@@ -247,13 +253,13 @@ def runs() -> pd.DataFrame:
     return default_lab().runs()
 
 
-def history(since: Any = None, *, model: str | None = None) -> pd.DataFrame:
+def history(since: Since = None, *, model: str | None = None) -> pd.DataFrame:
     """Every call the run log holds (chat, stream, ``%%chat``, compare), oldest first; see `Lab.history`."""
     __tracebackhide__ = True
     return default_lab().history(since, model=model)
 
 
-def uptime(window: Any = "24h", *, by: str = "served_by") -> pd.DataFrame:
+def uptime(window: Since = "24h", *, by: str = "served_by") -> pd.DataFrame:
     """Per-deployment availability, error mix and latency percentiles over *window*; see `Lab.uptime`."""
     __tracebackhide__ = True
     return default_lab().uptime(window, by=by)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from ..core.secrets import get_logger
-from .scorers import Score, score_rows, scorer_table, with_scores
+from .scorers import Score, Scorer, score_rows, scorer_table, with_scores
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,7 +44,9 @@ def asks_a_model(scorer: object) -> TypeGuard[ModelScorer]:
     return callable(getattr(scorer, "ascore", None))
 
 
-async def agrade(lab: Asker, frame: pd.DataFrame, scorer: Any, *, run_id: str | None = None) -> pd.DataFrame:
+async def agrade(
+    lab: Asker, frame: pd.DataFrame, scorer: Scorer | Mapping[str, Scorer] | None, *, run_id: str | None = None
+) -> pd.DataFrame:
     """*frame* with a score column per scorer (see `opencode_lab.evals.scorers`); judges ask through *lab*
     under *run_id* and their cost lands in ``judge_cost_usd`` (NaN for a row whose judge cost is unknown)."""
     if scorer is None:
@@ -70,7 +72,7 @@ async def agrade(lab: Asker, frame: pd.DataFrame, scorer: Any, *, run_id: str | 
     return out
 
 
-def _title(scorer: Any) -> str | None:
+def _title(scorer: object) -> str | None:
     """A scorer's short name for titles: a judge's model, a function's name, a built-in's class (None for a
     lambda: the column's name says as much)."""
     model = getattr(scorer, "model", None)

@@ -320,14 +320,14 @@ def scorer_table(scorer: Scorer | Mapping[str, Scorer]) -> dict[str | None, Scor
     return {None: scorer}
 
 
-def _check_callable(item: Any, what: str) -> None:
+def _check_callable(item: object, what: str) -> None:
     if isinstance(item, type) and issubclass(item, _BUILTINS):
         raise InvalidRequestError(f"{what} is the class {item.__name__}; call it: {item.__name__}()")
     if not callable(item):
         raise InvalidRequestError(f"{what} must be a callable taking a row and returning a float, not {item!r}")
 
 
-def describe(scorer: Any) -> Any:
+def describe(scorer: object) -> Any:
     """What a run's specification records for a scorer: its own ``spec()`` (a judge's model and prompt),
     a built-in's repr (its options), else its name."""
     spec = getattr(scorer, "spec", None)
@@ -399,7 +399,7 @@ def is_missing(value: Any) -> bool:
     return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 
 
-def _as_text(value: Any) -> str:
+def _as_text(value: object) -> str:
     """A reference as text: 7.0 read from a CSV column is ``"7"``."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))

@@ -47,7 +47,7 @@ class Compare:
 
     @classmethod
     async def prepare(
-        cls, lab: Session, prompts: Any, models: str | Sequence[str] | None, kwargs: Mapping[str, Any]
+        cls, lab: Session, prompts: object, models: str | Sequence[str] | None, kwargs: Mapping[str, Any]
     ) -> Compare:
         """Everything checked (prompts, models, options, prices, the run's specification) before sending."""
         plan = await make_plan(lab, prompts, models, kwargs)
@@ -166,7 +166,7 @@ class Compare:
             self.run.finished(row)
 
 
-def compare(lab: Session, prompts: Any, models: str | Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
+def compare(lab: Session, prompts: object, models: str | Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
     """Synchronous `acompare`.  Ctrl-C returns the rows finished so far (the rest marked ``interrupted``)."""
     __tracebackhide__ = True
     run = lab.block_on(Compare.prepare(lab, prompts, models, kwargs))
@@ -183,7 +183,7 @@ def compare(lab: Session, prompts: Any, models: str | Sequence[str] | None = Non
 
 
 async def acompare(
-    lab: Session, prompts: Any, models: str | Sequence[str] | None = None, **kwargs: Any
+    lab: Session, prompts: object, models: str | Sequence[str] | None = None, **kwargs: Any
 ) -> pd.DataFrame:
     """Run every prompt against every model *n* times and return one row each.
 

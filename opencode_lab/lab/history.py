@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..analysis.intervals import mean_interval, unit_codes
 from ..core.errors import InvalidRequestError
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..session.runlog import RunLog
+
+#: how far back: a span ("30m", "24h", "7d", a timedelta), a datetime or seconds since the epoch; None is all
+Since: TypeAlias = "str | timedelta | datetime | float | None"
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$")
 _SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -32,7 +35,7 @@ UPTIME_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def since_epoch(since: Any, *, now: float | None = None) -> float | None:
+def since_epoch(since: object, *, now: float | None = None) -> float | None:
     """*since* as seconds since the epoch: None, a span back from now (``"90s"``, ``"30m"``, ``"24h"``,
     ``"7d"``, a `timedelta`), a `datetime` (naive = local time) or a number of seconds since the epoch."""
     now = time.time() if now is None else now
@@ -52,7 +55,7 @@ def since_epoch(since: Any, *, now: float | None = None) -> float | None:
     return now - float(match.group(1)) * _SECONDS[match.group(2)]
 
 
-def history(runlog: RunLog, since: Any = None, *, model: str | None = None) -> pd.DataFrame:
+def history(runlog: RunLog, since: Since = None, *, model: str | None = None) -> pd.DataFrame:
     """Every logged call in the order it was asked (``asked_at``; a compare row: when it was saved), ``via``
     saying chat, stream or compare; *model* keeps one model spec."""
     import pandas as pd
@@ -70,7 +73,7 @@ def history(runlog: RunLog, since: Any = None, *, model: str | None = None) -> p
     return frame[order + [c for c in frame.columns if c not in order]].reset_index(drop=True)
 
 
-def uptime(runlog: RunLog, window: Any = "24h", *, by: str = "served_by") -> pd.DataFrame:
+def uptime(runlog: RunLog, window: Since = "24h", *, by: str = "served_by") -> pd.DataFrame:
     """Per deployment (*by*: ``served_by``, ``provider`` or ``model``) over the last *window* of the run log.
 
     Counts real attempts only (a cache hit asks no one).  Columns: ``attempts``, ``ok``,

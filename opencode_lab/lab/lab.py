@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..session.runlog import RunLog
+    from .history import Since
 
 log = get_logger(__name__)
 
@@ -31,13 +32,13 @@ log = get_logger(__name__)
 class Lab(Session):
     """A configured session with the DataFrame API: ``Lab.from_env()``, ``Lab.from_file(path)``, ``Lab(settings)``."""
 
-    def compare(self, prompts: Any, models: str | Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
+    def compare(self, prompts: object, models: str | Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
         """Every prompt x model x sample as one row of a DataFrame; see `acompare` for the keywords."""
         __tracebackhide__ = True
         shown.frames()
         return _compare.compare(self, prompts, models, **kwargs)
 
-    async def acompare(self, prompts: Any, models: str | Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
+    async def acompare(self, prompts: object, models: str | Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
         shown.frames()
         return await _compare.acompare(self, prompts, models, **kwargs)
 
@@ -102,13 +103,13 @@ class Lab(Session):
         self.flush()
         return attempts_frame(self.records)
 
-    def history(self, since: Any = None, *, model: str | None = None) -> pd.DataFrame:
+    def history(self, since: Since = None, *, model: str | None = None) -> pd.DataFrame:
         """Every call the run log holds, of this session and earlier ones, oldest first: prompt, parameters,
         answer, measurements and who served.  *since*: ``"24h"``, ``"7d"``, a datetime or a timedelta."""
         shown.frames()
         return _history.history(self._require_runlog(), since, model=model)
 
-    def uptime(self, window: Any = "24h", *, by: str = "served_by") -> pd.DataFrame:
+    def uptime(self, window: Since = "24h", *, by: str = "served_by") -> pd.DataFrame:
         """Per deployment over the last *window* of the run log: availability with its interval, error mix
         and latency percentiles (see `opencode_lab.lab.history.uptime`)."""
         shown.frames()

@@ -91,7 +91,7 @@ class CompareOptions:
             )
 
 
-def _positive_int(value: Any) -> bool:
+def _positive_int(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and value >= 1
 
 
@@ -137,7 +137,7 @@ class Plan:
 
 
 async def make_plan(
-    lab: Session, prompts: Any, models: str | Sequence[str] | None, kwargs: Mapping[str, Any]
+    lab: Session, prompts: object, models: str | Sequence[str] | None, kwargs: Mapping[str, Any]
 ) -> Plan:
     """Validate everything and build the job list before a single request is sent."""
     options, params = CompareOptions.parse(kwargs)
@@ -203,7 +203,7 @@ def _rich_specification(tools: tuple[Tool, ...], asked: list[Any]) -> dict[str, 
     }
 
 
-def _prompt_table(prompts: Any, template: str | None) -> list[tuple[str, dict[str, Any]]]:
+def _prompt_table(prompts: object, template: str | None) -> list[tuple[str, dict[str, Any]]]:
     """(prompt, carried columns) per input row, from a string, list, Series or DataFrame."""
     import pandas as pd
 
