@@ -26,7 +26,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from itertools import combinations
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.errors import InvalidRequestError
 from .failures import check_failures, listing, prompt_labels, values_under
@@ -47,6 +47,7 @@ NO_DIFFERENCE = "no detectable difference"
 TOO_FEW = "too few paired prompts"
 MCNEMAR = "McNemar"
 PAIRED_T = "paired t"
+T = TypeVar("T")
 _WORDS = {"latency_s": ("faster", " s"), "ttft_s": ("faster", " s"), "cost_usd": ("cheaper", " USD")}
 
 
@@ -254,7 +255,7 @@ def _test(
     return {**out, "ci_low": low, "ci_high": high, "p_value": p_value, "test": PAIRED_T}
 
 
-def _winner(a: Any, b: Any, row: dict[str, Any], lower_wins: bool) -> Any:
+def _winner(a: T, b: T, row: dict[str, Any], lower_wins: bool) -> T | None:
     """The better model when the interval excludes 0, else None."""
     if row["ci_low"] > 0:
         larger, smaller = a, b
@@ -265,7 +266,7 @@ def _winner(a: Any, b: Any, row: dict[str, Any], lower_wins: bool) -> Any:
     return smaller if lower_wins else larger
 
 
-def _verdict(winner: Any, row: dict[str, Any], metric: str, bounded: bool) -> str:
+def _verdict(winner: object, row: dict[str, Any], metric: str, bounded: bool) -> str:
     if row["n_prompts"] < 2 or math.isnan(row["ci_low"]):
         return TOO_FEW
     if winner is None:

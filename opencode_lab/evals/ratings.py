@@ -66,19 +66,19 @@ def outcomes(battles: pd.DataFrame) -> pd.DataFrame:
     return judged.assign(score=pd.Series(scores, index=judged.index, dtype="float64"))
 
 
-def _names(index: int, a: Any, b: Any) -> None:
+def _names(index: int, a: object, b: object) -> None:
     if not isinstance(a, str) or not isinstance(b, str) or a == b:
         raise InvalidRequestError(f"battle {index}: model_a and model_b must be two different names, got {a!r}, {b!r}")
 
 
-def _given_score(index: int, a: Any, b: Any, score: Any) -> float:
+def _given_score(index: int, a: object, b: object, score: Any) -> float:
     _names(index, a, b)
     if score not in (0, 0.5, 1):
         raise InvalidRequestError(f"battle {index}: score {score!r} must be 1 (model_a won), 0 (model_b won) or 0.5")
     return float(score)
 
 
-def _score(index: int, a: Any, b: Any, winner: Any) -> float:
+def _score(index: int, a: object, b: object, winner: object) -> float:
     _names(index, a, b)
     text = str(winner).strip()
     by_name = {a: 1.0, b: 0.0}.get(text)
@@ -288,7 +288,7 @@ def _tallies(judged: pd.DataFrame, models: list[str]) -> dict[str, list[float]]:
     return out
 
 
-def _check(bootstrap: Any, confidence: Any, prior: Any, cluster: str | None, battles: Any) -> None:
+def _check(bootstrap: object, confidence: object, prior: object, cluster: str | None, battles: object) -> None:
     import pandas as pd
 
     if not isinstance(battles, pd.DataFrame):
