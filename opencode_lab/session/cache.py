@@ -47,7 +47,7 @@ class CachePolicy(enum.Enum):
     OFF = "off"
 
     @classmethod
-    def of(cls, value: Any) -> CachePolicy:
+    def of(cls, value: object) -> CachePolicy:
         """Accept the spellings users write: True, False, ``"refresh"``, ``"use"``, ``"off"`` or a policy."""
         if isinstance(value, CachePolicy):
             return value

@@ -44,7 +44,7 @@ class JsonStoreBackend(FileSystemStoreBackend):  # type: ignore[misc]  # joblib 
             warnings.simplefilter("ignore")  # still a cache to read, and the first failed write says so once
             super().configure(location, verbose=verbose, backend_options=backend_options)
 
-    def load_item(self, call_id: list[str], verbose: int = 1, timestamp: Any = None, metadata: Any = None) -> Any:
+    def load_item(self, call_id: list[str], verbose: int = 1, timestamp: object = None, metadata: object = None) -> Any:
         """The JSON document stored at *call_id*; `KeyError` when there is none (joblib's convention),
         `ValueError` when the file is not a regular file of sane size or not JSON."""
         path = os.path.join(self.location, *call_id, ENTRY)
@@ -61,7 +61,7 @@ class JsonStoreBackend(FileSystemStoreBackend):  # type: ignore[misc]  # joblib 
             os.close(fd)
         return json.loads(data)
 
-    def dump_item(self, call_id: list[str], item: Any, verbose: int = 1) -> None:
+    def dump_item(self, call_id: list[str], item: object, verbose: int = 1) -> None:
         """Store *item* as JSON at *call_id*, atomically (a private temporary file renamed over the entry,
         so a reader sees the old entry or the new one).  Unlike joblib's backend, which warns and goes
         on, a failure raises: the cache reports an unwritable folder once, in its own words."""
