@@ -11,6 +11,11 @@ model is first used, keeping ``import opencode_lab`` light.
 
 Base models (no chat template, e.g. Gemma-3-270M) get a completion-style
 prompt: a plain ``Question:/Answer:`` transcript, stopped at the next turn.
+
+Every call samples with a seed it reports (`Completion.seed`): the caller's, or one drawn from
+the operating system's randomness.  Without a drawn seed llama.cpp would derive each call's
+seed from the one the model was loaded with, so every process would repeat the same "random"
+samples in the same order.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import asyncio
 import hashlib
 import importlib.util
 import os
+import secrets
 import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +50,7 @@ LOCAL_TAG = NAME
 _DONE = object()
 _log = get_logger(__name__)
 _COMPUTE = threading.Lock()  # one llama.cpp computation at a time in this process, whichever model
+_SEED_MASK = 0xFFFFFFFF  # llama.cpp seeds are 32 bits, and this one means "random" to it
 
 
 def default_threads() -> int:
@@ -214,7 +221,7 @@ class LocalProvider(Provider):
                 _route_llama_logs()
                 try:
                     llama = Llama(
-                        model_path=str(path), n_ctx=spec.context_length, n_threads=self._threads, seed=0, verbose=False
+                        model_path=str(path), n_ctx=spec.context_length, n_threads=self._threads, verbose=False
                     )
                 except ValueError as exc:  # llama.cpp's whole message is "Failed to load model from file"
                     raise ModelUnavailableError(
@@ -279,7 +286,7 @@ class LocalProvider(Provider):
             raise ProviderError(str(exc), provider=self.name, model=spec.name) from exc
 
     async def complete(self, model: str, request: ChatRequest) -> Completion:
-        spec = self._model(model)
+        spec, request = self._model(model), _seeded(request)
         started = time.perf_counter()
         data = await self._run(model, lambda llama: self._call(spec, request, llama, False))
         return self._completion(spec, request, data, started)
@@ -287,7 +294,7 @@ class LocalProvider(Provider):
     def complete_blocking(self, model: str, request: ChatRequest) -> Completion:
         """`complete` in the caller's thread, for a caller that owns this provider alone (a Dask worker
         thread, `opencode_lab.providers.dask_cluster`): no event loop, no hop to the model's thread."""
-        spec = self._model(model)
+        spec, request = self._model(model), _seeded(request)
         started = time.perf_counter()
         data = _exclusive(lambda llama: self._call(spec, request, llama, False), self._load(model).llama)
         return self._completion(spec, request, data, started)
@@ -303,10 +310,11 @@ class LocalProvider(Provider):
             finish_reason=choice.get("finish_reason"),
             usage=Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), 0.0),
             ttft_s=time.perf_counter() - started,
+            seed=request.params.seed,
         )
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        spec = self._model(model)
+        spec, request = self._model(model), _seeded(request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         started = time.perf_counter()
@@ -353,7 +361,7 @@ class LocalProvider(Provider):
             stop.set()
             await asyncio.shield(job)
         text = "".join(parts).rstrip()
-        yield StreamChunk("", Completion(text, f"local/{model}", finish, usage, ttft))
+        yield StreamChunk("", Completion(text, f"local/{model}", finish, usage, ttft, seed=request.params.seed))
 
     async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
         return [ModelInfo(m.name, m.context_length, 0.0, 0.0, m.tags, m.description) for m in self._models.values()]
@@ -364,6 +372,15 @@ class LocalProvider(Provider):
         for item in loaded.values():
             item.executor.shutdown(wait=True)
             item.llama.close()
+
+
+def _seeded(request: ChatRequest) -> ChatRequest:
+    """*request* with the seed llama.cpp samples it with: the caller's as llama.cpp reads it (its low 32
+    bits), or one drawn fresh when there is none or the caller's means "random" to llama.cpp (-1)."""
+    seed = None if request.params.seed is None else request.params.seed & _SEED_MASK
+    if seed is None or seed == _SEED_MASK:
+        seed = secrets.randbits(31)  # the range of the per-sample seeds `Params.for_sample` derives
+    return request if seed == request.params.seed else replace(request, params=replace(request.params, seed=seed))
 
 
 @lru_cache(maxsize=32)

@@ -114,3 +114,42 @@ def test_local_deployments_take_one_call_at_a_time_and_form_the_last_rotation_po
     assert {d.max_in_flight for d in deployments.values()} == {1}
     with Lab.from_env() as lab:
         assert set(lab.catalog.pool) == set(deployments)
+
+
+# -- seeds: every answer says which one it was sampled with, and that seed replays it ----------------------------------
+
+
+def test_an_unseeded_request_draws_a_seed_reports_it_and_that_seed_replays_the_answer(local) -> None:
+    sea = {"temperature": 1.0, "max_tokens": 12}
+    drawn = ask(local, "smollm2-135m", "Write a line about the sea.", **sea)
+    assert drawn.seed is not None and 0 <= drawn.seed < 2**31
+    replayed = ask(local, "smollm2-135m", "Write a line about the sea.", seed=drawn.seed, **sea)
+    assert (replayed.text, replayed.seed) == (drawn.text, drawn.seed)
+
+
+def test_freshly_loaded_models_draw_different_samples_as_separate_processes_do() -> None:
+    """llama.cpp alone derives an unseeded call's seed from the one the model was loaded with: every process
+    that loaded the model repeated the same "random" samples, in the same order."""
+
+    def samples() -> list:
+        provider = LocalProvider(bundled_models(), threads=1)
+        try:
+            return [ask(provider, "smollm2-135m", "Write a line about the sea.", temperature=1.0, max_tokens=12)
+                    for _ in range(3)]  # fmt: skip
+        finally:
+            asyncio.run(provider.aclose())
+
+    first, second = samples(), samples()
+    assert {c.seed for c in first}.isdisjoint(c.seed for c in second)
+    assert [c.text for c in first] != [c.text for c in second]
+
+
+def test_a_seed_is_reported_as_llama_cpp_reads_it(local) -> None:
+    """llama.cpp takes 32-bit seeds, and reads -1 as "random": that one is replaced by a drawn seed it reports."""
+    line = {"temperature": 1.0, "max_tokens": 8}
+    wide = ask(local, "smollm2-135m", "Write a line about the sea.", seed=2**32 + 5, **line)
+    five = ask(local, "smollm2-135m", "Write a line about the sea.", seed=5, **line)
+    assert (wide.seed, wide.text) == (5, five.text)
+    random = ask(local, "smollm2-135m", "Write a line about the sea.", seed=-1, **line)
+    assert random.seed is not None and 0 <= random.seed < 2**31
+    assert ask(local, "smollm2-135m", "Write a line about the sea.", seed=random.seed, **line).text == random.text
