@@ -63,6 +63,26 @@ def default_threads() -> int:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """How a model samples when the caller does not say: its authors' recommended settings.
+
+    Each one applies only where the request leaves that parameter unset, as a Hugging Face
+    ``generation_config.json`` does; None leaves llama-cpp-python's default.  A GGUF file whose
+    authors recommend nothing samples at 0.8, as llama.cpp's own tools do.
+    """
+
+    temperature: float | None = 0.8
+    top_p: float | None = None
+    top_k: int | None = None
+    """Not a request parameter (few APIs take it), so always the model's."""
+
+    def kwargs(self) -> dict[str, float | int]:
+        """The settings given, as llama-cpp-python's keywords."""
+        values = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
 class LocalModel:
     """A GGUF file and how to prompt it.  ``locate`` finds (or builds) the file only when first needed."""
 
@@ -71,6 +91,7 @@ class LocalModel:
     chat: bool = True
     context_length: int = 2048
     description: str = ""
+    sampling: Sampling = Sampling()
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -117,6 +138,7 @@ def bundled_models(cache_dir: Path | None = None) -> list[LocalModel]:
             chat=True,
             context_length=2048,
             description="SmolLM2-135M-Instruct Q4_1, instruction-tuned chat model",
+            sampling=Sampling(temperature=0.2, top_p=0.9),  # its model card's settings
         ),
         LocalModel(
             "gemma-3-270m",
@@ -124,6 +146,7 @@ def bundled_models(cache_dir: Path | None = None) -> list[LocalModel]:
             chat=False,
             context_length=2048,
             description="Gemma-3-270M base model (no chat template): prompted completion-style",
+            sampling=Sampling(temperature=1.0, top_p=0.95, top_k=64),  # Google's settings for Gemma 3
         ),
     ]
 
@@ -244,8 +267,8 @@ class LocalProvider(Provider):
     def _kwargs(self, spec: LocalModel, request: ChatRequest, llama: Any, stream: bool) -> dict[str, Any]:
         params = request.params
         kw: dict[str, Any] = {
+            **spec.sampling.kwargs(),
             **params.payload(),
-            "temperature": 0.8 if params.temperature is None else params.temperature,
             "max_tokens": params.max_tokens or 256,
             "stream": stream,
         }
