@@ -220,15 +220,24 @@ class ChatResult:
         )
 
     def footer(self) -> str:
-        """One line: who answered, how fast, how many tokens, what it cost (unknowns say so, never 0), and the
-        seed that replays it."""
+        """One line: who answered, how fast, how many tokens, what it cost and a hit saved (unknowns say so,
+        never 0), and the seed that replays it."""
         tokens = f"{_count(self.input_tokens)}→{_count(self.output_tokens)} tok"
-        cost = "cost unknown" if math.isnan(self.cost_usd) else f"${self.cost_usd:.6f}"
         seed = "" if self.seed_used is None else f" · seed {self.seed_used}"
         return (
-            f"{self.served_by} · {self.latency_s:.2f}s · {tokens} · {cost} · "
+            f"{self.served_by} · {self.latency_s:.2f}s · {tokens} · {self._cost()} · "
             f"{'cached' if self.cached else 'live'}{seed} · {len(self.attempts)} attempt(s)"
         )
+
+    def _cost(self) -> str:
+        """What was paid, and for a cache hit what it saved: unknown when the original call's cost was."""
+        if math.isnan(self.cost_usd):
+            return "cost unknown"
+        paid = f"${self.cost_usd:.6f}"
+        if not self.cached or self.cost_saved_usd == 0:
+            return paid
+        saved = "unknown" if math.isnan(self.cost_saved_usd) else f"${self.cost_saved_usd:.6f}"
+        return f"{paid} (cache saved {saved})"
 
 
 def _count(tokens: int | None) -> str:

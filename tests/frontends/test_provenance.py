@@ -108,6 +108,13 @@ def test_tokens_a_stream_did_not_report_are_unknown_not_zero(fault, make_lab) ->
     assert pd.isna(row.input_tokens) and pd.isna(row.output_tokens)
 
 
+def test_a_cache_hit_of_an_answer_whose_cost_was_unknown_says_it_saved_an_unknown_amount(fault, make_lab) -> None:
+    lab = make_lab(_toml(fault))
+    cold, warm = lab.chat("q", "smol"), lab.chat("q", "smol")
+    assert "cost unknown" in cold.footer()
+    assert warm.cached and "$0.000000 (cache saved unknown)" in warm.footer()
+
+
 def test_a_budget_with_an_unknown_price_is_refused_before_sending(fault, make_lab) -> None:
     lab = make_lab(_toml(fault))
     with pytest.raises(InvalidRequestError, match="budget_usd needs prices, and f/m1 has no known price"):
