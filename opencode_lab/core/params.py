@@ -48,7 +48,7 @@ def _number(low: float, high: float) -> Callable[[str, Any], float | None]:
     return check
 
 
-def _integer(low: int | None) -> Callable[[str, Any], int | None]:
+def _integer(low: int | None, high: int | None = None) -> Callable[[str, Any], int | None]:
     def check(name: str, value: Any) -> int | None:
         if value is None:
             return None
@@ -56,6 +56,8 @@ def _integer(low: int | None) -> Callable[[str, Any], int | None]:
             raise InvalidRequestError(f"{name} must be an integer, got {value!r}")
         if low is not None and value < low:
             raise InvalidRequestError(f"{name} must be at least {low}, got {value!r}")
+        if high is not None and value > high:
+            raise InvalidRequestError(f"{name} must be at most {high}, got {value!r}")
         return value
 
     return check
@@ -97,7 +99,9 @@ class Params:
 
     temperature: float | None = _param(None, "sampling temperature, 0 to 2", _number(0.0, 2.0), float, "-t")
     max_tokens: int | None = _param(None, "upper bound on generated tokens", _integer(1), int)
-    seed: int | None = _param(None, "sampling seed (sample i of n gets a seed derived from it)", _integer(None), int)
+    seed: int | None = _param(  # a 64-bit integer: what a results row's seed_used (SQLite, pandas Int64) holds
+        None, "sampling seed (sample i of n gets a seed derived from it)", _integer(-(2**63), 2**63 - 1), int
+    )
     top_p: float | None = _param(None, "nucleus sampling probability mass, 0 to 1", _number(0.0, 1.0), float)
     stop: tuple[str, ...] = _param((), "stop sequence (repeat for several)", _strings, str)
     schema: Schema | None = _param(  # noqa: RUF009 - a field(), as above; Schema is a frozen value

@@ -30,6 +30,7 @@ def test_build_validates_and_normalises() -> None:
         ({"max_tokens": 0}, "max_tokens must be at least 1"),
         ({"seed": 1.5}, "seed must be an integer"),
         ({"seed": True}, "seed must be an integer"),
+        ({"seed": 2**63}, "seed must be at most 9223372036854775807"),
         ({"stop": ["ok", ""]}, "stop must be a string or a list of non-empty strings"),
     ],
 )
