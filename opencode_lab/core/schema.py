@@ -59,6 +59,7 @@ RESULT_SCHEMA: tuple[Column, ...] = (
     Column("cost_usd", "float", "what this row cost (0 for a cache hit; NaN when unknown)", True),
     Column("served_by", "text", "the deployment that answered"),
     Column("sample", "int", "sample index, 0..n-1"),
+    Column("seed_used", "int", "the seed the answer was sampled with (given or drawn); NA when none was sent"),
     Column("finish_reason", "text", "why generation stopped (stop, length, tool_calls, ...)"),
     Column("tool_calls", "text", "the tool calls made, as JSON [{id, name, arguments}] (None when none)"),
     Column("tool_call_valid", "bool", "every call named an offered tool with arguments matching its schema"),

@@ -142,6 +142,10 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     ttft_s: float | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    seed: int | None = None
+    """The seed the answer was sampled with, as the provider sent it (the caller's, or one an in-process
+    model drew); None when no seed was sent or the provider takes none (`Capabilities.seeds`): a row
+    claims only a seed that made its answer."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,8 @@ class ChatResult:
 
     ``model`` is what was asked for, ``served_by`` the deployment that answered.
     ``cost_source`` is one of ``provider``, ``catalog``, ``local``, ``unknown``.
+    ``seed_used`` is the answer's `Completion.seed` (a cache hit keeps the original call's): passing it
+    as ``seed=`` asks for this answer again.
     """
 
     text: str
@@ -188,6 +194,7 @@ class ChatResult:
     attempts: tuple[Attempt, ...] = ()
     request_id: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
+    seed_used: int | None = None
 
     @property
     def data(self) -> Any:
@@ -213,13 +220,24 @@ class ChatResult:
         )
 
     def footer(self) -> str:
-        """One line: who answered, how fast, how many tokens, what it cost (unknowns say so, never 0)."""
+        """One line: who answered, how fast, how many tokens, what it cost and a hit saved (unknowns say so,
+        never 0), and the seed that replays it."""
         tokens = f"{_count(self.input_tokens)}→{_count(self.output_tokens)} tok"
-        cost = "cost unknown" if math.isnan(self.cost_usd) else f"${self.cost_usd:.6f}"
+        seed = "" if self.seed_used is None else f" · seed {self.seed_used}"
         return (
-            f"{self.served_by} · {self.latency_s:.2f}s · {tokens} · {cost} · {'cached' if self.cached else 'live'}"
-            f" · {len(self.attempts)} attempt(s)"
+            f"{self.served_by} · {self.latency_s:.2f}s · {tokens} · {self._cost()} · "
+            f"{'cached' if self.cached else 'live'}{seed} · {len(self.attempts)} attempt(s)"
         )
+
+    def _cost(self) -> str:
+        """What was paid, and for a cache hit what it saved: unknown when the original call's cost was."""
+        if math.isnan(self.cost_usd):
+            return "cost unknown"
+        paid = f"${self.cost_usd:.6f}"
+        if not self.cached or self.cost_saved_usd == 0:
+            return paid
+        saved = "unknown" if math.isnan(self.cost_saved_usd) else f"${self.cost_saved_usd:.6f}"
+        return f"{paid} (cache saved {saved})"
 
 
 def _count(tokens: int | None) -> str:

@@ -170,10 +170,13 @@ def _number(value: float, fmt: str) -> str:
 
 
 def _cost(spent: float, saved: float) -> str:
+    """What was paid and what cache hits saved: a warm rerun of a run whose cost was unknown saved an unknown
+    amount, never nothing (``free`` is for answers that cost nothing, e.g. local models)."""
     if not _known(spent):
         return "unknown"
-    if _known(saved) and saved > 0:
-        return f"${spent:.4f} (cache saved ${saved:.4f})"
+    if not _known(saved) or saved > 0:
+        amount = f"${saved:.4f}" if _known(saved) else "unknown"
+        return f"${spent:.4f} (cache saved {amount})"
     return "free" if spent == 0 else f"${spent:.4f}" if spent < 1 else f"${spent:,.2f}"
 
 

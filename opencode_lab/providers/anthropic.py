@@ -31,7 +31,7 @@ _MAX_PAGES = 20
 class AnthropicProvider(HTTPProvider):
     """Messages, streaming, tools, images and ``/v1/models``; *base_url* as the SDK takes it (no ``/v1``)."""
 
-    capabilities = Capabilities(open_catalog=True)
+    capabilities = Capabilities(seeds=False, open_catalog=True)  # the Messages API has no seed
 
     def __init__(
         self,

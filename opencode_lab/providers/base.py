@@ -39,6 +39,10 @@ class Capabilities:
     """Takes image parts in user messages."""
     schema: bool = True
     """Takes ``schema=`` (structured output); the router checks every answer against it either way."""
+    seeds: bool = True
+    """Sends a request's ``seed`` and reports it as the answer's `Completion.seed` (whether the server then
+    samples deterministically is its own promise).  A provider without seeds reports none, so no row claims
+    a seed that did not make its answer."""
     reports_cost: bool = False
     """Each answer's ``usage.cost_usd`` is the provider's own bill, preferred over catalog prices."""
     free: bool = False

@@ -109,6 +109,12 @@ class HTTPProvider(Provider):
     def fold(self, model: str, request: ChatRequest) -> Fold:
         """A fresh fold for one streamed answer."""
 
+    def seed(self, request: ChatRequest) -> int | None:
+        """The seed a chat sent (`Completion.seed`): the caller's, when this vendor takes seeds.  No seed is
+        drawn for a request without one: the server samples with its own randomness, so its samples are
+        independent already, and a seed on every request could be refused by a strict server without seeds."""
+        return request.params.seed if self.capabilities.seeds else None
+
     # -- the exchanges ------------------------------------------------------------------------------------
 
     @property
@@ -141,7 +147,8 @@ class HTTPProvider(Provider):
         with self.edge(model):
             completion = self.answer(data, model, request)
         text = redact(completion.text, urls=False)
-        return dataclasses.replace(completion, text=text, ttft_s=time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        return dataclasses.replace(completion, text=text, ttft_s=elapsed, seed=self.seed(request))
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """SSE deltas; ``timeout_s`` bounds the wait for each piece of progress (text or tool input), so a
@@ -182,7 +189,9 @@ class HTTPProvider(Provider):
             tail = text.flush()  # the answer is whole: nothing held back can be the start of a key any more
             if tail:
                 yield StreamChunk(tail)
-            completion = fold.completion(text.text, text.ttft)  # inside the edge: its usage may yet be refused
+            completion = dataclasses.replace(  # inside the edge: its usage may yet be refused
+                fold.completion(text.text, text.ttft), seed=self.seed(request)
+            )
         yield StreamChunk("", completion)
 
     async def aclose(self) -> None:

@@ -13,6 +13,11 @@ model is first used, keeping ``import opencode_lab`` light.
 
 Base models (no chat template, e.g. Gemma-3-270M) get a completion-style
 prompt: a plain ``Question:/Answer:`` transcript, stopped at the next turn.
+
+Every call samples with a seed it reports (`Completion.seed`): the caller's, or one drawn from
+the operating system's randomness.  Without a drawn seed llama.cpp would derive each call's
+seed from the one the model was loaded with, so every process would repeat the same "random"
+samples in the same order.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ import asyncio
 import hashlib
 import importlib.util
 import os
+import secrets
 import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +52,7 @@ LOCAL_TAG = NAME
 _DONE = object()
 _log = get_logger(__name__)
 _COMPUTE = threading.Lock()  # one llama.cpp computation at a time in this process, whichever model
+_SEED_MASK = 0xFFFFFFFF  # llama.cpp seeds are 32 bits, and this one means "random" to it
 
 
 def default_threads() -> int:
@@ -58,6 +65,26 @@ def default_threads() -> int:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """How a model samples when the caller does not say: its authors' recommended settings.
+
+    Each one applies only where the request leaves that parameter unset, as a Hugging Face
+    ``generation_config.json`` does; None leaves llama-cpp-python's default.  A GGUF file whose
+    authors recommend nothing samples at 0.8, as llama.cpp's own tools do.
+    """
+
+    temperature: float | None = 0.8
+    top_p: float | None = None
+    top_k: int | None = None
+    """Not a request parameter (few APIs take it), so always the model's."""
+
+    def kwargs(self) -> dict[str, float | int]:
+        """The settings given, as llama-cpp-python's keywords."""
+        values = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
 class LocalModel:
     """A GGUF file and how to prompt it.  ``locate`` finds (or builds) the file only when first needed."""
 
@@ -66,6 +93,7 @@ class LocalModel:
     chat: bool = True
     context_length: int = 2048
     description: str = ""
+    sampling: Sampling = Sampling()
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -112,6 +140,7 @@ def bundled_models(cache_dir: Path | None = None) -> list[LocalModel]:
             chat=True,
             context_length=2048,
             description="SmolLM2-135M-Instruct Q4_1, instruction-tuned chat model",
+            sampling=Sampling(temperature=0.2, top_p=0.9),  # its model card's settings
         ),
         LocalModel(
             "gemma-3-270m",
@@ -119,6 +148,7 @@ def bundled_models(cache_dir: Path | None = None) -> list[LocalModel]:
             chat=False,
             context_length=2048,
             description="Gemma-3-270M base model (no chat template): prompted completion-style",
+            sampling=Sampling(temperature=1.0, top_p=0.95, top_k=64),  # Google's settings for Gemma 3
         ),
     ]
 
@@ -220,7 +250,6 @@ class LocalProvider(Provider):
                         n_ctx=spec.context_length,
                         n_threads=self._threads,
                         n_threads_batch=self._threads,  # prompt evaluation: llama-cpp-python defaults it to every core
-                        seed=0,
                         verbose=False,
                     )
                 except ValueError as exc:  # llama.cpp's whole message is "Failed to load model from file"
@@ -244,8 +273,8 @@ class LocalProvider(Provider):
     def _kwargs(self, spec: LocalModel, request: ChatRequest, llama: Any, stream: bool) -> dict[str, Any]:
         params = request.params
         kw: dict[str, Any] = {
+            **spec.sampling.kwargs(),
             **params.payload(),
-            "temperature": 0.8 if params.temperature is None else params.temperature,
             "max_tokens": params.max_tokens or 256,
             "stream": stream,
         }
@@ -286,7 +315,7 @@ class LocalProvider(Provider):
             raise ProviderError(str(exc), provider=self.name, model=spec.name) from exc
 
     async def complete(self, model: str, request: ChatRequest) -> Completion:
-        spec = self._model(model)
+        spec, request = self._model(model), _seeded(request)
         started = time.perf_counter()
         data = await self._run(model, lambda llama: self._call(spec, request, llama, False))
         return self._completion(spec, request, data, started)
@@ -294,7 +323,7 @@ class LocalProvider(Provider):
     def complete_blocking(self, model: str, request: ChatRequest) -> Completion:
         """`complete` in the caller's thread, for a caller that owns this provider alone (a Dask worker
         thread, `opencode_lab.providers.dask_cluster`): no event loop, no hop to the model's thread."""
-        spec = self._model(model)
+        spec, request = self._model(model), _seeded(request)
         started = time.perf_counter()
         data = _exclusive(lambda llama: self._call(spec, request, llama, False), self._load(model).llama)
         return self._completion(spec, request, data, started)
@@ -310,10 +339,11 @@ class LocalProvider(Provider):
             finish_reason=choice.get("finish_reason"),
             usage=Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), 0.0),
             ttft_s=time.perf_counter() - started,
+            seed=request.params.seed,
         )
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        spec = self._model(model)
+        spec, request = self._model(model), _seeded(request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         started = time.perf_counter()
@@ -360,7 +390,7 @@ class LocalProvider(Provider):
             stop.set()
             await asyncio.shield(job)
         text = "".join(parts).rstrip()
-        yield StreamChunk("", Completion(text, f"local/{model}", finish, usage, ttft))
+        yield StreamChunk("", Completion(text, f"local/{model}", finish, usage, ttft, seed=request.params.seed))
 
     async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
         return [ModelInfo(m.name, m.context_length, 0.0, 0.0, m.tags, m.description) for m in self._models.values()]
@@ -371,6 +401,15 @@ class LocalProvider(Provider):
         for item in loaded.values():
             item.executor.shutdown(wait=True)
             item.llama.close()
+
+
+def _seeded(request: ChatRequest) -> ChatRequest:
+    """*request* with the seed llama.cpp samples it with: the caller's as llama.cpp reads it (its low 32
+    bits), or one drawn fresh when there is none or the caller's means "random" to llama.cpp (-1)."""
+    seed = None if request.params.seed is None else request.params.seed & _SEED_MASK
+    if seed is None or seed == _SEED_MASK:
+        seed = secrets.randbits(31)  # the range of the per-sample seeds `Params.for_sample` derives
+    return request if seed == request.params.seed else replace(request, params=replace(request.params, seed=seed))
 
 
 @lru_cache(maxsize=32)

@@ -21,10 +21,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-FORMAT = 1
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
-"""Format n → format n + 1, keyed by n.  Empty while format 1 is the only one: the next format that
-changes a field registers the step that rewrites an older entry."""
+FORMAT = 2  # 2 added ``seed_used``, the seed an answer was sampled with
 
 _ENVELOPE = ("format", "key_sha256")
 
@@ -73,6 +70,10 @@ def _tool_calls(value: Any) -> bool:
     )
 
 
+def _seed(value: Any) -> bool:
+    return type(value) is int
+
+
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda value: value is None or check(value)
 
@@ -83,6 +84,7 @@ FIELDS: dict[str, Callable[[Any], bool]] = {
     "provider": _name,
     "finish_reason": _optional(_text),
     "tool_calls": _tool_calls,
+    "seed_used": _optional(_seed),
     "input_tokens": _optional(_count),
     "output_tokens": _optional(_count),
     "cost_usd": _cost,
@@ -92,6 +94,16 @@ FIELDS: dict[str, Callable[[Any], bool]] = {
     "stored_at": _seconds,
 }
 """Every field of an answer of the current format and the check its value must pass."""
+
+
+def _seed_unknown(entry: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 → 2: an answer stored before seeds were recorded was sampled with a seed nobody kept."""
+    return {**entry, "format": 2, "seed_used": None}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _seed_unknown}
+"""Format n → format n + 1, keyed by n: the next format that changes a field registers the step that
+rewrites an older entry."""
 
 
 def encode(answer: Mapping[str, Any], key_sha256: str) -> dict[str, Any]:

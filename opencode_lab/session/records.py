@@ -35,6 +35,7 @@ def result_row(outcome: ChatResult | LabError, **identity: Any) -> dict[str, Any
         row.update(
             model=outcome.model,
             served_by=outcome.served_by,
+            seed_used=outcome.seed_used,
             response=outcome.text,
             finish_reason=outcome.finish_reason,
             tool_calls=_tool_calls(outcome),
@@ -139,6 +140,7 @@ def routed_result(
         provider=dep.provider,
         finish_reason=completion.finish_reason,
         tool_calls=completion.tool_calls,
+        seed_used=completion.seed,
         latency_s=routed.attempts[-1].latency_s,
         ttft_s=completion.ttft_s if streamed else None,
         input_tokens=completion.usage.input_tokens,
@@ -162,13 +164,16 @@ def _cost(completion: Completion, dep: Deployment, capabilities: Capabilities) -
 
 
 def cache_value(result: ChatResult) -> dict[str, Any]:
-    """What the cache keeps of an answer: the text and the original call's measurements."""
+    """What the cache keeps of an answer: the text, the seed it was sampled with and the original call's
+    measurements.  The key holds the request as asked (a seed only when the caller gave one), so a seed
+    drawn for an unseeded sample lives here, and a warm rerun replays the sample with its seed."""
     return {
         "text": result.text,
         "served_by": result.served_by,
         "provider": result.provider,
         "finish_reason": result.finish_reason,
         "tool_calls": [call.to_dict() for call in result.tool_calls],
+        "seed_used": result.seed_used,
         "input_tokens": result.input_tokens,
         "output_tokens": result.output_tokens,
         "cost_usd": result.cost_usd,
@@ -189,6 +194,7 @@ def cached_result(hit: dict[str, Any], spec: str, request_id: str) -> ChatResult
         provider=hit["provider"],
         finish_reason=hit.get("finish_reason"),
         tool_calls=tuple(ToolCall(**call) for call in hit.get("tool_calls", ())),
+        seed_used=hit["seed_used"],
         latency_s=hit.get("latency_s", math.nan),
         ttft_s=hit.get("ttft_s"),
         input_tokens=hit.get("input_tokens"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,23 @@ def test_demo_answers_with_both_local_models_offline(tmp_path: Path) -> None:
     assert "Tokyo" in out.stdout
     assert "accuracy (the answer contains the expected text" in out.stdout and "✓ " in out.stdout
     assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+
+@pytest.mark.llama
+def test_chat_with_a_bundled_model_answers_sensibly_at_its_default_sampling() -> None:
+    out = cli("chat", "-m", "local/smollm2-135m", "What is the capital of France? Answer in one word.", "--no-cache",
+              "--seed", "3")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Paris" in out.stdout and " · seed 3 · " in out.stderr
+
+
+@pytest.mark.llama
+def test_chat_without_a_seed_draws_a_new_sample_each_time_and_names_the_seed_that_replays_it() -> None:
+    ask = ("chat", "-m", "local/smollm2-135m", "Write a line about the sea.", "--max-tokens", "16", "--no-cache")
+    first, second = cli(*ask), cli(*ask)
+    seeds = [re.search(r" · seed (\d+) · ", out.stderr) for out in (first, second)]
+    assert seeds[0] and seeds[1] and seeds[0].group(1) != seeds[1].group(1), (first.stderr, second.stderr)
+    assert cli(*ask, "--seed", seeds[0].group(1)).stdout == first.stdout
 
 
 @pytest.mark.slow

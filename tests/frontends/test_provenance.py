@@ -66,6 +66,18 @@ def test_samples_of_a_seeded_request_get_their_own_seeds_reproducibly(fault, mak
     assert len(set(seeds[:4])) == 4 and sorted(seeds[:4]) == sorted(seeds[4:])
 
 
+def test_a_remote_row_records_the_seed_it_was_sent_and_none_when_it_was_sent_none(fault, make_lab) -> None:
+    """A remote server samples with its own randomness when no seed is sent: none is drawn for it (see
+    `HTTPProvider.seed`), so its rows claim no seed, and with one, the per-sample seeds that went out."""
+    lab = make_lab(_toml(fault, extra='[cache]\nmode = "off"\n'))
+    seeded = lab.compare(["q"], "smol", n=3, temperature=1.0, seed=123, progress=False)
+    assert sorted(seeded.seed_used) == sorted(e["sampling"]["seed"] for e in fault.log)
+    unseeded = lab.compare(["q"], "smol", n=2, temperature=1.0, progress=False)
+    assert unseeded.seed_used.isna().all() and all("seed" not in e["sampling"] for e in fault.log[3:])
+    logged = lab.load_run(seeded.run_id[0]).sort_values("sample")
+    assert list(logged.seed_used) == list(seeded.sort_values("sample").seed_used)  # the run log keeps them
+
+
 def test_a_cached_row_reports_the_original_measurements(fault, make_lab) -> None:
     fault.configure(latency_s=0.05, cost_per_token=0.001)
     lab = make_lab(_toml(fault, extra='input_price = 1.0\noutput_price = 1.0\n'))
@@ -94,6 +106,13 @@ def test_tokens_a_stream_did_not_report_are_unknown_not_zero(fault, make_lab) ->
     assert "?→? tok" in result.footer() and "cost unknown" in result.footer()
     row = lab.attempts().iloc[-1]
     assert pd.isna(row.input_tokens) and pd.isna(row.output_tokens)
+
+
+def test_a_cache_hit_of_an_answer_whose_cost_was_unknown_says_it_saved_an_unknown_amount(fault, make_lab) -> None:
+    lab = make_lab(_toml(fault))
+    cold, warm = lab.chat("q", "smol"), lab.chat("q", "smol")
+    assert "cost unknown" in cold.footer()
+    assert warm.cached and "$0.000000 (cache saved unknown)" in warm.footer()
 
 
 def test_a_budget_with_an_unknown_price_is_refused_before_sending(fault, make_lab) -> None:
@@ -129,3 +148,26 @@ def test_seeded_samples_of_smollm2_differ_and_a_rerun_repeats_them(monkeypatch) 
     distinct = first.groupby("prompt_id").response.nunique()
     assert (distinct > 1).sum() >= 4, distinct.to_dict()  # most prompts get more than one answer
     assert list(again.response) == list(first.response)
+
+
+@pytest.mark.llama
+@pytest.mark.timeout(300)
+def test_unseeded_samples_keep_their_drawn_seeds_in_the_cache_and_the_run_log_and_replay_by_them() -> None:
+    """Without a seed each sample draws one the first time it is asked: a warm rerun replays the samples and
+    their seeds, a rerun without the cache draws new ones, and any row's seed asks for its answer again."""
+    prompts = ["Name a color.", "Name an animal."]
+    ask = {"n": 3, "temperature": 1.0, "max_tokens": 8, "progress": False}
+    with Lab.from_env() as lab:
+        first = lab.compare(prompts, "local/smollm2-135m", **ask)
+        warm = lab.compare(prompts, "local/smollm2-135m", **ask)
+        cold = lab.compare(prompts, "local/smollm2-135m", cache=False, **ask)
+        logged = lab.load_run(first.run_id[0]).sort_values(["prompt_id", "sample"])
+        row = first.iloc[4]
+        replayed = lab.chat(row.prompt, "local/smollm2-135m", temperature=1.0, max_tokens=8, seed=int(row.seed_used),
+                            cache=False)  # fmt: skip
+    assert first.seed_used.notna().all() and first.seed_used.nunique() == 6
+    assert warm.cached.all() and list(warm.seed_used) == list(first.seed_used)
+    assert list(warm.response) == list(first.response)
+    assert set(cold.seed_used).isdisjoint(first.seed_used)
+    assert list(logged.seed_used) == list(first.sort_values(["prompt_id", "sample"]).seed_used)
+    assert (replayed.text, replayed.seed_used) == (row.response, row.seed_used)

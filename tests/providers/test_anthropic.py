@@ -111,6 +111,12 @@ def test_sampling_parameters_take_anthropic_names_and_seed_is_left_out(server: A
     }
 
 
+def test_an_answer_claims_no_seed_since_none_was_sent(server: AnthropicServer) -> None:
+    whole = complete(server, "hi", temperature=0.5, seed=7)
+    streamed = stream(server, "hi", temperature=0.5, seed=7)[-1].completion
+    assert whole.seed is None and streamed is not None and streamed.seed is None
+
+
 def test_a_temperature_over_one_is_refused_before_sending(server: AnthropicServer) -> None:
     with pytest.raises(InvalidRequestError, match="temperature must be at most 1"):
         complete(server, "hi", temperature=1.5)

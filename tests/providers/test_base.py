@@ -38,7 +38,7 @@ WEATHER = {"name": "get_weather", "description": "Weather.", "parameters": {"typ
         (OpenAICompatibleProvider, Capabilities()),
         (OpenAIProvider, Capabilities(open_catalog=True)),
         (OpenRouterProvider, Capabilities(reports_cost=True, open_catalog=True, refreshable_catalog=True)),
-        (AnthropicProvider, Capabilities(open_catalog=True)),
+        (AnthropicProvider, Capabilities(seeds=False, open_catalog=True)),
         (GeminiProvider, Capabilities(open_catalog=True)),
         (LocalProvider, Capabilities(tools=False, images=False, free=True, region="in-process")),
         (DaskProvider, Capabilities(streams=False, tools=False, images=False, free=True)),

@@ -102,6 +102,12 @@ def test_sampling_parameters_go_in_generation_config(server: GeminiServer) -> No
     }
 
 
+def test_an_answer_reports_the_seed_it_was_sent_and_none_when_none_was(server: GeminiServer) -> None:
+    streamed = stream(server, "hi", temperature=0.5, seed=7)[-1].completion
+    assert complete(server, "hi", seed=7).seed == 7 and streamed is not None and streamed.seed == 7
+    assert complete(server, "hi", temperature=0.5).seed is None and "seed" not in server.log[-1]["sampling"]
+
+
 def test_the_key_travels_in_a_header_never_in_the_url(server: GeminiServer) -> None:
     complete(server, "hi")
     assert server.log[-1]["auth"] and KEY not in server.log[-1]["path"]

@@ -149,6 +149,20 @@ def test_an_unknown_cost_survives_the_round_trip_as_unknown(tmp_path: Path) -> N
     assert math.isnan(ResponseCache("file", tmp_path).get("k")["cost_usd"])
 
 
+def test_the_seed_an_answer_was_sampled_with_comes_back_with_it(tmp_path: Path) -> None:
+    ResponseCache("file", tmp_path).put("k", value(seed_used=2_147_483_647))
+    assert ResponseCache("file", tmp_path).get("k")["seed_used"] == 2_147_483_647
+
+
+def test_an_entry_from_before_seeds_were_kept_is_read_with_its_seed_unknown(tmp_path: Path) -> None:
+    ResponseCache("file", tmp_path).put("k", value("old answer", seed_used=7))
+    path = entry_path(tmp_path, "k")
+    old = {name: field for name, field in json.loads(path.read_bytes()).items() if name != "seed_used"}
+    path.write_bytes(_json(old | {"format": 1}))  # as format 1 wrote it
+    answer = ResponseCache("file", tmp_path).get("k")
+    assert answer is not None and (answer["text"], answer["seed_used"]) == ("old answer", None)
+
+
 @pytest.mark.parametrize("reader", ["same session", "another session"])
 def test_an_entry_older_than_the_ttl_is_a_miss(tmp_path: Path, reader: str) -> None:
     cache = ResponseCache("file", tmp_path, ttl_ms=60_000)
@@ -187,6 +201,9 @@ DAMAGED: dict[str, Callable[[dict[str, Any]], bytes]] = {
     "cost_usd Infinity": _with(cost_usd=math.inf),
     "cost_usd negative": _with(cost_usd=-0.5),
     "stored_at a string": _with(stored_at="yesterday"),
+    "seed_used 1.5": _with(seed_used=1.5),
+    "seed_used '7'": _with(seed_used="7"),
+    "seed_used true": _with(seed_used=True),
     "tool_calls a string": _with(tool_calls="lookup()"),
     "a tool call without a name": _with(tool_calls=[{"id": "c", "arguments": None, "raw_arguments": ""}]),
     "an unexpected field": _with(answer="42"),
@@ -286,8 +303,8 @@ def test_an_entry_of_a_newer_format_is_a_miss_with_one_clear_warning(
 def test_an_older_format_is_brought_forward_by_its_registered_migration(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`MIGRATIONS` is where a format registers the step from the one before it (format 0 → 1 here, as the
-    next format will register 1 → 2): an older entry is read through it, not refused."""
+    """`MIGRATIONS` is where a format registers the step from the one before it (a stand-in for the step
+    into the current format here): an older entry is read through it, not refused."""
 
     def rename_answer(entry: dict[str, Any]) -> dict[str, Any]:
         entry = dict(entry)
