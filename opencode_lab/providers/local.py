@@ -52,7 +52,7 @@ LOCAL_TAG = NAME
 _DONE = object()
 _log = get_logger(__name__)
 _COMPUTE = threading.Lock()  # one llama.cpp computation at a time in this process, whichever model
-_SEED_MASK = 0xFFFFFFFF  # llama.cpp seeds are 32 bits, and this one means "random" to it
+_RANDOM_SEED = 2**32 - 1  # LLAMA_DEFAULT_SEED: llama.cpp draws its own seed for it, and says nothing
 
 
 def default_threads() -> int:
@@ -281,7 +281,8 @@ class LocalProvider(Provider):
         stops = list(params.stop) + ([] if spec.chat else _BASE_STOPS)
         if stops:
             kw["stop"] = stops
-        if kw.pop("schema", None) is not None:  # structured output: only tokens the schema allows are sampled
+        kw.pop("schema", None)
+        if params.schema is not None:  # structured output: only tokens the schema allows are sampled
             kw["grammar"] = self._grammar(params.schema.text, spec.name)
         prompt_tokens = _prompt_tokens(spec, request, llama)
         if prompt_tokens + (params.max_tokens or 0) > spec.context_length:
@@ -404,10 +405,10 @@ class LocalProvider(Provider):
 
 
 def _seeded(request: ChatRequest) -> ChatRequest:
-    """*request* with the seed llama.cpp samples it with: the caller's as llama.cpp reads it (its low 32
-    bits), or one drawn fresh when there is none or the caller's means "random" to llama.cpp (-1)."""
-    seed = None if request.params.seed is None else request.params.seed & _SEED_MASK
-    if seed is None or seed == _SEED_MASK:
+    """*request* with the seed llama.cpp samples it with: the caller's, or one drawn fresh when there is none
+    or the caller's is the one llama.cpp reads as "random" (2**32 - 1)."""
+    seed = request.params.seed
+    if seed is None or seed == _RANDOM_SEED:
         seed = secrets.randbits(31)  # the range of the per-sample seeds `Params.for_sample` derives
     return request if seed == request.params.seed else replace(request, params=replace(request.params, seed=seed))
 
@@ -444,7 +445,8 @@ def _prompt_tokens(spec: LocalModel, request: ChatRequest, llama: Any) -> int:
     formatter = Jinja2ChatFormatter(
         template=template, eos_token=token_text(llama.token_eos()), bos_token=token_text(llama.token_bos())
     )
-    prompt = formatter(messages=[m.to_dict() for m in request.messages]).prompt
+    messages: list[Any] = [m.to_dict() for m in request.messages]  # llama-cpp-python's TypedDicts, by shape
+    prompt = formatter(messages=messages).prompt
     return len(llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
 
