@@ -114,7 +114,8 @@ def main() -> None:
             for way in ratios:
                 ratios[way].append(rates[way][-1] / best)
             print(
-                f"round {round_ + 1}: " + " | ".join(line)
+                f"round {round_ + 1}: "
+                + " | ".join(line)
                 + f" || compare {ratios['compare'][-1]:.2f}x achat {ratios['achat'][-1]:.2f}x of raw at its best",
                 file=sys.stderr,
             )
