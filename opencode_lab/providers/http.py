@@ -2,7 +2,9 @@
 
 As in httpx, policy and transport are apart: `HTTPProvider` sends one request and returns one
 completion (the router above holds retries and failover), and a subclass adds only its wire
-format (paths, payload, a codec) and how its key travels.  Vendor failures are translated here
+format (paths, payload, a codec) and how its key travels.  The client's transport is
+`KeepAlivePool` (`pool.py`), whose cost per request does not grow with its number of
+connections, as that of httpx's default pool does.  Vendor failures are translated here
 and only here (`HTTPProvider.edge`, `HTTPProvider.status_error`), always ``raise ... from`` the
 original, so nothing above a provider ever sees an httpx exception or a body it cannot trust.
 Every exchange is bounded twice: ``timeout_s`` per attempt (httpx's own read timeout restarts
@@ -35,6 +37,7 @@ from ..core.secrets import Secret, get_logger, redact, register
 from ..core.types import ChatRequest, Completion, StreamChunk
 from . import sse
 from .base import Provider
+from .pool import KeepAlivePool
 from .retry_after import parse_ratelimit_reset, parse_retry_after
 from .stream import Fold, StreamText, cut
 from .wire import Reported, WireError, embedded_error, error_message, loads
@@ -125,8 +128,7 @@ class HTTPProvider(Provider):
                 base_url=self.base_url,
                 headers=headers,
                 timeout=self._timeout,
-                limits=self._limits,
-                transport=self._transport,
+                transport=self._transport or KeepAlivePool(self._limits),
             )
         return self._client
 
