@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import json
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -46,6 +47,10 @@ from .wire import Reported, WireError, embedded_error, error_message, loads
 MAX_BODY_BYTES = 32 * 1024 * 1024
 #: how long a stream whose answer has finished waits for its last events and the end of the body
 FINISH_GRACE_S = 1.0
+#: request bodies as httpx's ``json=`` encodes them (compact, UTF-8, NaN refused), by one encoder built once
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_JSON_CONTENT = {"Content-Type": "application/json"}
+_KEPT_URLS = 256
 
 # httpx's INFO line names each request's URL; httpcore's DEBUG trace shows response headers
 for _logger in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy"):
@@ -86,6 +91,7 @@ class HTTPProvider(Provider):
         self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self._urls: dict[str, httpx.URL] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
@@ -198,14 +204,20 @@ class HTTPProvider(Provider):
     async def fetch(self, method: str, path: str, model: str | None, json: Any = None) -> dict[str, Any]:
         """One whole non-streamed exchange (connect, headers, body) within ``timeout_s``: a JSON object.
 
-        A failure status, and an error object inside a 200, are raised as our errors."""
-        body = BoundedBody(asyncio.get_running_loop().time() + self._timeout_s, self._max_body_bytes)
+        It is every chat's path, so it is kept lean: the URL is joined once per path, the body encoded by
+        one prebuilt encoder, one deadline covers the whole exchange and the body is read under its cap
+        without a timer per chunk.  A failure status, and an error object inside a 200, are raised as our
+        errors."""
+        content_type = _JSON_CONTENT if json is not None else None
+        body = None if json is None else _encode_json(json).encode()
         with self.edge(model):
-            response = await self.send(method, path, body, json)
-            try:
-                content = await body.read(response)
-            finally:
-                await response.aclose()
+            request = self.client.build_request(method, self._url(path), content=body, headers=content_type)
+            async with asyncio.timeout(self._timeout_s):
+                response = await self.client.send(request, stream=True)
+                try:
+                    content = await read_capped(response, self._max_body_bytes)
+                finally:
+                    await response.aclose()
             if response.status_code >= 300:
                 raise self.status_error(response.status_code, content, response.headers, model)
             data = loads(content, "response")
@@ -213,6 +225,16 @@ class HTTPProvider(Provider):
             if reported is not None:
                 raise reported
             return data
+
+    def _url(self, path: str) -> httpx.URL:
+        """The absolute URL of *path* below `base_url`, as the client would join it, parsed once per path
+        (up to a few hundred: a paged model list's query strings are not worth keeping)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx.URL(f"{self.base_url}/{path.lstrip('/')}")
+            if len(self._urls) < _KEPT_URLS:
+                self._urls[path] = url
+        return url
 
     # -- the edge: every vendor and transport failure becomes one of our errors, once ------------------
 
@@ -276,9 +298,7 @@ class BoundedBody:
 
     async def chunks(self, response: httpx.Response) -> AsyncIterator[bytes]:
         """Decoded body bytes; refused as soon as the declared or the received size passes the cap."""
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.cap:
-            raise WireError(f"response body of {declared} bytes is over the {self.cap}-byte cap (max_body_bytes)")
+        _refuse_declared(response, self.cap)
         pieces = response.aiter_bytes()
         while True:
             async with asyncio.timeout_at(self.deadline):
@@ -287,11 +307,34 @@ class BoundedBody:
                 return
             self.size += len(chunk)
             if self.size > self.cap:
-                raise WireError(f"response body is over the {self.cap}-byte cap (max_body_bytes)")
+                raise _over_cap(self.cap)
             yield chunk
 
     async def read(self, response: httpx.Response) -> bytes:
         return b"".join([chunk async for chunk in self.chunks(response)])
+
+
+async def read_capped(response: httpx.Response, cap: int) -> bytes:
+    """A whole decoded body, refused as soon as its declared or received size passes *cap*; the caller's
+    deadline bounds the time (no timer per chunk, as a stream's `BoundedBody` needs)."""
+    _refuse_declared(response, cap)
+    pieces, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            raise _over_cap(cap)
+        pieces.append(chunk)
+    return b"".join(pieces)
+
+
+def _refuse_declared(response: httpx.Response, cap: int) -> None:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise WireError(f"response body of {declared} bytes is over the {cap}-byte cap (max_body_bytes)")
+
+
+def _over_cap(cap: int) -> WireError:
+    return WireError(f"response body is over the {cap}-byte cap (max_body_bytes)")
 
 
 def _basic_auth(base_url: str) -> tuple[str, Secret | None]:
