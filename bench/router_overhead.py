@@ -9,6 +9,8 @@ spike on this shared machine hits every way in turn):
 - ``compare``: ``lab.compare()`` of the 2,000 prompts at concurrency 50 (cache off, run log on).
 - ``achat``: ``await lab.achat()`` from a foreign event loop (``asyncio.run``, as LiteLLM's ``acompletion``
   is used), 50 at a time (cache off, run log on).
+- ``rawkeep``: raw httpx again, on the connection pool the library's providers use (`KeepAlivePool`), for
+  reference: what the library's own bookkeeping costs on equal HTTP footing (not part of the targets).
 
 Every round reports, for every way: requests per second, client CPU per request (this process, every
 thread: ``getrusage``, over the timed requests), and the connections the server accepted (warm-up
@@ -28,10 +30,12 @@ from collections.abc import Callable
 import httpx
 from _common import lab_for, spawn
 
+from opencode_lab.providers.pool import KeepAlivePool
+
 N = 2_000
 CONCURRENCY = 50
 ROUNDS = 5
-WAYS = ("raw50", "raw16", "compare", "achat")
+WAYS = ("raw50", "raw16", "compare", "achat", "rawkeep")
 
 
 def cpu_s() -> float:
@@ -42,11 +46,12 @@ def cpu_s() -> float:
 Timed = tuple[float, float]  # (wall seconds, CPU seconds) of the N requests
 
 
-async def raw(url: str, connections: int) -> Timed:
+async def raw(url: str, connections: int, *, keep_alive_pool: bool = False) -> Timed:
     """N raw POSTs (after one warm-up request), each answer parsed as the library would."""
     limit = asyncio.Semaphore(CONCURRENCY)
     pool = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=url, limits=pool) as client:
+    transport = KeepAlivePool(pool) if keep_alive_pool else None
+    async with httpx.AsyncClient(base_url=url, limits=pool, transport=transport) as client:
 
         async def one(i: int) -> None:
             async with limit:
@@ -96,9 +101,10 @@ def main() -> None:
         "raw16": lambda url: asyncio.run(raw(url, 16)),
         "compare": compared,
         "achat": achat,
+        "rawkeep": lambda url: asyncio.run(raw(url, 100, keep_alive_pool=True)),
     }
     rates: dict[str, list[float]] = {way: [] for way in WAYS}
-    ratios: dict[str, list[float]] = {"compare": [], "achat": []}
+    ratios: dict[str, list[float]] = {"compare": [], "achat": [], "rawkeep": []}
     with spawn() as server:
         for round_ in range(ROUNDS):
             order = WAYS[round_ % len(WAYS) :] + WAYS[: round_ % len(WAYS)]
@@ -116,7 +122,8 @@ def main() -> None:
             print(
                 f"round {round_ + 1}: "
                 + " | ".join(line)
-                + f" || compare {ratios['compare'][-1]:.2f}x achat {ratios['achat'][-1]:.2f}x of raw at its best",
+                + f" || compare {ratios['compare'][-1]:.2f}x achat {ratios['achat'][-1]:.2f}x"
+                + f" (rawkeep {ratios['rawkeep'][-1]:.2f}x) of raw at its best",
                 file=sys.stderr,
             )
     for way in WAYS:
