@@ -3,7 +3,11 @@
 One `RateLimiter` guards one deployment.  Waiters are served first come, first
 served: one waiter at a time (the head of the queue) waits for a concurrency slot
 and then for the time budget, so a burst of tasks neither busy-loops nor
-overtakes one another.
+overtakes one another.  What `delay` tells a newcomer counts the waiters already
+in line: a router choosing between deployments must not see a free deployment in
+one whose budget is promised to its queue (issue 22: requests piled into one
+deployment's queue while the others had budget, and the three together reached
+80-88 % of their combined limit instead of 96 %).
 """
 
 from __future__ import annotations
@@ -96,13 +100,24 @@ class RateLimiter:
         self._paused_until = 0.0
 
     def delay(self, tokens: int = 0) -> float:
-        """Seconds until ``acquire(tokens)`` could send, ignoring concurrency (see `saturated`); 0.0 = now."""
+        """Seconds until ``acquire(tokens)`` could send, ignoring concurrency (see `saturated`); 0.0 = now.
+
+        The requests already waiting go first and each takes one send of the RPM budget: the wait is for
+        the budget left after them, and at least a window when they and the sends in flight take it all
+        (only a release can start the window that frees it).  Their tokens are not known, so TPM counts
+        the log alone."""
+        return self._delay(tokens, (1 if self._turn_taken else 0) + len(self._queue))
+
+    def _delay(self, tokens: int, ahead: int) -> float:
+        """`delay` for a request with *ahead* waiters before it (the head of the queue has none)."""
         now = self._clock.now()
         self._expire(now)
         wait = self._paused_until - now
         if self._max_prior is not None:
-            allowed = self._max_prior - self._in_flight  # completed sends that may stay in the window
-            if 0 <= allowed < len(self._sends):
+            allowed = self._max_prior - self._in_flight - ahead  # completed sends that may stay in the window
+            if allowed < 0:
+                wait = max(wait, self.window_s)
+            elif allowed < len(self._sends):
                 wait = max(wait, self._sends[len(self._sends) - allowed - 1] + self.window_s - now)
         if self.tpm is not None and tokens > 0 and self._tokens and self._token_sum + tokens > self.tpm:
             remaining = self._token_sum
@@ -124,7 +139,7 @@ class RateLimiter:
         try:
             while self.saturated:
                 await self._wait_for_slot()
-            while (wait := self.delay(tokens)) > 0:
+            while (wait := self._delay(tokens, 0)) > 0:
                 await self._clock.sleep(wait)
             # no await between the last check and the record: nobody can take the budget in between
             self._record(tokens)

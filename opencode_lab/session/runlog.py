@@ -102,6 +102,7 @@ def _index_call_times(con: sqlite3.Connection) -> None:
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _index_call_times}
 
 _RESULT_FIELDS = (*RESULT_COLUMNS, "extra", "updated_at")
+_DECLARED = frozenset(RESULT_COLUMNS)  # every other key of a results row goes to ``extra``
 _UPSERT = (
     f"INSERT INTO results ({', '.join(_RESULT_FIELDS)}) VALUES ({', '.join('?' for _ in _RESULT_FIELDS)}) "
     f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
@@ -306,7 +307,7 @@ class RunLog:
             if missing:
                 raise InvalidRequestError(f"results row without {', '.join(missing)}: cannot key it in the run log")
             values = [run_id if c == "run_id" else _sql(row.get(c)) for c in RESULT_COLUMNS]
-            extra = {k: _plain(v) for k, v in row.items() if k not in RESULT_COLUMNS}
+            extra = {k: _plain(v) for k, v in row.items() if k not in _DECLARED}
             params.append((*values, redact(json.dumps(extra, default=str)) if extra else None, now))
         with self._write() as con:
             if con.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
@@ -380,7 +381,7 @@ class RunLog:
         """Append attempt records (`ATTEMPT_COLUMNS`; other keys are dropped) in one transaction."""
         if not records:
             return
-        params = [tuple(_sql(r.get(c)) for c in ATTEMPT_COLUMNS) for r in records]
+        params = [[_sql(r.get(c)) for c in ATTEMPT_COLUMNS] for r in records]
         with self._write() as con:
             con.executemany(_INSERT_ATTEMPT, params)
 

@@ -20,7 +20,8 @@ The answer's text is ``reply(request body)``: by default the shared script (``"e
 A reply function that raises is answered with a 500 naming the exception (logged ``reply_failed``).
 
 The model list always answers. ``POST /_admin/script`` (`configure` keywords as JSON),
-``GET /_admin/log`` and ``POST /_admin/reset`` drive a server in another process (`spawn`).
+``GET /_admin/log``, ``GET /_admin/connections`` (accepted so far) and ``POST /_admin/reset`` drive a
+server in another process (`spawn`).
 """
 
 from __future__ import annotations
@@ -182,6 +183,8 @@ class VendorServer(LoopbackServer):
         method, path = request.method, request.path
         if method == "GET" and path == "/_admin/log":
             return Response(200, self.log)
+        if method == "GET" and path == "/_admin/connections":
+            return Response(200, self.connections)
         if method == "POST" and path == "/_admin/reset":
             self.reset()
             return Response(200, {"ok": True})

@@ -3,7 +3,7 @@
 The child runs ``python -m opencode_lab.testing --server MODULE:CLASS`` (see ``__main__``), prints
 ``READY <base_url>`` once listening, and is driven through the server's ``/_admin`` endpoints; this
 class is their client, with the in-process server's control surface (``configure``, ``reset``,
-``log``, ``count``). Get one from ``FaultServer.spawn(**settings)`` (any vendor server has ``spawn``).
+``log``, ``count``, ``connections``). Get one from ``FaultServer.spawn(**settings)`` (any vendor server has ``spawn``).
 """
 
 from __future__ import annotations
@@ -69,6 +69,12 @@ class SpawnedFaultServer:
 
     def count(self, outcome: str | None = None, since: float | None = None) -> int:
         return count(self.log, outcome, since)
+
+    @property
+    def connections(self) -> int:
+        """Connections the server accepted so far (the admin requests' own included)."""
+        accepted: int = self._admin("GET", "/_admin/connections")
+        return accepted
 
     def stop(self) -> None:
         """End the child (SIGTERM, then SIGKILL after 10 s); safe to call twice."""

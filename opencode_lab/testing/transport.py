@@ -206,6 +206,8 @@ class LoopbackServer(ABC):
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
+        self.connections = 0
+        """Connections accepted since the start: how many a client's pool opened (benchmarks report it)."""
 
     @abstractmethod
     async def serve(self, request: Request, exchange: Exchange) -> None:
@@ -269,6 +271,7 @@ class LoopbackServer(ABC):
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
+        self.connections += 1
         try:
             while await self._exchange(reader, writer):
                 pass

@@ -216,6 +216,34 @@ def test_a_worker_killed_mid_compare_loses_no_row_and_duplicates_none(make_lab, 
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
+def test_a_call_whose_worker_dies_is_sent_once_more_to_another_in_one_attempt(make_lab, tmp_path: Path) -> None:
+    calls = tmp_path / "calls.jsonl"
+    lab = make_lab(cluster_toml('"sleep/1000ms"', call_log=str(calls)))
+    lab.chat("warm up", "cluster/sleep-1000ms")
+    killed: list[int] = []
+
+    def kill_its_worker() -> None:
+        def caught() -> bool:
+            running = [pid for pid, prompt in in_flight(events(calls)).items() if prompt == "doomed"]
+            if running:
+                os.kill(running[0], signal.SIGKILL)
+                killed.append(running[0])
+            return bool(running)
+
+        wait_until(caught, 60)
+
+    killer = threading.Thread(target=kill_its_worker)
+    killer.start()
+    result = lab.chat("doomed", "cluster/sleep-1000ms")
+    killer.join()
+
+    assert killed and result.text == "doomed" and len(result.attempts) == 1
+    starts = [e["pid"] for e in events(calls) if e["event"] == "start" and e["prompt"] == "doomed"]
+    assert len(starts) == 2 and starts[0] == killed[0] != starts[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
 def test_closing_the_lab_ends_every_worker_process(make_lab) -> None:
     lab = make_lab(cluster_toml())
     lab.chat("hi", "cluster/sleep-20ms")

@@ -38,6 +38,30 @@ def test_delay_is_the_time_until_the_oldest_send_leaves_the_window(clock, run):
     assert limiter.delay() == 0.0
 
 
+def test_delay_counts_the_requests_already_waiting_for_the_budget(clock, run):
+    """A newcomer is served after the waiters ahead of it: its wait is for the budget they leave."""
+    limiter = RateLimiter(rpm=3, max_in_flight=1, window_s=10.0, clock=clock)
+
+    async def main():
+        for _ in range(2):
+            await limiter.acquire()
+            limiter.release()
+            clock.advance(1.0)  # sends logged at 0 and 1; now 2
+        await limiter.acquire()  # in flight: the waiters below wait for its slot
+        assert limiter.delay() == 8.0  # the send at 0 leaves the window at 10
+        first = asyncio.create_task(limiter.acquire())
+        await spin()
+        assert limiter.delay() == 9.0  # the first waiter takes that; the send at 1 leaves at 11
+        second = asyncio.create_task(limiter.acquire())
+        await spin()
+        assert limiter.delay() == 10.0  # all taken: at least a window after a release yet to come
+        for waiter in (first, second):
+            waiter.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+
+    run(main())
+
+
 def test_acquire_over_budget_sleeps_on_the_clock_until_the_window_frees(clock, run):
     limiter = RateLimiter(rpm=1, window_s=10.0, clock=clock)
     run(limiter.acquire())

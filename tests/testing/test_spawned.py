@@ -22,6 +22,16 @@ def test_the_admin_endpoints_script_read_and_reset_a_server() -> None:
         assert admin.get("/_admin/nowhere").status_code == 404
 
 
+def test_the_server_counts_the_connections_it_accepted() -> None:
+    with FaultServer() as server:
+        with httpx.Client(base_url=server.root_url, trust_env=False, timeout=5.0) as pooled:
+            for _ in range(3):
+                pooled.post("/v1/chat/completions", json=CHAT)
+            assert pooled.get("/_admin/connections").json() == 1  # keep-alive: one connection for all four
+        httpx.post(f"{server.base_url}/chat/completions", json=CHAT, trust_env=False)
+        assert server.connections == 2
+
+
 @pytest.mark.slow
 def test_a_spawned_server_answers_is_scriptable_and_stops() -> None:
     spawned = FaultServer.spawn(models=["spawned-model"])
