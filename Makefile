@@ -41,6 +41,7 @@ unit: $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check opencode_lab tests bench docs
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/router_overhead.py
