@@ -67,11 +67,11 @@ def _as_httpx() -> Iterator[None]:
 class KeepAlivePool(httpx.AsyncBaseTransport):
     """HTTP/1.1 connections to any origin, within *limits*; belongs to the event loop that first uses it."""
 
-    def __init__(self, limits: httpx.Limits, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, limits: httpx.Limits) -> None:
         self._max_open = math.inf if limits.max_connections is None else limits.max_connections
         self._max_idle = math.inf if limits.max_keepalive_connections is None else limits.max_keepalive_connections
         self._expiry = limits.keepalive_expiry
-        self._ssl_context = ssl_context
+        self._ssl_context: ssl.SSLContext | None = None  # made on first use: it reads the certificate store
         self._idle: dict[_Origin, deque[tuple[httpcore.AsyncHTTPConnection, float]]] = {}
         self._idle_count = 0
         self._open = 0
@@ -184,8 +184,8 @@ class KeepAlivePool(httpx.AsyncBaseTransport):
     def _ssl(self, origin: _Origin) -> ssl.SSLContext | None:
         if origin[0] != b"https":
             return None
-        if self._ssl_context is None:  # made on first use: it reads the certificate store
-            self._ssl_context = httpx.create_ssl_context()
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()  # as httpx's own transport makes it
         return self._ssl_context
 
 
