@@ -32,7 +32,7 @@ demo: $(VENV)/.local-installed
 	$(BIN)/opencode-lab demo
 
 test: lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider tests
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider tests
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 unit: $(VENV)/.dev-installed

@@ -26,6 +26,15 @@ for _var in (*VENDORS.variables, "OC_CONFIG", "OC_CACHE_MODE", "OC_CACHE_TTL_MS"
     os.environ.pop(_var, None)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that runs llama.cpp goes to one xdist worker (``--dist loadgroup``): decoding is memory-bound,
+    so two workers decoding at once are slower than one, and on two cores they starved each other's decode
+    past the per-test timeout."""
+    for item in items:
+        if item.get_closest_marker("llama") is not None:
+            item.add_marker(pytest.mark.xdist_group("llama"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets its own cache folder and run log, and no default Lab from an earlier test."""
