@@ -72,6 +72,8 @@ _SLEEP = re.compile(r"^sleep/(\d+)ms$")
 #: a scheduler that could not be reached is not tried again for this long: the rows queued behind the
 #: failed attempt fail at once instead of each waiting out its own connect timeout
 _RECONNECT_AFTER_S = 10.0
+#: how long a worker's actor may take to start (milliseconds on a live worker; forever on a dead one)
+_SEAT_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -114,6 +116,7 @@ class DaskProvider(Provider):
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
         self._ready: set[str] = set()
         self._seats: dict[str, _Seat] = {}
+        self._seating: asyncio.Task[None] | None = None
         self._failed: tuple[float, LabError] | None = None
         self._capacity: int | None = self.workers * threads_per_worker if scheduler == LOCAL else None
         self._listeners: list[Callable[[int], None]] = []
@@ -168,13 +171,14 @@ class DaskProvider(Provider):
 
     async def prepare(self, model: str) -> None:
         """Start or reach the cluster, give every worker its actor and load *model* on every worker, before
-        the timed call."""
+        the timed call.  Workers that join later get their actors in the background (`_seat_later`): calls
+        go on meanwhile on the workers already seated."""
         job = self._job(model)
-        if model not in self._ready or self._client is None or self._client.status != "running" or self._unseated():
+        if model not in self._ready or self._client is None or self._client.status != "running" or not self._seats:
             loop = asyncio.get_running_loop()
             async with self._locks.setdefault(loop, asyncio.Lock()):
                 client = await self._connected()
-                if self._unseated():
+                if not self._seats:
                     await self._seat_workers(client)
                 if model not in self._ready:
                     # find (Gemma: assemble) the weights here first, so workers sharing this disk do not race
@@ -186,12 +190,17 @@ class DaskProvider(Provider):
                             f"a worker cannot load it: {exc}", provider=self.name, model=model
                         ) from exc
                     self._ready.add(model)
+        elif self._unseated():
+            self._seat_later()
         self._follow()
 
     async def complete(self, model: str, request: ChatRequest) -> Completion:
         job = self._job(model)
         for again in (False, True):
             await self.prepare(model)
+            if not self._seats:
+                reached = f"no worker of the Dask cluster at {self._address()} could be reached"
+                raise ProviderConnectionError(reached, provider=self.name, model=model)
             seat = min(self._seats.values(), key=lambda s: s.busy / s.threads)
             seat.busy += 1
             try:
@@ -309,15 +318,36 @@ class DaskProvider(Provider):
         workers = (await client.scheduler.identity(n_workers=-1))["workers"]
         for address in [address for address in self._seats if address not in workers]:
             self._unseat(self._seats[address])
-        for address, info in workers.items():
-            if address not in self._seats:
-                threads = info["nthreads"]
-                future = client.submit(
-                    WorkerCalls, threads, actor=True, workers=[address], allow_other_workers=False,
-                    key=f"opencode-lab-calls-{uuid.uuid4().hex}",
-                )  # fmt: skip
-                self._seats[address] = _Seat(future, await future, threads)
-                self._ready.clear()
+        new = [(address, info["nthreads"]) for address, info in workers.items() if address not in self._seats]
+        await asyncio.gather(*(self._seat(client, address, threads) for address, threads in new))
+
+    async def _seat(self, client: Any, address: str, threads: int) -> None:
+        """Start *address*'s actor.  A worker that has just died can still be listed, and an actor pinned to it
+        would wait forever: one that is not up within `_SEAT_TIMEOUT_S` is let go, and tried again on the
+        next call if its worker is still listed then."""
+        future = client.submit(
+            WorkerCalls, threads, actor=True, workers=[address], allow_other_workers=False,
+            key=f"opencode-lab-calls-{uuid.uuid4().hex}",
+        )  # fmt: skip
+        try:
+            actor = await asyncio.wait_for(future, _SEAT_TIMEOUT_S)
+        except (TimeoutError, OSError) as exc:
+            future.release()
+            log.info("%s: no actor on worker %s (%s); it is tried again on the next call", self.name, address, exc)
+            return
+        self._seats[address] = _Seat(future, actor, threads)
+        self._ready.clear()
+
+    def _seat_later(self) -> None:
+        """Seat the workers that have no actor yet, in the background (one such task at a time)."""
+        if self._seating is None or self._seating.done():
+            self._seating = asyncio.ensure_future(self._seat_quietly(self._client))
+
+    async def _seat_quietly(self, client: Any) -> None:
+        try:
+            await self._seat_workers(client)
+        except Exception as exc:  # the next call sees the same gap and tries again (or fails as a call would)
+            log.info("%s: could not seat the new workers: %s", self.name, exc)
 
     def _unseat(self, seat: _Seat) -> None:
         """Let go of a lost worker's actor: a dead worker's is never rerun elsewhere (it is pinned there)."""
@@ -351,6 +381,9 @@ class DaskProvider(Provider):
         self._client = self._cluster = self._loop = None
         self._ready.clear()
         self._seats.clear()  # closing the client lets every actor go
+        if self._seating is not None:
+            self._seating.cancel()
+            self._seating = None
         if client is not None:
             await client.close()
         if cluster is not None:
