@@ -22,9 +22,10 @@ threads, re-read as workers join or leave (`follow_capacity`).
 Faults: a call whose worker dies (or leaves) is sent once more, to another worker's
 actor, as the scheduler would rerun a task, so one death sends a call to a model at
 most twice and the router sees one attempt; workers that joined since (a nanny's
-restart) get their actors on the next call.  When the second worker is lost too, or
-the scheduler is gone, the call fails as a retryable `ProviderConnectionError`.  A
-call the router gives up on (deadline, Ctrl-C) still finishes on its worker.  Streaming is refused (a
+restart) get their actors in the background, calls going on meanwhile on the others.
+When the second worker is lost too, or the scheduler is gone, the call fails as a
+retryable `ProviderConnectionError`.  A call the router gives up on (deadline, Ctrl-C)
+still finishes on its worker.  Streaming is refused (a
 `ModelUnavailableError`, so a group with an in-process deployment streams there).
 
 ``dask.distributed`` is imported only when a cluster is first used.
