@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_WORKERS ?= 2
+# browser tests drive Debian's chromium (Playwright's own browser download cannot work offline)
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # llama.cpp's native build uses AMX tile instructions when the CPU lists them, and they fault (SIGILL) where the
 # kernel does not grant AMX state to the process: build for AVX2 instead, and never from pip's cache of a native build
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
@@ -28,15 +31,18 @@ $(VENV)/.dev-installed: pyproject.toml $(VENV)/.llama-installed
 	$(BIN)/pip install --quiet -e '.[local,dev]'
 	touch $(VENV)/.local-installed $@
 
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+
 demo: $(VENV)/.local-installed
 	$(BIN)/opencode-lab demo
 
-test: lint
+test: lint | $(CHROMIUM)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider tests
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 unit: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider -m "not llama and not slow" tests
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider -m "not llama and not slow and not browser" tests
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check opencode_lab tests bench docs
