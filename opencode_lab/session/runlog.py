@@ -54,6 +54,7 @@ from ..core.schema import (
     RESULT_SCHEMA,
     attempts_frame,
     results_frame,
+    tagged,
 )
 from ..core.secrets import get_logger, redact
 
@@ -286,7 +287,7 @@ class RunLog:
         df["cost_usd"] = df["cost_usd"].astype("float64")
         for col in ("rows", "ok", "failed"):
             df[col] = df[col].astype("int64")
-        return df
+        return tagged(df, "runs")
 
     # -- results ---------------------------------------------------------------------------
 
@@ -537,6 +538,8 @@ def _nan_if_null(col: str, value: Any) -> Any:
         return math.nan
     if kind == "bool":
         return bool(value)
+    if kind == "flag":
+        return None if value is None else bool(value)
     return value
 
 
