@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
+    from .analysis.diff import Diff
     from .evals.scorers import Scorer
     from .lab.history import Since
     from .session.session import Prompt
@@ -122,6 +123,7 @@ __all__ = [
     "chat",
     "compare",
     "default_lab",
+    "diff",
     "grade",
     "history",
     "judge",
@@ -269,6 +271,20 @@ def load_run(run: str) -> pd.DataFrame:
     """The results frame of a logged run, by name or id."""
     __tracebackhide__ = True
     return default_lab().load_run(run)
+
+
+def diff(
+    baseline: str | pd.DataFrame,
+    new: str | pd.DataFrame,
+    metric: str = "score",
+    *,
+    scorer: Scorer | Mapping[str, Scorer] | None = None,
+    **kwargs: Any,
+) -> Diff:
+    """Which prompts got worse or better from run *baseline* to run *new* (names, ids or frames), with the paired
+    test across runs; ``.regressed`` says whether the new run is detectably worse.  See `Lab.diff`."""
+    __tracebackhide__ = True
+    return default_lab().diff(baseline, new, metric, scorer=scorer, **kwargs)
 
 
 def _register_rich_reprs() -> None:

@@ -53,6 +53,7 @@ PUBLIC = {
     "chat",
     "compare",
     "default_lab",
+    "diff",
     "load_ipython_extension",
     "load_run",
     "models",

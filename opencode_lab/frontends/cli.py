@@ -89,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--all", action="store_true", help="every statistic, not the compact view")
     stats.set_defaults(command=_stats)
 
+    _add_diff_command(sub)
+
     demo = sub.add_parser("demo", help="compare the bundled local models offline")
     demo.add_argument("--prompts", type=Path, default=Path("data/prompts.csv"))
     demo.add_argument("--plot", type=Path, default=Path("opencode_lab_demo.png"))
@@ -166,15 +168,45 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _stats(lab: Lab, args: argparse.Namespace) -> int:
+    _print_frame(lab.stats(_results(lab, args.source), by=args.by), "all" if args.all else None)
+    return 0
+
+
+def _results(lab: Lab, source: str) -> pd.DataFrame:
+    """A results .csv/.parquet file, or a run name or id from the run log."""
     import pandas as pd
 
-    source = Path(args.source)
-    if source.suffix in (".csv", ".parquet") and source.is_file():
-        frame = pd.read_csv(source) if source.suffix == ".csv" else pd.read_parquet(source)
-    else:
-        frame = lab.load_run(args.source)
-    _print_frame(lab.stats(frame, by=args.by), "all" if args.all else None)
-    return 0
+    path = Path(source)
+    if path.suffix in (".csv", ".parquet") and path.is_file():
+        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    return lab.load_run(source)
+
+
+def _add_diff_command(sub: Any) -> None:
+    diff = sub.add_parser("diff", help="which prompts got worse or better from a baseline run to a new one")
+    diff.add_argument("baseline", help="results .csv/.parquet, or a run name or id from the run log")
+    diff.add_argument("new", help="the same, for the new run")
+    diff.add_argument("--metric", default=None, help="column to compare (default: score, or the one --scorer adds)")
+    diff.add_argument("--models", nargs=2, metavar=("BASE_MODEL", "NEW_MODEL"), help="compare these two models")
+    diff.add_argument("--fail-on-regression", action="store_true", help="exit 1 when the new run is detectably worse")
+    _add_scorer_arguments(diff)
+    diff.set_defaults(command=_diff)
+
+
+def _diff(lab: Lab, args: argparse.Namespace) -> int:
+    """The diff's summary and its regressions; exit status 1 with ``--fail-on-regression`` when detectably worse."""
+    frames = [_results(lab, source) for source in (args.baseline, args.new)]
+    args.prompts = args.baseline
+    scorer = _scorer_of(args, frames[0])
+    metric = args.metric or ("score" if scorer is None or len(args.scorer) == 1 else f"score_{args.scorer[0]}")
+    result = lab.diff(*frames, metric, scorer=scorer, models=tuple(args.models) if args.models else None)
+    print(f"{metric}: new run ({args.new}) against baseline ({args.baseline})")
+    _print_frame(result.summary)
+    worse = result.regressions()
+    if len(worse):
+        print(f"\nregressions ({len(worse)}):")
+        _print_frame(worse.drop(columns=["status"]))
+    return 1 if args.fail_on_regression and result.regressed else 0
 
 
 def _demo(lab: Lab, args: argparse.Namespace) -> int:

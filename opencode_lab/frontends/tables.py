@@ -31,6 +31,8 @@ from ..core.schema import TABLE
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..analysis.diff import Diff
+
 MISSING = "–"
 MAX_COLUMNS = 12
 _MODEL_COLUMNS = frozenset({"model", "model_a", "model_b"})
@@ -259,13 +261,25 @@ def html_or_none(frame: pd.DataFrame) -> str:
     return str(frame._repr_html_())
 
 
+def diff_html(result: Diff) -> str:
+    """A run-vs-baseline diff: the verdict per model, then the prompts that got worse."""
+    worse = result.regressions()
+    head = f"<b>{_esc(result.metric)}: new run against baseline</b>{table(result.summary).to_html()}"
+    if not len(worse):
+        return head
+    return f"{head}<b>regressions ({len(worse)})</b>{table(worse.drop(columns=['status'])).to_html()}"
+
+
 def register_formatters(shell: Any) -> None:
-    """Show toolkit frames through `Table` in a running IPython (HTML and plain text)."""
+    """Show toolkit frames through `Table` in a running IPython (HTML and plain text), and diffs."""
     import pandas as pd
+
+    from ..analysis.diff import Diff
 
     formatters = shell.display_formatter.formatters
     formatters["text/html"].for_type(pd.DataFrame, html_or_none)
     formatters["text/plain"].for_type(pd.DataFrame, _pretty)
+    formatters["text/html"].for_type(Diff, diff_html)
 
 
 def _pretty(frame: pd.DataFrame, printer: Any, cycle: bool) -> None:

@@ -7,7 +7,7 @@ only.  pandas and matplotlib are imported when a frame or figure is first made.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError, LabError
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
+    from ..analysis.diff import Diff
+    from ..evals.scorers import Scorer
     from ..session.runlog import RunLog
     from .history import Since
 
@@ -124,6 +126,27 @@ class Lab(Session):
         """The results frame of a logged run, by name or id."""
         shown.frames()
         return self._require_runlog().load_run(run)
+
+    def diff(
+        self,
+        baseline: str | pd.DataFrame,
+        new: str | pd.DataFrame,
+        metric: str = "score",
+        *,
+        scorer: Scorer | Mapping[str, Scorer] | None = None,
+        **kwargs: Any,
+    ) -> Diff:
+        """Run *new* against *baseline* (run names or ids from the run log, or results frames), prompt by prompt,
+        with the paired test across runs; *scorer* grades both first (the run log keeps answers, not scores).
+        See `opencode_lab.analysis.diff.diff` for the keywords."""
+        from ..analysis.diff import diff
+        from ..evals.grading import agrade
+
+        shown.frames()
+        frames = [self.load_run(run) if isinstance(run, str) else run for run in (baseline, new)]
+        if scorer is not None:
+            frames = [self.block_on(agrade(self, frame, scorer)) for frame in frames]
+        return diff(frames[0], frames[1], metric, **kwargs)
 
     def _require_runlog(self) -> RunLog:
         self.flush()
