@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .analysis.agreement import Agreement, agreement
 from .analysis.planning import sample_size
 from .analysis.statistics import paired
 from .core.attempt import Attempt
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agreement",
     "AllAttemptsFailedError",
     "Attempt",
     "AuthenticationError",
@@ -118,6 +120,7 @@ __all__ = [
     "Usage",
     "__version__",
     "achat",
+    "agreement",
     "acompare",
     "astream",
     "chat",
@@ -127,6 +130,8 @@ __all__ = [
     "grade",
     "history",
     "judge",
+    "label",
+    "labels",
     "load_ipython_extension",
     "load_run",
     "models",
@@ -285,6 +290,19 @@ def diff(
     test across runs; ``.regressed`` says whether the new run is detectably worse.  See `Lab.diff`."""
     __tracebackhide__ = True
     return default_lab().diff(baseline, new, metric, scorer=scorer, **kwargs)
+
+
+def label(run: str, prompt_id: Any, model: str, verdict: str | float, **kwargs: Any) -> None:
+    """Record a person's verdict on a row of *run* (``correct``/``wrong``/``partial``/a score), or with
+    ``over=`` a preference between two models' answers; see `Lab.label`."""
+    __tracebackhide__ = True
+    default_lab().label(run, prompt_id, model, verdict, **kwargs)
+
+
+def labels(run: str | None = None, *, battles: bool = False) -> pd.DataFrame:
+    """The human labels in the run log (who, when, what); ``battles=True`` for `ratings`; see `Lab.labels`."""
+    __tracebackhide__ = True
+    return default_lab().labels(run, battles=battles)
 
 
 def _register_rich_reprs() -> None:

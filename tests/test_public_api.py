@@ -5,6 +5,7 @@ from __future__ import annotations
 import opencode_lab
 
 PUBLIC = {
+    "Agreement",
     "AllAttemptsFailedError",
     "Attempt",
     "AuthenticationError",
@@ -49,6 +50,7 @@ PUBLIC = {
     "__version__",
     "acompare",
     "achat",
+    "agreement",
     "astream",
     "chat",
     "compare",
@@ -66,6 +68,8 @@ PUBLIC = {
     "history",
     "uptime",
     "judge",
+    "label",
+    "labels",
     "pairwise",
     "position_bias",
     "ratings",

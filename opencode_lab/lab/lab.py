@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import ConfigError, LabError
+from ..core.errors import ConfigError, InvalidRequestError, LabError
 from ..core.schema import attempts_frame, results_frame
 from ..core.secrets import get_logger
 from ..session.session import Session
@@ -123,9 +123,55 @@ class Lab(Session):
         return self._require_runlog().runs()
 
     def load_run(self, run: str) -> pd.DataFrame:
-        """The results frame of a logged run, by name or id."""
+        """The results frame of a logged run, by name or id; with ``score_human`` when people labelled its rows."""
+        from ..evals.labels import human_scores
+
         shown.frames()
-        return self._require_runlog().load_run(run)
+        runlog = self._require_runlog()
+        frame, labels = runlog.load_run(run), runlog.labels(run)
+        return human_scores(frame, labels) if len(labels) else frame
+
+    def label(
+        self,
+        run: str,
+        prompt_id: Any,
+        model: str,
+        verdict: str | float,
+        *,
+        sample: int = 0,
+        over: str | None = None,
+        who: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Record a person's judgement of a row of *run* in the run log, with who and when: a verdict
+        (``correct``, ``wrong``, ``partial`` or a score in [0, 1]) or, with *over* (another model of the run), a
+        preference for *model*'s answer (``better``, ``worse``, ``tie``).  See `opencode_lab.evals.labels`."""
+        import getpass
+
+        from ..evals.labels import label_value
+
+        value, word = label_value(verdict, over)
+        runlog = self._require_runlog()
+        frame = runlog.load_run(run)
+        for name in (model, *([over] if over is not None else [])):
+            asked = frame[(frame["model"] == name) & (frame["prompt_id"].astype(str) == str(prompt_id))]
+            if not (asked["sample"] == sample).any():
+                models = ", ".join(dict.fromkeys(frame["model"].astype(str)))
+                raise InvalidRequestError(
+                    f"run {run!r} has no row prompt_id={prompt_id!r}, model={name!r}, sample={sample} "
+                    f"(its models: {models}; prompt ids {frame['prompt_id'].min()}..{frame['prompt_id'].max()})"
+                )
+        row = {"prompt_id": prompt_id, "model": model, "sample": sample, "over": over, "value": value}
+        runlog.add_label(run, {**row, "label": word, "who": who or getpass.getuser(), "note": note})
+
+    def labels(self, run: str | None = None, *, battles: bool = False) -> pd.DataFrame:
+        """Every human label of *run* (default: of every run), oldest first; ``battles=True`` gives them as
+        battles for `opencode_lab.ratings` (preferences, and verdicts on two models' answers to one prompt)."""
+        from ..evals.labels import label_battles
+
+        shown.frames()
+        frame = self._require_runlog().labels(run)
+        return label_battles(frame) if battles else frame
 
     def diff(
         self,

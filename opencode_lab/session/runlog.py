@@ -90,7 +90,7 @@ CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
 """
 
 #: the run log's format (SQLite ``user_version``); a log of a newer format is refused, an older one migrated
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def _index_call_times(con: sqlite3.Connection) -> None:
@@ -99,8 +99,19 @@ def _index_call_times(con: sqlite3.Connection) -> None:
     con.execute("CREATE INDEX IF NOT EXISTS attempts_time ON attempts (timestamp)")
 
 
+def _labels_table(con: sqlite3.Connection) -> None:
+    """Format 3: human labels of results rows (who said what, when); appended, never overwritten."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS labels (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, prompt_id, "
+        "model TEXT NOT NULL, sample INTEGER NOT NULL, over TEXT, value REAL NOT NULL, label TEXT NOT NULL, "
+        "who TEXT NOT NULL, at REAL NOT NULL, note TEXT)"
+    )
+    con.execute("CREATE INDEX IF NOT EXISTS labels_run ON labels (run_id)")
+
+
 #: ``version -> step`` bringing a log of ``version - 1`` up to ``version``, applied in order in one transaction
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _index_call_times}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _index_call_times, 3: _labels_table}
+_LABEL_FIELDS = ("run_id", "prompt_id", "model", "sample", "over", "value", "label", "who", "at", "note")
 
 _RESULT_FIELDS = (*RESULT_COLUMNS, "extra", "updated_at")
 _DECLARED = frozenset(RESULT_COLUMNS)  # every other key of a results row goes to ``extra``
@@ -332,6 +343,36 @@ class RunLog:
             (run_id, run_id),
         )
         return results_frame([_restore(r) for r in rows])
+
+    # -- labels ----------------------------------------------------------------------------
+
+    def add_label(self, run: str, label: Mapping[str, Any]) -> None:
+        """Append one human label (`_LABEL_FIELDS` but ``run_id`` and ``at``) to a row of *run* (name or id)."""
+        run_id = self._require_run(run)
+        values = {**label, "run_id": run_id, "at": time.time()}
+        with self._write() as con:
+            con.execute(
+                f"INSERT INTO labels ({', '.join(_LABEL_FIELDS)}) VALUES ({', '.join('?' for _ in _LABEL_FIELDS)})",
+                [_sql(values.get(c)) for c in _LABEL_FIELDS],
+            )
+
+    def labels(self, run: str | None = None) -> pd.DataFrame:
+        """Every label, oldest first, of one run (name or id) or all: run, prompt_id, model, sample, over (the
+        other model of a preference), value, label, who, at (UTC datetime), note."""
+        import pandas as pd
+
+        where, params = ("WHERE l.run_id = ?", (self._require_run(run),)) if run is not None else ("", ())
+        rows = self._query(
+            f"SELECT COALESCE(r.name, l.run_id) AS run, l.* FROM labels l LEFT JOIN runs r ON r.run_id = l.run_id "
+            f"{where} ORDER BY l.seq",
+            params,
+        )
+        columns = ["run", *(c for c in _LABEL_FIELDS if c != "run_id")]
+        frame = pd.DataFrame([[r[c] for c in columns] for r in rows], columns=columns)
+        frame["value"] = frame["value"].astype("float64")
+        frame["sample"] = frame["sample"].astype("int64")
+        frame["at"] = pd.to_datetime(frame["at"].astype("float64"), unit="s", utc=True)
+        return tagged(frame, "labels")
 
     # -- claims ----------------------------------------------------------------------------
 
