@@ -4,6 +4,7 @@
 
     df = oc.compare(prompts, models, scorer=...)
     df.oc.wide()            # prompt rows x model columns, answers readable, scores and errors marked
+    df.oc.view()            # interactive triage: filters, search, sort, a call's transcript, human labels
     df.oc.summary()         # one compact row per model: score, failures, latency, cost
     df.oc.stats()           # every statistic with its interval (numbers, for further work)
     df.oc.table("all")      # any toolkit frame as shown, every column (a stats frame shows compactly)
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..analysis.planning import SampleSize
+    from ..lab.lab import Lab
     from .tables import Table
+    from .view import View
     from .wide import Wide
 
 _registered = False
@@ -93,6 +96,14 @@ class OcAccessor:
         from .wide import wide
 
         return wide(self._frame, max_chars=max_chars)
+
+    def view(self, *, lab: Lab | None = None, who: str | None = None) -> View:
+        """An interactive view for triage (Panel, the ``ui`` extra): filter to failures, disagreements, cut answers
+        or a score range, search, sort by a scorer, click a row for its whole call and label it in the run log
+        (through *lab*, default: the default Lab; as *who*, default: the login name)."""
+        from .view import View
+
+        return View(self._frame, lab=lab, who=who)
 
     def plot(self, kind: str = "overview", **kwargs: Any) -> Figure:
         """A comparison figure of the frame (`opencode_lab.plot`), shown in Jupyter like ``df.plot()``."""
