@@ -61,7 +61,7 @@ class View:
         self.scores = score_columns(self.results)
         self.rows = self._rows()
         pn.extension("tabulator", inline=True)
-        self.show = pn.widgets.RadioButtonGroup(name="show", options=list(SHOW), value="all", button_type="light")
+        self.show = pn.widgets.RadioButtonGroup(name="show", options=list(SHOW), value="all")
         self.search = pn.widgets.TextInput(name="search", placeholder="prompt, answer, error or reason text")
         self.scorer = pn.widgets.Select(name="scorer", options=self.scores, value=self.scores[0] if self.scores else None,
                                         visible=bool(self.scores))  # fmt: skip
@@ -77,7 +77,7 @@ class View:
             value="<i>click a row to see the whole call</i>", sizing_mode="stretch_width"
         )
         self.status = pn.widgets.StaticText(value="", margin=(0, 10))
-        self.buttons = [pn.widgets.Button(name=word, button_type="default", disabled=True) for word in _LABELS]
+        self.buttons = [pn.widgets.Button(name=word, disabled=True) for word in _LABELS]
         for button in self.buttons:
             button.on_click(lambda event, word=button.name: self.label(word))
         for widget in (self.show, self.search, self.scorer, self.score_range):
