@@ -164,9 +164,9 @@ def _per_prompt(both: pd.DataFrame, table: PromptTable, key: str, lower: bool) -
     base = table.values[:, columns[BASELINE]] if columns[BASELINE] is not None else nan
     new = table.values[:, columns[NEW]] if columns[NEW] is not None else nan
     change = new - base
-    worse = change > 0 if lower else change < 0
-    better = change < 0 if lower else change > 0
-    status = np.where(np.isnan(change), None, np.where(worse, WORSE, np.where(better, BETTER, SAME)))
+    status = [
+        None if math.isnan(c) else SAME if c == 0 else WORSE if (c > 0) == lower else BETTER for c in change.tolist()
+    ]
     firsts = both.drop_duplicates("prompt_id")
     answers = {
         side: both[both["run"] == side].drop_duplicates("prompt_id").set_index("prompt_id")["response"]

@@ -63,8 +63,11 @@ def human_scores(results: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     Rows are matched by (prompt_id, model, sample); *labels* of other runs than the rows' are ignored."""
     verdicts = latest(labels)
     verdicts = verdicts[verdicts["over"] == ""]
-    means = verdicts.groupby(["prompt_id", "model", "sample"], dropna=False)["value"].mean()
-    lookup = {(str(k[0]), str(k[1]), int(k[2])): v for k, v in means.items()}
+    means = verdicts.groupby(["prompt_id", "model", "sample"], dropna=False)["value"].mean().reset_index()
+    lookup = {
+        (str(p), str(m), int(s)): v
+        for p, m, s, v in zip(means["prompt_id"], means["model"], means["sample"], means["value"], strict=True)
+    }
     keys = zip(results["prompt_id"], results["model"], results["sample"].fillna(0), strict=True)
     out = results.copy()
     out[HUMAN] = [lookup.get((str(p), str(m), int(s)), math.nan) for p, m, s in keys]

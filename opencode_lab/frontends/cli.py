@@ -199,7 +199,7 @@ def _diff(lab: Lab, args: argparse.Namespace) -> int:
     args.prompts = args.baseline
     scorer = _scorer_of(args, frames[0])
     metric = args.metric or ("score" if scorer is None or len(args.scorer) == 1 else f"score_{args.scorer[0]}")
-    result = lab.diff(*frames, metric, scorer=scorer, models=tuple(args.models) if args.models else None)
+    result = lab.diff(frames[0], frames[1], metric, scorer=scorer, models=tuple(args.models) if args.models else None)
     print(f"{metric}: new run ({args.new}) against baseline ({args.baseline})")
     _print_frame(result.summary)
     worse = result.regressions()

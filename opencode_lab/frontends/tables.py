@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -125,7 +125,7 @@ def formatter(name: str, dtype: Any) -> tuple[Any, bool]:
     return number, True
 
 
-def short_names(names: Sequence[Any]) -> dict[Any, str]:
+def short_names(names: Iterable[Any]) -> dict[Any, str]:
     """Model names without their router prefix (``openrouter/meta-llama/x`` -> ``meta-llama/x``: the last two
     path segments) when no two names share the shortened form."""
     full = [str(n) for n in names if not missing(n)]
@@ -178,10 +178,9 @@ class Table:
         ]
         widths = [max(len(v) for v in col) for col in columns]
         right = [False, *self.numeric]
+        cells = list(zip(columns, widths, right, strict=True))
         lines = [
-            "  ".join(
-                (col[i].rjust(w) if r and i else col[i].ljust(w)) for col, w, r in zip(columns, widths, right, strict=True)
-            ).rstrip()
+            "  ".join((col[i].rjust(w) if r and i else col[i].ljust(w)) for col, w, r in cells).rstrip()
             for i in range(len(columns[0]))
         ]
         return "\n".join(lines + ([self.note] if self.note else []))
@@ -258,7 +257,7 @@ def html_or_none(frame: pd.DataFrame) -> str:
     """IPython's HTML for a frame: ours for a toolkit table, pandas' own for any other frame."""
     if frame.attrs.get(TABLE):
         return table(frame, max_rows=_display_rows()).to_html()
-    return str(frame._repr_html_())
+    return str(frame._repr_html_())  # type: ignore[operator]  # pandas-stubs declare no _repr_html_
 
 
 def diff_html(result: Diff) -> str:

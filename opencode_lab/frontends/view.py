@@ -63,8 +63,8 @@ class View:
         pn.extension("tabulator", inline=True)
         self.show = pn.widgets.RadioButtonGroup(name="show", options=list(SHOW), value="all")
         self.search = pn.widgets.TextInput(name="search", placeholder="prompt, answer, error or reason text")
-        self.scorer = pn.widgets.Select(name="scorer", options=self.scores, value=self.scores[0] if self.scores else None,
-                                        visible=bool(self.scores))  # fmt: skip
+        first = self.scores[0] if self.scores else None
+        self.scorer = pn.widgets.Select(name="scorer", options=self.scores, value=first, visible=bool(self.scores))
         low, high = self._bounds()
         self.score_range = pn.widgets.RangeSlider(name="score range", start=low, end=high, value=(low, high),
                                                   step=(high - low) / 20, visible=bool(self.scores))  # fmt: skip
@@ -150,8 +150,10 @@ class View:
     def _bounds(self) -> tuple[float, float]:
         import pandas as pd
 
-        values = pd.concat([pd.to_numeric(self.results[c], errors="coerce") for c in self.scores]) if self.scores else None
-        if values is None or values.dropna().empty:
+        if not self.scores:
+            return 0.0, 1.0
+        values = pd.concat([pd.to_numeric(self.results[c], errors="coerce") for c in self.scores])
+        if values.dropna().empty:
             return 0.0, 1.0
         low, high = float(min(0.0, values.min())), float(max(1.0, values.max()))
         return low, high

@@ -53,5 +53,5 @@ def test_scores_meet_labels_at_a_threshold_over_the_rows_both_graded() -> None:
     assert result.n == 5 and result.observed == pytest.approx(0.8)
     assert result.kappa == pytest.approx(cohen_kappa_score([1, 1, 0, 0, 1], [1, 1, 0, 0, 0]))
     assert "large-sample interval on only 5 rows" in repr(result)
-    with pytest.raises(InvalidRequestError, match="no column 'score_j'.*score_judge"):
+    with pytest.raises(InvalidRequestError, match=r"no column 'score_j'.*score_judge"):
         agreement(frame, "score_j")

@@ -95,7 +95,7 @@ def test_runs_without_a_common_model_or_a_score_are_refused_with_the_way_out() -
         diff(two, run([1.0], model="c"))
     with pytest.raises(InvalidRequestError, match="has no model 'z'"):
         diff(two, two, models=("a", "z"))
-    with pytest.raises(InvalidRequestError, match="no column 'score' .*scorer="):
+    with pytest.raises(InvalidRequestError, match=r"no column 'score' .*scorer="):
         diff(run([1.0]).drop(columns=["score"]), run([1.0]))
 
 

@@ -84,7 +84,7 @@ def test_the_view_filters_opens_a_call_and_labels_it_in_the_run_log(faults, make
 
 def test_without_a_kernel_the_view_degrades_to_a_static_table() -> None:
     view = View(_results())
-    data, metadata = view._repr_mimebundle_()
+    data, _ = view._repr_mimebundle_()
     static = data["text/html"].split('<div class="oc-view-static">', 1)[1]
     assert static.startswith("<style>") and "What is 0 + 0?" in static and "static view" in static
     assert ".oc-view:has([data-root-id] *)>.oc-view-static{display:none}" in data["text/html"]

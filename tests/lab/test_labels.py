@@ -56,7 +56,7 @@ def test_a_label_for_a_row_the_run_does_not_have_is_refused_before_anything_is_s
         lab.label(run, 7, "a/x", "correct")
     with pytest.raises(InvalidRequestError, match="did you mean 'correct'"):
         lab.label(run, 0, "a/x", "corect")
-    with pytest.raises(InvalidRequestError, match="preference over 'b/y'.*better, tie, worse"):
+    with pytest.raises(InvalidRequestError, match=r"preference over 'b/y'.*better, tie, worse"):
         lab.label(run, 0, "a/x", "correct", over="b/y")
     with pytest.raises(InvalidRequestError, match="no run named"):
         lab.label("other", 0, "a/x", "correct")
