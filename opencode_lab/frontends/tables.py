@@ -366,7 +366,7 @@ def _cost(spent: Any, saved: Any) -> str:
         return "unknown"
     if missing(saved) or saved > 0:
         amount = dollars(saved, free=False) if not missing(saved) else "unknown"
-        return f"{dollars(spent)} (cache saved {amount})"
+        return f"{dollars(spent, free=False)} (cache saved {amount})"
     return dollars(spent)
 
 
