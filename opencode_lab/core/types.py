@@ -195,6 +195,9 @@ class ChatResult:
     request_id: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     seed_used: int | None = None
+    lookup_s: float | None = None
+    """For a cache hit, the seconds this answer took to come from the cache (``latency_s`` is the original
+    call's)."""
 
     @property
     def data(self) -> Any:
@@ -225,9 +228,16 @@ class ChatResult:
         tokens = f"{_count(self.input_tokens)}→{_count(self.output_tokens)} tok"
         seed = "" if self.seed_used is None else f" · seed {self.seed_used}"
         return (
-            f"{self.served_by} · {self.latency_s:.2f}s · {tokens} · {self._cost()} · "
+            f"{self.served_by} · {self._time()} · {tokens} · {self._cost()} · "
             f"{'cached' if self.cached else 'live'}{seed} · {len(self.attempts)} attempt(s)"
         )
+
+    def _time(self) -> str:
+        """The call's time; for a cache hit, the lookup's and the original call's, so neither reads as the other."""
+        if not self.cached:
+            return f"{self.latency_s:.2f}s"
+        lookup = "" if self.lookup_s is None else f"from the cache in {self.lookup_s:.2f}s, "
+        return f"{lookup}first answered in {self.latency_s:.2f}s"
 
     def _cost(self) -> str:
         """What was paid, and for a cache hit what it saved: unknown when the original call's cost was."""
