@@ -4,7 +4,8 @@
 corrected for the agreement their marginal rates would give by chance.  Its standard error
 is the large-sample one of Fleiss, Cohen & Everitt (1969, Psychol Bull 72:323), the one
 statsmodels' ``cohens_kappa`` reports, and the interval is κ ± z·SE kept inside [-1, 1].
-With few rows that interval is rough: the note says how many rows it rests on.  When both
+With few rows that interval is rough: the note says how many rows it rests on.  Where that
+standard error is 0 (perfect agreement) there is no interval (NaN), not a zero-width one.  When both
 raters always give the same single category κ is undefined (NaN, with the reason).
 
 Scores are compared as categories: with ``threshold`` (default 0.5) a score at or above it
@@ -44,6 +45,8 @@ class Agreement:
     def __repr__(self) -> str:
         if math.isnan(self.kappa):
             return f"Agreement(κ undefined on {self.n} rows: {self.note})"
+        if math.isnan(self.ci_low):
+            return f"Agreement(κ = {self.kappa:.3g} on {self.n} rows; agree on {self.observed:.0%}; {self.note})"
         return (
             f"Agreement(κ = {self.kappa:.3g} [{self.ci_low:.3g}, {self.ci_high:.3g}] on {self.n} rows; "
             f"agree on {self.observed:.0%}, {self.expected:.0%} by chance{'; ' + self.note if self.note else ''})"
@@ -79,6 +82,9 @@ def cohen_kappa(a: list[object], b: list[object], confidence: float = 0.95) -> A
         (1 - expected) ** 2 * n
     )
     se = math.sqrt(max(0.0, float(variance)))
+    if se == 0:  # e.g. perfect agreement: the large-sample variance vanishes, which is no certainty on few rows
+        note = f"no interval: the large-sample standard error is 0 here (perfect agreement?) on {n} rows"
+        return Agreement(float(kappa), se, math.nan, math.nan, n, observed, expected, confidence, note)
     z = float(norm.ppf(0.5 + confidence / 2))
     low, high = max(-1.0, kappa - z * se), min(1.0, kappa + z * se)
     note = f"a large-sample interval on only {n} rows" if n < 30 else ""

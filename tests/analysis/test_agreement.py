@@ -32,8 +32,10 @@ def test_kappa_its_standard_error_and_interval_match_statsmodels(seed: int) -> N
     assert ours.n == n
 
 
-def test_perfect_agreement_is_one_and_chance_agreement_near_zero() -> None:
-    assert cohen_kappa([0, 1, 0, 1], [0, 1, 0, 1]).kappa == 1.0
+def test_perfect_agreement_is_one_without_a_zero_width_interval_and_chance_agreement_is_zero() -> None:
+    perfect = cohen_kappa([0, 1, 0, 1], [0, 1, 0, 1])
+    assert perfect.kappa == 1.0 and math.isnan(perfect.ci_low) and math.isnan(perfect.ci_high)
+    assert "no interval" in repr(perfect)
     assert cohen_kappa([0, 0, 1, 1], [0, 1, 0, 1]).kappa == 0.0
 
 
