@@ -15,6 +15,7 @@ from typing import Any
 from .attempt import Attempt
 from .content import Image, Part, parts
 from .errors import InvalidRequestError
+from .numbers import significant
 from .params import Params, utf8
 from .structured import json_value
 from .tools import Tool, ToolCall
@@ -243,11 +244,10 @@ class ChatResult:
         """What was paid, and for a cache hit what it saved: unknown when the original call's cost was."""
         if math.isnan(self.cost_usd):
             return "cost unknown"
-        paid = f"${self.cost_usd:.6f}"
         if not self.cached or self.cost_saved_usd == 0:
-            return paid
-        saved = "unknown" if math.isnan(self.cost_saved_usd) else f"${self.cost_saved_usd:.6f}"
-        return f"{paid} (cache saved {saved})"
+            return "free" if self.cost_usd == 0 else f"${significant(self.cost_usd)}"
+        saved = "unknown" if math.isnan(self.cost_saved_usd) else f"${significant(self.cost_saved_usd)}"
+        return f"${significant(self.cost_usd)} (cache saved {saved})"
 
 
 def _count(tokens: int | None) -> str:

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..core.numbers import significant
 from ..core.schema import TABLE
 
 if TYPE_CHECKING:
@@ -59,21 +60,8 @@ def missing(value: Any) -> bool:
 
 
 def number(value: float, digits: int = 3) -> str:
-    """*value* to *digits* significant figures, without exponent between a millionth and a million."""
-    if missing(value):
-        return MISSING
-    x = float(value)
-    if math.isinf(x):
-        return "∞" if x > 0 else "-∞"
-    x = round(x, 12)  # 5.551115e-17 is an interval bound of exactly 0
-    if x == 0:
-        return "0"
-    rounded = float(f"{x:.{digits}g}")
-    size = abs(rounded)
-    if not 1e-6 <= size < 1e6:
-        return f"{rounded:.{digits - 1}e}"
-    decimals = max(0, digits - 1 - math.floor(math.log10(size)))
-    return f"{rounded:,.{decimals}f}"
+    """*value* to *digits* significant figures (`opencode_lab.core.numbers.significant`), or `MISSING`."""
+    return MISSING if missing(value) else significant(value, digits)
 
 
 def percent(value: float) -> str:

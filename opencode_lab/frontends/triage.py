@@ -25,14 +25,16 @@ from ..analysis.metrics import score_columns
 from ..core.schema import RESULT_COLUMNS
 from .diagnosis import short_error
 from .tables import dollars, missing, seconds
+from .wide import REQUIRED
 
 if TYPE_CHECKING:
     import pandas as pd
 
 SHOW: tuple[str, ...] = ("all", "failures", "disagreements", "cut")
 _SEARCHED = ("prompt", "response", "error")
-_CALL = ("model", "served_by", "sample", "seed_used", "finish_reason", "attempts", "cached", "latency_s", "cost_usd",
-         "input_tokens", "output_tokens", "run_id", "prompt_id")  # fmt: skip
+#: what a transcript tells in its own sections (prompt, answer, error, tool calls); the rest is "call"
+_STORY = (*REQUIRED, "error", "tool_calls", "tool_call_valid")
+_CALL = ("model", *(c for c in RESULT_COLUMNS if c not in _STORY))
 
 
 def select(
