@@ -31,6 +31,7 @@ from .calls import Calls, new_id
 from .journal import Journal
 from .loop import LoopThread
 from .resolver import Resolver
+from .spending import SpendingGuard
 
 if TYPE_CHECKING:
     from .runlog import RunLog
@@ -88,7 +89,10 @@ class Session:
         self.session_run_id = new_id("s")
         self.journal = Journal(s.runlog, self.session_run_id, cache_dir=s.cache_dir, cache_fallback=self.cache.fallback)
         self.resolver = Resolver(self.catalog, self.providers, s.deadline_s)
-        self.calls_path = Calls(self.resolver, self.router, self.cache, self.journal, self.session_run_id)
+        self.spending = SpendingGuard(s.budget, self.journal)
+        self.calls_path = Calls(
+            self.resolver, self.router, self.cache, self.journal, self.session_run_id, self.spending
+        )
 
     # -- the journal: every call's row and attempts, and the run log they reach -------------------------------
 
