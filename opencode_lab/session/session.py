@@ -93,6 +93,8 @@ class Session:
         self.calls_path = Calls(
             self.resolver, self.router, self.cache, self.journal, self.session_run_id, self.spending
         )
+        if s.telemetry == "otel":
+            self.instrument()
 
     # -- the journal: every call's row and attempts, and the run log they reach -------------------------------
 
@@ -123,6 +125,14 @@ class Session:
     def flush(self) -> None:
         """Write pending rows and attempt records to the run log."""
         self.journal.flush()
+
+    def instrument(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        """Export every attempt of this session as an OpenTelemetry span and metrics (GenAI semantic
+        conventions; `opencode_lab.session.telemetry`) to the given providers, else the global ones.
+        ``OC_TELEMETRY=otel`` does this at start; needs the ``otel`` extra."""
+        from .telemetry import Telemetry
+
+        self.journal.telemetry = Telemetry(tracer_provider, meter_provider)
 
     @classmethod
     def from_env(cls: type[T]) -> T:
