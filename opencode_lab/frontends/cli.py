@@ -5,6 +5,7 @@ opencode-lab models [FILTER]
 opencode-lab compare data/prompts.csv -m local/smollm2-135m -m local/gemma-3-270m --out results.csv
 opencode-lab stats results.csv
 opencode-lab demo
+opencode-lab dashboard --port 5006
 """
 
 from __future__ import annotations
@@ -89,7 +90,30 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--prompts", type=Path, default=Path("data/prompts.csv"))
     demo.add_argument("--plot", type=Path, default=Path("opencode_lab_demo.png"))
     demo.set_defaults(command=_demo)
+    _add_dashboard(sub)
     return parser
+
+
+def _add_dashboard(sub: Any) -> None:
+    dashboard = sub.add_parser("dashboard", help="serve the analytics dashboard over the run log (extra ui)")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    dashboard.add_argument("--port", type=int, default=5006)
+    dashboard.add_argument("--refresh", type=float, default=5.0, help="seconds between re-reads of the run log")
+    dashboard.set_defaults(command=_dashboard)
+
+
+def _dashboard(lab: Lab, args: argparse.Namespace) -> int:
+    from .dashboard import serve
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: serving on {args.host}, beyond this machine: anyone who can reach it reads every prompt "
+            "and answer in the run log, without a password",
+            file=sys.stderr,
+        )
+    print(f"dashboard at http://{args.host}:{args.port}/dashboard (Ctrl-C stops it)", flush=True)
+    serve(lab, host=args.host, port=args.port, refresh_s=args.refresh)
+    return 0
 
 
 def _models_arg(models: list[str] | None) -> Any:
