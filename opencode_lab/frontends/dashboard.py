@@ -50,16 +50,19 @@ class Dashboard:
         self.bucket = pn.widgets.Select(name="Bucket", options=list(BUCKETS), value=bucket, width=120)
         self.by = pn.widgets.Select(name="Group by", options=list(activity.GROUPS[:4]), value="provider", width=140)
         self.reload = pn.widgets.Button(name="Refresh", button_type="primary", width=100)
-        self.point_group = pn.widgets.Select(name="Group", options=[], width=220)
-        self.point_bucket = pn.widgets.Select(name="Time bucket", options=[], width=220)
+        self.point_group = pn.widgets.Select(name="Group", options=[], width=220, css_classes=["oc-point-group"])
+        self.point_bucket = pn.widgets.Select(name="Time bucket", options=[], width=220, css_classes=["oc-point-bucket"])
         self.totals = pn.pane.HTML("", sizing_mode="stretch_width")
         self.updated = pn.pane.HTML("", styles={"color": "#666"})
         figure = {"dpi": 110, "tight": True, "format": "png", "sizing_mode": "scale_width", "max_width": 1000}
         self.figures = {name: pn.pane.Matplotlib(None, **figure) for name in
                         ("calls", "cost", "p50", "p95", "errors", "availability", "burn", "spend")}  # fmt: skip
-        self.tables = {name: pn.pane.DataFrame(None, sizing_mode="stretch_width", max_rows=200) for name in
-                       ("sla", "incidents", "budget", "spend", "slowest", "failing", "calls")}  # fmt: skip
+        self.tables = {name: pn.pane.DataFrame(None, sizing_mode="stretch_width", max_rows=200,
+                                               css_classes=[f"oc-{name}"])  # what a browser test finds it by
+                       for name in ("sla", "incidents", "budget", "spend", "slowest", "failing", "calls")}  # fmt: skip
         self._rows: pd.DataFrame | None = None
+        self._seen: tuple[Any, ...] = ()
+        self._drawn = 0.0
         for widget in (self.span, self.bucket, self.by):
             widget.param.watch(lambda _: self.refresh(), "value")
         self.point_group.param.watch(lambda _: self._show_calls(), "value")
@@ -93,17 +96,24 @@ class Dashboard:
         """`view`, re-read from the run log every ``refresh_s`` seconds while the page is open."""
         pn = _panel()
         layout = self.view()
-        pn.state.add_periodic_callback(self.refresh, period=int(self.refresh_s * 1000))
+        pn.state.add_periodic_callback(self.poll, period=int(self.refresh_s * 1000))
         return layout
+
+    def poll(self) -> None:
+        """Redraw when the run log has news, or once a minute (the span slides on): a redraw takes a while,
+        and a page busy redrawing every second would not hear its own controls."""
+        if self.lab._require_runlog().version() != self._seen or time.monotonic() - self._drawn > 60:
+            self.refresh()
 
     # -- data --------------------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Re-read the run log and redraw every page."""
         runlog = self.lab._require_runlog()
+        self._seen, self._drawn = runlog.version(), time.monotonic()
         since, freq, by = SPANS[self.span.value], BUCKETS[self.bucket.value], self.by.value
         rows = self._rows = activity.calls(runlog, since)
-        self.by.options = activity.groups_of(rows)  # with region when the run log has it
+        _offer(self.by, activity.groups_of(rows))  # with region when the run log has it
         now = time.time()
         attempts = real_attempts(runlog, now - since_seconds(since), now)
         self._totals(rows)
@@ -157,8 +167,8 @@ class Dashboard:
         )
 
     def _points(self, calls: pd.DataFrame) -> None:
-        self.point_group.options = [str(c) for c in calls.columns]
-        self.point_bucket.options = [str(b) for b in calls.index][::-1]
+        _offer(self.point_group, [str(c) for c in calls.columns])
+        _offer(self.point_bucket, [str(b) for b in calls.index][::-1])
         self._show_calls()
 
     def _show_calls(self) -> None:
@@ -171,6 +181,15 @@ class Dashboard:
         behind = activity.calls_behind(rows, self.by.value, group, pd.Timestamp(bucket), BUCKETS[self.bucket.value])
         columns = ["asked_at", "model", "served_by", "prompt", "response", "error_type", "latency_s", "cost_usd"]
         self.tables["calls"].object = behind[[c for c in columns if c in behind.columns]]
+
+
+def _offer(select: Any, options: list[str]) -> None:
+    """Set a select's options only when they changed: a browser re-draws the control on every change, which
+    would undo a choice being made while the page refreshes."""
+    if list(select.options) != options:
+        select.options = options
+    if select.value not in options:
+        select.value = options[0] if options else None
 
 
 def since_seconds(span: str) -> float:

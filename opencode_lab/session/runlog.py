@@ -399,6 +399,14 @@ class RunLog:
         rows = self._query(f"SELECT * FROM attempts WHERE {' AND '.join(where)} ORDER BY seq", params)
         return attempts_frame([{c: _nan_if_null(c, r[c]) for c in ATTEMPT_COLUMNS} for r in rows])
 
+    def version(self) -> tuple[Any, ...]:
+        """A value that changes whenever any process adds an attempt or saves a results row: what a viewer
+        polls (cheaply, from two indexes) to know the log has news."""
+        rows = self._query(
+            "SELECT (SELECT MAX(seq) FROM attempts), (SELECT MAX(updated_at) FROM results), (SELECT COUNT(*) FROM results)"
+        )
+        return tuple(rows[0])
+
     def spent_since(self, since: float) -> float:
         """USD paid for the attempts started at or after *since* (seconds since the epoch), by every process
         writing this log: the ledger spending limits are kept against (an unknown cost counts nothing)."""
