@@ -9,6 +9,7 @@ matplotlib and pandas are imported inside the functions.
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from .plots import model_colour
@@ -63,21 +64,24 @@ def plot_burn(sla: pd.DataFrame, windows: tuple[str, ...]) -> Figure:
     return fig
 
 
-def plot_series(table: pd.DataFrame, *, title: str, ylabel: str, bars: bool = False) -> Figure:
-    """*table*: one row per time bucket (its index), one column per group; a line (or stacked bars) per group."""
+def plot_series(table: pd.DataFrame, *, title: str, ylabel: str, bucket_s: float | None = None) -> Figure:
+    """*table*: one row per time bucket (its index), one column per group; a line per group, or with *bucket_s*
+    (the buckets' length in seconds) stacked bars as wide as the buckets."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9.0, 3.6), layout="constrained")
     if table.empty:
         ax.text(0.5, 0.5, "no calls in this span", ha="center", va="center", transform=ax.transAxes, color="0.4")
-    elif bars:
+    elif bucket_s is not None:
         table = table.fillna(0.0)  # a stack has no gaps: an unknown amount is drawn as none
         bottom = None
-        width = _bar_width(table.index)
+        width = bucket_s / 86400  # matplotlib's date unit is the day
         for column in table.columns:
             ax.bar(table.index, table[column], width=width, bottom=bottom, label=str(column),
-                   color=model_colour(str(column)), align="edge")  # fmt: skip
+                   color=model_colour(str(column)), align="edge", edgecolor="white", linewidth=0.5)  # fmt: skip
             bottom = table[column] if bottom is None else bottom + table[column]
+        step = timedelta(seconds=bucket_s)
+        ax.set_xlim(table.index[0] - step * 0.1, table.index[-1] + step * 1.1)
     else:
         for column in table.columns:
             ax.plot(table.index, table[column], marker="o", markersize=3, label=str(column),
@@ -89,11 +93,3 @@ def plot_series(table: pd.DataFrame, *, title: str, ylabel: str, bars: bool = Fa
         fig.autofmt_xdate()
     plt.close(fig)
     return fig
-
-
-def _bar_width(index: pd.Index) -> float:
-    """A bar as wide as the time buckets (in days, matplotlib's date unit)."""
-    if len(index) < 2:
-        return 1 / 24
-    step = (index[1:] - index[:-1]).min()
-    return float(step.total_seconds()) / 86400 * 0.9

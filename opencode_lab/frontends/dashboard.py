@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from ..lab.lab import Lab
 
 SPANS: dict[str, str] = {"last hour": "1h", "last day": "24h", "last week": "7d", "last 30 days": "30d"}
-BUCKETS: dict[str, str] = {"5 minutes": "5min", "hour": "1h", "day": "1D"}
+#: a time bucket's name: its pandas frequency and its length in seconds
+BUCKETS: dict[str, tuple[str, float]] = {"5 minutes": ("5min", 300.0), "hour": ("1h", 3600.0), "day": ("1D", 86400.0)}
 PAGES: tuple[str, ...] = ("Traffic & cost", "Latency", "Errors", "Health", "Budget", "Slowest & failing", "Calls")
 
 
@@ -51,7 +52,9 @@ class Dashboard:
         self.by = pn.widgets.Select(name="Group by", options=list(activity.GROUPS[:4]), value="provider", width=140)
         self.reload = pn.widgets.Button(name="Refresh", button_type="primary", width=100)
         self.point_group = pn.widgets.Select(name="Group", options=[], width=220, css_classes=["oc-point-group"])
-        self.point_bucket = pn.widgets.Select(name="Time bucket", options=[], width=220, css_classes=["oc-point-bucket"])
+        self.point_bucket = pn.widgets.Select(
+            name="Time bucket", options=[], width=220, css_classes=["oc-point-bucket"]
+        )
         self.totals = pn.pane.HTML("", sizing_mode="stretch_width")
         self.updated = pn.pane.HTML("", styles={"color": "#666"})
         figure = {"dpi": 110, "tight": True, "format": "png", "sizing_mode": "scale_width", "max_width": 1000}
@@ -81,12 +84,21 @@ class Dashboard:
             pn.Column(f["calls"], f["cost"]),
             pn.Column(note("Latency of the successful attempts per deployment."), f["p50"], f["p95"]),
             pn.Column(f["errors"]),
-            pn.Column(f["availability"], f["burn"], note("### SLA per deployment"), t["sla"],
-                      note("### Incidents"), t["incidents"]),  # fmt: skip
+            pn.Column(
+                f["availability"],
+                f["burn"],
+                note("### SLA per deployment"),
+                t["sla"],
+                note("### Incidents"),
+                t["incidents"],
+            ),
             pn.Column(note("### Budgets (`[budget]`)"), t["budget"], f["spend"], note("### Spend per day"), t["spend"]),
             pn.Column(note("### Slowest (latency p95)"), t["slowest"], note("### Most failing"), t["failing"]),
-            pn.Column(note("Pick a group and a time bucket of the traffic figure to see its calls."),
-                      pn.Row(self.point_group, self.point_bucket), t["calls"]),  # fmt: skip
+            pn.Column(
+                note("Pick a group and a time bucket of the traffic figure to see its calls."),
+                pn.Row(self.point_group, self.point_bucket),
+                t["calls"],
+            ),
         ]
         tabs = pn.Tabs(*zip(PAGES, pages, strict=True), dynamic=False)
         controls = pn.Row(self.span, self.bucket, self.by, self.reload, self.updated, align="end")
@@ -111,7 +123,7 @@ class Dashboard:
         """Re-read the run log and redraw every page."""
         runlog = self.lab._require_runlog()
         self._seen, self._drawn = runlog.version(), time.monotonic()
-        since, freq, by = SPANS[self.span.value], BUCKETS[self.bucket.value], self.by.value
+        since, (freq, width), by = SPANS[self.span.value], BUCKETS[self.bucket.value], self.by.value
         rows = self._rows = activity.calls(runlog, since)
         _offer(self.by, activity.groups_of(rows))  # with region when the run log has it
         now = time.time()
@@ -120,15 +132,17 @@ class Dashboard:
         f = self.figures
         calls = activity.per_bucket(rows, "prompt", by, freq, "count")
         f["calls"].object = plot_series(calls, title=f"Calls per {self.bucket.value} by {by}", ylabel="calls",
-                                        bars=True)  # fmt: skip
+                                        bucket_s=width)  # fmt: skip
         cost = activity.per_bucket(rows, "cost_usd", by, freq)
-        f["cost"].object = plot_series(cost, title=f"Cost per {self.bucket.value} by {by}", ylabel="USD", bars=True)
+        f["cost"].object = plot_series(
+            cost, title=f"Cost per {self.bucket.value} by {by}", ylabel="USD", bucket_s=width
+        )
         for q, name in ((0.5, "p50"), (0.95, "p95")):
             table = activity.latency_per_bucket(attempts, freq, q)
             f[name].object = plot_series(table, title=f"Latency {name} per {self.bucket.value}", ylabel="seconds")
         errors = activity.errors_per_bucket(attempts, freq)
         f["errors"].object = plot_series(errors, title=f"Failed attempts per {self.bucket.value} by error type",
-                                         ylabel="attempts", bars=True)  # fmt: skip
+                                         ylabel="attempts", bucket_s=width)  # fmt: skip
         self._health(attempts, since, now)
         self._budget(since)
         self._points(calls)
@@ -163,7 +177,7 @@ class Dashboard:
         daily = spend(runlog, since, by="day")
         t["spend"].object = daily
         self.figures["spend"].object = plot_series(
-            daily[["paid_usd", "saved_usd"]], title="Paid and saved (cache) per day", ylabel="USD", bars=True
+            daily[["paid_usd", "saved_usd"]], title="Paid and saved (cache) per day", ylabel="USD", bucket_s=86400
         )
 
     def _points(self, calls: pd.DataFrame) -> None:
@@ -178,7 +192,7 @@ class Dashboard:
         if rows is None or not group or not bucket:
             self.tables["calls"].object = None
             return
-        behind = activity.calls_behind(rows, self.by.value, group, pd.Timestamp(bucket), BUCKETS[self.bucket.value])
+        behind = activity.calls_behind(rows, self.by.value, group, pd.Timestamp(bucket), BUCKETS[self.bucket.value][0])
         columns = ["asked_at", "model", "served_by", "prompt", "response", "error_type", "latency_s", "cost_usd"]
         self.tables["calls"].object = behind[[c for c in columns if c in behind.columns]]
 

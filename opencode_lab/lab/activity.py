@@ -87,11 +87,11 @@ def calls_behind(rows: pd.DataFrame, by: str, group: str, bucket: pd.Timestamp, 
 
 
 def _labels(values: pd.Series) -> pd.Series:
-    """Group labels as text; a call that failed before any deployment answered has none."""
-    return values.fillna("(none)").astype(str)
+    """Group labels as text; a call no deployment answered is grouped as ``(no answer)``."""
+    return values.fillna("(no answer)").astype(str)
 
 
 def _step(freq: str) -> pd.Timedelta:
     import pandas as pd
 
-    return pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+    return pd.Timedelta(freq)

@@ -69,22 +69,25 @@ def sla(runlog: RunLog, objectives: Objectives, since: Since = "30d", *, now: fl
 
     now = time.time() if now is None else now
     start = since_epoch(since, now=now)
-    longest = since_epoch(BURN_SPANS[-1], now=now)
+    longest = now - 3 * 86400.0  # the longest burn-rate window, BURN_SPANS[-1]
     attempts = real_attempts(runlog, min(start, longest) if start is not None else None, now)
     in_span = attempts[attempts["timestamp"] >= start] if start is not None else attempts
     base = uptime_of(in_span)
     outages = incidents_of(in_span, now)
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for deployment, group in in_span.groupby("served_by", sort=True):
         provider, model = group["provider"].iloc[-1], group["model"].iloc[-1]
         objective = objectives.for_deployment(str(deployment), provider, model)
         recent = attempts[attempts["served_by"] == deployment]
         mine = outages[outages["served_by"] == deployment]
-        rows[deployment] = {
+        counts = base.loc[str(deployment)]
+        rows[str(deployment)] = {
             "provider": provider,
-            **base.loc[deployment, ["attempts", "ok", "failed", "availability", "availability_ci_low",
-                                   "availability_ci_high"]].to_dict(),  # fmt: skip
-            **_availability(base.loc[deployment], objective.availability),
+            **{
+                c: counts[c]
+                for c in ("attempts", "ok", "failed", "availability", "availability_ci_low", "availability_ci_high")
+            },
+            **_availability(counts, objective.availability),
             **_latency(group, objective.latency_p95_s),
             **_burn(recent, objective.availability, now),
             "incidents": len(mine),
@@ -102,7 +105,7 @@ def sla(runlog: RunLog, objectives: Objectives, since: Since = "30d", *, now: fl
     return out
 
 
-def _availability(row: pd.Series, objective: float | None) -> dict[str, Any]:
+def _availability(row: Any, objective: float | None) -> dict[str, Any]:
     if objective is None:
         return {"availability_objective": float("nan"), "availability_met": None, "error_budget_remaining": None}
     allowed = (1 - objective) * row["attempts"]
@@ -178,7 +181,7 @@ def incidents_of(attempts: pd.DataFrame, now: float, min_failures: int = MIN_INC
                 run.append(record)
                 continue
             if len(run) >= min_failures:
-                rows.append(_incident(str(deployment), run, record.timestamp, now))
+                rows.append(_incident(str(deployment), run, float(record.timestamp), now))  # type: ignore[arg-type]
             run = []
         if len(run) >= min_failures:
             rows.append(_incident(str(deployment), run, None, now))

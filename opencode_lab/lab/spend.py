@@ -64,8 +64,15 @@ def budget_status(guard: SpendingGuard, now: float | None = None) -> pd.DataFram
     periods = guard.periods(now)
     out = pd.DataFrame(
         [
-            [p.limit_usd, p.spent_usd, max(0.0, p.limit_usd - p.spent_usd), p.spent_usd / p.limit_usd, p.state,
-             p.start, p.end]  # fmt: skip
+            [
+                p.limit_usd,
+                p.spent_usd,
+                max(0.0, p.limit_usd - p.spent_usd),
+                p.spent_usd / p.limit_usd,
+                p.state,
+                p.start,
+                p.end,
+            ]
             for p in periods
         ],
         index=pd.Index([p.period for p in periods], name="period", dtype=object),

@@ -403,7 +403,8 @@ class RunLog:
         """A value that changes whenever any process adds an attempt or saves a results row: what a viewer
         polls (cheaply, from two indexes) to know the log has news."""
         rows = self._query(
-            "SELECT (SELECT MAX(seq) FROM attempts), (SELECT MAX(updated_at) FROM results), (SELECT COUNT(*) FROM results)"
+            "SELECT (SELECT MAX(seq) FROM attempts), (SELECT MAX(updated_at) FROM results), "
+            "(SELECT COUNT(*) FROM results)"
         )
         return tuple(rows[0])
 

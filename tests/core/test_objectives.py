@@ -23,7 +23,9 @@ def test_nothing_is_promised_or_limited_by_default():
 
 
 def test_the_most_specific_scope_wins_key_by_key(tmp_path):
-    settings = load(tmp_path, """
+    settings = load(
+        tmp_path,
+        """
 [slo]
 availability = 0.99
 latency_p95_s = 2.0
@@ -31,7 +33,8 @@ latency_p95_s = 2.0
 availability = 0.995
 [slo."a/x"]
 latency_p95_s = 0.8
-""")
+""",
+    )
     assert settings.slo.for_deployment("a/x", "a", "a/x") == Objective(0.995, 0.8)
     assert settings.slo.for_deployment("a/y", "a", "a/y") == Objective(0.995, 2.0)
     assert settings.slo.for_deployment("b/z", "b", "fast") == Objective(0.99, 2.0)

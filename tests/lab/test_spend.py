@@ -59,7 +59,7 @@ def test_spend_per_day_adds_up_to_the_calls(lab):
 
 def test_spend_by_a_column_that_is_not_there_is_refused(lab):
     lab.chat("q0", "paid")
-    with pytest.raises(InvalidRequestError, match="spend\\(by='colour'\\).*known: day"):
+    with pytest.raises(InvalidRequestError, match=r"spend\(by='colour'\).*known: day"):
         lab.spend(by="colour")
 
 
@@ -80,7 +80,7 @@ lab.close()
     assert out.stdout.strip() == "BudgetExceededError"
     lab = _lab(path, tmp_path)
     try:
-        with pytest.raises(BudgetExceededError, match="day's budget of \\$0.0500 is spent"):
+        with pytest.raises(BudgetExceededError, match=r"day's budget of \$0\.0500 is spent"):
             lab.chat("one more", "paid")
         assert lab.history().error_type.iloc[-1] == "budget_exceeded"  # recorded like any failure
         lab.chat("spend 0", "paid")  # a cached answer costs nothing: still allowed
