@@ -6,6 +6,7 @@ opencode-lab compare data/prompts.csv -m local/smollm2-135m -m local/gemma-3-270
 opencode-lab stats results.csv
 opencode-lab demo
 opencode-lab dashboard --port 5006
+opencode-lab sla --since 7d --html sla.html
 """
 
 from __future__ import annotations
@@ -91,7 +92,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--plot", type=Path, default=Path("opencode_lab_demo.png"))
     demo.set_defaults(command=_demo)
     _add_dashboard(sub)
+    _add_sla(sub)
     return parser
+
+
+def _add_sla(sub: Any) -> None:
+    sla = sub.add_parser("sla", help="SLA figures per deployment against the [slo] objectives")
+    sla.add_argument("--since", default="30d", help="span back from now: 24h, 7d, 30d, ...")
+    sla.add_argument("--html", type=Path, help="also write the self-contained HTML report here")
+    sla.set_defaults(command=_sla)
+
+
+def _sla(lab: Lab, args: argparse.Namespace) -> int:
+    from .sla_report import sla_report
+
+    _print_frame(lab.sla(args.since))
+    if args.html:
+        sla_report(lab._require_runlog(), lab.settings.slo, args.html, args.since)
+        print(f"report written to {args.html}")
+    return 0
 
 
 def _add_dashboard(sub: Any) -> None:

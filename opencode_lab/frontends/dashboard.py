@@ -47,13 +47,13 @@ class Dashboard:
         pn = _panel()
         self.lab = lab
         self.refresh_s = refresh_s
-        self.span = pn.widgets.Select(name="Span", options=list(SPANS), value=span, width=140)
-        self.bucket = pn.widgets.Select(name="Bucket", options=list(BUCKETS), value=bucket, width=120)
-        self.by = pn.widgets.Select(name="Group by", options=list(activity.GROUPS[:4]), value="provider", width=140)
-        self.reload = pn.widgets.Button(name="Refresh", button_type="primary", width=100)
-        self.point_group = pn.widgets.Select(name="Group", options=[], width=220, css_classes=["oc-point-group"])
+        self.span = pn.widgets.Select(label="Span", options=list(SPANS), value=span, width=140)
+        self.bucket = pn.widgets.Select(label="Bucket", options=list(BUCKETS), value=bucket, width=120)
+        self.by = pn.widgets.Select(label="Group by", options=list(activity.GROUPS[:4]), value="provider", width=140)
+        self.reload = pn.widgets.Button(label="Refresh", color="primary", width=100)
+        self.point_group = pn.widgets.Select(label="Group", options=[], width=220, css_classes=["oc-point-group"])
         self.point_bucket = pn.widgets.Select(
-            name="Time bucket", options=[], width=220, css_classes=["oc-point-bucket"]
+            label="Time bucket", options=[], width=220, css_classes=["oc-point-bucket"]
         )
         self.totals = pn.pane.HTML("", sizing_mode="stretch_width")
         self.updated = pn.pane.HTML("", styles={"color": "#666"})

@@ -20,9 +20,19 @@ def runlog(tmp_path):
     log = RunLog(tmp_path / "runs.sqlite")
     log.append_attempts(
         [
-            {"run_id": "s", "request_id": f"q{i}", "timestamp": NOW - 60 * i, "model": "m", "served_by": "a/<b>",
-             "provider": "a", "attempt": 1, "status": "error" if i < 4 else "ok",
-             "error_type": "server_error" if i < 4 else None, "latency_s": 0.1, "cached": False}
+            {
+                "run_id": "s",
+                "request_id": f"q{i}",
+                "timestamp": NOW - 60 * i,
+                "model": "m",
+                "served_by": "a/<b>",
+                "provider": "a",
+                "attempt": 1,
+                "status": "error" if i < 4 else "ok",
+                "error_type": "server_error" if i < 4 else None,
+                "latency_s": 0.1,
+                "cached": False,
+            }
             for i in range(100)
         ]  # fmt: skip
     )
