@@ -34,7 +34,7 @@ def runlog(tmp_path):
                 "cached": False,
             }
             for i in range(100)
-        ]  # fmt: skip
+        ]
     )
     yield log
     log.close()
