@@ -64,28 +64,30 @@ def plot_burn(sla: pd.DataFrame, windows: tuple[str, ...]) -> Figure:
     return fig
 
 
-def plot_series(table: pd.DataFrame, *, title: str, ylabel: str, bucket_s: float | None = None) -> Figure:
-    """*table*: one row per time bucket (its index), one column per group; a line per group, or with *bucket_s*
-    (the buckets' length in seconds) stacked bars as wide as the buckets."""
+def plot_series(table: pd.DataFrame, *, title: str, ylabel: str, bucket_s: float, bars: bool = False) -> Figure:
+    """*table*: one row per time bucket of *bucket_s* seconds (its index: the buckets' starts), one column per
+    group; a line per group through the buckets' middles, or stacked bars as wide as the buckets."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9.0, 3.6), layout="constrained")
+    step = timedelta(seconds=bucket_s)
     if table.empty:
         ax.text(0.5, 0.5, "no calls in this span", ha="center", va="center", transform=ax.transAxes, color="0.4")
-    elif bucket_s is not None:
+    elif bars:
         table = table.fillna(0.0)  # a stack has no gaps: an unknown amount is drawn as none
         bottom = None
-        width = bucket_s / 86400  # matplotlib's date unit is the day
         for column in table.columns:
-            ax.bar(table.index, table[column], width=width, bottom=bottom, label=str(column),
+            ax.bar(table.index, table[column], width=bucket_s / 86400, bottom=bottom, label=str(column),
                    color=model_colour(str(column)), align="edge", edgecolor="white", linewidth=0.5)  # fmt: skip
             bottom = table[column] if bottom is None else bottom + table[column]
-        step = timedelta(seconds=bucket_s)
-        ax.set_xlim(table.index[0] - step * 0.1, table.index[-1] + step * 1.1)
     else:
+        middles = [start + step / 2 for start in table.index]
         for column in table.columns:
-            ax.plot(table.index, table[column], marker="o", markersize=3, label=str(column),
+            ax.plot(middles, table[column], marker="o", markersize=4, label=str(column),
                     color=model_colour(str(column)))  # fmt: skip
+        ax.set_ylim(bottom=0)
+    if not table.empty:
+        ax.set_xlim(table.index[0] - step * 0.1, table.index[-1] + step * 1.1)
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     if not table.empty:

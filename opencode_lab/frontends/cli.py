@@ -124,6 +124,7 @@ def _add_dashboard(sub: Any) -> None:
 def _dashboard(lab: Lab, args: argparse.Namespace) -> int:
     from .dashboard import serve
 
+    lab._require_runlog()  # no run log (OC_RUNLOG=off): one line now, not an error page per viewer
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"warning: serving on {args.host}, beyond this machine: anyone who can reach it reads every prompt "

@@ -132,17 +132,19 @@ class Dashboard:
         f = self.figures
         calls = activity.per_bucket(rows, "prompt", by, freq, "count")
         f["calls"].object = plot_series(calls, title=f"Calls per {self.bucket.value} by {by}", ylabel="calls",
-                                        bucket_s=width)  # fmt: skip
+                                        bucket_s=width, bars=True)  # fmt: skip
         cost = activity.per_bucket(rows, "cost_usd", by, freq)
         f["cost"].object = plot_series(
-            cost, title=f"Cost per {self.bucket.value} by {by}", ylabel="USD", bucket_s=width
+            cost, title=f"Cost per {self.bucket.value} by {by}", ylabel="USD", bucket_s=width, bars=True
         )
         for q, name in ((0.5, "p50"), (0.95, "p95")):
             table = activity.latency_per_bucket(attempts, freq, q)
-            f[name].object = plot_series(table, title=f"Latency {name} per {self.bucket.value}", ylabel="seconds")
+            f[name].object = plot_series(
+                table, title=f"Latency {name} per {self.bucket.value}", ylabel="seconds", bucket_s=width
+            )
         errors = activity.errors_per_bucket(attempts, freq)
         f["errors"].object = plot_series(errors, title=f"Failed attempts per {self.bucket.value} by error type",
-                                         ylabel="attempts", bucket_s=width)  # fmt: skip
+                                         ylabel="attempts", bucket_s=width, bars=True)  # fmt: skip
         self._health(attempts, since, now)
         self._budget(since)
         self._points(calls)
@@ -177,7 +179,11 @@ class Dashboard:
         daily = spend(runlog, since, by="day")
         t["spend"].object = daily
         self.figures["spend"].object = plot_series(
-            daily[["paid_usd", "saved_usd"]], title="Paid and saved (cache) per day", ylabel="USD", bucket_s=86400
+            daily[["paid_usd", "saved_usd"]],
+            title="Paid and saved (cache) per day",
+            ylabel="USD",
+            bucket_s=86400,
+            bars=True,
         )
 
     def _points(self, calls: pd.DataFrame) -> None:

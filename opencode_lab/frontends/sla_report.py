@@ -63,7 +63,11 @@ def sla_report(
         if frame["availability_objective"].notna().any():
             parts.append(_figure(plot_burn(frame, BURN_SPANS)))
         hourly = per_bucket(attempts.assign(failed=attempts["status"] != "ok"), "failed", "served_by", "1h")
-        parts.append(_figure(plot_series(hourly, title="Failed attempts per hour (last 3 days)", ylabel="attempts")))
+        parts.append(
+            _figure(
+                plot_series(hourly, title="Failed attempts per hour (last 3 days)", ylabel="attempts", bucket_s=3600)
+            )
+        )
         parts += ["<h2>Per deployment</h2>", _table(frame)]
         in_span = real_attempts(runlog, since_epoch(since, now=now), now)
         parts += ["<h2>Incidents</h2>", _table(incidents_of(in_span, now))]
