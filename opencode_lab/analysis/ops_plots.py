@@ -12,7 +12,7 @@ import math
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from .plots import model_colour
+from .plots import _ERROR_COLOURS, model_colour
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,12 +64,21 @@ def plot_burn(sla: pd.DataFrame, windows: tuple[str, ...]) -> Figure:
     return fig
 
 
-def plot_series(table: pd.DataFrame, *, title: str, ylabel: str, bucket_s: float, bars: bool = False) -> Figure:
+def plot_series(
+    table: pd.DataFrame, *, title: str, ylabel: str, bucket_s: float, bars: bool = False, counts: bool = False,
+    errors: bool = False,
+) -> Figure:  # fmt: skip
     """*table*: one row per time bucket of *bucket_s* seconds (its index: the buckets' starts), one column per
-    group; a line per group through the buckets' middles, or stacked bars as wide as the buckets."""
+    group; a line per group through the buckets' middles, or stacked bars as wide as the buckets.  *counts*
+    keeps the y ticks whole; *errors* says the groups are error types (drawn in the reds of failures)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(9.0, 3.6), layout="constrained")
+    reds = {group: _ERROR_COLOURS[i % len(_ERROR_COLOURS)] for i, group in enumerate(table.columns)}
+    colour = reds.__getitem__ if errors else (lambda group: model_colour(str(group)))
+    if counts:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     step = timedelta(seconds=bucket_s)
     if table.empty:
         ax.text(0.5, 0.5, "no calls in this span", ha="center", va="center", transform=ax.transAxes, color="0.4")
@@ -78,13 +87,13 @@ def plot_series(table: pd.DataFrame, *, title: str, ylabel: str, bucket_s: float
         bottom = None
         for column in table.columns:
             ax.bar(table.index, table[column], width=bucket_s / 86400, bottom=bottom, label=str(column),
-                   color=model_colour(str(column)), align="edge", edgecolor="white", linewidth=0.5)  # fmt: skip
+                   color=colour(column), align="edge", edgecolor="white", linewidth=0.5)  # fmt: skip
             bottom = table[column] if bottom is None else bottom + table[column]
     else:
         middles = [start + step / 2 for start in table.index]
         for column in table.columns:
             ax.plot(middles, table[column], marker="o", markersize=4, label=str(column),
-                    color=model_colour(str(column)))  # fmt: skip
+                    color=colour(column))  # fmt: skip
         ax.set_ylim(bottom=0)
     if not table.empty:
         ax.set_xlim(table.index[0] - step * 0.1, table.index[-1] + step * 1.1)

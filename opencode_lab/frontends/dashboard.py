@@ -132,7 +132,7 @@ class Dashboard:
         f = self.figures
         calls = activity.per_bucket(rows, "prompt", by, freq, "count")
         f["calls"].object = plot_series(calls, title=f"Calls per {self.bucket.value} by {by}", ylabel="calls",
-                                        bucket_s=width, bars=True)  # fmt: skip
+                                        bucket_s=width, bars=True, counts=True)  # fmt: skip
         cost = activity.per_bucket(rows, "cost_usd", by, freq)
         f["cost"].object = plot_series(
             cost, title=f"Cost per {self.bucket.value} by {by}", ylabel="USD", bucket_s=width, bars=True
@@ -144,7 +144,8 @@ class Dashboard:
             )
         errors = activity.errors_per_bucket(attempts, freq)
         f["errors"].object = plot_series(errors, title=f"Failed attempts per {self.bucket.value} by error type",
-                                         ylabel="attempts", bucket_s=width, bars=True)  # fmt: skip
+                                         ylabel="attempts", bucket_s=width, bars=True, counts=True,
+                                         errors=True)  # fmt: skip
         self._health(attempts, since, now)
         self._budget(since)
         self._points(calls)

@@ -65,7 +65,13 @@ def sla_report(
         hourly = per_bucket(attempts.assign(failed=attempts["status"] != "ok"), "failed", "served_by", "1h")
         parts.append(
             _figure(
-                plot_series(hourly, title="Failed attempts per hour (last 3 days)", ylabel="attempts", bucket_s=3600)
+                plot_series(
+                    hourly,
+                    title="Failed attempts per hour (last 3 days)",
+                    ylabel="attempts",
+                    bucket_s=3600,
+                    counts=True,
+                )
             )
         )
         parts += ["<h2>Per deployment</h2>", _table(frame)]
