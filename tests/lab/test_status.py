@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import pandas as pd
 import pytest
@@ -56,10 +57,16 @@ def test_health_check_probes_every_provider(fault, make_lab) -> None:
 def test_ctrl_c_returns_the_rows_finished_so_far(fault, make_lab) -> None:
     fault.configure(latency_s=0.05)
     lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n[cache]\nmode = "off"\n')
-    timer = threading.Timer(0.6, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
+
+    def interrupt_after_two_rows() -> None:  # one at a time: a third request is sent after two rows finished
+        while fault.count() < 3:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_after_two_rows, daemon=True)
+    interrupter.start()
     frame = lab.compare([f"q{i}" for i in range(200)], "p/x", progress=False, concurrency=1)
-    timer.join()
+    interrupter.join()
     finished = frame.error_type.isna()
     assert len(frame) == 200
     assert 0 < finished.sum() < 200
