@@ -127,9 +127,16 @@ class Params:
         return cls(**{f.name: f.metadata["check"](f.name, values.get(f.name, f.default)) for f in fields(cls)})
 
     def payload(self) -> dict[str, Any]:
-        """The parameters that were set, as OpenAI-style JSON values (``schema`` as the schema itself)."""
-        values = ((f.name, getattr(self, f.name)) for f in fields(self))
-        return {k: _json(v) for k, v in values if v is not None and v != ()}
+        """The parameters that were set, as OpenAI-style JSON values (``schema`` as the schema itself).
+
+        Worked out once per instance (a compare's rows share one) and copied, so a caller may change it.
+        """
+        known = self.__dict__.get("_payload")
+        if known is None:
+            values = ((f.name, getattr(self, f.name)) for f in _FIELDS)
+            known = {k: _json(v) for k, v in values if v is not None and v != ()}
+            object.__setattr__(self, "_payload", known)  # not a field: equality and hashing never see it
+        return dict(known)
 
     def for_sample(self, sample: int) -> Params:
         """The parameters of sample *sample* of a repeated request.
@@ -144,7 +151,8 @@ class Params:
         return replace(self, seed=int.from_bytes(digest[:4], "big") & 0x7FFFFFFF)
 
 
-NAMES: tuple[str, ...] = tuple(f.name for f in fields(Params))
+_FIELDS = fields(Params)
+NAMES: tuple[str, ...] = tuple(f.name for f in _FIELDS)
 
 
 def _json(value: object) -> Any:

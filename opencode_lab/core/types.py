@@ -104,6 +104,11 @@ class ChatRequest:
             tools=tool_list(tools),
         )
 
+    def asking(self, prompt: str | Sequence[Mapping[str, Any] | Message], system: str | None = None) -> ChatRequest:
+        """The same model, parameters and tools asking *prompt* (validated as `build` validates it): a compare
+        validates its parameters and tools once and builds every row's request from them."""
+        return replace(self, messages=_messages(prompt, system))
+
     @property
     def images(self) -> tuple[Image, ...]:
         """Every image of every message: what a model that takes no images must not be sent."""
