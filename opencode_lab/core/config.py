@@ -28,9 +28,11 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from .deployment import Deployment
+from .deployment import Deployment, ModelRules
 from .errors import ConfigError, InvalidRequestError
 from .files import read_capped
+from .provider_routing import ProviderRouting
+from .residency import patterns
 from .secrets import Secret, SecretURL
 from .vendors import VENDORS, Vendor
 
@@ -102,10 +104,16 @@ class Settings:
     retry_after_cap_s: float = 300.0
     rate_window_s: float = 60.0
     default_models: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    """The lab-wide residency rule (glob patterns): no request reaches a deployment outside it."""
+    home_region: str | None = None
+    """The region (a glob pattern) the ``nearest`` strategy prefers while one there can be sent to."""
     vendors: Mapping[str, ProviderConfig] = field(default_factory=lambda: _vendors({}, {}, "config"))
     """Every registered vendor's settings, by name; one is used when it has a key (or a model list)."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     models: Mapping[str, tuple[Deployment, ...]] = field(default_factory=dict)
+    rules: Mapping[str, ModelRules] = field(default_factory=dict)
+    """Per ``[models.NAME]``, its residency rule and OpenRouter provider preferences."""
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: Path | None = None
 
@@ -243,6 +251,24 @@ def _path(name: str, raw: object) -> Path:
     return Path(os.path.expanduser(_text(name, raw)))
 
 
+def _checked(check: Callable[[str, object], Any], name: str, raw: object) -> Any:
+    """A value checked as a request's is, its `InvalidRequestError` raised as the `ConfigError` of a setting."""
+    try:
+        return check(name, raw)
+    except InvalidRequestError as exc:
+        raise ConfigError(exc.message) from None
+
+
+def _region_patterns(name: str, raw: object) -> tuple[str, ...]:
+    """Region patterns (``["eu-*"]``; from the environment, comma-separated)."""
+    return _checked(patterns, name, raw.split(",") if isinstance(raw, _EnvText) else raw)
+
+
+def _provider_routing(name: str, raw: object) -> ProviderRouting:
+    """OpenRouter provider preferences: a TOML table, or JSON object text in a variable."""
+    return _checked(ProviderRouting.of, name, raw)
+
+
 def _runlog(name: str, raw: object) -> Path | None:
     if raw is False or (isinstance(raw, str) and raw.strip().lower() in ("off", "0", "false")):
         return None
@@ -305,6 +331,8 @@ _SCALARS: tuple[tuple[str, str, str, str, Parser], ...] = (
     ("retry_after_cap_s", "OC_RETRY_AFTER_CAP_S", "lab", "retry_after_cap_s", _positive),
     ("rate_window_s", "OC_RATE_WINDOW_S", "lab", "rate_window_s", _positive),
     ("default_models", "OC_DEFAULT_MODELS", "lab", "default_models", _strings),
+    ("regions", "OC_REGIONS", "lab", "regions", _region_patterns),
+    ("home_region", "OC_HOME_REGION", "lab", "home_region", _region),
 )
 _TABLES: dict[str, frozenset[str]] = {
     **{t: frozenset(k for _, _, table, k, _ in _SCALARS if table == t) for t in ("lab", "cache")},
@@ -320,6 +348,7 @@ OPTION_KINDS: dict[str, Parser] = {
     "positive": _positive,
     "strings": _strings,
     "path": _path,
+    "provider_routing": _provider_routing,
 }
 _DEPLOYMENT_KEYS: dict[str, tuple[str, Parser]] = {  # TOML key: (Deployment field, parser)
     **{key: (key, _text) for key in ("provider", "upstream", "path")},
@@ -328,6 +357,8 @@ _DEPLOYMENT_KEYS: dict[str, tuple[str, Parser]] = {  # TOML key: (Deployment fie
     **{f"{key}_price": (f"{key}_price_per_mtok", _price) for key in ("input", "output")},
     "tags": ("tags", _strings),
 }
+#: a ``[models.NAME]`` table's own keys, about the model name rather than one deployment
+_RULE_KEYS: dict[str, Parser] = {"regions": _region_patterns, "provider_routing": _provider_routing}
 
 
 #: the largest config file read
@@ -388,6 +419,7 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
         vendors=_vendors(tables["lab"], env, where),
         providers=_providers(tables["providers"], env, where),
         models=_models(tables["models"], where),
+        rules=_rules(tables["models"], where),
         aliases=_aliases(tables["aliases"], where),
         source=source,
     )
@@ -455,8 +487,10 @@ def _providers(table: Mapping[str, Any], env: Mapping[str, str], where: str) -> 
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{at} must be a table with a base_url")
         kind = _plain(f"{at} type", spec.get("type", VENDORS.default_type))
+        vendor = VENDORS.get(kind)
+        own = {o.name: o.kind for o in vendor.options} if vendor else {}
         if kind in VENDORS.standard_types():
-            _reject_unknown(spec, _PROVIDER_KEYS, at)
+            _reject_unknown(spec, [*_PROVIDER_KEYS, *own], at)
             if "base_url" not in spec:
                 raise ConfigError(f"{at} needs a base_url")
         if not _NAME.match(name):
@@ -476,7 +510,11 @@ def _providers(table: Mapping[str, Any], env: Mapping[str, str], where: str) -> 
             api_key=Secret(key) if key else None,
             models=_strings(f"{at} models", spec["models"]) if "models" in spec else (),
             headers=tuple((str(k), Secret(v, mask_short=False)) for k, v in headers.items()),
-            options={k: v for k, v in spec.items() if k not in _PROVIDER_KEYS},
+            options={
+                k: OPTION_KINDS[own[k]](f"{at} {k}", v) if k in own else v
+                for k, v in spec.items()
+                if k not in _PROVIDER_KEYS
+            },
         )
     return out
 
@@ -488,15 +526,25 @@ def _models(table: Mapping[str, Any], where: str) -> dict[str, tuple[Deployment,
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{at} must be a table")
         if "deployments" not in spec:
-            _reject_unknown(spec, [*_DEPLOYMENT_KEYS, "deployments"], at)
-            out[model] = (_deployment(model, spec, at),)
+            _reject_unknown(spec, [*_DEPLOYMENT_KEYS, *_RULE_KEYS, "deployments"], at)
+            out[model] = (_deployment(model, {k: v for k, v in spec.items() if k not in _RULE_KEYS}, at),)
             continue
-        _reject_unknown(spec, ["deployments"], at)
+        _reject_unknown(spec, ["deployments", *_RULE_KEYS], at)
         entries = spec["deployments"]
         if not isinstance(entries, list) or not entries:
             raise ConfigError(f"{at} deployments must be a non-empty array of tables")
         at = f"{where}: [[models.{model}.deployments]]"
         out[model] = tuple(_deployment(model, entry, f"{at} #{i + 1}") for i, entry in enumerate(entries))
+    return out
+
+
+def _rules(table: Mapping[str, Any], where: str) -> dict[str, ModelRules]:
+    """Each ``[models.NAME]``'s residency rule and provider preferences (the tables were checked by `_models`)."""
+    out = {}
+    for model, spec in table.items():
+        given = {k: parse(f"{where}: [models.{model}] {k}", spec[k]) for k, parse in _RULE_KEYS.items() if k in spec}
+        if given:
+            out[model] = ModelRules(**given)
     return out
 
 

@@ -151,7 +151,7 @@ async def make_plan(
     for prompt_id, (prompt, extra) in enumerate(table):
         for model in model_list:
             request = ChatRequest.build(
-                asked[prompt_id], model=model, system=options.system, tools=tools, **params.payload()
+                asked[prompt_id], model=model, system=options.system, tools=tools, **params.canonical()
             )
             for sample in range(options.n):
                 jobs.append(Job(len(jobs), prompt_id, prompt, model, sample, request, extra))
@@ -165,7 +165,7 @@ def _specification(
     scorer = options.scorer
     return {
         "models": identities,
-        "params": params.payload(),
+        "params": params.canonical(),
         "system": options.system,
         "template": options.template,
         "n": options.n,

@@ -201,7 +201,7 @@ def _identity(request: ChatRequest, sample: int, via: str) -> dict[str, Any]:
         elif message.role == "system" and system is None:
             system = message.content
     return {
-        "prompt": prompt, "system": system, "params": request.params.payload(), "sample": sample, "via": via,
+        "prompt": prompt, "system": system, "params": request.params.canonical(), "sample": sample, "via": via,
         "asked_at": time.time(),
     }  # fmt: skip
 
