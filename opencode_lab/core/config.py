@@ -43,6 +43,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")  # underscores: container hostnames use them
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token
 _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")  # what httpx can encode and h11 will send
+_REGION = re.compile(r"^[a-z0-9-]+$")  # AWS (us-east-1) and Google Cloud (europe-west4, global) alike
 
 Parser = Callable[[str, object], Any]
 """``parse(name, raw) -> value``: *name* is what an error message calls the value."""
@@ -66,6 +67,8 @@ class ProviderConfig:
     models: tuple[str, ...] = ()
     headers: tuple[tuple[str, Secret], ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    region: str | None = None
+    """Where its deployments run (``region``, or Vertex's word ``location``); a deployment may override it."""
 
     def parse_options(self, kinds: Mapping[str, str]) -> dict[str, Any]:
         """The type's own keys, parsed as settings are: *kinds* maps each key to one of `OPTION_KINDS`.
@@ -269,6 +272,14 @@ def _provider_routing(name: str, raw: object) -> ProviderRouting:
     return _checked(ProviderRouting.of, name, raw)
 
 
+def _region(name: str, raw: object) -> str:
+    """A cloud region's name, as the clouds write them: lowercase letters, digits and hyphens."""
+    text = _text(name, raw)
+    if not _REGION.match(text):
+        raise ConfigError(f"{name} must be a region of lowercase letters, digits and '-' (e.g. us-east-1), got {raw!r}")
+    return text
+
+
 def _runlog(name: str, raw: object) -> Path | None:
     if raw is False or (isinstance(raw, str) and raw.strip().lower() in ("off", "0", "false")):
         return None
@@ -339,7 +350,7 @@ _TABLES: dict[str, frozenset[str]] = {
     # keys are names; a provider's own keys are _PROVIDER_KEYS, a deployment's _DEPLOYMENT_KEYS
     **dict.fromkeys(("providers", "models", "aliases"), frozenset[str]()),
 }
-_PROVIDER_KEYS = ("base_url", "type", "api_key_env", "models", "headers")
+_PROVIDER_KEYS = ("base_url", "type", "api_key_env", "models", "headers", "region", "location")
 #: what a provider type's own key can be (`ProviderConfig.parse_options`)
 OPTION_KINDS: dict[str, Parser] = {
     "text": _text,
@@ -356,6 +367,7 @@ _DEPLOYMENT_KEYS: dict[str, tuple[str, Parser]] = {  # TOML key: (Deployment fie
     **{key: (key, _positive_int) for key in ("max_in_flight", "context_length")},
     **{f"{key}_price": (f"{key}_price_per_mtok", _price) for key in ("input", "output")},
     "tags": ("tags", _strings),
+    "region": ("region", _region),
 }
 #: a ``[models.NAME]`` table's own keys, about the model name rather than one deployment
 _RULE_KEYS: dict[str, Parser] = {"regions": _region_patterns, "provider_routing": _provider_routing}
@@ -503,6 +515,9 @@ def _providers(table: Mapping[str, Any], env: Mapping[str, str], where: str) -> 
             if not _HEADER_NAME.match(header) or not _HEADER_VALUE.match(value):  # the value may be a key: not shown
                 raise ConfigError(f"{at} headers: {header!r} needs a plain name and a printable ASCII value")
         key = env.get(key_env, "").strip() if key_env else ""
+        if "region" in spec and "location" in spec:
+            raise ConfigError(f"{at} has both region and location, which mean the same; keep one")
+        place = next((k for k in ("region", "location") if k in spec), None)
         out[name] = ProviderConfig(
             name=name,
             type=kind,
@@ -515,6 +530,7 @@ def _providers(table: Mapping[str, Any], env: Mapping[str, str], where: str) -> 
                 for k, v in spec.items()
                 if k not in _PROVIDER_KEYS
             },
+            region=_region(f"{at} {place}", spec[place]) if place else None,
         )
     return out
 

@@ -29,6 +29,9 @@ class Deployment:
     description: str = ""
     path: str | None = None
     """A local GGUF file (``provider = "local"`` only)."""
+    region: str | None = None
+    """Where it runs (``us-east-1``, ``europe-west4``): its own ``region``, else its provider's (the catalog
+    fills it in), else None when nobody says."""
 
     @property
     def blended_price_per_mtok(self) -> float | None:

@@ -48,11 +48,16 @@ class Catalog:
     """Providers whose catalog is open: ``PROVIDER/ANY-ID`` names a deployment without declaring it."""
     listed: dict[str, frozenset[str] | None] = field(default_factory=dict)
     """Per open provider, the ids its model list holds (None: the list could not be fetched; absent: not tried)."""
+    regions: dict[str, str] = field(default_factory=dict)
+    """Per provider, where its deployments run unless a deployment says otherwise (set before any is added)."""
     _resolved: dict[object, list[ModelGroup]] = field(default_factory=dict, repr=False)
 
     def add(self, deployment: Deployment, *, model: str | None = None) -> Deployment:
-        """Register *deployment* (merging with an existing one of the same id) under its id and *model*."""
+        """Register *deployment* (merging with an existing one of the same id) under its id and *model*; one
+        that declares no region runs in its provider's."""
         self._resolved.clear()
+        if deployment.region is None and deployment.provider in self.regions:
+            deployment = replace(deployment, region=self.regions[deployment.provider])
         existing = self.deployments.get(deployment.id)
         if existing is not None:
             deployment = _merge(existing, deployment)
