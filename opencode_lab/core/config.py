@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -45,6 +45,7 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token
 _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")  # what httpx can encode and h11 will send
 _REGION = re.compile(r"^[a-z0-9-]+$")  # AWS (us-east-1) and Google Cloud (europe-west4, global) alike
 
+_T = TypeVar("_T")
 Parser = Callable[[str, object], Any]
 """``parse(name, raw) -> value``: *name* is what an error message calls the value."""
 
@@ -254,7 +255,7 @@ def _path(name: str, raw: object) -> Path:
     return Path(os.path.expanduser(_text(name, raw)))
 
 
-def _checked(check: Callable[[str, object], Any], name: str, raw: object) -> Any:
+def _checked(check: Callable[[str, object], _T], name: str, raw: object) -> _T:
     """A value checked as a request's is, its `InvalidRequestError` raised as the `ConfigError` of a setting."""
     try:
         return check(name, raw)
@@ -269,7 +270,7 @@ def _region_patterns(name: str, raw: object) -> tuple[str, ...]:
 
 def _provider_routing(name: str, raw: object) -> ProviderRouting:
     """OpenRouter provider preferences: a TOML table, or JSON object text in a variable."""
-    return _checked(ProviderRouting.of, name, raw)
+    return _checked(lambda where, value: ProviderRouting.of(value, where), name, raw)
 
 
 def _region(name: str, raw: object) -> str:

@@ -43,6 +43,11 @@ def satisfies(region: str | None, rule: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(region, pattern) for pattern in rule)
 
 
+def allowed(region: str | None, rules: Iterable[tuple[str, ...]]) -> bool:
+    """*region* satisfies every rule (no rule: anywhere, a region or none)."""
+    return all(satisfies(region, rule) for rule in rules)
+
+
 def describe(rule: Iterable[str]) -> str:
     """A rule as an error message shows it: ``regions = ["eu-*", "europe-*"]``."""
     return "regions = [" + ", ".join(f'"{p}"' for p in rule) + "]"
