@@ -10,8 +10,8 @@ from opencode_lab import InvalidRequestError, Params
 from opencode_lab.core.params import NAMES, options, reject_unknown
 
 
-def test_the_declaration_lists_the_openai_sampling_parameters_and_the_schema() -> None:
-    assert NAMES == ("temperature", "max_tokens", "seed", "top_p", "stop", "schema")
+def test_the_declaration_lists_the_openai_sampling_parameters_the_schema_and_where_a_request_may_go() -> None:
+    assert NAMES == ("temperature", "max_tokens", "seed", "top_p", "stop", "schema", "regions", "provider_routing")
     assert tuple(f.name for f in dataclasses.fields(Params)) == NAMES
 
 
@@ -51,6 +51,13 @@ def test_reject_unknown_lists_the_valid_names_when_nothing_is_close() -> None:
 def test_the_payload_holds_only_what_was_set_in_wire_form() -> None:
     assert Params().payload() == {}
     assert Params.build(top_p=0.5, stop=["a", "b"]).payload() == {"top_p": 0.5, "stop": ["a", "b"]}
+
+
+def test_routing_parameters_steer_the_request_but_are_never_sent() -> None:
+    params = Params.build(top_p=0.5, regions="EU-*", provider_routing='{"data_collection": "deny"}')
+    assert params.payload() == {"top_p": 0.5}
+    assert params.canonical() == {"top_p": 0.5, "regions": ["eu-*"], "provider_routing": {"data_collection": "deny"}}
+    assert Params.build(**params.canonical()) == params
 
 
 def test_every_parameter_is_a_command_line_option() -> None:
