@@ -193,12 +193,12 @@ def wide(results: pd.DataFrame, *, max_chars: int | None = 400) -> Wide:
         cells.setdefault((index[(row[key], row["prompt"])], str(row["model"])), []).append(Answer.of(row, scores))
     headers = {m: _header(results[results["model"].astype(str) == m], scores) for m in models}
     for model in models:  # one place for every answer of a model: said once, in its header
-        answers = [(key, a) for key, column in cells.items() if key[1] == model for a in column]
-        origins = {a.origin for _, a in answers if a.error is None}
+        mine = [cell for cell in cells if cell[1] == model]
+        origins = {a.origin for cell in mine for a in cells[cell] if a.error is None}
         if len(origins) == 1 and (origin := origins.pop()):
             headers[model] = " · ".join(h for h in (headers[model], f"via {origin}") if h)
-            for key in {key for key, _ in answers}:
-                cells[key] = [replace(a, origin="") for a in cells[key]]
+            for cell in mine:
+                cells[cell] = [replace(a, origin="") for a in cells[cell]]
     return Wide(prompts, models, cells, notes, headers, max_chars)
 
 

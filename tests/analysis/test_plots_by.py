@@ -18,7 +18,8 @@ def rows() -> list[dict[str, object]]:
         {"prompt": f"p{i}", "prompt_id": i, "model": "haiku", "response": "ok", "region": regions[i % 3],
          "latency_s": 0.1 * (1 + i % 3)}
         for i in range(9)
-    ] + [{"prompt": "p9", "prompt_id": 9, "model": "haiku", "error_type": "server_error", "region": "us-east-1"}]  # fmt: skip
+    ] + [{"prompt": "p9", "prompt_id": 9, "model": "haiku", "error_type": "server_error",
+          "region": "us-east-1"}]  # fmt: skip
 
 
 def tick_labels(fig: plt.Figure) -> list[str]:

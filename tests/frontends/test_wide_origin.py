@@ -10,7 +10,8 @@ from opencode_lab.frontends.wide import wide
 
 
 def row(prompt_id: int, model: str, **where: Any) -> dict[str, Any]:
-    return {"prompt": f"p{prompt_id}", "prompt_id": prompt_id, "model": model, "response": f"{model}{prompt_id}", **where}
+    answer = f"{model}{prompt_id}"
+    return {"prompt": f"p{prompt_id}", "prompt_id": prompt_id, "model": model, "response": answer, **where}
 
 
 def test_answers_from_one_place_say_it_once_in_the_header() -> None:
