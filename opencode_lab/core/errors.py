@@ -307,7 +307,7 @@ class ResidencyError(AllAttemptsFailedError):
         self.spec, self.attempts, self.last = spec, tuple(attempts), last
         tried = "; ".join(f"#{a.number} {a.deployment}: {a.error_type}" for a in self.attempts)
         inside = f"every deployment inside failed ({tried}); last error: {last}" if tried else "no deployment is inside"
-        kept_out = f"; not sent to {', '.join(outside)} (outside the rule or no region declared)" if outside else ""
+        kept_out = f"; kept out: {', '.join(outside)}" if outside else ""
         LabError.__init__(self, f"{spec!r} under residency rule {rules}: {inside}{kept_out}")
 
     @property

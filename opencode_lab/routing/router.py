@@ -384,7 +384,8 @@ class _RequestRoute:
         self.rules = router.catalog.residency_rules(asked, request.params.regions)
         self.groups: list[ModelGroup] = router.catalog.resident(asked, request.params.regions)
         kept = {d.id for g in self.groups for d in g.deployments}
-        self.outside = list(dict.fromkeys(d.id for g in asked for d in g.deployments if d.id not in kept))
+        left_out = (d for g in asked for d in g.deployments if d.id not in kept)
+        self.outside = list(dict.fromkeys(f"{d.id} ({d.region or 'no region'})" for d in left_out))
         self.model_of = {d.id: g.name for g in reversed(self.groups) for d in g.deployments}  # the first group wins
         self.strategy = router.strategy(strategy)
         self.tokens = request.estimated_tokens()

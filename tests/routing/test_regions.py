@@ -86,7 +86,7 @@ def test_an_eu_only_model_with_both_eu_servers_down_never_reaches_the_us_server(
     eu2.configure(mix={"unavailable": 1.0})
     with pytest.raises(ResidencyError, match=r'regions = \["eu-\*", "europe-\*"\]') as caught:
         lab.chat("private", "haiku", cache=False)
-    assert "p2/fault-model" in str(caught.value)  # named as kept out
+    assert "kept out: p2/fault-model (us-east-1)" in str(caught.value)
     rows = lab.compare(["a", "b", "c"], "haiku", cache=False)
     assert list(rows["error_type"]) == ["residency"] * 3
     assert us.count() == 0
