@@ -383,10 +383,11 @@ class _RequestRoute:
         asked = groups if fallback else groups[:1]
         self.rules = router.catalog.residency_rules(asked, request.params.regions)
         self.groups: list[ModelGroup] = router.catalog.resident(asked, request.params.regions)
-        kept = {d.id for g in self.groups for d in g.deployments}
-        left_out = (d for g in asked for d in g.deployments if d.id not in kept)
-        self.outside = list(dict.fromkeys(f"{d.id} ({d.region or 'no region'})" for d in left_out))
-        self.model_of = {d.id: g.name for g in reversed(self.groups) for d in g.deployments}  # the first group wins
+        self.outside: list[str] = []
+        if self.rules:  # what the rules kept out, for the error
+            kept = {d.id for g in self.groups for d in g.deployments}
+            left_out = (d for g in asked for d in g.deployments if d.id not in kept)
+            self.outside = list(dict.fromkeys(f"{d.id} ({d.region or 'no region'})" for d in left_out))
         self.strategy = router.strategy(strategy)
         self.tokens = request.estimated_tokens()
         self.deadline = router.clock.now() + router.retry.deadline_s
@@ -397,7 +398,7 @@ class _RequestRoute:
         self.rotations = 0
         self.last_error: BaseException | None = None
         self.backoff_until: dict[str, float] = {}
-        if self.outside and not kept:
+        if self.outside and not any(g.deployments for g in self.groups):
             raise self.exhausted(None)
         self._check_context()
 
@@ -414,7 +415,10 @@ class _RequestRoute:
 
     def sent(self, slot: _Slot) -> ChatRequest:
         """The request as *slot*'s deployment is sent it: its model's provider preferences under the call's own."""
-        rules = self.router.catalog.rules.get(self.model_of[slot.deployment.id])
+        models = self.router.catalog.rules
+        dep = slot.deployment.id
+        model = next((g.name for g in self.groups if any(d.id == dep for d in g.deployments)), "") if models else ""
+        rules = models.get(model)
         if rules is None or rules.provider_routing is None:
             return self.request
         preferences = merged(rules.provider_routing, self.request.params.provider_routing)
