@@ -152,3 +152,13 @@ def test_a_cached_answer_is_not_reused_across_a_residency_rule(
     assert lab.chat("same", "us-only").cached
     with pytest.raises(ResidencyError):
         lab.chat("same", "us-only", regions=["eu-*"])
+
+
+def test_a_stream_keeps_the_rule_too(faults: list[FaultServer], make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(regional_toml(faults))
+    faults[0].configure(mix={"server_error": 1.0})
+    with pytest.raises(ResidencyError):
+        list(lab.stream("private", "haiku", regions=["eu-central-*"], cache=False))
+    assert faults[1].count() == faults[2].count() == 0
+    *_, result = lab.stream_events("open", "haiku", regions=["us-*"], cache=False)
+    assert result.region == "us-east-1"
