@@ -218,8 +218,14 @@ class Router:
         A paused or rate-limited deployment is reported (``error_type="rate_limit"``), not waited for.  The
         probe counts as the circuit's half-open call, so a success closes an open circuit; a failure is
         recorded like any other, as the deployment's last error.  Its latency stays out of the latency
-        figures (a one-token answer is not the model's latency).
+        figures (a one-token answer is not the model's latency).  A deployment outside the lab-wide residency
+        rule is reported (``error_type="residency"``) and never sent the probe.
         """
+        rule = self.catalog.residency
+        if rule and not satisfies(deployment.region, rule):
+            why = f"not sent: outside the lab's residency rule {describe(rule)}"
+            return Attempt(1, deployment.id, deployment.provider, deployment.id, "error", 0.0, time.time(),
+                           error_type=ResidencyError.error_type, error=why)  # fmt: skip
         slot = self.slot(deployment)
         tokens = request.estimated_tokens()
         started, wall = time.perf_counter(), time.time()

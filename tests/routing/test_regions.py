@@ -162,3 +162,12 @@ def test_a_stream_keeps_the_rule_too(faults: list[FaultServer], make_lab: Callab
     assert faults[1].count() == faults[2].count() == 0
     *_, result = lab.stream_events("open", "haiku", regions=["us-*"], cache=False)
     assert result.region == "us-east-1"
+
+
+def test_a_chat_health_check_never_probes_outside_the_lab_wide_rule(
+    faults: list[FaultServer], make_lab: Callable[..., Lab]
+) -> None:
+    lab = make_lab(regional_toml(faults, lab='regions = ["eu-*", "europe-*"]'))
+    report = lab.health_check(chat=True)
+    assert report.loc["p2/fault-model", "error"].startswith("residency: not sent")
+    assert bool(report.loc["p0/fault-model", "ok"]) and faults[2].count() == 0
