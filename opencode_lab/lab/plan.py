@@ -149,7 +149,7 @@ async def make_plan(
     spec = _specification(options, params, table, identities) | _rich_specification(tools, asked)
     jobs: list[Job] = []
     built = {  # parameters and tools validated once per model; every row asks its own prompt with them
-        model: ChatRequest.build(asked[0], model=model, system=options.system, tools=tools, **params.payload())
+        model: ChatRequest.build(asked[0], model=model, system=options.system, tools=tools, **params.canonical())
         for model in model_list
     }
     for prompt_id, (prompt, extra) in enumerate(table):
@@ -167,7 +167,7 @@ def _specification(
     scorer = options.scorer
     return {
         "models": identities,
-        "params": params.payload(),
+        "params": params.canonical(),
         "system": options.system,
         "template": options.template,
         "n": options.n,

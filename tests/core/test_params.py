@@ -10,8 +10,8 @@ from opencode_lab import ChatRequest, InvalidRequestError, Params
 from opencode_lab.core.params import NAMES, options, reject_unknown
 
 
-def test_the_declaration_lists_the_openai_sampling_parameters_and_the_schema() -> None:
-    assert NAMES == ("temperature", "max_tokens", "seed", "top_p", "stop", "schema")
+def test_the_declaration_lists_the_openai_sampling_parameters_the_schema_and_where_a_request_may_go() -> None:
+    assert NAMES == ("temperature", "max_tokens", "seed", "top_p", "stop", "schema", "regions", "provider_routing")
     assert tuple(f.name for f in dataclasses.fields(Params)) == NAMES
 
 
@@ -56,7 +56,8 @@ def test_the_payload_holds_only_what_was_set_in_wire_form() -> None:
 def test_a_changed_payload_never_changes_the_parameters_it_came_from() -> None:
     params = Params.build(temperature=0.5, stop=["END"])
     params.payload()["temperature"] = 2.0
-    assert params.payload() == {"temperature": 0.5, "stop": ["END"]}
+    params.canonical()["stop"] = []
+    assert params.payload() == params.canonical() == {"temperature": 0.5, "stop": ["END"]}
     assert params == Params.build(temperature=0.5, stop=["END"]) and hash(params) == hash(Params(0.5, stop=("END",)))
 
 
@@ -67,6 +68,13 @@ def test_a_request_asking_another_prompt_keeps_model_parameters_and_tools_and_va
     assert [m.content for m in other.messages] == ["be brief", "second"]
     with pytest.raises(InvalidRequestError, match="prompt is empty"):
         request.asking("  ")
+
+
+def test_routing_parameters_steer_the_request_but_are_never_sent() -> None:
+    params = Params.build(top_p=0.5, regions="EU-*", provider_routing='{"data_collection": "deny"}')
+    assert params.payload() == {"top_p": 0.5}
+    assert params.canonical() == {"top_p": 0.5, "regions": ["eu-*"], "provider_routing": {"data_collection": "deny"}}
+    assert Params.build(**params.canonical()) == params
 
 
 def test_every_parameter_is_a_command_line_option() -> None:

@@ -31,6 +31,22 @@ def test_models_lists_deployments_with_prices_tags_and_health(fault, make_lab) -
     assert "base" in frame.loc["local/gemma-3-270m", "tags"]
 
 
+def test_models_shows_each_deployments_cloud_and_region(fault, make_lab) -> None:
+    lab = make_lab(
+        f'[providers.p]\nbase_url = "{fault.base_url}"\nregion = "us-east-1"\nmodels = ["x"]\n'
+        f'[providers.q]\nbase_url = "{fault.base_url}"\nmodels = ["y"]\n'
+        '[models.moved]\nprovider = "p"\nupstream = "z"\nregion = "eu-central-1"\n'
+    )
+    frame = lab.models()
+    assert (frame.loc["p/x", "cloud"], frame.loc["p/x", "region"]) == ("openai", "us-east-1")  # the provider's
+    assert frame.loc["p/z", "region"] == "eu-central-1"  # the deployment's own wins
+    assert pd.isna(frame.loc["q/y", "region"])  # nobody said: unknown, not a guess
+    assert (frame.loc["local/smollm2-135m", "cloud"], frame.loc["local/smollm2-135m", "region"]) == (
+        "local",
+        "in-process",
+    )
+
+
 def test_health_shows_a_failing_deployment(fault, make_lab) -> None:
     lab = make_lab(
         f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n[lab]\nmax_retries = 0\n[cache]\nmode = "off"\n'
