@@ -46,7 +46,7 @@ def per_bucket(frame: pd.DataFrame, value: str, by: str, freq: str, how: str = "
     if frame.empty:
         return pd.DataFrame()
     when = frame["asked_at"] if "asked_at" in frame.columns else pd.to_datetime(frame["timestamp"], unit="s", utc=True)
-    keys = [when.dt.floor(freq).rename("bucket"), _labels(frame[by]).rename(by)]
+    keys = [when.dt.floor(freq).rename("bucket"), _labels(frame[by], by).rename(by)]
     grouped = frame[value].groupby(keys)
     if how == "sum":
         series = grouped.sum(min_count=1)
@@ -83,12 +83,13 @@ def worst(sla: pd.DataFrame, n: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
 def calls_behind(rows: pd.DataFrame, by: str, group: str, bucket: pd.Timestamp, freq: str) -> pd.DataFrame:
     """The calls of one point of a per-bucket figure: group *group* of *by*, asked within *bucket*."""
     inside = (rows["asked_at"] >= bucket) & (rows["asked_at"] < bucket + _step(freq))
-    return rows[inside & (_labels(rows[by]) == group)]
+    return rows[inside & (_labels(rows[by], by) == group)]
 
 
-def _labels(values: pd.Series) -> pd.Series:
-    """Group labels as text; a call no deployment answered is grouped as ``(no answer)``."""
-    return values.fillna("(no answer)").astype(str)
+def _labels(values: pd.Series, by: str) -> pd.Series:
+    """Group labels as text: a call no deployment answered is ``(no answer)`` by deployment or provider, and
+    a value not set (a deployment that declares no region) is ``(none)``."""
+    return values.fillna("(no answer)" if by in ("served_by", "provider") else "(none)").astype(str)
 
 
 def _step(freq: str) -> pd.Timedelta:

@@ -69,6 +69,14 @@ def test_the_calls_behind_a_point(lab):
     assert board.tables["calls"].object.prompt.tolist() == ["down [[fault:server_error]]"]
 
 
+def test_calls_and_cost_can_be_split_by_region(lab):
+    lab.chat("q", "a/x")
+    board = Dashboard(lab)
+    assert board.by.options == ["provider", "model", "served_by", "run", "region"]
+    board.by.value = "region"
+    assert board.point_group.options == ["(none)"]  # a/x declares no region
+
+
 def test_health_and_budget_pages_hold_the_sla_and_the_budget(lab):
     lab.chat("q", "paid")
     board = Dashboard(lab)
