@@ -1,7 +1,8 @@
 """OpenTelemetry export of every attempt, for teams that already run monitoring (extra ``otel``, off by default).
 
-Each attempt that asked a model becomes a client span named ``chat <model>`` with the
-attribute names of the OpenTelemetry GenAI semantic conventions (``gen_ai.operation.name``,
+Each call becomes a ``call <model>`` span, and each of its attempts that asked a model a child client
+span named ``chat <model>`` with the attribute names of the OpenTelemetry GenAI semantic conventions
+(``gen_ai.operation.name``,
 ``gen_ai.system`` and its successor ``gen_ai.provider.name``, ``gen_ai.request.model``,
 ``gen_ai.response.model``, ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens``,
 ``error.type``), timed by the attempt's own start and latency, plus the convention's
@@ -47,23 +48,43 @@ class Telemetry:
         self._failed = False
 
     def export(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """One span and its measurements per attempt that asked a model (a cache hit asked none).  A failure
-        here is logged once and never reaches the call."""
+        """The attempt records of one call: a ``call`` span over its attempts (retries and failover show as
+        its children), and one client span and its measurements per attempt that asked a model (a cache hit
+        asked none).  A failure here is logged once and never reaches the call."""
         try:
-            for record in records:
-                if not record["cached"]:
-                    self._attempt(record)
+            asked = [record for record in records if not record["cached"]]
+            if asked:
+                self._call(asked)
         except Exception as exc:  # telemetry must never cost an answer
             if not self._failed:
                 self._failed = True
                 log.warning("OpenTelemetry export failed (%s: %s); calls go on", type(exc).__name__, exc)
 
-    def _attempt(self, record: Mapping[str, Any]) -> None:
+    def _call(self, attempts: Sequence[Mapping[str, Any]]) -> None:
+        first, last = attempts[0], attempts[-1]
+        call = self.tracer.start_span(
+            f"call {first['model']}",
+            kind=self._trace.SpanKind.INTERNAL,
+            attributes={
+                "gen_ai.request.model": first["model"],
+                "opencode_lab.request_id": first["request_id"],
+                "opencode_lab.attempts": len(attempts),
+            },
+            start_time=int(first["timestamp"] * 1e9),
+        )
+        context = self._trace.set_span_in_context(call)
+        for record in attempts:
+            self._attempt(record, context)
+        if last["status"] != "ok":
+            call.set_status(self._trace.Status(self._trace.StatusCode.ERROR, last["error_type"] or "error"))
+        call.end(end_time=max(int((r["timestamp"] + _latency(r)) * 1e9) for r in attempts))
+
+    def _attempt(self, record: Mapping[str, Any], context: Any) -> None:
         attributes = attributes_of(record)
-        start = record["timestamp"]
-        latency = record["latency_s"] if _known(record["latency_s"]) else 0.0
+        start, latency = record["timestamp"], _latency(record)
         span = self.tracer.start_span(
             f"chat {record['model']}",
+            context=context,
             kind=self._trace.SpanKind.CLIENT,
             attributes=attributes,
             start_time=int(start * 1e9),
@@ -107,6 +128,10 @@ def attributes_of(record: Mapping[str, Any]) -> dict[str, Any]:
         "opencode_lab.cost_source": record["cost_source"],
     }
     return {key: _plain(value) for key, value in attributes.items() if _known(value)}
+
+
+def _latency(record: Mapping[str, Any]) -> float:
+    return float(record["latency_s"]) if _known(record["latency_s"]) else 0.0
 
 
 def _known(value: object) -> bool:

@@ -16,10 +16,10 @@ from opencode_lab import Lab, LabError, Settings
 SECRET = "sk-oc-telemetry-test-0123456789"
 
 
-def _settings(fault, tmp_path, extra: str = "") -> Settings:
+def _settings(fault, tmp_path, extra: str = "", retries: int = 0) -> Settings:
     toml = tmp_path / "lab.toml"
     toml.write_text(
-        f'[lab]\nmax_retries = 0\n{extra}[providers.a]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n'
+        f'[lab]\nmax_retries = {retries}\n{extra}[providers.a]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n'
         'api_key_env = "A_KEY"\n'
     )
     return Settings.load(toml, env={"OC_CACHE_DIR": str(tmp_path / "cache"), "A_KEY": SECRET})
@@ -36,10 +36,14 @@ def exported(fault, tmp_path):
     lab.close()
 
 
+def _attempt_spans(spans: InMemorySpanExporter) -> list:
+    return [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
+
+
 def test_an_answered_call_is_a_client_span_with_genai_attributes(exported):
     lab, spans, _ = exported
     result = lab.chat("hello", "a/x")
-    (span,) = spans.get_finished_spans()
+    (span,) = _attempt_spans(spans)
     assert span.name == "chat a/x" and span.kind is SpanKind.CLIENT and span.status.status_code is StatusCode.UNSET
     a = span.attributes
     assert (a["gen_ai.operation.name"], a["gen_ai.system"], a["gen_ai.request.model"], a["gen_ai.response.model"]) == (
@@ -56,7 +60,7 @@ def test_a_failed_attempt_is_an_error_span_with_its_error_type(exported):
     lab, spans, _ = exported
     with pytest.raises(LabError):
         lab.chat("down [[fault:server_error]]", "a/x")
-    (span,) = spans.get_finished_spans()
+    (span,) = _attempt_spans(spans)
     assert span.status.status_code is StatusCode.ERROR and span.attributes["error.type"] == "server_error"
     assert span.attributes["http.response.status_code"] == 500
     assert "gen_ai.usage.input_tokens" not in span.attributes  # not reported: left out, never 0
@@ -66,7 +70,22 @@ def test_a_cache_hit_asks_no_model_and_makes_no_span(exported):
     lab, spans, _ = exported
     lab.chat("same", "a/x")
     lab.chat("same", "a/x")
-    assert len(spans.get_finished_spans()) == 1
+    assert len(_attempt_spans(spans)) == 1 and len(spans.get_finished_spans()) == 2  # one call, one attempt
+
+
+def test_the_attempts_of_a_retried_call_are_children_of_one_call_span(fault, tmp_path):
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    with Lab(_settings(fault, tmp_path, retries=2)) as lab:
+        lab.instrument(tracer_provider, MeterProvider())
+        lab.chat("flaky [[fault:server_error*2]]", "a/x")
+    (call,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.INTERNAL]
+    attempts = _attempt_spans(spans)
+    assert [s.status.status_code for s in attempts] == [StatusCode.ERROR, StatusCode.ERROR, StatusCode.UNSET]
+    assert all(s.parent.span_id == call.context.span_id for s in attempts)
+    assert call.attributes["opencode_lab.attempts"] == 3 and call.status.status_code is StatusCode.UNSET
+    assert call.start_time <= attempts[0].start_time and call.end_time >= attempts[-1].end_time
 
 
 def test_duration_and_token_usage_are_genai_histograms(exported):
@@ -90,7 +109,7 @@ def test_no_secret_reaches_an_attribute(exported):
     with pytest.raises(LabError):
         lab.chat(f"{SECRET} [[fault:server_error]]", "a/x")
     dumped = repr([dict(s.attributes) for s in spans.get_finished_spans()])
-    assert SECRET not in dumped and len(spans.get_finished_spans()) == 2
+    assert SECRET not in dumped and len(_attempt_spans(spans)) == 2
 
 
 def test_telemetry_is_off_unless_switched_on(fault, tmp_path):
