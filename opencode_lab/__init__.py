@@ -291,7 +291,7 @@ def sla_report(path: str | None = None, since: Since = "30d", *, now: float | No
     from .frontends.sla_report import sla_report as report
 
     lab = default_lab()
-    return report(lab._require_runlog(), lab.settings.slo, path, since, now=now)
+    return report(lab.require_runlog(), lab.settings.slo, path, since, now=now)
 
 
 def spend(since: Since = None, *, by: str = "day") -> pd.DataFrame:
