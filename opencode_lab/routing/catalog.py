@@ -50,6 +50,8 @@ class Catalog:
     """Per open provider, the ids its model list holds (None: the list could not be fetched; absent: not tried)."""
     regions: dict[str, str] = field(default_factory=dict)
     """Per provider, where its deployments run unless a deployment says otherwise (set before any is added)."""
+    clouds: dict[str, str] = field(default_factory=dict)
+    """Per provider, the kind of service behind it (its ``type``): what the bundled price table is keyed by."""
     _resolved: dict[object, list[ModelGroup]] = field(default_factory=dict, repr=False)
 
     def add(self, deployment: Deployment, *, model: str | None = None) -> Deployment:
@@ -151,7 +153,7 @@ class Catalog:
             known = self.listed.get(provider)
             if known is not None and upstream not in known:
                 raise ModelNotFoundError.for_spec(spec, sorted(f"{provider}/{m}" for m in known))
-            price = bundled_price(provider, upstream)
+            price = bundled_price(self.clouds.get(provider, provider), upstream)
             self.add(
                 Deployment(dep_id, provider, upstream)
                 if price is None
