@@ -43,6 +43,22 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     opencode_lab.set_default_lab(None)
 
 
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """AWS's standard chain finds exactly the loopback Bedrock server's test credentials, in the environment:
+    no profile, config file or metadata endpoint of the machine is read or asked."""
+    from opencode_lab.testing.bedrock_server import ACCESS_KEY, SECRET_KEY
+
+    empty = tmp_path_factory.mktemp("aws") / "none"
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
 @pytest.fixture(scope="session")
 def fault_server() -> Iterator[FaultServer]:
     """One in-process fault-injecting OpenAI-compatible server; reset before each use by `fault`."""

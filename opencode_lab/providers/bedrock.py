@@ -125,7 +125,7 @@ def from_config(config: ProviderConfig, settings: Settings) -> BedrockProvider:
     session = botocore_session(options.get("profile"), at)
     region = config.region or session_region(session)
     if region is None:
-        raise ConfigError(f'{at} needs a region (region = "us-east-1"), or AWS_REGION / a profile that names one')
+        raise ConfigError(f'{at} needs a region (region = "us-east-1"), or AWS_DEFAULT_REGION or a profile naming one')
     if config.api_key is not None:
         raise ConfigError(f"{at}: Bedrock requests are signed with AWS credentials, not an api_key_env")
     return BedrockProvider(

@@ -178,10 +178,10 @@ def usage(raw: object) -> Usage:
 
 
 def status_of(kind: str, status: int | None = None) -> int | None:
-    """The status Bedrock error type *kind* has here (its namespace and ``:http://...`` suffix ignored), else
-    *status*."""
+    """The status Bedrock error type *kind* has here, else *status*: its namespace and ``:http://...`` suffix
+    are ignored, and a stream's exception events spell it from a lower-case letter (``throttlingException``)."""
     name = kind.partition(":")[0].rpartition("#")[2]
-    return _ERROR_STATUS.get(name, status)
+    return _ERROR_STATUS.get(name[:1].upper() + name[1:], status)
 
 
 def exception(kind: str, payload: bytes) -> Reported:
