@@ -86,7 +86,9 @@ _PROFILE = re.compile(r"^(?:us|eu|apac|us-gov|global)\.")
 
 def bundled_price(vendor: str, model: str) -> Price | None:
     """The table's price of *model* at *vendor* (a provider's type: a dated snapshot id falls back to its
-    model, an inference profile to its model), or None."""
+    model, a Bedrock inference profile to its model, a Vertex model to its maker's price), or None."""
+    if vendor == "vertex":  # Google's and Anthropic's models, priced as their makers price them
+        vendor, model = ("anthropic", model.partition("@")[0]) if model.startswith("claude") else ("gemini", model)
     table = _TABLE.get(vendor, {})
     model = _PROFILE.sub("", model) if vendor == "bedrock" else model
     while True:

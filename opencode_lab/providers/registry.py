@@ -35,6 +35,7 @@ _types: dict[str, ProviderFactory | str] = {
     DEFAULT_TYPE: "opencode_lab.providers.openai_compat:from_config",
     "dask": "opencode_lab.providers.dask_cluster:from_config",
     "bedrock": "opencode_lab.providers.bedrock:from_config",
+    "vertex": "opencode_lab.providers.vertex:from_config",
 }
 _lock = threading.Lock()
 _entry_points_loaded = False
