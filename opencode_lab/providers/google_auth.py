@@ -11,6 +11,7 @@ call to the token endpoint.  Tokens are registered as secrets, so no message, lo
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,13 @@ from typing import Any
 import httpx
 
 from ..core.errors import AuthenticationError, ConfigError, ProviderConnectionError
+from ..core.files import read_capped
 from ..core.secrets import register
 
 GCP_EXTRA = "pip install 'opencode_lab[gcp]'"
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+#: the largest credentials file read (a service-account key is about 2.3 kB)
+MAX_KEY_FILE_BYTES = 1024 * 1024
 
 
 def load_credentials(file: Path | None, where: str) -> tuple[Any, str | None]:
@@ -34,12 +38,26 @@ def load_credentials(file: Path | None, where: str) -> tuple[Any, str | None]:
         raise ConfigError(f"{where} needs google-auth: {GCP_EXTRA}") from None
     try:
         if file is not None:
-            credentials, project = google.auth.load_credentials_from_file(str(file), scopes=SCOPES)
-        else:
-            credentials, project = google.auth.default(scopes=SCOPES)
-    except google.auth.exceptions.DefaultCredentialsError as exc:
+            return _from_file(file, where)
+        credentials, project = google.auth.default(scopes=SCOPES)
+    except (google.auth.exceptions.DefaultCredentialsError, ValueError, OSError) as exc:
         raise ConfigError(f"{where}: no usable Google credentials ({exc})") from None
     return credentials, project
+
+
+def _from_file(file: Path, where: str) -> tuple[Any, str | None]:
+    """A service-account key or an ``authorized_user`` file, each read by its own google-auth loader (the
+    generic loader also runs external-account configurations, which must not come from a shared file)."""
+    from google.oauth2 import credentials, service_account
+
+    info = json.loads(read_capped(file, MAX_KEY_FILE_BYTES, f"{where} credentials_file"))
+    kind = info.get("type") if isinstance(info, dict) else None
+    if kind == "service_account":
+        loaded = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
+        return loaded, info.get("project_id")
+    if kind == "authorized_user":
+        return credentials.Credentials.from_authorized_user_info(info, scopes=SCOPES), info.get("quota_project_id")
+    raise ConfigError(f"{where} credentials_file {file} is of type {kind!r}, not service_account or authorized_user")
 
 
 class GoogleAuth(httpx.Auth):

@@ -155,14 +155,21 @@ class VertexServer(VendorServer):
         return self.root_url + "/token"
 
     @property
-    def tokens_issued(self) -> int:
+    def tokens(self) -> list[str]:
+        """The tokens issued since the last reset, in order."""
         with self._tokens_lock:
-            return len(self._issued)
+            return list(self._issued)
+
+    @property
+    def tokens_issued(self) -> int:
+        return len(self.tokens)
 
     def reset(self) -> None:
+        """Also forgets the tokens issued (their numbers start again at 1)."""
         super().reset()
         with self._tokens_lock:
             self._issued.clear()
+            self._numbers = itertools.count(1)
 
     async def serve(self, request: Request, exchange: Exchange) -> None:
         if request.path == "/token":
