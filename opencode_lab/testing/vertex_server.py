@@ -130,7 +130,8 @@ class VertexWire(Wire):
     def models(self, request: Request, models: list[str | dict[str, Any]]) -> Response:
         match = _LIST.match(request.path)
         assert match is not None
-        mine = [m for m in model_ids(models) if (m.startswith("claude") == (match[1] == "anthropic"))]
+        claude = match[1] != "google"  # the other publisher is Anthropic, whose model ids start with claude
+        mine = [m for m in model_ids(models) if m.startswith("claude") == claude]
         listed = [{"name": f"publishers/{match[1]}/models/{m}", "versionId": "001"} for m in mine]
         return Response(200, {"publisherModels": listed})
 
