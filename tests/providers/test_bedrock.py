@@ -388,3 +388,29 @@ def test_a_missing_botocore_names_the_extra_to_install(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'opencode_lab[aws]'" in out and "[providers.bedrock]" in out
+
+
+# -- structured output ---------------------------------------------------------------------------
+
+CITY = {
+    "title": "City",
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
+    "required": ["name", "population"],
+}
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_schema_is_a_forced_tool_whose_input_is_the_answer(
+    server: BedrockServer, tmp_path: Path, streamed: bool
+) -> None:
+    completion = (
+        stream(server, tmp_path, "biggest city?", schema=CITY)[-1].completion
+        if streamed
+        else complete(server, tmp_path, "biggest city?", schema=CITY)
+    )
+    assert completion is not None and json.loads(completion.text) == {"name": "example", "population": 1}
+    assert completion.tool_calls == () and completion.finish_reason == "stop"
+    assert server.log[-1]["tools"] == ["City"] and server.requests[-1]["toolConfig"]["toolChoice"] == {
+        "tool": {"name": "City"}
+    }
