@@ -136,10 +136,10 @@ class HTTPProvider(Provider):
         """A streamed body's events, as the `fold` takes them: server-sent events' ``data:`` payloads."""
         return sse.data_lines(chunks)
 
-    def seed(self, request: ChatRequest) -> int | None:
-        """The seed a chat sent (`Completion.seed`): the caller's, when this vendor takes seeds.  No seed is
-        drawn for a request without one: the server samples with its own randomness, so its samples are
-        independent already, and a seed on every request could be refused by a strict server without seeds."""
+    def seed(self, model: str, request: ChatRequest) -> int | None:
+        """The seed a chat with *model* sent (`Completion.seed`): the caller's, when this vendor takes seeds.
+        No seed is drawn for a request without one: the server samples with its own randomness, so its samples
+        are independent already, and a seed on every request could be refused by a strict server without seeds."""
         return request.params.seed if self.capabilities.seeds else None
 
     # -- the exchanges ------------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ class HTTPProvider(Provider):
             completion = self.answer(data, model, request)
         text = redact(completion.text, urls=False)
         elapsed = time.perf_counter() - started
-        return dataclasses.replace(completion, text=text, ttft_s=elapsed, seed=self.seed(request))
+        return dataclasses.replace(completion, text=text, ttft_s=elapsed, seed=self.seed(model, request))
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """Deltas from the stream's `events`; ``timeout_s`` bounds the wait for each piece of progress (text or
@@ -218,7 +218,7 @@ class HTTPProvider(Provider):
             if tail:
                 yield StreamChunk(tail)
             completion = dataclasses.replace(  # inside the edge: its usage may yet be refused
-                fold.completion(text.text, text.ttft), seed=self.seed(request)
+                fold.completion(text.text, text.ttft), seed=self.seed(model, request)
             )
         yield StreamChunk("", completion)
 

@@ -43,7 +43,7 @@ _MAX_PAGES = 20
 class VertexProvider(GeminiProvider):
     """Gemini and Claude on Vertex AI, in *project* at *location*, with google-auth *credentials*."""
 
-    capabilities = Capabilities(seeds=False, open_catalog=True)  # Claude takes no seed: no answer claims one
+    capabilities = Capabilities(open_catalog=True)
 
     def __init__(
         self,
@@ -60,11 +60,15 @@ class VertexProvider(GeminiProvider):
         self.project = project
         self.location = location
         self.max_tokens = max_tokens
-        self.capabilities = Capabilities(seeds=False, open_catalog=True, region=location)
+        self.capabilities = Capabilities(open_catalog=True, region=location)
         self._auth = GoogleAuth(credentials, provider=name)
 
     def auth(self) -> httpx.Auth:
         return self._auth
+
+    def seed(self, model: str, request: ChatRequest) -> int | None:
+        """Gemini takes the seed; Claude has none, so its answers claim none (the Anthropic codec sends none)."""
+        return super().seed(model, request) if publisher(model) == "google" else None
 
     def chat_path(self, model: str, *, stream: bool) -> str:
         if publisher(model) == "anthropic":

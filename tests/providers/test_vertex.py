@@ -148,6 +148,13 @@ def test_claude_on_vertex_sends_its_version_in_the_body_and_max_tokens_always(ve
     assert server.log[-1]["sampling"] == {"max_tokens": 1024, "system": "be brief"}
 
 
+def test_gemini_sends_and_claims_the_seed_and_claude_neither(vertex, server: VertexServer) -> None:
+    gemini = complete(vertex(), GEMINI, "hi", seed=7)
+    assert gemini.seed == 7 and server.log[-1]["sampling"]["seed"] == 7
+    claude = complete(vertex(), CLAUDE, "hi", seed=7)
+    assert claude.seed is None and "seed" not in server.requests[-1]
+
+
 @pytest.mark.parametrize(
     ("outcome", "error"),
     [
