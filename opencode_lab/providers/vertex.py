@@ -119,11 +119,21 @@ def publisher(model: str) -> str:
 
 
 def _listed(data: dict[str, Any]) -> list[ModelInfo]:
+    """Each listed model by its name, and by ``name@version`` too when the list gives its version: Claude is
+    called as ``claude-3-5-haiku@20241022``."""
     items = data.get("publisherModels") or []
     if not isinstance(items, list):
         raise WireError("the model list's publisherModels is not a list")
-    names = [item.get("name") for item in items if isinstance(item, dict)]
-    return [ModelInfo(id=name.rpartition("/")[2]) for name in names if isinstance(name, str) and name]
+    out = []
+    for item in items:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not name.rpartition("/")[2]:
+            continue
+        model, version = name.rpartition("/")[2], item.get("versionId")
+        out.append(ModelInfo(id=model))
+        if isinstance(version, str) and version and "@" not in model:
+            out.append(ModelInfo(id=f"{model}@{version}"))
+    return out
 
 
 def endpoint(location: str) -> str:

@@ -10,7 +10,8 @@ against ``google-genai`` (``vertexai=True``) and ``anthropic.AnthropicVertex`` b
   (`opencode_lab.testing.anthropic_server`) with ``anthropic_version`` in the body and the model in the
   path;
 * ``GET /v1beta1/publishers/{google|anthropic}/models``: the Model Garden's lists (``models`` setting
-  ids starting ``claude`` are Anthropic's);
+  ids starting ``claude`` are Anthropic's; ``claude-x@20241022`` is listed as ``claude-x``, version
+  ``20241022``, others with version ``001``);
 * ``POST /token``: an OAuth 2.0 token endpoint (refresh-token and JWT-bearer grants) that issues
   ``ya29.loopback-N`` tokens living ``token_lifetime_s`` and counts them (`tokens_issued`).
 
@@ -132,7 +133,10 @@ class VertexWire(Wire):
         assert match is not None
         claude = match[1] != "google"  # the other publisher is Anthropic, whose model ids start with claude
         mine = [m for m in model_ids(models) if m.startswith("claude") == claude]
-        listed = [{"name": f"publishers/{match[1]}/models/{m}", "versionId": "001"} for m in mine]
+        listed = []
+        for m in mine:  # as the Model Garden lists them: the name, and the version apart
+            model, _, version = m.partition("@")
+            listed.append({"name": f"publishers/{match[1]}/models/{model}", "versionId": version or "001"})
         return Response(200, {"publisherModels": listed})
 
 

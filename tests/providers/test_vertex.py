@@ -298,8 +298,9 @@ def test_no_application_default_credentials_is_a_config_error(gcp, tmp_path: Pat
         Lab.from_file(toml)
 
 
-def test_the_model_list_holds_both_publishers_models(vertex) -> None:
-    assert [m.id for m in use(vertex(), lambda p: p.list_models())] == list(MODELS)
+def test_the_model_list_holds_both_publishers_models_by_name_and_by_version(vertex) -> None:
+    listed = [m.id for m in use(vertex(), lambda p: p.list_models())]
+    assert listed == [GEMINI, f"{GEMINI}@001", "claude-3-5-haiku", CLAUDE]
 
 
 # -- through the Lab -----------------------------------------------------------------------------
