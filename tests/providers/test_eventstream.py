@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from opencode_lab.providers import bedrock_wire, eventstream
 from opencode_lab.providers.wire import Reported, WireError
@@ -58,3 +61,14 @@ def test_a_broken_frame_is_a_wire_error(body: bytes, says: str) -> None:
 
 def test_a_body_that_ends_inside_a_frame_just_ends() -> None:
     assert read(frame("one") + frame("two")[:10]) == [read(frame("one"))[0]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(min_value=0, max_value=200), st.integers(min_value=0, max_value=7))
+def test_any_bytes_give_events_or_a_wire_error_never_another_exception(noise: bytes, at: int, bit: int) -> None:
+    body = bytearray(frame("one") + frame("two"))
+    if at < len(body):
+        body[at] ^= 1 << bit  # one flipped bit somewhere in two good frames
+    for spoiled in (bytes(body), noise, frame("one")[:12] + noise):
+        with contextlib.suppress(WireError, Reported):  # anything else fails the test
+            read(spoiled)
