@@ -236,7 +236,7 @@ def pairwise(results: pd.DataFrame, judge: Judge | str, **kwargs: Any) -> pd.Dat
 
 
 def models(filter: str | None = None, *, tag: str | None = None, refresh: bool = False) -> pd.DataFrame:
-    """The model catalog with pricing, context length, tags and health."""
+    """The model catalog with each deployment's cloud, region, pricing, context length, tags and health."""
     __tracebackhide__ = True
     return default_lab().models(filter, tag=tag, refresh=refresh)
 
