@@ -41,6 +41,7 @@ from .core.errors import (
     ProviderError,
     ProviderTimeout,
     RateLimitError,
+    ResidencyError,
     RunInterruptedError,
     RunMismatchError,
     SchemaMismatchError,
@@ -110,6 +111,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "RateLimitError",
+    "ResidencyError",
     "RunInterruptedError",
     "RunMismatchError",
     "SchemaMismatchError",
@@ -123,12 +125,15 @@ __all__ = [
     "acompare",
     "agreement",
     "astream",
+    "budget",
     "chat",
     "compare",
+    "dashboard",
     "default_lab",
     "diff",
     "grade",
     "history",
+    "incidents",
     "judge",
     "label",
     "labels",
@@ -147,6 +152,9 @@ __all__ = [
     "sample_size",
     "scorers",
     "set_default_lab",
+    "sla",
+    "sla_report",
+    "spend",
     "stats",
     "stream",
     "unload_ipython_extension",
@@ -235,7 +243,7 @@ def pairwise(results: pd.DataFrame, judge: Judge | str, **kwargs: Any) -> pd.Dat
 
 
 def models(filter: str | None = None, *, tag: str | None = None, refresh: bool = False) -> pd.DataFrame:
-    """The model catalog with pricing, context length, tags and health."""
+    """The model catalog with each deployment's cloud, region, pricing, context length, tags and health."""
     __tracebackhide__ = True
     return default_lab().models(filter, tag=tag, refresh=refresh)
 
@@ -270,6 +278,46 @@ def uptime(window: Since = "24h", *, by: str = "served_by") -> pd.DataFrame:
     """Per-deployment availability, error mix and latency percentiles over *window*; see `Lab.uptime`."""
     __tracebackhide__ = True
     return default_lab().uptime(window, by=by)
+
+
+def sla(since: Since = "30d", *, now: float | None = None) -> pd.DataFrame:
+    """Per deployment: availability and latency p95 with intervals against the ``[slo]`` objectives, error
+    budget remaining, multiwindow burn rates and incidents; see `Lab.sla`."""
+    __tracebackhide__ = True
+    return default_lab().sla(since, now=now)
+
+
+def incidents(since: Since = "30d", *, now: float | None = None) -> pd.DataFrame:
+    """Outages in the run log: runs of consecutive failed attempts per deployment; see `Lab.incidents`."""
+    __tracebackhide__ = True
+    return default_lab().incidents(since, now=now)
+
+
+def sla_report(path: str | None = None, since: Since = "30d", *, now: float | None = None) -> str:
+    """The SLA report as one self-contained HTML page (figures embedded), written to *path* when given."""
+    from .frontends.sla_report import sla_report as report
+
+    lab = default_lab()
+    return report(lab.require_runlog(), lab.settings.slo, path, since, now=now)
+
+
+def spend(since: Since = None, *, by: str = "day") -> pd.DataFrame:
+    """Paid and saved (cache) USD per day, model, run or column; see `Lab.spend`."""
+    __tracebackhide__ = True
+    return default_lab().spend(since, by=by)
+
+
+def budget() -> pd.DataFrame:
+    """Each ``[budget]`` period's limit, spending (every process sharing the run log) and state."""
+    __tracebackhide__ = True
+    return default_lab().budget()
+
+
+def dashboard(**options: Any) -> Any:
+    """The analytics dashboard (Panel, extra ``ui``) to show in a notebook cell; it refreshes as calls land."""
+    from .frontends.dashboard import dashboard as view
+
+    return view(default_lab(), **options)
 
 
 def load_run(run: str) -> pd.DataFrame:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .provider_routing import ProviderRouting
+
 
 @dataclass(frozen=True)
 class Deployment:
@@ -27,6 +29,9 @@ class Deployment:
     description: str = ""
     path: str | None = None
     """A local GGUF file (``provider = "local"`` only)."""
+    region: str | None = None
+    """Where it runs (``us-east-1``, ``europe-west4``): its own ``region``, else its provider's (the catalog
+    fills it in), else None when nobody says."""
 
     @property
     def blended_price_per_mtok(self) -> float | None:
@@ -42,3 +47,15 @@ class Deployment:
         if input_tokens is None or output_tokens is None:
             return None
         return (input_tokens * self.input_price_per_mtok + output_tokens * self.output_price_per_mtok) / 1e6
+
+
+@dataclass(frozen=True)
+class ModelRules:
+    """What a ``[models.NAME]`` table says about every request for that name, whichever deployment serves it.
+
+    ``regions`` is a residency rule (glob patterns) that holds for the whole request, fallback list included;
+    ``provider_routing`` is the OpenRouter provider preferences its OpenRouter deployments are sent.
+    """
+
+    regions: tuple[str, ...] = ()
+    provider_routing: ProviderRouting | None = None

@@ -148,11 +148,13 @@ async def make_plan(
     asked = [_with_images(prompt, extra, options.images, i) for i, (prompt, extra) in enumerate(table)]
     spec = _specification(options, params, table, identities) | _rich_specification(tools, asked)
     jobs: list[Job] = []
+    built = {  # parameters and tools validated once per model; every row asks its own prompt with them
+        model: ChatRequest.build(asked[0], model=model, system=options.system, tools=tools, **params.canonical())
+        for model in model_list
+    }
     for prompt_id, (prompt, extra) in enumerate(table):
         for model in model_list:
-            request = ChatRequest.build(
-                asked[prompt_id], model=model, system=options.system, tools=tools, **params.payload()
-            )
+            request = built[model].asking(asked[prompt_id], options.system)
             for sample in range(options.n):
                 jobs.append(Job(len(jobs), prompt_id, prompt, model, sample, request, extra))
     return Plan(options, params, model_list, jobs, spec)
@@ -165,7 +167,7 @@ def _specification(
     scorer = options.scorer
     return {
         "models": identities,
-        "params": params.payload(),
+        "params": params.canonical(),
         "system": options.system,
         "template": options.template,
         "n": options.n,

@@ -22,7 +22,7 @@ PROBE_PROMPT = "Reply with one word: ok"
 
 
 def models_frame(lab: Session, filter: str | None = None, tag: str | None = None) -> pd.DataFrame:
-    """The catalog: one row per deployment, with the names that reach it and its health."""
+    """The catalog: one row per deployment, with the names that reach it, where it runs and its health."""
     import pandas as pd
 
     health = lab.router.health()
@@ -53,6 +53,8 @@ def models_frame(lab: Session, filter: str | None = None, tag: str | None = None
             {
                 "id": dep.id,
                 "provider": dep.provider,
+                "cloud": lab.catalog.clouds.get(dep.provider),
+                "region": dep.region,
                 "health": health[dep.id].phrase(),
                 "context_length": dep.context_length,
                 "input_price_per_mtok": dep.input_price_per_mtok,
@@ -66,6 +68,8 @@ def models_frame(lab: Session, filter: str | None = None, tag: str | None = None
     columns = [
         "id",
         "provider",
+        "cloud",
+        "region",
         "health",
         "context_length",
         "input_price_per_mtok",

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..core.types import ChatRequest, Completion, ModelInfo, Usage
 from . import openai_tools
-from .wire import WireError, context_length, embedded_error, kind, loads, served_model
+from .wire import WireError, context_length, embedded_error, kind, loads, served_model, served_upstream
 from .wire import usage as _usage
 
 DONE = "[DONE]"
@@ -50,6 +50,7 @@ def completion(data: Mapping[str, Any], asked: str) -> Completion:
         finish_reason(first),
         usage(data.get("usage")),
         tool_calls=openai_tools.message_tool_calls(data),
+        upstream_provider=served_upstream(data),
     )
 
 
@@ -63,6 +64,7 @@ class ChatFold:
         self._model = model
         self._finish: str | None = None
         self._usage = Usage()
+        self._upstream: str | None = None
         self._calls = openai_tools.ToolCallDeltas()
 
     @property
@@ -78,6 +80,7 @@ class ChatFold:
         if reported is not None:
             raise reported
         self._model = served_model(event, self._model)
+        self._upstream = served_upstream(event) or self._upstream
         if event.get("usage") is not None:
             self._usage = usage(event["usage"])
         text, progressed = "", False
@@ -89,7 +92,8 @@ class ChatFold:
         return text, progressed
 
     def completion(self, text: str, ttft: float | None) -> Completion:
-        return Completion(text, self._model, self._finish, self._usage, ttft, self._calls.calls())
+        calls = self._calls.calls()
+        return Completion(text, self._model, self._finish, self._usage, ttft, calls, upstream_provider=self._upstream)
 
 
 def model_info(item: Mapping[str, Any]) -> ModelInfo:

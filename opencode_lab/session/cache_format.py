@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-FORMAT = 2  # 2 added ``seed_used``, the seed an answer was sampled with
+FORMAT = 3  # 2 added ``seed_used``, the seed an answer was sampled with; 3 ``upstream_provider`` and ``region``
 
 _ENVELOPE = ("format", "key_sha256")
 
@@ -85,6 +85,8 @@ FIELDS: dict[str, Callable[[Any], bool]] = {
     "finish_reason": _optional(_text),
     "tool_calls": _tool_calls,
     "seed_used": _optional(_seed),
+    "upstream_provider": _optional(_name),
+    "region": _optional(_name),
     "input_tokens": _optional(_count),
     "output_tokens": _optional(_count),
     "cost_usd": _cost,
@@ -101,7 +103,12 @@ def _seed_unknown(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry, "format": 2, "seed_used": None}
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _seed_unknown}
+def _where_unknown(entry: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 → 3: an answer stored before regions and upstreams were recorded came from where nobody kept."""
+    return {**entry, "format": 3, "upstream_provider": None, "region": None}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _seed_unknown, 2: _where_unknown}
 """Format n → format n + 1, keyed by n: the next format that changes a field registers the step that
 rewrites an older entry."""
 

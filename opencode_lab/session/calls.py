@@ -23,6 +23,7 @@ from .cache import CachePolicy, ResponseCache, canonical_key
 from .journal import Journal
 from .records import cache_value, cached_result, routed_result
 from .resolver import Resolver
+from .spending import SpendingGuard
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,10 @@ class Calls:
         cache: ResponseCache,
         journal: Journal,
         session_run_id: str,
+        spending: SpendingGuard,
     ) -> None:
         self.resolver = resolver
+        self.spending = spending
         self.router = router
         self.cache = cache
         self.journal = journal
@@ -121,6 +124,7 @@ class Calls:
             key, hit = await self._looked_up(asked, fallback, cache)
             if hit is not None:
                 return hit
+            self.spending.check()
             routed = await self.router.complete(asked.request, asked.request_id, fallback=fallback, strategy=strategy)
         except LabError as exc:
             self._failed(asked, exc)
@@ -159,7 +163,8 @@ class Calls:
         another model gave (cached by a fallback call) must not be found."""
         if not self.cache.enabled or cache is CachePolicy.OFF:
             return ""
-        return canonical_key(request, self.resolver.identities(groups if fallback else groups[:1]), sample)
+        resolved = self.resolver.identities(groups if fallback else groups[:1], request.params.regions)
+        return canonical_key(request, resolved, sample)
 
     def _succeeded(self, routed: Routed, asked: _Asked, key: str, *, streamed: bool) -> ChatResult:
         """Turn a routed completion into the result, store it under *key* (if any) and record it."""
@@ -182,6 +187,7 @@ class Calls:
             return
         routed: list[Routed] = []
         try:
+            self.spending.check()
             async for chunk in self.router.stream(
                 asked.request, asked.request_id, fallback=fallback, strategy=options.get("strategy"), routed=routed
             ):
@@ -203,7 +209,7 @@ def _identity(request: ChatRequest, sample: int, via: str) -> dict[str, Any]:
         elif message.role == "system" and system is None:
             system = message.content
     return {
-        "prompt": prompt, "system": system, "params": request.params.payload(), "sample": sample, "via": via,
+        "prompt": prompt, "system": system, "params": request.params.canonical(), "sample": sample, "via": via,
         "asked_at": time.time(),
     }  # fmt: skip
 

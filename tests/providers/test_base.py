@@ -37,7 +37,10 @@ WEATHER = {"name": "get_weather", "description": "Weather.", "parameters": {"typ
     [
         (OpenAICompatibleProvider, Capabilities()),
         (OpenAIProvider, Capabilities(open_catalog=True)),
-        (OpenRouterProvider, Capabilities(reports_cost=True, open_catalog=True, refreshable_catalog=True)),
+        (
+            OpenRouterProvider,
+            Capabilities(reports_cost=True, open_catalog=True, refreshable_catalog=True, upstream_routing=True),
+        ),
         (AnthropicProvider, Capabilities(seeds=False, open_catalog=True)),
         (GeminiProvider, Capabilities(open_catalog=True)),
         (LocalProvider, Capabilities(tools=False, images=False, free=True, region="in-process")),

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from opencode_lab import ChatRequest, ChatResult
 from opencode_lab.core.params import NAMES, Params
+from opencode_lab.core.provider_routing import ProviderRouting
 from opencode_lab.core.structured import Schema
 from opencode_lab.core.tools import ToolCall
 from opencode_lab.session.cache import ResponseCache, canonical_key, key_digest
@@ -88,6 +89,8 @@ def _another(params: Params, name: str) -> object:
         "top_p": 0.5 if current != 0.5 else 0.25,
         "stop": ("END",) if current != ("END",) else ("STOP",),
         "schema": Schema.of({"type": "object"}) if current is None else None,
+        "regions": ("eu-*",) if current != ("eu-*",) else ("us-*",),
+        "provider_routing": ProviderRouting.of({"data_collection": "deny"}) if current is None else None,
     }[name]
 
 
@@ -161,6 +164,16 @@ def test_an_entry_from_before_seeds_were_kept_is_read_with_its_seed_unknown(tmp_
     path.write_bytes(_json(old | {"format": 1}))  # as format 1 wrote it
     answer = ResponseCache("file", tmp_path).get("k")
     assert answer is not None and (answer["text"], answer["seed_used"]) == ("old answer", None)
+
+
+def test_an_entry_from_before_regions_were_kept_is_read_with_where_it_was_answered_unknown(tmp_path: Path) -> None:
+    ResponseCache("file", tmp_path).put("k", value("old answer", region="eu-west-1", upstream_provider="Groq"))
+    path = entry_path(tmp_path, "k")
+    kept = {name: field for name, field in json.loads(path.read_bytes()).items()}
+    old = {name: field for name, field in kept.items() if name not in ("region", "upstream_provider")}
+    path.write_bytes(_json(old | {"format": 2}))  # as format 2 wrote it
+    answer = ResponseCache("file", tmp_path).get("k")
+    assert answer is not None and (answer["region"], answer["upstream_provider"]) == (None, None)
 
 
 @pytest.mark.parametrize("reader", ["same session", "another session"])
