@@ -185,7 +185,7 @@ class Lab(Session):
         for name in (model, *([over] if over is not None else [])):
             asked = frame[(frame["model"] == name) & (frame["prompt_id"].astype(str) == str(prompt_id))]
             if not (asked["sample"] == sample).any():
-                models = ", ".join(dict.fromkeys(frame["model"].astype(str)))
+                models = ", ".join(sorted(set(frame["model"].astype(str))))
                 raise InvalidRequestError(
                     f"run {run!r} has no row prompt_id={prompt_id!r}, model={name!r}, sample={sample} "
                     f"(its models: {models}; prompt ids {frame['prompt_id'].min()}..{frame['prompt_id'].max()})"
