@@ -61,12 +61,12 @@ class View:
         self.scores = score_columns(self.results)
         self.rows = self._rows()
         pn.extension("tabulator", inline=True)
-        self.show = pn.widgets.RadioButtonGroup(name="show", options=list(SHOW), value="all")
-        self.search = pn.widgets.TextInput(name="search", placeholder="prompt, answer, error or reason text")
+        self.show = pn.widgets.RadioButtonGroup(label="show", options=list(SHOW), value="all")
+        self.search = pn.widgets.TextInput(label="search", placeholder="prompt, answer, error or reason text")
         first = self.scores[0] if self.scores else None
-        self.scorer = pn.widgets.Select(name="scorer", options=self.scores, value=first, visible=bool(self.scores))
+        self.scorer = pn.widgets.Select(label="scorer", options=self.scores, value=first, visible=bool(self.scores))
         low, high = self._bounds()
-        self.score_range = pn.widgets.RangeSlider(name="score range", start=low, end=high, value=(low, high),
+        self.score_range = pn.widgets.RangeSlider(label="score range", start=low, end=high, value=(low, high),
                                                   step=(high - low) / 20, visible=bool(self.scores))  # fmt: skip
         self.count = pn.widgets.StaticText(value="", margin=(0, 10))
         self.table = pn.widgets.Tabulator(
@@ -77,9 +77,9 @@ class View:
             value="<i>click a row to see the whole call</i>", sizing_mode="stretch_width"
         )
         self.status = pn.widgets.StaticText(value="", margin=(0, 10))
-        self.buttons = [pn.widgets.Button(name=word, disabled=True) for word in _LABELS]
+        self.buttons = [pn.widgets.Button(label=word, disabled=True) for word in _LABELS]
         for button in self.buttons:
-            button.on_click(lambda event, word=button.name: self.label(word))
+            button.on_click(lambda event, word=button.label: self.label(word))
         for widget in (self.show, self.search, self.scorer, self.score_range):
             widget.param.watch(lambda _: self.refresh(), "value")
         self.search.param.watch(lambda _: self.refresh(), "value_input")
