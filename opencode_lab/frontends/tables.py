@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.numbers import significant
-from ..core.schema import TABLE
+from ..core.schema import TABLE, tagged
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -237,8 +237,8 @@ def compact_stats(stats: pd.DataFrame) -> Table:
 
 
 def readable(stats: pd.DataFrame) -> pd.DataFrame:
-    """The compact stats view as a frame of strings (what ``df.oc.summary()`` returns)."""
-    return compact_stats(stats).frame
+    """The compact stats view as a frame of strings (what ``df.oc.summary()`` returns), shown whole."""
+    return tagged(compact_stats(stats).frame, "summary")
 
 
 def html_or_none(frame: pd.DataFrame) -> str:
