@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..analysis.metrics import score_columns
 from ..core.schema import RESULT_COLUMNS
 from .diagnosis import short_error
-from .tables import dollars, missing, seconds
+from .tables import dollars, missing, number, seconds
 from .wide import REQUIRED
 
 if TYPE_CHECKING:
@@ -121,13 +121,18 @@ def transcript_html(row: Any) -> str:
     }
     if marks:
         parts.append(_fields("scores and reasons", marks))
-    call = {k: get(k) for k in _CALL if k in dict(row) and not missing(get(k))}
-    if "latency_s" in call:
-        call["latency_s"] = seconds(call["latency_s"])
-    if "cost_usd" in call:
-        call["cost_usd"] = dollars(call["cost_usd"])
+    call = {k: _measure(k, get(k)) for k in _CALL if k in dict(row) and not missing(get(k))}
     parts.append(_fields("call", call))
     return f'<div class="oc-transcript">{"".join(parts)}</div>'
+
+
+def _measure(name: str, value: Any) -> Any:
+    """A call's number as the tables show it (seconds, dollars, three significant figures)."""
+    if not isinstance(value, float):
+        return value
+    if name.endswith("_s"):
+        return seconds(value)
+    return dollars(value, free="saved" not in name) if name.endswith("_usd") else number(value)
 
 
 def _scorer(results: pd.DataFrame, scorer: str | None) -> str:

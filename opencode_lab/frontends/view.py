@@ -143,8 +143,8 @@ class View:
     def _widths(self) -> dict[str, str]:
         """Column widths in % of the table: text gets the room, marks and labels little."""
         reasons = [c for c in self.rows.columns if str(c).startswith("reason")]
-        widths = {"prompt": 22, "model": 9, "status": 11, "label": 6, **dict.fromkeys(self.scores, 5)}
-        widths.update(dict.fromkeys(reasons, max(8, 24 // max(1, len(reasons)))))
+        widths = {"prompt": 20, "model": 9, "status": 12, "label": 8, **dict.fromkeys(self.scores, 7)}
+        widths.update(dict.fromkeys(reasons, max(8, 20 // max(1, len(reasons)))))
         return {name: f"{share}%" for name, share in widths.items() if name in self.rows.columns}
 
     def _bounds(self) -> tuple[float, float]:
