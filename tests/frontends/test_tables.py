@@ -3,6 +3,7 @@ returned frame keeps its numbers."""
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -141,3 +142,12 @@ def test_ipython_shows_toolkit_frames_through_the_layer_and_other_frames_as_pand
         assert data["text/html"] == plain._repr_html_() and data["text/plain"] == repr(plain)
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_the_models_table_shows_free_prices_and_whole_descriptions(make_lab) -> None:
+    frame = make_lab("").models("local")
+    shown = table(frame)
+    prices = shown.header.index("input_price_per_mtok")
+    assert {row[prices] for row in shown.rows} == {"free"}
+    page = shown.to_html()
+    assert all(html.escape(str(d)) in page for d in frame["description"])  # whole, never "pr…"
