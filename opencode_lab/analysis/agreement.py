@@ -6,7 +6,8 @@ is the large-sample one of Fleiss, Cohen & Everitt (1969, Psychol Bull 72:323), 
 statsmodels' ``cohens_kappa`` reports, and the interval is κ ± z·SE kept inside [-1, 1].
 With few rows that interval is rough: the note says how many rows it rests on.  Where that
 standard error is 0 (perfect agreement) there is no interval (NaN), not a zero-width one.  When both
-raters always give the same single category κ is undefined (NaN, with the reason).
+raters always give the same single category κ is undefined (NaN, with the reason); when one
+of them does, κ is 0 by construction and has no interval (the note says which rater).
 
 Scores are compared as categories: with ``threshold`` (default 0.5) a score at or above it
 is "pass", below it "fail", so a 1-5 judge (scaled to [0, 1]) meets correct/wrong labels;
@@ -75,6 +76,10 @@ def cohen_kappa(a: list[object], b: list[object], confidence: float = 0.95) -> A
         reason = "both raters gave one and the same category to every row"
         return Agreement(math.nan, math.nan, math.nan, math.nan, n, observed, expected, confidence, reason)
     kappa = (observed - expected) / (1 - expected)
+    for name, labels in (("first", a), ("second", b)):
+        if len(set(labels)) == 1:  # agreement is then exactly chance's: kappa is 0 by construction
+            note = f"the {name} rater gave one category ({labels[0]!r}) to all {n} rows: no interval"
+            return Agreement(float(kappa), math.nan, math.nan, math.nan, n, observed, expected, confidence, note)
     diagonal = np.diag(p) * (1 - (rows + cols) * (1 - kappa)) ** 2
     off = p * (cols[:, None] + rows[None, :]) ** 2  # p_ij (p_.i + p_j.)², Fleiss et al.'s off-diagonal term
     np.fill_diagonal(off, 0)

@@ -57,3 +57,9 @@ def test_scores_meet_labels_at_a_threshold_over_the_rows_both_graded() -> None:
     assert "large-sample interval on only 5 rows" in repr(result)
     with pytest.raises(InvalidRequestError, match=r"no column 'score_j'.*score_judge"):
         agreement(frame, "score_j")
+
+
+def test_a_rater_who_always_says_one_thing_has_kappa_zero_and_no_interval() -> None:
+    result = cohen_kappa(["fail"] * 6, ["pass", "fail", "pass", "fail", "fail", "pass"])
+    assert result.kappa == 0.0 and math.isnan(result.ci_low) and math.isnan(result.se)
+    assert "the first rater gave one category ('fail') to all 6 rows" in repr(result)
