@@ -70,7 +70,7 @@ class View:
                                                   step=(high - low) / 20, visible=bool(self.scores))  # fmt: skip
         self.count = pn.widgets.StaticText(value="", margin=(0, 10))
         self.table = pn.widgets.Tabulator(
-            self.rows, selectable=1, disabled=True, show_index=False, pagination="local", page_size=PAGE_SIZE,
+            self.rows, selectable=1, disabled=True, show_index=False, pagination="remote", page_size=PAGE_SIZE,
             layout="fit_columns", sizing_mode="stretch_width", widths=self._widths(),
         )  # fmt: skip
         self.transcript = pn.widgets.StaticText(
