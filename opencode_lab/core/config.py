@@ -325,7 +325,9 @@ _DEPLOYMENT_KEYS: dict[str, tuple[str, Parser]] = {  # TOML key: (Deployment fie
     **{key: (key, _text) for key in ("provider", "upstream", "path")},
     **{key: (key, _positive) for key in ("weight", "rpm", "tpm")},
     **{key: (key, _positive_int) for key in ("max_in_flight", "context_length")},
-    **{f"{key}_price": (f"{key}_price_per_mtok", _price) for key in ("input", "output")},
+    **{f"{key}_price": (f"{key}_price_per_mtok", _price) for key in ("input", "output", "cached_input")},
+    "cache_write_price": ("cache_write_price_per_mtok", _price),
+    "request_fee": ("request_fee_usd", _price),
     "tags": ("tags", _strings),
 }
 

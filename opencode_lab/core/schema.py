@@ -42,6 +42,8 @@ class Column:
     doc: str
     measure: bool = False
     """A measurement of the call (time, tokens, cost, cache): what statistics are computed from."""
+    later: bool = False
+    """Added after results files existed: a frame without it has it unknown rather than being refused."""
 
     @property
     def sql(self) -> str:
@@ -65,11 +67,21 @@ RESULT_SCHEMA: tuple[Column, ...] = (
     Column("tool_call_valid", "bool", "every call named an offered tool with arguments matching its schema"),
     Column("ttft_s", "float", "seconds to the first token", True),
     Column("input_tokens", "int", "prompt tokens as reported (NA when not reported)", True),
-    Column("output_tokens", "int", "completion tokens as reported (NA when not reported)", True),
+    Column("output_tokens", "int", "completion tokens as reported, reasoning included (NA when not reported)", True),
+    Column("reasoning_tokens", "int", "of output_tokens, those spent thinking (NA when not reported)", True, later=True),
+    Column("cached_input_tokens", "int", "of input_tokens, those read from the provider's prompt cache", True, later=True),
+    Column("cache_write_tokens", "int", "of input_tokens, those written to the provider's prompt cache", True, later=True),
+    Column(
+        "cache_discount_usd", "float",
+        "what the provider's prompt cache took off cost_usd (negative when writes cost more; NaN when unknown)",
+        True,
+        later=True,
+    ),
     Column("cost_source", "text", "provider, catalog, local or unknown"),
     Column("cost_saved_usd", "float", "what a cache hit would have cost", True),
     Column("cached", "bool", "answered from the cache", True),
     Column("attempts", "int", "tries the router made"),
+    Column("logprobs", "text", "per-token log-probabilities as JSON [{token, logprob, top}] (None unless asked)"),
     Column("error", "text", "the error message"),
     Column("prompt_id", "id", "row of the prompt table (or the user's id)"),
     Column("run_id", "text", "the run this row belongs to"),
@@ -99,6 +111,8 @@ ATTEMPT_SCHEMA: tuple[Column, ...] = (
 RESULT_COLUMNS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA)
 #: the results columns statistics are computed from (with ``error_type``)
 MEASUREMENTS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA if c.measure)
+#: the measurements an older results frame may lack (read as unknown)
+LATER_MEASUREMENTS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA if c.measure and c.later)
 #: what identifies a results row: one run, one prompt, one model, one sample
 RESULT_KEY: tuple[str, ...] = ("run_id", "prompt_id", "model", "sample")
 ATTEMPT_COLUMNS: tuple[str, ...] = tuple(c.name for c in ATTEMPT_SCHEMA)

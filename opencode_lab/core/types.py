@@ -15,6 +15,7 @@ from typing import Any
 from .attempt import Attempt
 from .content import Image, Part, parts
 from .errors import InvalidRequestError
+from .logprobs import TokenLogprob
 from .params import Params, utf8
 from .structured import json_value
 from .tools import Tool, ToolCall
@@ -130,6 +131,12 @@ class Usage:
     output_tokens: int | None = None
     cost_usd: float | None = None
     """Cost as reported by the provider itself (OpenRouter does); None when not reported."""
+    reasoning_tokens: int | None = None
+    """Of ``output_tokens``, those spent thinking (billed as output); None when not reported."""
+    cached_input_tokens: int | None = None
+    """Of ``input_tokens``, those read from the provider's prompt cache (billed at the cached price)."""
+    cache_write_tokens: int | None = None
+    """Of ``input_tokens``, those written to the provider's prompt cache (Anthropic bills a premium)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,8 @@ class Completion:
     """The seed the answer was sampled with, as the provider sent it (the caller's, or one an in-process
     model drew); None when no seed was sent or the provider takes none (`Capabilities.seeds`): a row
     claims only a seed that made its answer."""
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    """Per-token log-probabilities, when the request asked for them (``logprobs=True``)."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +175,9 @@ class ModelInfo:
     output_price_per_mtok: float | None = None
     tags: tuple[str, ...] = ()
     description: str = ""
+    cached_input_price_per_mtok: float | None = None
+    cache_write_price_per_mtok: float | None = None
+    request_fee_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +207,13 @@ class ChatResult:
     request_id: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     seed_used: int | None = None
+    reasoning_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_discount_usd: float = math.nan
+    """What the provider's prompt cache took off ``cost_usd`` (see `Deployment.cache_discount_usd`)."""
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    """The answer's tokens with their log-probabilities and top alternatives (None unless asked for)."""
 
     @property
     def data(self) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..core.content import Image
@@ -19,7 +20,7 @@ from ..core.errors import InvalidRequestError
 from ..core.structured import Schema
 from ..core.tools import ToolCall
 from ..core.types import ChatRequest, Completion, Message, Usage
-from .wire import Reported, WireError, loads, obj, served_model, text
+from .wire import Reported, WireError, count, loads, obj, served_model, text
 from .wire import usage as _usage
 
 _FINISH = {
@@ -186,8 +187,18 @@ def listed(data: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def usage(raw: object) -> Usage:
-    """``input_tokens`` / ``output_tokens``, read strictly (cache reads not counted)."""
-    return _usage(raw, "usage", "input_tokens", "output_tokens")
+    """``output_tokens`` (thinking included, not reported apart) and the whole prompt as ``input_tokens``:
+    Anthropic's ``input_tokens`` leaves out ``cache_read_input_tokens`` and ``cache_creation_input_tokens``,
+    which are kept as the cached and cache-written parts of it."""
+    counted = _usage(raw, "usage", "input_tokens", "output_tokens")
+    if not isinstance(raw, dict):
+        return counted
+    reads = count(raw.get("cache_read_input_tokens"), "usage.cache_read_input_tokens")
+    writes = count(raw.get("cache_creation_input_tokens"), "usage.cache_creation_input_tokens")
+    if counted.input_tokens is None or (reads is None and writes is None):
+        return replace(counted, cached_input_tokens=reads, cache_write_tokens=writes)
+    total = counted.input_tokens + (reads or 0) + (writes or 0)
+    return replace(counted, input_tokens=total, cached_input_tokens=reads, cache_write_tokens=writes)
 
 
 def _event_error(event: Mapping[str, Any]) -> Reported:

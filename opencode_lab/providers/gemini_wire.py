@@ -24,7 +24,7 @@ from ..core.content import Image
 from ..core.errors import BadRequestError
 from ..core.tools import ToolCall
 from ..core.types import ChatRequest, Completion, Message, ModelInfo, Usage
-from .wire import Reported, WireError, context_length, count, embedded_error, loads, obj
+from .wire import Reported, WireError, context_length, count, embedded_error, loads, obj, part_of
 from .wire import usage as _usage
 
 API_VERSION = "v1beta"
@@ -170,11 +170,18 @@ def details(content: bytes) -> list[dict[str, Any]]:
 
 
 def _tokens(meta: Mapping[str, Any]) -> Usage:
-    """Prompt and output tokens; thinking tokens are output, billed as such."""
+    """Prompt tokens (``cachedContentTokenCount`` of them from a cache) and output tokens; thinking tokens
+    (``thoughtsTokenCount``, not in ``candidatesTokenCount``) are output, billed as such, and kept apart too."""
     counted = _usage(meta, "usageMetadata", "promptTokenCount", "candidatesTokenCount")
-    thoughts = count(meta.get("thoughtsTokenCount"), "usageMetadata.thoughtsTokenCount") or 0
-    output = None if counted.output_tokens is None else counted.output_tokens + thoughts
-    return Usage(counted.input_tokens, output)
+    thoughts = count(meta.get("thoughtsTokenCount"), "usageMetadata.thoughtsTokenCount")
+    cached = count(meta.get("cachedContentTokenCount"), "usageMetadata.cachedContentTokenCount")
+    output = None if counted.output_tokens is None else counted.output_tokens + (thoughts or 0)
+    return Usage(
+        counted.input_tokens,
+        output,
+        reasoning_tokens=thoughts,
+        cached_input_tokens=part_of(counted.input_tokens, cached, "cachedContentTokenCount", "prompt tokens"),
+    )
 
 
 def _call(call: Mapping[str, Any], where: str) -> ToolCall:

@@ -11,11 +11,12 @@ other models.  Tool calls are `openai_tools`' concern.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..core.types import ChatRequest, Completion, ModelInfo, Usage
 from . import openai_tools
-from .wire import WireError, context_length, embedded_error, kind, loads, served_model
+from .wire import WireError, context_length, embedded_error, kind, loads, nested_count, part_of, served_model
 from .wire import usage as _usage
 
 DONE = "[DONE]"
@@ -166,5 +167,15 @@ def delta_text(choice: Mapping[str, Any]) -> str:
 
 
 def usage(raw: object) -> Usage:
-    """``prompt_tokens`` / ``completion_tokens`` and, where the server reports it (OpenRouter), ``cost``."""
-    return _usage(raw, "usage", "prompt_tokens", "completion_tokens", "cost")
+    """``prompt_tokens`` / ``completion_tokens`` (reasoning included), the cached part of the prompt and the
+    reasoning part of the completion (``*_tokens_details``) and, where the server reports it (OpenRouter), ``cost``."""
+    counted = _usage(raw, "usage", "prompt_tokens", "completion_tokens", "cost")
+    if not isinstance(raw, dict):
+        return counted
+    cached = nested_count(raw, "usage", "prompt_tokens_details", "cached_tokens")
+    reasoning = nested_count(raw, "usage", "completion_tokens_details", "reasoning_tokens")
+    return replace(
+        counted,
+        cached_input_tokens=part_of(counted.input_tokens, cached, "cached_tokens", "prompt tokens"),
+        reasoning_tokens=part_of(counted.output_tokens, reasoning, "reasoning_tokens", "completion tokens"),
+    )

@@ -58,7 +58,7 @@ class OpenRouterProvider(OpenAICompatibleProvider):
         """One catalog entry; a value that is not a price or a context size (``Infinity``, ``"n/a"``) is dropped."""
         pricing = item.get("pricing")
         pricing = pricing if isinstance(pricing, dict) else {}
-        prompt, completion = _per_mtok(pricing.get("prompt")), _per_mtok(pricing.get("completion"))
+        prompt, completion = _usd(pricing.get("prompt")), _usd(pricing.get("completion"))
         tags = ("free",) if prompt == 0 and completion == 0 else ()
         return ModelInfo(
             id=item["id"],
@@ -67,6 +67,9 @@ class OpenRouterProvider(OpenAICompatibleProvider):
             output_price_per_mtok=completion,
             tags=tags,
             description=str(item.get("name") or ""),
+            cached_input_price_per_mtok=_usd(pricing.get("input_cache_read")),
+            cache_write_price_per_mtok=_usd(pricing.get("input_cache_write")),
+            request_fee_usd=_usd(pricing.get("request"), scale=1),
         )
 
     async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
@@ -116,10 +119,10 @@ def from_config(config: ProviderConfig, settings: Settings) -> OpenRouterProvide
     )
 
 
-def _per_mtok(value: Any) -> float | None:
-    """OpenRouter prices are USD per token as strings; we keep USD per million tokens."""
+def _usd(value: Any, scale: int = 1_000_000) -> float | None:
+    """OpenRouter prices are USD per token (or per request) as strings; we keep USD per million tokens."""
     try:
         price = float(value)
     except (TypeError, ValueError):
         return None
-    return round(price * 1_000_000, 6) if math.isfinite(price) and price >= 0 else None
+    return round(price * scale, 9) if math.isfinite(price) and price >= 0 else None

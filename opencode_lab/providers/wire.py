@@ -75,6 +75,21 @@ def usage(raw: object, where: str, input_key: str, output_key: str, cost_key: st
     )
 
 
+def nested_count(raw: Mapping[str, Any], where: str, outer: str, inner: str) -> int | None:
+    """The count at ``raw[outer][inner]`` (OpenAI's ``*_tokens_details``); None when either is absent."""
+    details = raw.get(outer)
+    if details is None:
+        return None
+    return count(obj(details, f"{where}.{outer}").get(inner), f"{where}.{outer}.{inner}")
+
+
+def part_of(total: int | None, part: int | None, where: str, of: str) -> int | None:
+    """*part*, checked to be no more than the *total* it is a part of (cached of input, reasoning of output)."""
+    if part is not None and total is not None and part > total:
+        raise WireError(f"{where} is {part}, more than the {total} {of} it is part of")
+    return part
+
+
 def count(value: object, where: str) -> int | None:
     """A token count: a whole number of at least 0, or None when absent."""
     if value is None:

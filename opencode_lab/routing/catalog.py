@@ -151,12 +151,7 @@ class Catalog:
                 Deployment(dep_id, provider, upstream)
                 if price is None
                 else Deployment(
-                    dep_id,
-                    provider,
-                    upstream,
-                    price.input_per_mtok,
-                    price.output_per_mtok,
-                    tags=() if price.images else (TEXT_ONLY,),
+                    dep_id, provider, upstream, **price.deployment_fields(), tags=() if price.images else (TEXT_ONLY,)
                 )
             )
         return self.group(dep_id)

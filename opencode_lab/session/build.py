@@ -78,12 +78,7 @@ def catalog_models(settings: Settings, providers: Mapping[str, Provider], catalo
     for dep in list(catalog.deployments.values()):
         price = bundled_price(dep.provider, dep.upstream) if dep.provider in catalog.open else None
         if price is not None:  # fills gaps only: a price or tag configured in TOML wins
-            catalog.update_info(
-                dep.id,
-                input_price_per_mtok=price.input_per_mtok,
-                output_price_per_mtok=price.output_per_mtok,
-                tags=() if price.images else (TEXT_ONLY,),
-            )
+            catalog.update_info(dep.id, **price.deployment_fields(), tags=() if price.images else (TEXT_ONLY,))
     pool = tuple(f"{c.name}/{m}" for c in vendor_configs(s) for m in c.models)
     catalog.pool = pool or s.default_models or tuple(d.id for d in catalog.tagged(LOCAL_TAG))
 
@@ -133,6 +128,9 @@ async def load_catalogs(
                 dep_id,
                 input_price_per_mtok=info.input_price_per_mtok,
                 output_price_per_mtok=info.output_price_per_mtok,
+                cached_input_price_per_mtok=info.cached_input_price_per_mtok,
+                cache_write_price_per_mtok=info.cache_write_price_per_mtok,
+                request_fee_usd=info.request_fee_usd,
                 context_length=info.context_length,
                 tags=info.tags,
                 description=info.description,

@@ -74,7 +74,8 @@ def test_summarize_columns_and_index(results: pd.DataFrame) -> None:
         "latency_p50_s", "latency_p50_s_ci_low", "latency_p50_s_ci_high",
         "latency_p95_s", "latency_p95_s_ci_low", "latency_p95_s_ci_high", "n_latency",
         "ttft_p50_s", "n_ttft", "output_tokens_per_s", "n_tokens_per_s", "input_tokens", "output_tokens", "n_tokens",
-        "cost_usd", "cost_unknown_calls", "cost_saved_usd", "cost_per_1k_calls_usd", "top_error", "note",
+        "reasoning_tokens", "n_reasoning", "cost_usd", "cost_unknown_calls", "cost_saved_usd", "cache_discount_usd",
+        "cost_per_1k_calls_usd", "top_error", "note",
     ]  # fmt: skip
     assert list(stats.index) == ["m/a", "m/b", "m/c"]
     assert stats.index.name == "model"
