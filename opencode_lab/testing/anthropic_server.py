@@ -159,12 +159,12 @@ class AnthropicWire(Wire):
     def answer(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> Response:
         if outcome == "malformed":
             return Response(200, b'{"type": "message", "content": [', self._ids_header())
-        return Response(200, self._message(call, text), self._ids_header())
+        return Response(200, self._message(call, text, settings), self._ids_header())
 
     def stream(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> Stream:
-        said, tool_call, stop, usage = self._reply(call, text)
-        start = {**self._message(call, text), "content": [], "stop_reason": None}
-        start["usage"] = {"input_tokens": usage["input_tokens"], "output_tokens": 1}
+        said, tool_call, stop, usage = self._reply(call, text, settings)
+        start = {**self._message(call, text, settings), "content": [], "stop_reason": None}
+        start["usage"] = {**usage, "output_tokens": 1}
         events = [_event("message_start", {"message": start})]
         if outcome == "malformed":
             events.append(b'event: content_block_start\ndata: {"type": "content_block_start", "index": \n\n')
@@ -219,8 +219,10 @@ class AnthropicWire(Wire):
         body = {"data": data, "has_more": start + limit < len(ids), "first_id": first, "last_id": last}
         return Response(200, body, self._ids_header())
 
-    def _reply(self, call: Call, text: str) -> tuple[str, tuple[str, str] | None, str, dict[str, int]]:
-        """(text cut to max_tokens, tool call, stop reason, usage) of the answer."""
+    def _reply(
+        self, call: Call, text: str, settings: Mapping[str, Any]
+    ) -> tuple[str, tuple[str, str] | None, str, dict[str, int]]:
+        """(text cut to max_tokens, tool call, stop reason, usage with the ``usage`` setting merged) of the answer."""
         body = call.body
         tool_call = None
         if not _is_tool_result(body["messages"][-1]):
@@ -229,11 +231,11 @@ class AnthropicWire(Wire):
         said, cut = scripted.truncate(text, body["max_tokens"])
         stop = "tool_use" if tool_call else "max_tokens" if cut else "end_turn"
         used = sum(scripted.words(_text(m["content"])) for m in body["messages"])
-        usage = {"input_tokens": used, "output_tokens": scripted.words(said)}
+        usage = {"input_tokens": used, "output_tokens": scripted.words(said), **settings["usage"]}
         return ("" if tool_call else said), tool_call, stop, usage
 
-    def _message(self, call: Call, text: str) -> dict[str, Any]:
-        said, tool_call, stop, usage = self._reply(call, text)
+    def _message(self, call: Call, text: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+        said, tool_call, stop, usage = self._reply(call, text, settings)
         content: list[dict[str, Any]] = [{"type": "text", "text": said}]
         if tool_call:
             use = {"type": "tool_use", "id": self._call_id(), "name": tool_call[0]}

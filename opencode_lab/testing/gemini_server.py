@@ -209,11 +209,11 @@ class GeminiWire(Wire):
     def answer(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> Response:
         if outcome == "malformed":
             return Response(200, b'{"candidates": [')
-        return Response(200, self._response(call, outcome, text))
+        return Response(200, self._response(call, outcome, text, settings))
 
     def stream(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> Stream:
         """Text a word per chunk, the last with the finish reason; anything else in one chunk, as Gemini sends it."""
-        whole = self._response(call, outcome, text)
+        whole = self._response(call, outcome, text, settings)
         candidates = whole.get("candidates") or []
         parts = candidates[0]["content"]["parts"] if candidates else []
         if outcome == "malformed":
@@ -261,7 +261,7 @@ class GeminiWire(Wire):
         more = start + size < len(ids)
         return Response(200, {"models": listed, **({"nextPageToken": str(start + size)} if more else {})})
 
-    def _response(self, call: Call, outcome: str, text: str) -> dict[str, Any]:
+    def _response(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> dict[str, Any]:
         """The whole ``GenerateContentResponse``: *text* cut to ``maxOutputTokens``, or a function call."""
         body = call.body
         last = body["contents"][-1]
@@ -272,6 +272,7 @@ class GeminiWire(Wire):
         used = sum(scripted.words(_text(t["parts"])) for t in body["contents"])
         out = 0 if outcome == "safety" else scripted.words(said)
         usage = {"promptTokenCount": used, "candidatesTokenCount": out, "totalTokenCount": used + out}
+        usage |= settings["usage"]
         base = {"usageMetadata": usage, "modelVersion": call.model, "responseId": f"resp-{self.next_id():06d}"}
         if outcome == "blocked":
             return {"promptFeedback": {"blockReason": "SAFETY"}, **base}

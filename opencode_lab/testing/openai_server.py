@@ -204,6 +204,7 @@ class OpenAIWire(Wire):
         usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
         if settings["cost_per_token"] is not None:
             usage["cost"] = c * settings["cost_per_token"]
+        usage |= settings["usage"]
         return {"id": f"chatcmpl-fault-{self.next_id()}", "created": int(time.time()), "model": call.model}, usage
 
     def _tool_call(self, call: Call) -> dict[str, Any] | None:

@@ -163,6 +163,34 @@ def test_an_entry_from_before_seeds_were_kept_is_read_with_its_seed_unknown(tmp_
     assert answer is not None and (answer["text"], answer["seed_used"]) == ("old answer", None)
 
 
+def test_token_details_and_logprobs_come_back_with_the_answer(tmp_path: Path) -> None:
+    logprobs = [{"token": "hi", "logprob": -0.25, "top": [["hi", -0.25], ["yo", -1.5]]}]
+    stored = value(reasoning_tokens=4, cached_input_tokens=2, cache_write_tokens=0, logprobs=logprobs)
+    ResponseCache("file", tmp_path).put("k", stored)
+    answer = ResponseCache("file", tmp_path).get("k")
+    assert answer is not None and answer["logprobs"] == logprobs
+    assert (answer["reasoning_tokens"], answer["cached_input_tokens"], answer["cache_write_tokens"]) == (4, 2, 0)
+
+
+def test_an_entry_from_before_token_details_is_read_with_them_unknown(tmp_path: Path) -> None:
+    ResponseCache("file", tmp_path).put("k", value("old answer"))
+    path = entry_path(tmp_path, "k")
+    newer = ("reasoning_tokens", "cached_input_tokens", "cache_write_tokens", "logprobs")
+    old = {name: field for name, field in json.loads(path.read_bytes()).items() if name not in newer}
+    path.write_bytes(_json(old | {"format": 2}))  # as format 2 wrote it
+    answer = ResponseCache("file", tmp_path).get("k")
+    assert answer is not None and answer["text"] == "old answer"
+    assert [answer[name] for name in newer] == [None] * 4
+
+
+@pytest.mark.parametrize("bad", [[{"token": "hi", "logprob": 0.5, "top": []}], [{"token": 1, "logprob": -1, "top": []}]])
+def test_an_entry_with_impossible_logprobs_is_refused(tmp_path: Path, bad: list[Any]) -> None:
+    ResponseCache("file", tmp_path).put("k", value())
+    path = entry_path(tmp_path, "k")
+    path.write_bytes(_json(json.loads(path.read_bytes()) | {"logprobs": bad}))
+    assert ResponseCache("file", tmp_path).get("k") is None
+
+
 @pytest.mark.parametrize("reader", ["same session", "another session"])
 def test_an_entry_older_than_the_ttl_is_a_miss(tmp_path: Path, reader: str) -> None:
     cache = ResponseCache("file", tmp_path, ttl_ms=60_000)
