@@ -127,6 +127,12 @@ def test_catalog_pricing_prices_a_provider_that_reports_no_cost(fault, make_lab)
     assert result.cost_usd == pytest.approx((result.input_tokens * 1.0 + result.output_tokens * 2.0) / 1e6)
 
 
+def _priced_model(server) -> str:
+    """A model on *server* priced with a cached-input price and a request fee."""
+    declared = f'[providers.p]\nbase_url = "{server.base_url}"\n[models.m]\nprovider = "p"\nupstream = "x"\n'
+    return declared + _CACHED_PRICES
+
+
 _CACHED_PRICES = 'input_price = 2.0\noutput_price = 8.0\ncached_input_price = 0.5\nrequest_fee = 0.001\n'
 _REASONED = {
     "prompt_tokens": 2000,
@@ -141,7 +147,7 @@ def test_cached_input_reasoning_and_the_request_fee_are_priced_from_reported_usa
     fault, make_lab, streamed: bool
 ) -> None:
     fault.configure(usage=_REASONED)
-    lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\n[models.m]\nprovider = "p"\nupstream = "x"\n' + _CACHED_PRICES)
+    lab = make_lab(_priced_model(fault))
     ask = (lambda *a, **k: list(lab.stream_events(*a, **k))[-1]) if streamed else lab.chat
     result = ask("one two three", "m", cache=False)
     assert (result.input_tokens, result.cached_input_tokens, result.output_tokens, result.reasoning_tokens) == (
@@ -163,7 +169,7 @@ def test_cached_input_without_a_cached_price_leaves_the_cost_unknown(fault, make
 
 
 def test_a_server_that_reports_no_cache_counts_has_no_discount_rather_than_zero(fault, make_lab) -> None:
-    lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\n[models.m]\nprovider = "p"\nupstream = "x"\n' + _CACHED_PRICES)
+    lab = make_lab(_priced_model(fault))
     result = lab.chat("one two three", "m", cache=False)
     assert result.cost_usd == pytest.approx((3 * 2.0 + 4 * 8.0) / 1e6 + 0.001)
     assert result.cached_input_tokens is None and result.reasoning_tokens is None
@@ -172,7 +178,7 @@ def test_a_server_that_reports_no_cache_counts_has_no_discount_rather_than_zero(
 
 def test_a_cache_hit_keeps_the_token_details_and_pays_no_discount(fault, make_lab) -> None:
     fault.configure(usage=_REASONED)
-    lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\n[models.m]\nprovider = "p"\nupstream = "x"\n' + _CACHED_PRICES)
+    lab = make_lab(_priced_model(fault))
     first = lab.chat("one two three", "m")
     hit = lab.chat("one two three", "m")
     assert hit.cached and (hit.cached_input_tokens, hit.reasoning_tokens) == (1500, 250)

@@ -183,7 +183,9 @@ def test_an_entry_from_before_token_details_is_read_with_them_unknown(tmp_path: 
     assert [answer[name] for name in newer] == [None] * 4
 
 
-@pytest.mark.parametrize("bad", [[{"token": "hi", "logprob": 0.5, "top": []}], [{"token": 1, "logprob": -1, "top": []}]])
+@pytest.mark.parametrize(
+    "bad", [[{"token": "hi", "logprob": 0.5, "top": []}], [{"token": 1, "logprob": -1, "top": []}], "not a list"]
+)
 def test_an_entry_with_impossible_logprobs_is_refused(tmp_path: Path, bad: list[Any]) -> None:
     ResponseCache("file", tmp_path).put("k", value())
     path = entry_path(tmp_path, "k")
