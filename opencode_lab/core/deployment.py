@@ -20,12 +20,6 @@ class Deployment:
     upstream: str
     input_price_per_mtok: float | None = None
     output_price_per_mtok: float | None = None
-    cached_input_price_per_mtok: float | None = None
-    """Input tokens read from the provider's prompt cache (None: not declared, so such a call's cost is unknown)."""
-    cache_write_price_per_mtok: float | None = None
-    """Input tokens written to the provider's prompt cache (Anthropic bills them above the input price)."""
-    request_fee_usd: float | None = None
-    """A fixed charge per call on top of the tokens (None: none declared, none counted)."""
     context_length: int | None = None
     weight: float = 1.0
     rpm: float | None = None
@@ -35,6 +29,12 @@ class Deployment:
     description: str = ""
     path: str | None = None
     """A local GGUF file (``provider = "local"`` only)."""
+    cached_input_price_per_mtok: float | None = None
+    """Input tokens read from the provider's prompt cache (None: not declared, so such a call's cost is unknown)."""
+    cache_write_price_per_mtok: float | None = None
+    """Input tokens written to the provider's prompt cache (Anthropic bills them above the input price)."""
+    request_fee_usd: float | None = None
+    """A fixed charge per call on top of the tokens (None: none declared, none counted)."""
 
     @property
     def blended_price_per_mtok(self) -> float | None:

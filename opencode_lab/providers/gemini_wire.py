@@ -21,10 +21,22 @@ from typing import Any
 from urllib.parse import quote
 
 from ..core.content import Image
-from ..core.errors import BadRequestError
+from ..core.errors import BadRequestError, InvalidRequestError
+from ..core.logprobs import TokenLogprob
 from ..core.tools import ToolCall
 from ..core.types import ChatRequest, Completion, Message, ModelInfo, Usage
-from .wire import Reported, WireError, context_length, count, embedded_error, loads, obj, part_of
+from .wire import (
+    Reported,
+    WireError,
+    context_length,
+    count,
+    embedded_error,
+    loads,
+    obj,
+    part_of,
+    pass_options,
+    token_logprob,
+)
 from .wire import usage as _usage
 
 API_VERSION = "v1beta"
@@ -61,7 +73,11 @@ def payload(request: ChatRequest) -> dict[str, Any]:
     }
     if p.schema is not None:  # structured output, checked again on arrival
         config |= {"responseMimeType": "application/json", "responseJsonSchema": p.schema.document}
-    if config := {k: v for k, v in config.items() if v is not None}:
+    config |= _controls(request)
+    config = {k: v for k, v in config.items() if v is not None}
+    general = {k: v for k, v in p.options.items() if _camel(k) not in GENERATION_CONFIG}
+    pass_options(config, {k: v for k, v in p.options.items() if k not in general}, _OWN_CONFIG, "generationConfig")
+    if config:
         body["generationConfig"] = config
     if request.tools:  # parametersJsonSchema takes JSON Schema as OpenAI-style declarations write it
         declarations = [
@@ -69,7 +85,40 @@ def payload(request: ChatRequest) -> dict[str, Any]:
             for t in request.tools
         ]
         body["tools"] = [{"functionDeclarations": declarations}]
+    pass_options(body, general, _OWN_BODY, "request")
     return body
+
+
+#: ``generationConfig`` fields an option may set (camelCase; snake_case is read as the same field)
+GENERATION_CONFIG = frozenset(
+    {"topK", "candidateCount", "presencePenalty", "frequencyPenalty", "responseModalities", "mediaResolution",
+     "speechConfig", "enableEnhancedCivicAnswers", "thinkingConfig", "routingConfig", "responseSchema"}
+)  # fmt: skip
+_OWN_CONFIG = frozenset(
+    {"temperature", "topP", "maxOutputTokens", "stopSequences", "seed", "responseMimeType", "responseJsonSchema",
+     "responseLogprobs", "logprobs"}
+)  # fmt: skip
+_OWN_BODY = frozenset({"contents", "systemInstruction", "generationConfig", "tools"})
+
+
+def _controls(request: ChatRequest) -> dict[str, Any]:
+    """The thinking budget (``thinkingConfig.thinkingBudget``) and log-probabilities (``responseLogprobs``,
+    ``logprobs``) as ``generationConfig`` fields."""
+    p = request.params
+    if p.reasoning_effort is not None:
+        raise InvalidRequestError("Gemini takes a thinking budget: use reasoning_budget=, not reasoning_effort=")
+    out: dict[str, Any] = {}
+    if p.reasoning_budget is not None:
+        out["thinkingConfig"] = {"thinkingBudget": p.reasoning_budget}
+    if p.logprobs:
+        out["responseLogprobs"] = True
+        out["logprobs"] = p.top_logprobs
+    return out
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
 
 
 def completion(data: Mapping[str, Any], asked: str) -> Completion:
@@ -93,6 +142,7 @@ class AnswerFold:
         self._finish: str | None = None
         self._calls: list[ToolCall] = []
         self._usage = Usage()
+        self._logprobs: list[TokenLogprob] | None = None
 
     @property
     def finished(self) -> bool:
@@ -123,6 +173,8 @@ class AnswerFold:
         first = obj(candidates[0], "candidates[0]")
         if isinstance(first.get("finishReason"), str):
             self._finish = first["finishReason"]
+        if first.get("logprobsResult") is not None:
+            self._logprobs = [*(self._logprobs or ()), *_logprobs(obj(first["logprobsResult"], "logprobsResult"))]
         content = first.get("content") or {}
         texts = []
         for i, raw in enumerate(obj(content, "candidates[0].content").get("parts") or []):
@@ -140,7 +192,8 @@ class AnswerFold:
         finish = _FINISH.get(self._finish, self._finish.lower()) if self._finish else None
         if self._calls and finish == "stop":
             finish = "tool_calls"
-        return Completion(text, self._model, finish, self._usage, ttft, tuple(self._calls))
+        found = None if self._logprobs is None else tuple(self._logprobs)
+        return Completion(text, self._model, finish, self._usage, ttft, tuple(self._calls), logprobs=found)
 
 
 def listed(data: Mapping[str, Any]) -> list[ModelInfo]:
@@ -182,6 +235,23 @@ def _tokens(meta: Mapping[str, Any]) -> Usage:
         reasoning_tokens=thoughts,
         cached_input_tokens=part_of(counted.input_tokens, cached, "cachedContentTokenCount", "prompt tokens"),
     )
+
+
+def _logprobs(result: Mapping[str, Any]) -> list[TokenLogprob]:
+    """``logprobsResult``: ``chosenCandidates[i]`` is token i, ``topCandidates[i].candidates`` its alternatives."""
+    chosen, top = result.get("chosenCandidates") or [], result.get("topCandidates") or []
+    if not isinstance(chosen, list) or not isinstance(top, list):
+        raise WireError("logprobsResult.chosenCandidates or topCandidates is not a list")
+    out = []
+    for i, raw in enumerate(chosen):
+        where = f"logprobsResult.chosenCandidates[{i}]"
+        entry = obj(raw, where)
+        alternatives = obj(top[i], f"logprobsResult.topCandidates[{i}]").get("candidates") or [] if i < len(top) else []
+        if not isinstance(alternatives, list):
+            raise WireError(f"logprobsResult.topCandidates[{i}].candidates is not a list")
+        pairs = [(obj(c, where).get("token"), c.get("logProbability")) for c in alternatives]
+        out.append(token_logprob(entry.get("token"), entry.get("logProbability"), pairs, where))
+    return out
 
 
 def _call(call: Mapping[str, Any], where: str) -> ToolCall:

@@ -14,28 +14,53 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from ..core.logprobs import TokenLogprob
 from ..core.types import ChatRequest, Completion, ModelInfo, Usage
 from . import openai_tools
-from .wire import WireError, context_length, embedded_error, kind, loads, nested_count, part_of, served_model
+from .wire import (
+    WireError,
+    context_length,
+    embedded_error,
+    kind,
+    loads,
+    nested_count,
+    obj,
+    part_of,
+    pass_options,
+    served_model,
+    token_logprob,
+)
 from .wire import usage as _usage
 
 DONE = "[DONE]"
 
 
+#: body fields the codec (or a provider built on it) owns: an option naming one is refused
+RESERVED = frozenset(
+    {"model", "messages", "stream", "stream_options", "tools", "tool_choice", "response_format",
+     "max_completion_tokens", "n", "reasoning", "usage"}
+)  # fmt: skip
+
+
 def payload(model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-    """The JSON body of one chat completion."""
+    """The JSON body of one chat completion: the parameters under their OpenAI names (``reasoning_effort``,
+    ``logprobs``, ``top_logprobs`` included), then the caller's passthrough options.  ``reasoning_budget`` is
+    a provider's own shape (OpenRouter's ``reasoning.max_tokens``): it is left to the provider."""
+    p = request.params
     body: dict[str, Any] = {
         "model": model,
         "messages": [m.to_dict() for m in request.messages],
-        **request.params.payload(),
+        **p.payload(),
         **openai_tools.tools_payload(request),
     }
-    body.pop("schema", None)
-    if request.params.schema is not None:  # structured output, validated again on arrival
-        body["response_format"] = request.params.schema.response_format()
+    for own in ("schema", "options", "reasoning_budget"):
+        body.pop(own, None)
+    if p.schema is not None:  # structured output, validated again on arrival
+        body["response_format"] = p.schema.response_format()
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
+    pass_options(body, p.options, RESERVED, "request")
     return body
 
 
@@ -51,6 +76,7 @@ def completion(data: Mapping[str, Any], asked: str) -> Completion:
         finish_reason(first),
         usage(data.get("usage")),
         tool_calls=openai_tools.message_tool_calls(data),
+        logprobs=logprobs(first),
     )
 
 
@@ -65,6 +91,7 @@ class ChatFold:
         self._finish: str | None = None
         self._usage = Usage()
         self._calls = openai_tools.ToolCallDeltas()
+        self._logprobs: list[TokenLogprob] | None = None
 
     @property
     def finished(self) -> bool:
@@ -85,12 +112,16 @@ class ChatFold:
         for choice in choices(event):
             self._finish = finish_reason(choice) or self._finish
             raw = delta_text(choice)
+            more = logprobs(choice)
+            if more is not None:
+                self._logprobs = [*(self._logprobs or ()), *more]
             progressed = self._calls.feed(choice) or progressed or bool(raw)
             text += raw
         return text, progressed
 
     def completion(self, text: str, ttft: float | None) -> Completion:
-        return Completion(text, self._model, self._finish, self._usage, ttft, self._calls.calls())
+        found = None if self._logprobs is None else tuple(self._logprobs)
+        return Completion(text, self._model, self._finish, self._usage, ttft, self._calls.calls(), logprobs=found)
 
 
 def model_info(item: Mapping[str, Any]) -> ModelInfo:
@@ -164,6 +195,27 @@ def delta_text(choice: Mapping[str, Any]) -> str:
         raise WireError(f"a stream delta is {kind(delta)}, not an object")
     content = delta.get("content")
     return "" if content is None else content_text(content, "delta.content")
+
+
+def logprobs(choice: Mapping[str, Any]) -> tuple[TokenLogprob, ...] | None:
+    """``choices[i].logprobs.content``: each token, its log-probability and ``top_logprobs``; None when the
+    choice carries none (not asked for)."""
+    raw = choice.get("logprobs")
+    if raw is None:
+        return None
+    content = obj(raw, "logprobs").get("content") or []
+    if not isinstance(content, list):
+        raise WireError("logprobs.content is not a list")
+    out = []
+    for i, item in enumerate(content):
+        where = f"logprobs.content[{i}]"
+        entry = obj(item, where)
+        top = entry.get("top_logprobs") or []
+        if not isinstance(top, list):
+            raise WireError(f"{where}.top_logprobs is not a list")
+        pairs = [(obj(t, f"{where}.top_logprobs").get("token"), t.get("logprob")) for t in top]
+        out.append(token_logprob(entry.get("token"), entry.get("logprob"), pairs, where))
+    return tuple(out)
 
 
 def usage(raw: object) -> Usage:

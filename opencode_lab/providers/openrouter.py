@@ -13,12 +13,13 @@ import math
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.errors import InvalidRequestError
 from ..core.secrets import Secret, get_logger
 from ..core.types import ChatRequest, ModelInfo
-from .base import Capabilities
 from .openai_compat import OpenAICompatibleProvider
 from .wire import context_length
 
@@ -32,7 +33,13 @@ _ATTRIBUTION = {"HTTP-Referer": "https://github.com/opencode-lab/opencode-lab", 
 
 
 class OpenRouterProvider(OpenAICompatibleProvider):
-    capabilities = Capabilities(reports_cost=True, open_catalog=True, refreshable_catalog=True)
+    capabilities = replace(
+        OpenAICompatibleProvider.capabilities,
+        reasoning=frozenset({"reasoning_effort", "reasoning_budget"}),
+        reports_cost=True,
+        open_catalog=True,
+        refreshable_catalog=True,
+    )
 
     def __init__(
         self,
@@ -52,6 +59,10 @@ class OpenRouterProvider(OpenAICompatibleProvider):
     def payload(self, model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body = super().payload(model, request, stream=stream)
         body["usage"] = {"include": True}
+        reasoning = reasoning_object(request)
+        if reasoning:
+            body.pop("reasoning_effort", None)
+            body["reasoning"] = reasoning
         return body
 
     def model_info(self, item: Mapping[str, Any]) -> ModelInfo:
@@ -105,6 +116,16 @@ class OpenRouterProvider(OpenAICompatibleProvider):
             os.replace(tmp, self._catalog_path)
         except OSError as exc:
             log.warning("could not keep the %s catalog at %s: %s", self.name, self._catalog_path, exc)
+
+
+def reasoning_object(request: ChatRequest) -> dict[str, Any]:
+    """OpenRouter's unified ``reasoning`` object: ``{"effort": ...}`` or ``{"max_tokens": ...}``, one of them."""
+    effort, budget = request.params.reasoning_effort, request.params.reasoning_budget
+    if effort is not None and budget is not None:
+        raise InvalidRequestError("OpenRouter takes reasoning_effort or reasoning_budget, not both")
+    if effort is not None:
+        return {"effort": effort}
+    return {} if budget is None else {"max_tokens": budget}
 
 
 def from_config(config: ProviderConfig, settings: Settings) -> OpenRouterProvider:

@@ -11,7 +11,8 @@ Prices are USD per million tokens for standard (non-batch) text input and
 output; ``cached`` is the price of input read from the vendor's prompt cache and
 ``cache_write`` of input written to it (Anthropic charges a premium; the others
 charge writes as input).  Gemini's hourly storage charge for explicit caches is
-not per call and is not counted.  ``images`` says whether the model accepts image input.
+not per call and is not counted.  ``images`` says whether the model accepts image input, ``reasons`` whether it
+takes reasoning controls (a model the table knows not to reason is refused them before a call).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Price(NamedTuple):
     cached_per_mtok: float | None = None
     cache_write_per_mtok: float | None = None
     images: bool = True
+    reasons: bool = False
+    """Takes reasoning controls (effort or a thinking budget)."""
 
     def deployment_fields(self) -> Pricing:
         """The `Deployment` pricing fields this price fills."""
@@ -49,9 +52,10 @@ class Price(NamedTuple):
         }
 
 
-def _anthropic(input_per_mtok: float, output_per_mtok: float) -> Price:
+def _anthropic(input_per_mtok: float, output_per_mtok: float, *, reasons: bool = False) -> Price:
     """Anthropic's rule: cache reads cost a tenth of input, (5-minute) cache writes a quarter more."""
-    return Price(input_per_mtok, output_per_mtok, round(input_per_mtok * 0.1, 6), round(input_per_mtok * 1.25, 6))
+    read, write = round(input_per_mtok * 0.1, 6), round(input_per_mtok * 1.25, 6)
+    return Price(input_per_mtok, output_per_mtok, read, write, reasons=reasons)
 
 
 _TABLE: dict[str, dict[str, Price]] = {
@@ -62,19 +66,19 @@ _TABLE: dict[str, dict[str, Price]] = {
         "gpt-4.1": Price(2.00, 8.00, 0.50),
         "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
         "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
-        "o3": Price(2.00, 8.00, 0.50),
-        "o3-mini": Price(1.10, 4.40, 0.55, images=False),
-        "o4-mini": Price(1.10, 4.40, 0.275),
+        "o3": Price(2.00, 8.00, 0.50, reasons=True),
+        "o3-mini": Price(1.10, 4.40, 0.55, images=False, reasons=True),
+        "o4-mini": Price(1.10, 4.40, 0.275, reasons=True),
         "gpt-4-turbo": Price(10.00, 30.00),
         "gpt-3.5-turbo": Price(0.50, 1.50, images=False),
     },
     # https://docs.anthropic.com/en/docs/about-claude/pricing (cache reads 0.1x, 5-minute writes 1.25x input)
     "anthropic": {
-        "claude-opus-4": _anthropic(15.00, 75.00),
-        "claude-opus-4-0": _anthropic(15.00, 75.00),
-        "claude-sonnet-4": _anthropic(3.00, 15.00),
-        "claude-sonnet-4-0": _anthropic(3.00, 15.00),
-        "claude-3-7-sonnet": _anthropic(3.00, 15.00),
+        "claude-opus-4": _anthropic(15.00, 75.00, reasons=True),
+        "claude-opus-4-0": _anthropic(15.00, 75.00, reasons=True),
+        "claude-sonnet-4": _anthropic(3.00, 15.00, reasons=True),
+        "claude-sonnet-4-0": _anthropic(3.00, 15.00, reasons=True),
+        "claude-3-7-sonnet": _anthropic(3.00, 15.00, reasons=True),
         "claude-3-5-sonnet": _anthropic(3.00, 15.00),
         "claude-3-5-haiku": _anthropic(0.80, 4.00),
         "claude-3-opus": _anthropic(15.00, 75.00),
@@ -82,9 +86,9 @@ _TABLE: dict[str, dict[str, Price]] = {
     },
     # https://ai.google.dev/gemini-api/docs/pricing (paid tier, prompts up to 200k / 128k tokens; "context caching")
     "gemini": {
-        "gemini-2.5-pro": Price(1.25, 10.00, 0.31),
-        "gemini-2.5-flash": Price(0.30, 2.50, 0.075),
-        "gemini-2.5-flash-lite": Price(0.10, 0.40, 0.025),
+        "gemini-2.5-pro": Price(1.25, 10.00, 0.31, reasons=True),
+        "gemini-2.5-flash": Price(0.30, 2.50, 0.075, reasons=True),
+        "gemini-2.5-flash-lite": Price(0.10, 0.40, 0.025, reasons=True),
         "gemini-2.0-flash": Price(0.10, 0.40, 0.025),
         "gemini-2.0-flash-lite": Price(0.075, 0.30),
         "gemini-1.5-pro": Price(1.25, 5.00, 0.3125),

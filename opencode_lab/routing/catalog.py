@@ -16,14 +16,16 @@ suggestions once the provider's model list is known not to hold it.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..core.deployment import Deployment
 from ..core.errors import InvalidRequestError, ModelNotFoundError
+from ..core.params import Params
 from ..core.types import ChatRequest
-from ..providers.base import Provider
-from ..providers.prices import bundled_price
+from ..providers.base import Capabilities, Provider
+from ..providers.prices import Price, bundled_price
 
 AUTO = "auto"
 
@@ -151,7 +153,7 @@ class Catalog:
                 Deployment(dep_id, provider, upstream)
                 if price is None
                 else Deployment(
-                    dep_id, provider, upstream, **price.deployment_fields(), tags=() if price.images else (TEXT_ONLY,)
+                    dep_id, provider, upstream, **price.deployment_fields(), tags=price_tags(price)
                 )
             )
         return self.group(dep_id)
@@ -178,6 +180,13 @@ class Catalog:
 
 #: a deployment tag saying the model takes no image input (the bundled price table and TOML ``tags`` set it)
 TEXT_ONLY = "text-only"
+#: the tag of a deployment the price table knows takes no reasoning controls
+NO_REASONING = "no-reasoning"
+
+
+def price_tags(price: Price) -> tuple[str, ...]:
+    """The tags a bundled price gives its deployment: what the model cannot take."""
+    return (*(() if price.images else (TEXT_ONLY,)), *(() if price.reasons else (NO_REASONING,)))
 
 
 def refuse_unsupported(request: ChatRequest, groups: Sequence[ModelGroup], providers: Mapping[str, Provider]) -> None:
@@ -198,6 +207,32 @@ def refuse_unsupported(request: ChatRequest, groups: Sequence[ModelGroup], provi
                 raise InvalidRequestError(f"model {dep.id!r} does not accept images (the catalog marks it text-only)")
             if request.params.schema is not None and not can.schema:
                 raise InvalidRequestError(f"model {dep.id!r} cannot answer to a schema {takes_none}; drop schema=")
+            _refuse_controls(request.params, dep, can)
+
+
+def _refuse_controls(params: Params, dep: Deployment, can: Capabilities) -> None:
+    """Refuse reasoning controls, log-probabilities and passthrough options *dep* would not honour."""
+    for control in ("reasoning_effort", "reasoning_budget"):
+        if getattr(params, control) is None:
+            continue
+        if control not in can.reasoning:
+            takes = f"it takes {', '.join(sorted(can.reasoning))}" if can.reasoning else "it takes none"
+            raise InvalidRequestError(f"model {dep.id!r} has no {control} control ({takes}); drop {control}=")
+        if NO_REASONING in dep.tags:
+            raise InvalidRequestError(
+                f"model {dep.id!r} does not reason (the catalog marks it {NO_REASONING}); drop {control}="
+            )
+    if params.logprobs and not can.logprobs:
+        raise InvalidRequestError(f"model {dep.id!r} returns no log-probabilities; drop logprobs= and top_logprobs=")
+    if can.options is not None:
+        for key in params.options:
+            if key not in can.options:
+                accepted = ", ".join(sorted(can.options)) or "none"
+                close = difflib.get_close_matches(key, sorted(can.options), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise InvalidRequestError(
+                    f"model {dep.id!r} takes no option {key!r}{hint} (options it takes: {accepted})"
+                )
 
 
 def _merge(old: Deployment, new: Deployment) -> Deployment:

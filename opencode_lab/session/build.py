@@ -23,7 +23,7 @@ from ..providers.dask_cluster import DaskProvider
 from ..providers.local import LOCAL_TAG, LocalProvider, configured_models
 from ..providers.prices import bundled_price
 from ..providers.registry import load_factory, provider_factory
-from ..routing.catalog import TEXT_ONLY, Catalog
+from ..routing.catalog import Catalog, price_tags
 
 log = get_logger(__name__)
 
@@ -78,7 +78,7 @@ def catalog_models(settings: Settings, providers: Mapping[str, Provider], catalo
     for dep in list(catalog.deployments.values()):
         price = bundled_price(dep.provider, dep.upstream) if dep.provider in catalog.open else None
         if price is not None:  # fills gaps only: a price or tag configured in TOML wins
-            catalog.update_info(dep.id, **price.deployment_fields(), tags=() if price.images else (TEXT_ONLY,))
+            catalog.update_info(dep.id, **price.deployment_fields(), tags=price_tags(price))
     pool = tuple(f"{c.name}/{m}" for c in vendor_configs(s) for m in c.models)
     catalog.pool = pool or s.default_models or tuple(d.id for d in catalog.tagged(LOCAL_TAG))
 
