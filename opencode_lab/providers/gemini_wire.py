@@ -75,8 +75,9 @@ def payload(request: ChatRequest) -> dict[str, Any]:
         config |= {"responseMimeType": "application/json", "responseJsonSchema": p.schema.document}
     config |= _controls(request)
     config = {k: v for k, v in config.items() if v is not None}
-    general = {k: v for k, v in p.options.items() if _camel(k) not in GENERATION_CONFIG}
-    pass_options(config, {k: v for k, v in p.options.items() if k not in general}, _OWN_CONFIG, "generationConfig")
+    configured = {_camel(k): v for k, v in p.options.items() if _camel(k) in GENERATION_CONFIG | _OWN_CONFIG}
+    general = {k: v for k, v in p.options.items() if _camel(k) not in configured}
+    pass_options(config, configured, _OWN_CONFIG, "generationConfig")
     if config:
         body["generationConfig"] = config
     if request.tools:  # parametersJsonSchema takes JSON Schema as OpenAI-style declarations write it
@@ -89,7 +90,7 @@ def payload(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
-#: ``generationConfig`` fields an option may set (camelCase; snake_case is read as the same field)
+#: ``generationConfig`` fields an option may set (sent camelCase; ``top_k`` is ``topK``)
 GENERATION_CONFIG = frozenset(
     {"topK", "candidateCount", "presencePenalty", "frequencyPenalty", "responseModalities", "mediaResolution",
      "speechConfig", "enableEnhancedCivicAnswers", "thinkingConfig", "routingConfig", "responseSchema"}

@@ -282,6 +282,9 @@ class GeminiWire(Wire):
         else:
             parts = [{"text": said}] if said and outcome != "safety" else []
         candidate = {"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}
+        config = body.get("generationConfig") or {}
+        if config.get("responseLogprobs") and said:
+            candidate["logprobsResult"] = _logprobs(said, int(config.get("logprobs") or 0))
         return {"candidates": [candidate], **base}
 
     @staticmethod
@@ -289,6 +292,9 @@ class GeminiWire(Wire):
         candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
         if finish:
             candidate["finishReason"] = finish
+        asked = whole["candidates"][0].get("logprobsResult")
+        if asked is not None and "text" in parts[0]:  # each chunk carries its own tokens' log-probabilities
+            candidate["logprobsResult"] = _logprobs(parts[0]["text"], len(asked["topCandidates"][0]["candidates"]))
         usage = whole["usageMetadata"] if finish else {"promptTokenCount": whole["usageMetadata"]["promptTokenCount"]}
         chunk = {"candidates": [candidate], "usageMetadata": usage}
         chunk |= {"modelVersion": whole["modelVersion"], "responseId": whole["responseId"]}
@@ -302,6 +308,17 @@ class GeminiWire(Wire):
         if details:
             error["details"] = details
         return Response(status, {"error": error}, headers or {})
+
+
+def _logprobs(text: str, top: int) -> dict[str, Any]:
+    """``logprobsResult`` for *text*, as the scripted distribution gives it."""
+    entries = scripted.logprobs(text, top)
+    return {
+        "chosenCandidates": [{"token": t, "logProbability": lp} for t, lp, _ in entries],
+        "topCandidates": [
+            {"candidates": [{"token": a, "logProbability": b} for a, b in alts]} for _, _, alts in entries
+        ],
+    }
 
 
 class GeminiServer(VendorServer):
