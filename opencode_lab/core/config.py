@@ -31,6 +31,7 @@ import platformdirs
 from .deployment import Deployment
 from .errors import ConfigError, InvalidRequestError
 from .files import read_capped
+from .params import Params
 from .secrets import Secret, SecretURL
 from .vendors import VENDORS, Vendor
 
@@ -106,6 +107,8 @@ class Settings:
     """Every registered vendor's settings, by name; one is used when it has a key (or a model list)."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     models: Mapping[str, tuple[Deployment, ...]] = field(default_factory=dict)
+    model_params: Mapping[str, Params] = field(default_factory=dict)
+    """Request parameters a ``[models.NAME]`` table declares (``reasoning_effort``, ``options``...), by name."""
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: Path | None = None
 
@@ -332,6 +335,9 @@ _DEPLOYMENT_KEYS: dict[str, tuple[str, Parser]] = {  # TOML key: (Deployment fie
 }
 
 
+#: the request parameters a ``[models.*]`` table may declare for its model
+MODEL_PARAMS = ("temperature", "max_tokens", "top_p", "reasoning_effort", "reasoning_budget", "options")
+
 #: the largest config file read
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
@@ -390,6 +396,7 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
         vendors=_vendors(tables["lab"], env, where),
         providers=_providers(tables["providers"], env, where),
         models=_models(tables["models"], where),
+        model_params=_model_params(tables["models"], where),
         aliases=_aliases(tables["aliases"], where),
         source=source,
     )
@@ -490,10 +497,10 @@ def _models(table: Mapping[str, Any], where: str) -> dict[str, tuple[Deployment,
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{at} must be a table")
         if "deployments" not in spec:
-            _reject_unknown(spec, [*_DEPLOYMENT_KEYS, "deployments"], at)
-            out[model] = (_deployment(model, spec, at),)
+            _reject_unknown(spec, [*_DEPLOYMENT_KEYS, *MODEL_PARAMS, "deployments"], at)
+            out[model] = (_deployment(model, {k: v for k, v in spec.items() if k not in MODEL_PARAMS}, at),)
             continue
-        _reject_unknown(spec, ["deployments"], at)
+        _reject_unknown(spec, ["deployments", *MODEL_PARAMS], at)
         entries = spec["deployments"]
         if not isinstance(entries, list) or not entries:
             raise ConfigError(f"{at} deployments must be a non-empty array of tables")
@@ -512,6 +519,21 @@ def _deployment(model: str, entry: object, at: str) -> Deployment:
     kwargs = {attr: parse(f"{at} {key}", entry[key]) for key, (attr, parse) in _DEPLOYMENT_KEYS.items() if key in entry}
     kwargs.setdefault("upstream", model)
     return Deployment(id=f"{kwargs['provider']}/{kwargs['upstream']}", **kwargs)
+
+
+def _model_params(table: Mapping[str, Any], where: str) -> dict[str, Params]:
+    """The request parameters each ``[models.*]`` table declares for its model, validated as a call's are
+    (``o3-low`` and ``o3-high``: one upstream model asked two ways)."""
+    out = {}
+    for model, spec in table.items():
+        given = {key: spec[key] for key in MODEL_PARAMS if key in spec} if isinstance(spec, Mapping) else {}
+        try:
+            params = Params.build(**given)
+        except InvalidRequestError as exc:
+            raise ConfigError(f"{where}: [models.{model}] {exc}") from None
+        if params != Params():
+            out[model] = params
+    return out
 
 
 def _aliases(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:

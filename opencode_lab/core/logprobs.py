@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,10 +50,14 @@ def _token(value: Any) -> str:
 
 
 def _logprob(value: Any) -> float:
-    """A log-probability: a number at most 0 (``-inf`` allowed: a token the model ruled out)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value > 1e-6:
+    """A log-probability: a real number at most 0 (``-inf`` allowed: a token the model ruled out; llama.cpp's
+    numpy floats too), as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{value!r} is not a log-probability")
-    return min(float(value), 0.0)
+    number = float(value)
+    if math.isnan(number) or number > 1e-6:
+        raise ValueError(f"{value!r} is not a log-probability")
+    return min(number, 0.0)
 
 
 def checked(token: Any, logprob: Any, top: Sequence[tuple[Any, Any]]) -> TokenLogprob:

@@ -281,6 +281,15 @@ class Params:
         values = ((f.name, getattr(self, f.name)) for f in fields(self))
         return {k: _json(v) for k, v in values if v is not None and v != () and v != {}}
 
+    def under(self, defaults: Params) -> Params:
+        """These parameters over *defaults* (a model's declared ones): what is set here wins, options key by key."""
+        if defaults == Params():
+            return self
+        merged = defaults.payload() | self.payload()
+        if defaults.options and self.options:
+            merged["options"] = {**defaults.options, **self.options}
+        return Params.build(**merged)
+
     def for_sample(self, sample: int) -> Params:
         """The parameters of sample *sample* of a repeated request.
 

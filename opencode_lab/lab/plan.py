@@ -134,6 +134,8 @@ class Plan:
     models: list[str]
     jobs: list[Job]
     spec: dict[str, Any]
+    asked_with: dict[str, Params]
+    """Each model's parameters: the call's over those its configuration declares."""
 
 
 async def make_plan(
@@ -146,16 +148,19 @@ async def make_plan(
     identities = {model: await lab.aidentities(model) for model in model_list}
     tools = tool_list(options.tools)
     asked = [_with_images(prompt, extra, options.images, i) for i, (prompt, extra) in enumerate(table)]
+    asked_with = {model: params.under(lab.catalog.declared_params(model)) for model in model_list}
     spec = _specification(options, params, table, identities) | _rich_specification(tools, asked)
+    if declared := {m: p.payload() for m, p in asked_with.items() if p != params}:
+        spec["model_params"] = declared  # a named run resumes only under the same per-model parameters
     jobs: list[Job] = []
     for prompt_id, (prompt, extra) in enumerate(table):
         for model in model_list:
             request = ChatRequest.build(
-                asked[prompt_id], model=model, system=options.system, tools=tools, **params.payload()
+                asked[prompt_id], model=model, system=options.system, tools=tools, **asked_with[model].payload()
             )
             for sample in range(options.n):
                 jobs.append(Job(len(jobs), prompt_id, prompt, model, sample, request, extra))
-    return Plan(options, params, model_list, jobs, spec)
+    return Plan(options, params, model_list, jobs, spec, asked_with)
 
 
 def _specification(

@@ -351,9 +351,9 @@ class LocalProvider(Provider):
 
     def _completion(self, spec: LocalModel, request: ChatRequest, data: dict[str, Any], started: float) -> Completion:
         choice = data["choices"][0]
-        text = choice["message"]["content"] if spec.chat else choice["text"]
+        raw = (choice["message"]["content"] if spec.chat else choice["text"]) or ""
         usage = data.get("usage") or {}
-        text = (text or "").strip()
+        text = raw.strip()
         return Completion(
             text=text,
             model=f"local/{spec.name}",
@@ -361,7 +361,7 @@ class LocalProvider(Provider):
             usage=Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), 0.0),
             ttft_s=time.perf_counter() - started,
             seed=request.params.seed,
-            logprobs=_logprobs(choice, spec.chat, request.params.top_logprobs),
+            logprobs=_answered(_logprobs(choice, spec.chat, request.params.top_logprobs), raw),
         )
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
@@ -391,6 +391,7 @@ class LocalProvider(Provider):
 
         job = asyncio.ensure_future(self._run(model, produce, bool(request.params.logprobs)))
         parts: list[str] = []
+        raw: list[str] = []
         found: list[TokenLogprob] | None = None
         finish, ttft, usage = None, None, Usage()
         try:
@@ -407,6 +408,7 @@ class LocalProvider(Provider):
                 if more is not None:
                     found = [*(found or ()), *more]
                 if delta:
+                    raw.append(delta)
                     if not parts:
                         ttft = time.perf_counter() - started
                         delta = delta.lstrip()
@@ -416,7 +418,7 @@ class LocalProvider(Provider):
             stop.set()
             await asyncio.shield(job)
         text = "".join(parts).rstrip()
-        logprobs = None if found is None else tuple(found)
+        logprobs = None if found is None else _answered(tuple(found), "".join(raw))
         seed = request.params.seed
         yield StreamChunk("", Completion(text, f"local/{model}", finish, usage, ttft, seed=seed, logprobs=logprobs))
 
@@ -444,6 +446,20 @@ def _logprobs(choice: dict[str, Any], chat: bool, top: int | None) -> tuple[Toke
         rows = zip(raw["tokens"], raw["token_logprobs"], raw["top_logprobs"], strict=True)
         entries = tuple(checked(token, logprob, list((alts or {}).items())) for token, logprob, alts in rows)
     return tuple(replace(e, top=tuple(sorted(e.top, key=lambda pair: -pair[1])[: top or 0])) for e in entries)
+
+
+def _answered(entries: tuple[TokenLogprob, ...] | None, text: str) -> tuple[TokenLogprob, ...] | None:
+    """The entries of the tokens that made *text*: llama.cpp reports the tokens of a stop sequence too,
+    although it cuts them from the answer."""
+    if entries is None:
+        return None
+    kept, so_far = [], ""
+    for entry in entries:
+        if not text.startswith(so_far + entry.token):
+            break
+        so_far += entry.token
+        kept.append(entry)
+    return tuple(kept)
 
 
 def _seeded(request: ChatRequest) -> ChatRequest:

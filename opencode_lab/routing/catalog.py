@@ -45,6 +45,8 @@ class Catalog:
     deployments: dict[str, Deployment] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    model_params: dict[str, Params] = field(default_factory=dict)
+    """Request parameters a configured model name is asked with unless a call sets them."""
     pool: tuple[str, ...] = ()
     open: frozenset[str] = frozenset()
     """Providers whose catalog is open: ``PROVIDER/ANY-ID`` names a deployment without declaring it."""
@@ -73,6 +75,15 @@ class Catalog:
         if fresh:
             self._resolved.clear()
             self.deployments[deployment_id] = replace(current, **fresh)  # type: ignore[arg-type]
+
+    def declared_params(self, spec: str | Sequence[str] | None) -> Params:
+        """The parameters *spec* is asked with by declaration: a configured model's (through an alias naming
+        just it); none for a list of models, which may each declare others."""
+        seen: set[str] = set()
+        while isinstance(spec, str) and len(self.aliases.get(spec, ())) == 1 and spec not in seen:
+            seen.add(spec)
+            spec = self.aliases[spec][0]
+        return self.model_params.get(spec, Params()) if isinstance(spec, str) else Params()
 
     def names(self) -> list[str]:
         return sorted(set(self.groups) | set(self.aliases))

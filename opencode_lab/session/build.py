@@ -74,6 +74,7 @@ def catalog_models(settings: Settings, providers: Mapping[str, Provider], catalo
                 )
             catalog.add(dep, model=name)
     catalog.aliases.update(s.aliases)
+    catalog.model_params.update(s.model_params)
     catalog.open = frozenset(name for name, p in providers.items() if p.capabilities.open_catalog)
     for dep in list(catalog.deployments.values()):
         price = bundled_price(dep.provider, dep.upstream) if dep.provider in catalog.open else None

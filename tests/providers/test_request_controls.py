@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from opencode_lab import InvalidRequestError, Lab
+from opencode_lab import ConfigError, InvalidRequestError, Lab
 from opencode_lab.testing.anthropic_server import AnthropicServer
 from opencode_lab.testing.gemini_server import GeminiServer
 from opencode_lab.testing.openai_server import FaultServer
@@ -249,3 +249,59 @@ def test_a_server_claiming_a_probability_above_one_is_malformed(lab: Lab, fault)
     result = lab.compare(["hi"], ["p/x"], logprobs=True, cache=False)
     assert result["error_type"].iloc[0] == "malformed_response"
     assert "logprobs.content[0]" in result["error"].iloc[0]
+
+
+# -- parameters a model declares in TOML ----------------------------------------------------------------------
+
+TWO_WAYS = """
+[providers.p]
+base_url = "{url}"
+
+[models.x-low]
+provider = "p"
+upstream = "x"
+reasoning_effort = "low"
+options = {{ presence_penalty = 0.5 }}
+
+[models.x-high]
+provider = "p"
+upstream = "x"
+reasoning_effort = "high"
+
+[aliases]
+fast = ["x-low"]
+"""
+
+
+@pytest.fixture
+def two_ways(fault: FaultServer, make_lab: Callable[..., Lab]) -> Lab:
+    """One upstream model declared twice: at low and at high reasoning effort."""
+    return make_lab(TWO_WAYS, url=fault.base_url)
+
+
+def test_a_model_asks_with_the_parameters_its_table_declares_and_a_call_wins(two_ways: Lab, fault) -> None:
+    two_ways.chat("hi", "x-low", cache=False)
+    two_ways.chat("hi", "fast", cache=False, options={"presence_penalty": 0.1, "top_k": 3})
+    two_ways.chat("hi", "x-high", cache=False, reasoning_effort="medium")
+    sent = [(b.get("reasoning_effort"), b.get("presence_penalty"), b.get("top_k")) for b in fault.requests]
+    assert sent == [("low", 0.5, None), ("low", 0.1, 3), ("medium", None, None)]
+
+
+def test_one_upstream_asked_two_ways_is_two_cache_entries(two_ways: Lab, fault) -> None:
+    first = two_ways.compare(["same"], ["x-low", "x-high"])
+    again = two_ways.compare(["same"], ["x-low", "x-high"])
+    assert list(first["cached"]) == [False, False] and list(again["cached"]) == [True, True]
+    assert [b["reasoning_effort"] for b in fault.requests] == ["low", "high"]
+
+
+def test_wide_headers_show_the_parameters_that_differ_between_models(two_ways: Lab) -> None:
+    view = two_ways.compare(["same"], ["x-low", "x-high"], temperature=0).oc.wide()
+    assert view.headers["x-low"].startswith("options=presence_penalty:0.5 reasoning_effort=low")
+    assert view.headers["x-high"].startswith("options=default reasoning_effort=high")
+    assert "temperature" not in view.headers["x-low"]  # the same for both: not a difference
+
+
+def test_a_bad_declared_parameter_is_a_config_error_naming_the_table(fault, make_lab) -> None:
+    bad = TWO_WAYS.replace('reasoning_effort = "high"', 'reasoning_effort = "hihg"')
+    with pytest.raises(ConfigError, match=r"\[models.x-high\] reasoning_effort must be one of .*did you mean 'high'"):
+        make_lab(bad, url=fault.base_url)

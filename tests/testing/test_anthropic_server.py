@@ -199,3 +199,16 @@ def test_a_malformed_request_is_refused_as_the_api_would(server, body, headers, 
     response = httpx.post(f"{server.base_url}/v1/messages", json=body, headers=sent)
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
+
+
+def test_the_sdk_parses_cache_read_and_write_counts_whole_and_streamed(
+    client: anthropic.Anthropic, server: AnthropicServer
+) -> None:
+    server.configure(usage={"cache_read_input_tokens": 10, "cache_creation_input_tokens": 4})
+    whole = ask(client, "hi")
+    with client.messages.stream(
+        model="claude-3-5-haiku-latest", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        streamed = stream.get_final_message()
+    for message in (whole, streamed):
+        assert (message.usage.cache_read_input_tokens, message.usage.cache_creation_input_tokens) == (10, 4)
