@@ -46,6 +46,7 @@ from .core.errors import (
     ServerError,
     StreamInterruptedError,
 )
+from .core.logprobs import TokenLogprob
 from .core.params import Params
 from .core.types import ChatRequest, ChatResult, Completion, Message, ModelInfo, StreamChunk, Usage
 from .evals import scorers
@@ -114,6 +115,7 @@ __all__ = [
     "Settings",
     "StreamChunk",
     "StreamInterruptedError",
+    "TokenLogprob",
     "Usage",
     "__version__",
     "achat",

@@ -45,6 +45,7 @@ PUBLIC = {
     "ServerError",
     "Settings",
     "StreamInterruptedError",
+    "TokenLogprob",
     "Usage",
     "__version__",
     "acompare",
