@@ -50,6 +50,8 @@ RESERVED = frozenset(
     {"model", "max_tokens", "system", "messages", "temperature", "top_p", "stop_sequences", "tools", "tool_choice",
      "thinking", "stream"}
 )  # fmt: skip
+#: content blocks of extended thinking: not the answer, but a stream that sends them is making progress
+_THINKING = ("thinking", "redacted_thinking")
 #: the smallest thinking budget the Messages API takes
 MIN_THINKING_BUDGET = 1024
 
@@ -208,7 +210,7 @@ class MessagesFold:
             self._tools[_index(event)] = [str(block.get("id") or ""), str(block.get("name") or ""), ""]
         elif block.get("type") == "text":
             return text(block.get("text", ""), "content_block_start.content_block.text"), True
-        return "", False
+        return "", block.get("type") in _THINKING
 
     def _block_delta(self, event: Mapping[str, Any]) -> tuple[str, bool]:
         delta = obj(event.get("delta"), "content_block_delta.delta")
@@ -219,7 +221,7 @@ class MessagesFold:
         if delta.get("type") == "input_json_delta" and _index(event) in self._tools:
             self._tools[_index(event)][2] += text(delta.get("partial_json"), "delta.partial_json")
             return "", True
-        return "", False
+        return "", delta.get("type") in ("thinking_delta", "signature_delta")  # thinking: not text, but alive
 
 
 def listed(data: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -144,15 +144,16 @@ class AnswerFold:
         self._calls: list[ToolCall] = []
         self._usage = Usage()
         self._logprobs: list[TokenLogprob] | None = None
+        self._thoughts = 0  # thought-summary parts seen: not the answer, but progress
 
     @property
     def finished(self) -> bool:
         return self._finish is not None
 
     def feed(self, data: str) -> tuple[str, bool]:
-        calls = len(self._calls)
+        calls, thoughts = len(self._calls), self._thoughts
         text = self.take(loads(data, "stream chunk"))
-        return text, bool(text) or len(self._calls) > calls
+        return text, bool(text) or len(self._calls) > calls or self._thoughts > thoughts
 
     def take(self, data: Mapping[str, Any]) -> str:
         """Take one response object; return its text (thought summaries left out)."""
@@ -181,6 +182,7 @@ class AnswerFold:
         for i, raw in enumerate(obj(content, "candidates[0].content").get("parts") or []):
             where = f"candidates[0].content.parts[{i}]"
             part = obj(raw, where)
+            self._thoughts += bool(part.get("thought"))
             if "text" in part and not part.get("thought"):
                 if not isinstance(part["text"], str):
                     raise WireError(f"{where}.text is not text")

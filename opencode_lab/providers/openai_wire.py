@@ -115,7 +115,7 @@ class ChatFold:
             more = logprobs(choice)
             if more is not None:
                 self._logprobs = [*(self._logprobs or ()), *more]
-            progressed = self._calls.feed(choice) or progressed or bool(raw)
+            progressed = self._calls.feed(choice) or progressed or bool(raw) or thinking(choice)
             text += raw
         return text, progressed
 
@@ -216,6 +216,16 @@ def logprobs(choice: Mapping[str, Any]) -> tuple[TokenLogprob, ...] | None:
         pairs = [(obj(t, f"{where}.top_logprobs").get("token"), t.get("logprob")) for t in top]
         out.append(token_logprob(entry.get("token"), entry.get("logprob"), pairs, where))
     return tuple(out)
+
+
+def thinking(choice: Mapping[str, Any]) -> bool:
+    """A streamed delta of reasoning (OpenRouter's ``reasoning``, vLLM's and DeepSeek's ``reasoning_content``):
+    not the answer, but a stream that sends it is alive."""
+    delta = choice.get("delta")
+    return isinstance(delta, dict) and any(isinstance(delta.get(k), str) and delta[k] for k in _REASONING_DELTAS)
+
+
+_REASONING_DELTAS = ("reasoning", "reasoning_content")
 
 
 def usage(raw: object) -> Usage:

@@ -166,28 +166,37 @@ class AnthropicWire(Wire):
         start = {**self._message(call, text, settings), "content": [], "stop_reason": None}
         start["usage"] = {**usage, "output_tokens": 1}
         events = [_event("message_start", {"message": start})]
+        at = 0  # the answer's block index: 1 after a thinking block
+        if _thinks(call.body) and outcome != "malformed":
+            start_block = {"type": "thinking", "thinking": "", "signature": ""}
+            events.append(_event("content_block_start", {"index": 0, "content_block": start_block}))
+            thought = ({"type": "thinking_delta", "thinking": THOUGHT}, {"type": "signature_delta", "signature": "sig"})
+            for delta in thought:
+                events.append(_event("content_block_delta", {"index": 0, "delta": delta}))
+            events.append(_event("content_block_stop", {"index": 0}))
+            at = 1
         if outcome == "malformed":
             events.append(b'event: content_block_start\ndata: {"type": "content_block_start", "index": \n\n')
         elif tool_call:
             block = {"type": "tool_use", "id": self._call_id(), "name": tool_call[0], "input": {}}
             args = tool_call[1]
-            events.append(_event("content_block_start", {"index": 0, "content_block": block}))
+            events.append(_event("content_block_start", {"index": at, "content_block": block}))
             for piece in (args[: len(args) // 2], args[len(args) // 2 :]):
                 delta = {"type": "input_json_delta", "partial_json": piece}
-                events.append(_event("content_block_delta", {"index": 0, "delta": delta}))
+                events.append(_event("content_block_delta", {"index": at, "delta": delta}))
         else:
-            events.append(_event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
+            events.append(_event("content_block_start", {"index": at, "content_block": {"type": "text", "text": ""}}))
             events.append(_event("ping", {}))
             for piece in scripted.pieces(said):
                 delta = {"type": "text_delta", "text": piece}
-                events.append(_event("content_block_delta", {"index": 0, "delta": delta}))
+                events.append(_event("content_block_delta", {"index": at, "delta": delta}))
                 if outcome == "error_event":
                     _, kind, message = _ERRORS[outcome]
                     events.append(_event("error", {"error": {"type": kind, "message": message}}))
                     break
         ended = outcome not in ("error_event", "malformed")
         if ended:
-            events.append(_event("content_block_stop", {"index": 0}))
+            events.append(_event("content_block_stop", {"index": at}))
             ending = {"stop_reason": stop, "stop_sequence": None}
             final = _event("message_delta", {"delta": ending, "usage": {"output_tokens": usage["output_tokens"]}})
             events += [final, _event("message_stop", {})]
@@ -240,6 +249,8 @@ class AnthropicWire(Wire):
         if tool_call:
             use = {"type": "tool_use", "id": self._call_id(), "name": tool_call[0]}
             content = [{**use, "input": scripted.arguments_object(tool_call[1])}]
+        if _thinks(call.body):
+            content = [{"type": "thinking", "thinking": THOUGHT, "signature": "sig"}, *content]
         return {
             "id": f"msg_{self.next_id():06d}",
             "type": "message",
@@ -260,6 +271,15 @@ class AnthropicWire(Wire):
 
     def _call_id(self) -> str:
         return f"toolu_{self.next_id():06d}"
+
+
+#: the thinking a request with ``thinking: {type: enabled}`` gets before its answer (never part of the answer)
+THOUGHT = "Let me think about this."
+
+
+def _thinks(body: Mapping[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
 
 
 class AnthropicServer(VendorServer):

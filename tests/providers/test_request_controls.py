@@ -305,3 +305,23 @@ def test_a_bad_declared_parameter_is_a_config_error_naming_the_table(fault, make
     bad = TWO_WAYS.replace('reasoning_effort = "high"', 'reasoning_effort = "hihg"')
     with pytest.raises(ConfigError, match=r"\[models.x-high\] reasoning_effort must be one of .*did you mean 'high'"):
         make_lab(bad, url=fault.base_url)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_anthropic_thinking_is_not_part_of_the_answer(lab: Lab, streamed: bool) -> None:
+    result = _asked(lab, f"anthropic/{THINKS}", streamed, reasoning_budget=1024)
+    assert result.text == "echo: one two" and result.finish_reason == "stop"
+
+
+@pytest.mark.slow
+def test_a_stream_that_thinks_longer_than_the_timeout_is_not_cut_as_stalled(
+    anthropic, make_lab: Callable[..., Lab], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thinking deltas are progress: five events 0.5 s apart reach the answer (2.5 s) past a 2 s timeout,
+    while no two events in a row that are not progress are more than 1 s apart."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-TESTCONTROLS-0123456789")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", anthropic.base_url)
+    anthropic.configure(chunk_delay_s=0.5)
+    lab = make_lab("[lab]\ntimeout_s = 2\nmax_retries = 0\n")
+    chunks = list(lab.stream_events("one two", f"anthropic/{THINKS}", cache=False, reasoning_budget=1024))
+    assert chunks[-1].text == "echo: one two"
