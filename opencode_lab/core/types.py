@@ -239,9 +239,13 @@ class ChatResult:
         )
 
     def footer(self) -> str:
-        """One line: who answered, how fast, how many tokens, what it cost and a hit saved (unknowns say so,
-        never 0), and the seed that replays it."""
+        """One line: who answered, how fast, how many tokens (those read from a prompt cache and spent thinking,
+        when there were any), what it cost and a hit saved (unknowns say so, never 0), and the seed that
+        replays it."""
         tokens = f"{_count(self.input_tokens)}→{_count(self.output_tokens)} tok"
+        counted = ((self.cached_input_tokens, "cached"), (self.reasoning_tokens, "thinking"))
+        details = [f"{n} {what}" for n, what in counted if n]
+        tokens += f" ({', '.join(details)})" if details else ""
         seed = "" if self.seed_used is None else f" · seed {self.seed_used}"
         return (
             f"{self.served_by} · {self.latency_s:.2f}s · {tokens} · {self._cost()} · "
