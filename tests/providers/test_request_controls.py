@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from opencode_lab import ConfigError, InvalidRequestError, Lab
+from opencode_lab import ConfigError, InvalidRequestError, Lab, RunMismatchError
 from opencode_lab.testing.anthropic_server import AnthropicServer
 from opencode_lab.testing.gemini_server import GeminiServer
 from opencode_lab.testing.openai_server import FaultServer
@@ -325,3 +325,10 @@ def test_a_stream_that_thinks_longer_than_the_timeout_is_not_cut_as_stalled(
     lab = make_lab("[lab]\ntimeout_s = 2\nmax_retries = 0\n")
     chunks = list(lab.stream_events("one two", f"anthropic/{THINKS}", cache=False, reasoning_budget=1024))
     assert chunks[-1].text == "echo: one two"
+
+
+def test_a_named_run_resumes_only_under_the_same_declared_parameters(fault, make_lab: Callable[..., Lab]) -> None:
+    make_lab(TWO_WAYS, url=fault.base_url).compare(["q"], ["x-low"], run="exp")
+    changed = make_lab(TWO_WAYS.replace('reasoning_effort = "low"', 'reasoning_effort = "medium"'), url=fault.base_url)
+    with pytest.raises(RunMismatchError, match="model_params"):
+        changed.compare(["q"], ["x-low"], run="exp")
