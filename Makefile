@@ -38,11 +38,11 @@ demo: $(VENV)/.local-installed
 	$(BIN)/opencode-lab demo
 
 test: lint | $(CHROMIUM)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider tests
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider -p no:nbval tests
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 unit: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider -m "not llama and not slow and not browser" tests
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider -p no:nbval -m "not llama and not slow and not browser" tests
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check opencode_lab tests bench docs

@@ -42,6 +42,7 @@ PUBLIC = {
     "ProviderError",
     "ProviderTimeout",
     "RateLimitError",
+    "ResidencyError",
     "ServerError",
     "Settings",
     "StreamInterruptedError",

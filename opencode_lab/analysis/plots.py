@@ -71,6 +71,8 @@ class _View:
     score: str | None
     scorers: dict[str, str]
     paired: pd.DataFrame | None
+    by: str = "model"
+    """The results column the stats group rows by (each bar or box is one of its values)."""
 
     @property
     def positions(self) -> list[int]:
@@ -126,7 +128,7 @@ class _View:
         return self.stats[name].astype(float).tolist()
 
 
-def plot(data: pd.DataFrame, kind: str = "overview", *, ax: Axes | None = None) -> Figure:
+def plot(data: pd.DataFrame, kind: str = "overview", *, ax: Axes | None = None, by: str = "model") -> Figure:
     """Draw one comparison ``kind`` (or the ``overview`` of them all) and return the figure.
 
     ``data`` is a results frame (has ``latency_s``: latency is drawn as box plots of ok
@@ -134,14 +136,16 @@ def plot(data: pd.DataFrame, kind: str = "overview", *, ax: Axes | None = None) 
     interval); ``ratings`` draws a frame of `opencode_lab.ratings` instead.  ``score`` needs a score
     column, ``paired`` a results frame with a score and two models; the overview shows the panels that
     have data (score, paired differences, failures, latency, cost, trade-off).
-    ``ax`` draws a single kind into an existing axes.
+    ``ax`` draws a single kind into an existing axes.  ``by`` groups a results frame's rows by another
+    column instead of ``model`` (``region``, ``upstream_provider``, ``served_by``; rows where it is unknown
+    form a group of their own); paired differences are between models only.
     Raises ValueError for an unknown kind, a frame of neither shape, no rows, or no score.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown plot kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     if kind == "ratings":
         return _ratings(data, ax)
-    view = _view(data)
+    view = _view(data, by)
     if kind == "overview" and ax is not None:
         raise ValueError("kind='overview' draws its own figure of several panels; pass ax= only with a single kind")
     if kind == "score" and not view.scored:
@@ -308,7 +312,7 @@ def _latency(ax: Axes, v: _View) -> None:
     if v.results is not None:
         r = v.results
         ok = r[r["error_type"].isna() & r["latency_s"].notna()]
-        data = [ok.loc[ok["model"] == m, "latency_s"].to_numpy(dtype=float) for m in v.stats.index]
+        data = [ok.loc[ok[v.by] == m, "latency_s"].to_numpy(dtype=float) for m in v.stats.index]
         boxes = ax.boxplot(data, positions=v.positions, widths=0.6, manage_ticks=False, patch_artist=True)
         for box, colour in zip(boxes["boxes"], v.colours, strict=True):
             box.set(facecolor=colour, alpha=0.55)
@@ -359,7 +363,7 @@ def _failures(ax: Axes, v: _View) -> None:
     failed = v.stats["failed"].astype(int).tolist()
     if v.results is not None:
         rows = v.results[v.results["error_type"].notna()]
-        counts = pd.crosstab(rows["model"], rows["error_type"].astype(str))
+        counts = pd.crosstab(rows[v.by], rows["error_type"].astype(str))
         counts = counts.reindex(index=v.stats.index, fill_value=0)
         counts = counts[sorted(counts.columns)]
         # each error type's share of the failure rate
@@ -439,7 +443,7 @@ _DRAW = {
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _view(data: Any) -> _View:
+def _view(data: Any, by: str = "model") -> _View:
     from ..core.schema import truthy
     from .metrics import summarize
     from .statistics import paired
@@ -450,11 +454,12 @@ def _view(data: Any) -> _View:
     if len(data) == 0:
         raise ValueError("nothing to plot: the frame has no rows")
     if "latency_s" in columns:
-        if "model" not in columns:
-            raise ValueError("a results frame needs a 'model' column to plot per model")
+        if by not in columns:
+            raise ValueError(f"a results frame needs a {by!r} column to plot per {by}")
         results = data.copy()
         results["cached"] = results["cached"].map(truthy).astype(bool) if "cached" in columns else False
-        stats = summarize(results, "model")
+        results[by] = results[by].astype(object).where(results[by].notna(), _UNKNOWN)
+        stats = summarize(results, by)
     elif "latency_p50_s" in columns:
         results, stats = None, data
     else:
@@ -463,10 +468,14 @@ def _view(data: Any) -> _View:
     scores = [c for c in means if c == "score"] + [c for c in means if c.startswith("score_")]
     score = scores[0] if scores else None
     compared = None
-    if results is not None and score is not None and len(stats) > 1:
+    if results is not None and score is not None and len(stats) > 1 and by == "model":
         compared = paired(results, score)
     scorers = {**data.attrs.get("scorers", {})}
-    return _View(results, stats, _labels(stats.index), score, scorers, compared)
+    return _View(results, stats, _labels(stats.index), score, scorers, compared, by)
+
+
+#: the group of rows whose ``by`` value is unknown (a deployment that declares no region, say)
+_UNKNOWN = "(unknown)"
 
 
 def _labels(index: pd.Index) -> list[str]:

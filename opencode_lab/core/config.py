@@ -23,15 +23,17 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import platformdirs
 
-from .deployment import Deployment
+from .deployment import Deployment, ModelRules
 from .errors import ConfigError, InvalidRequestError
 from .files import read_capped
 from .params import Params
+from .provider_routing import ProviderRouting
+from .residency import patterns
 from .secrets import Secret, SecretURL
 from .vendors import VENDORS, Vendor
 
@@ -42,7 +44,9 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")  # underscores: container hostnames use them
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token
 _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")  # what httpx can encode and h11 will send
+_REGION = re.compile(r"^[a-z0-9-]+$")  # AWS (us-east-1) and Google Cloud (europe-west4, global) alike
 
+_T = TypeVar("_T")
 Parser = Callable[[str, object], Any]
 """``parse(name, raw) -> value``: *name* is what an error message calls the value."""
 
@@ -65,6 +69,8 @@ class ProviderConfig:
     models: tuple[str, ...] = ()
     headers: tuple[tuple[str, Secret], ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    region: str | None = None
+    """Where its deployments run (``region``, or Vertex's word ``location``); a deployment may override it."""
 
     def parse_options(self, kinds: Mapping[str, str]) -> dict[str, Any]:
         """The type's own keys, parsed as settings are: *kinds* maps each key to one of `OPTION_KINDS`.
@@ -103,12 +109,18 @@ class Settings:
     retry_after_cap_s: float = 300.0
     rate_window_s: float = 60.0
     default_models: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    """The lab-wide residency rule (glob patterns): no request reaches a deployment outside it."""
+    home_region: str | None = None
+    """The region (a glob pattern) the ``nearest`` strategy prefers while one there can be sent to."""
     vendors: Mapping[str, ProviderConfig] = field(default_factory=lambda: _vendors({}, {}, "config"))
     """Every registered vendor's settings, by name; one is used when it has a key (or a model list)."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     models: Mapping[str, tuple[Deployment, ...]] = field(default_factory=dict)
     model_params: Mapping[str, Params] = field(default_factory=dict)
     """Request parameters a ``[models.NAME]`` table declares (``reasoning_effort``, ``options``...), by name."""
+    rules: Mapping[str, ModelRules] = field(default_factory=dict)
+    """Per ``[models.NAME]``, its residency rule and OpenRouter provider preferences."""
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: Path | None = None
 
@@ -246,6 +258,32 @@ def _path(name: str, raw: object) -> Path:
     return Path(os.path.expanduser(_text(name, raw)))
 
 
+def _checked(check: Callable[[str, object], _T], name: str, raw: object) -> _T:
+    """A value checked as a request's is, its `InvalidRequestError` raised as the `ConfigError` of a setting."""
+    try:
+        return check(name, raw)
+    except InvalidRequestError as exc:
+        raise ConfigError(exc.message) from None
+
+
+def _region_patterns(name: str, raw: object) -> tuple[str, ...]:
+    """Region patterns (``["eu-*"]``; from the environment, comma-separated)."""
+    return _checked(patterns, name, raw.split(",") if isinstance(raw, _EnvText) else raw)
+
+
+def _provider_routing(name: str, raw: object) -> ProviderRouting:
+    """OpenRouter provider preferences: a TOML table, or JSON object text in a variable."""
+    return _checked(lambda where, value: ProviderRouting.of(value, where), name, raw)
+
+
+def _region(name: str, raw: object) -> str:
+    """A cloud region's name, as the clouds write them: lowercase letters, digits and hyphens."""
+    text = _text(name, raw)
+    if not _REGION.match(text):
+        raise ConfigError(f"{name} must be a region of lowercase letters, digits and '-' (e.g. us-east-1), got {raw!r}")
+    return text
+
+
 def _runlog(name: str, raw: object) -> Path | None:
     if raw is False or (isinstance(raw, str) and raw.strip().lower() in ("off", "0", "false")):
         return None
@@ -308,13 +346,15 @@ _SCALARS: tuple[tuple[str, str, str, str, Parser], ...] = (
     ("retry_after_cap_s", "OC_RETRY_AFTER_CAP_S", "lab", "retry_after_cap_s", _positive),
     ("rate_window_s", "OC_RATE_WINDOW_S", "lab", "rate_window_s", _positive),
     ("default_models", "OC_DEFAULT_MODELS", "lab", "default_models", _strings),
+    ("regions", "OC_REGIONS", "lab", "regions", _region_patterns),
+    ("home_region", "OC_HOME_REGION", "lab", "home_region", _region),
 )
 _TABLES: dict[str, frozenset[str]] = {
     **{t: frozenset(k for _, _, table, k, _ in _SCALARS if table == t) for t in ("lab", "cache")},
     # keys are names; a provider's own keys are _PROVIDER_KEYS, a deployment's _DEPLOYMENT_KEYS
     **dict.fromkeys(("providers", "models", "aliases"), frozenset[str]()),
 }
-_PROVIDER_KEYS = ("base_url", "type", "api_key_env", "models", "headers")
+_PROVIDER_KEYS = ("base_url", "type", "api_key_env", "models", "headers", "region", "location")
 #: what a provider type's own key can be (`ProviderConfig.parse_options`)
 OPTION_KINDS: dict[str, Parser] = {
     "text": _text,
@@ -323,6 +363,7 @@ OPTION_KINDS: dict[str, Parser] = {
     "positive": _positive,
     "strings": _strings,
     "path": _path,
+    "provider_routing": _provider_routing,
 }
 _DEPLOYMENT_KEYS: dict[str, tuple[str, Parser]] = {  # TOML key: (Deployment field, parser)
     **{key: (key, _text) for key in ("provider", "upstream", "path")},
@@ -332,7 +373,10 @@ _DEPLOYMENT_KEYS: dict[str, tuple[str, Parser]] = {  # TOML key: (Deployment fie
     "cache_write_price": ("cache_write_price_per_mtok", _price),
     "request_fee": ("request_fee_usd", _price),
     "tags": ("tags", _strings),
+    "region": ("region", _region),
 }
+#: a ``[models.NAME]`` table's own keys, about the model name rather than one deployment
+_RULE_KEYS: dict[str, Parser] = {"regions": _region_patterns, "provider_routing": _provider_routing}
 
 
 #: the request parameters a ``[models.*]`` table may declare for its model
@@ -397,6 +441,7 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
         providers=_providers(tables["providers"], env, where),
         models=_models(tables["models"], where),
         model_params=_model_params(tables["models"], where),
+        rules=_rules(tables["models"], where),
         aliases=_aliases(tables["aliases"], where),
         source=source,
     )
@@ -464,8 +509,10 @@ def _providers(table: Mapping[str, Any], env: Mapping[str, str], where: str) -> 
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{at} must be a table with a base_url")
         kind = _plain(f"{at} type", spec.get("type", VENDORS.default_type))
+        vendor = VENDORS.get(kind)
+        own = {o.name: o.kind for o in vendor.options} if vendor else {}
         if kind in VENDORS.standard_types():
-            _reject_unknown(spec, _PROVIDER_KEYS, at)
+            _reject_unknown(spec, [*_PROVIDER_KEYS, *own], at)
             if "base_url" not in spec:
                 raise ConfigError(f"{at} needs a base_url")
         if not _NAME.match(name):
@@ -478,6 +525,9 @@ def _providers(table: Mapping[str, Any], env: Mapping[str, str], where: str) -> 
             if not _HEADER_NAME.match(header) or not _HEADER_VALUE.match(value):  # the value may be a key: not shown
                 raise ConfigError(f"{at} headers: {header!r} needs a plain name and a printable ASCII value")
         key = env.get(key_env, "").strip() if key_env else ""
+        if "region" in spec and "location" in spec:
+            raise ConfigError(f"{at} has both region and location, which mean the same; keep one")
+        place = next((k for k in ("region", "location") if k in spec), None)
         out[name] = ProviderConfig(
             name=name,
             type=kind,
@@ -485,7 +535,12 @@ def _providers(table: Mapping[str, Any], env: Mapping[str, str], where: str) -> 
             api_key=Secret(key) if key else None,
             models=_strings(f"{at} models", spec["models"]) if "models" in spec else (),
             headers=tuple((str(k), Secret(v, mask_short=False)) for k, v in headers.items()),
-            options={k: v for k, v in spec.items() if k not in _PROVIDER_KEYS},
+            options={
+                k: OPTION_KINDS[own[k]](f"{at} {k}", v) if k in own else v
+                for k, v in spec.items()
+                if k not in _PROVIDER_KEYS
+            },
+            region=_region(f"{at} {place}", spec[place]) if place else None,
         )
     return out
 
@@ -497,15 +552,26 @@ def _models(table: Mapping[str, Any], where: str) -> dict[str, tuple[Deployment,
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{at} must be a table")
         if "deployments" not in spec:
-            _reject_unknown(spec, [*_DEPLOYMENT_KEYS, *MODEL_PARAMS, "deployments"], at)
-            out[model] = (_deployment(model, {k: v for k, v in spec.items() if k not in MODEL_PARAMS}, at),)
+            _reject_unknown(spec, [*_DEPLOYMENT_KEYS, *_RULE_KEYS, *MODEL_PARAMS, "deployments"], at)
+            own = {k: v for k, v in spec.items() if k not in _RULE_KEYS and k not in MODEL_PARAMS}
+            out[model] = (_deployment(model, own, at),)
             continue
-        _reject_unknown(spec, ["deployments", *MODEL_PARAMS], at)
+        _reject_unknown(spec, ["deployments", *_RULE_KEYS, *MODEL_PARAMS], at)
         entries = spec["deployments"]
         if not isinstance(entries, list) or not entries:
             raise ConfigError(f"{at} deployments must be a non-empty array of tables")
         at = f"{where}: [[models.{model}.deployments]]"
         out[model] = tuple(_deployment(model, entry, f"{at} #{i + 1}") for i, entry in enumerate(entries))
+    return out
+
+
+def _rules(table: Mapping[str, Any], where: str) -> dict[str, ModelRules]:
+    """Each ``[models.NAME]``'s residency rule and provider preferences (the tables were checked by `_models`)."""
+    out = {}
+    for model, spec in table.items():
+        given = {k: parse(f"{where}: [models.{model}] {k}", spec[k]) for k, parse in _RULE_KEYS.items() if k in spec}
+        if given:
+            out[model] = ModelRules(**given)
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .provider_routing import ProviderRouting
 from .types import Usage
 
 
@@ -29,6 +30,9 @@ class Deployment:
     description: str = ""
     path: str | None = None
     """A local GGUF file (``provider = "local"`` only)."""
+    region: str | None = None
+    """Where it runs (``us-east-1``, ``europe-west4``): its own ``region``, else its provider's (the catalog
+    fills it in), else None when nobody says."""
     cached_input_price_per_mtok: float | None = None
     """Input tokens read from the provider's prompt cache (None: not declared, so such a call's cost is unknown)."""
     cache_write_price_per_mtok: float | None = None
@@ -80,3 +84,15 @@ class Deployment:
         if any(price is None for _, price in pairs):
             return None
         return [(tokens, price) for tokens, price in pairs if price is not None]
+
+
+@dataclass(frozen=True)
+class ModelRules:
+    """What a ``[models.NAME]`` table says about every request for that name, whichever deployment serves it.
+
+    ``regions`` is a residency rule (glob patterns) that holds for the whole request, fallback list included;
+    ``provider_routing`` is the OpenRouter provider preferences its OpenRouter deployments are sent.
+    """
+
+    regions: tuple[str, ...] = ()
+    provider_routing: ProviderRouting | None = None

@@ -24,6 +24,7 @@
     │   ├── SchemaMismatchError     an answer to a schema= request that does not match it (keeps the text)
     │   └── StreamInterruptedError  a stream cut after its first token (carries partial_text)
     └── AllAttemptsFailedError      the router ran out of retries and candidates
+        └── ResidencyError          no deployment inside a request's allowed regions could answer
 
 Behaviour is declared on the classes, once: ``retryable`` (the same deployment
 may succeed later), ``rotate`` (another deployment may succeed now),
@@ -292,6 +293,27 @@ class AllAttemptsFailedError(LabError):
     def root_error_type(self) -> str:
         """The error type of the last attempt: what a results row reports."""
         return getattr(self.last, "error_type", None) or self.error_type
+
+
+class ResidencyError(AllAttemptsFailedError):
+    """A residency rule (``regions = [...]``) left no deployment that could answer: none lies inside it, or
+    every one inside failed.  Deployments outside were never sent a byte; ``attempts`` lists the ones inside."""
+
+    error_type = "residency"
+
+    def __init__(
+        self, spec: str, rules: str, outside: Sequence[str], attempts: Sequence[Attempt], last: BaseException | None
+    ) -> None:
+        self.spec, self.attempts, self.last = spec, tuple(attempts), last
+        tried = "; ".join(f"#{a.number} {a.deployment}: {a.error_type}" for a in self.attempts)
+        inside = f"every deployment inside failed ({tried}); last error: {last}" if tried else "no deployment is inside"
+        kept_out = f"; kept out: {', '.join(outside)}" if outside else ""
+        LabError.__init__(self, f"{spec!r} under residency rule {rules}: {inside}{kept_out}")
+
+    @property
+    def root_error_type(self) -> str:
+        """A row says the rule stopped it, whatever the last deployment inside did."""
+        return self.error_type
 
 
 def error_type_of(exc: BaseException) -> str:

@@ -22,6 +22,8 @@ from typing import Any
 
 from .errors import InvalidRequestError
 from .files import read_capped
+from .provider_routing import ProviderRouting
+from .residency import patterns
 from .structured import MAX_SCHEMA_CHARS, Schema
 
 
@@ -217,6 +219,10 @@ def _schema_text(raw: str) -> str:
         raise InvalidRequestError(f"{what} is not UTF-8 text") from None
 
 
+def _provider_routing(name: str, value: object) -> ProviderRouting | None:
+    return None if value is None else ProviderRouting.of(value, name)
+
+
 def _param(
     default: object,
     help: str,
@@ -224,19 +230,24 @@ def _param(
     parse: Callable[[str], Any],
     short: str = "",
     *,
+    wire: bool = True,
     repeated: bool = False,
     flag: str = "",
 ) -> Any:
-    """A `Params` field: default, help text, validator, text parser, short option, whether the option is
-    given once per value and its long flag when not the field's name (for the CLI and ``%%chat``)."""
-    metadata = {"help": help, "check": check, "parse": parse, "short": short, "repeated": repeated or default == (),
-                "flag": flag}  # fmt: skip
+    """A `Params` field: default, help text, validator, text parser, short option, whether the option is given
+    once per value and its long flag when not the field's name (for the CLI and ``%%chat``).
+
+    A field that is not *wire* steers where the request goes rather than what a model is sent: it is part of
+    the cache key and a run's specification (`Params.canonical`) but not of `Params.payload`.
+    """
+    metadata = {"help": help, "check": check, "parse": parse, "short": short, "wire": wire,
+                "repeated": repeated or default == (), "flag": flag}  # fmt: skip
     return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class Params:
-    """Output-relevant sampling parameters; ``None`` (or ``()``) means "the server's default"."""
+    """Output-relevant sampling parameters, and where a request may go; ``None`` (or ``()``) means "the default"."""
 
     temperature: float | None = _param(None, "sampling temperature, 0 to 2", _number(0.0, 2.0), float, "-t")
     max_tokens: int | None = _param(None, "upper bound on generated tokens", _integer(1, 2**31 - 1), int)
@@ -262,6 +273,16 @@ class Params:
         Options(), "provider-specific option key=value, sent as the provider names it (repeat for several)",
         _options, str, "-o", repeated=True, flag="--option",
     )
+    regions: tuple[str, ...] = _param(
+        (), "allowed regions, glob patterns such as eu-* (repeat for several): a hard rule", patterns, str, wire=False
+    )
+    provider_routing: ProviderRouting | None = _param(  # noqa: RUF009 - a field(), as above
+        None,
+        "OpenRouter provider preferences (order, only, ignore, sort, data_collection, ...): JSON object text",
+        _provider_routing,
+        str,
+        wire=False,
+    )
 
     @classmethod
     def build(cls, **values: Any) -> Params:
@@ -274,18 +295,31 @@ class Params:
             checked["logprobs"] = True  # the same request as asking for both, so the same cache key
         return cls(**checked)
 
+
     def payload(self) -> dict[str, Any]:
-        """The parameters that were set, as OpenAI-style JSON values (``schema`` as the schema itself,
-        ``options`` as a mapping): what the cache key and a run's specification hold, and what
-        `Params.build` takes back."""
-        values = ((f.name, getattr(self, f.name)) for f in fields(self))
-        return {k: _json(v) for k, v in values if v is not None and v != () and v != {}}
+        """The parameters that were set and go on the wire, as OpenAI-style JSON values (``schema`` as the
+        schema itself): what a provider sends."""
+        return self._values("_payload", wire_only=True)
+
+    def canonical(self) -> dict[str, Any]:
+        """Every parameter that was set, routing ones (``regions``, ``provider_routing``) too, as JSON values:
+        what a cache key, a run's specification and ``Params.build`` take."""
+        return self._values("_canonical", wire_only=False)
+
+    def _values(self, slot: str, *, wire_only: bool) -> dict[str, Any]:
+        """Worked out once per instance (a compare's rows share one) and copied, so a caller may change it."""
+        known = self.__dict__.get(slot)
+        if known is None:
+            values = ((f.name, getattr(self, f.name)) for f in _FIELDS if f.metadata["wire"] or not wire_only)
+            known = {k: _json(v) for k, v in values if v is not None and v != () and v != {}}
+            object.__setattr__(self, slot, known)  # not a field: equality and hashing never see it
+        return dict(known)
 
     def under(self, defaults: Params) -> Params:
         """These parameters over *defaults* (a model's declared ones): what is set here wins, options key by key."""
         if defaults == Params():
             return self
-        merged = defaults.payload() | self.payload()
+        merged = defaults.canonical() | self.canonical()
         if defaults.options and self.options:
             merged["options"] = {**defaults.options, **self.options}
         return Params.build(**merged)
@@ -303,12 +337,15 @@ class Params:
         return replace(self, seed=int.from_bytes(digest[:4], "big") & 0x7FFFFFFF)
 
 
-NAMES: tuple[str, ...] = tuple(f.name for f in fields(Params))
+_FIELDS = fields(Params)
+NAMES: tuple[str, ...] = tuple(f.name for f in _FIELDS)
 
 
 def _json(value: object) -> Any:
     if isinstance(value, Schema):
         return value.document
+    if isinstance(value, ProviderRouting):
+        return value.body()
     if isinstance(value, Options):
         return dict(value)
     return list(value) if isinstance(value, tuple) else value

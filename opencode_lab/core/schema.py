@@ -60,6 +60,8 @@ RESULT_SCHEMA: tuple[Column, ...] = (
     Column("latency_s", "float", "seconds the answering attempt took (a hit reports the original call's)", True),
     Column("cost_usd", "float", "what this row cost (0 for a cache hit; NaN when unknown)", True),
     Column("served_by", "text", "the deployment that answered"),
+    Column("region", "text", "the region of the deployment that answered (None when it declares none)"),
+    Column("upstream_provider", "text", "the upstream a routing provider chose (OpenRouter reports it; else None)"),
     Column("sample", "int", "sample index, 0..n-1"),
     Column("seed_used", "int", "the seed the answer was sampled with (given or drawn); NA when none was sent"),
     Column("finish_reason", "text", "why generation stopped (stop, length, tool_calls, ...)"),

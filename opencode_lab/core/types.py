@@ -105,6 +105,11 @@ class ChatRequest:
             tools=tool_list(tools),
         )
 
+    def asking(self, prompt: str | Sequence[Mapping[str, Any] | Message], system: str | None = None) -> ChatRequest:
+        """The same model, parameters and tools asking *prompt* (validated as `build` validates it): a compare
+        validates its parameters and tools once and builds every row's request from them."""
+        return replace(self, messages=_messages(prompt, system))
+
     @property
     def images(self) -> tuple[Image, ...]:
         """Every image of every message: what a model that takes no images must not be sent."""
@@ -153,6 +158,9 @@ class Completion:
     """The seed the answer was sampled with, as the provider sent it (the caller's, or one an in-process
     model drew); None when no seed was sent or the provider takes none (`Capabilities.seeds`): a row
     claims only a seed that made its answer."""
+    upstream_provider: str | None = None
+    """The upstream that served the call when the provider routes among several (OpenRouter reports its
+    ``provider``); None when the provider does not say."""
     logprobs: tuple[TokenLogprob, ...] | None = None
     """Per-token log-probabilities, when the request asked for them (``logprobs=True``)."""
 
@@ -187,7 +195,9 @@ class ChatResult:
     ``model`` is what was asked for, ``served_by`` the deployment that answered.
     ``cost_source`` is one of ``provider``, ``catalog``, ``local``, ``unknown``.
     ``seed_used`` is the answer's `Completion.seed` (a cache hit keeps the original call's): passing it
-    as ``seed=`` asks for this answer again.
+    as ``seed=`` asks for this answer again.  ``upstream_provider`` and ``region`` say where it was answered:
+    the routed provider's upstream (`Completion.upstream_provider`) and the deployment's declared region
+    (None when either is unknown).
     """
 
     text: str
@@ -207,6 +217,8 @@ class ChatResult:
     request_id: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     seed_used: int | None = None
+    upstream_provider: str | None = None
+    region: str | None = None
     reasoning_tokens: int | None = None
     cached_input_tokens: int | None = None
     cache_write_tokens: int | None = None

@@ -5,7 +5,9 @@ What a long frame squeezes (answers cut at 50 characters, ``score`` and
 the whole answer, wrapped, with its score marked (✓/✗ for 0/1 scores) or its
 error's cause in red; answers longer than ``max_chars`` show their start and
 open to the rest on a click; an answer cut by ``max_tokens`` says so.  Samples
-of one prompt and model share a cell, numbered.  ``Wide.frame`` holds the
+of one prompt and model share a cell, numbered.  Where answers came from (the upstream OpenRouter chose,
+the deployment's region) is said under a model's name when all of its answers came from one place, else
+under each answer.  ``Wide.frame`` holds the
 answers as a plain DataFrame.  pandas is imported inside the functions.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..analysis.metrics import score_columns
@@ -42,6 +44,8 @@ class Answer:
     cut_at: int | None = None
     """``max_tokens`` (as far as the row knows it) when the model stopped there, else None."""
     scores: tuple[tuple[str, float], ...] = ()
+    origin: str = ""
+    """Where it was answered: the upstream a routing provider chose and the region (empty when neither is known)."""
 
     @classmethod
     def of(cls, row: Any, scores: list[str]) -> Answer:
@@ -50,12 +54,14 @@ class Answer:
             cause = phrase(str(error_type), str(_value(row.get("error")) or error_type))
             partial = _value(row.get("response"))
             return cls(str(partial) if partial else "", f"{error_type}: {cause}")
+        where = (_value(row.get(name)) for name in ("upstream_provider", "region"))
+        origin = " · ".join(str(w) for w in where if w is not None)
         cut = None
         if _value(row.get("finish_reason")) == "length":
             tokens = _value(row.get("output_tokens"))
             cut = int(tokens) if tokens is not None else 0
         marks = tuple((name, float(row[name])) for name in scores if _value(row.get(name)) is not None)
-        return cls(str(_value(row.get("response")) or ""), None, cut, marks)
+        return cls(str(_value(row.get("response")) or ""), None, cut, marks, origin)
 
     @property
     def cut_note(self) -> str:
@@ -68,7 +74,7 @@ class Answer:
         if self.error is not None:
             return f"✗ {self.error}"
         marks = " ".join(_mark(name, value) for name, value in self.scores)
-        body = " ".join(self.text.split()) + self.cut_note
+        body = " ".join(self.text.split()) + self.cut_note + (f" [via {self.origin}]" if self.origin else "")
         return f"{marks} {body}" if marks else body
 
 
@@ -143,6 +149,8 @@ class Wide:
         if answer.text or marks:
             cut = f'<span style="{_DIM}">{_esc(answer.cut_note)}</span>' if answer.cut_note else ""
             out = f'<div style="{_TEXT}">{marks}{self._text_html(answer.text)}{cut}</div>'
+        if answer.origin:
+            out += f'<div style="{_DIM}">via {_esc(answer.origin)}</div>'
         if answer.error is not None:
             out += f'<div style="{_BAD}">✗ {_esc(answer.error)}</div>'
         return out
@@ -186,6 +194,13 @@ def wide(results: pd.DataFrame, *, max_chars: int | None = 400) -> Wide:
         cells.setdefault((index[(row[key], row["prompt"])], str(row["model"])), []).append(Answer.of(row, scores))
     asked = _differing(results.attrs.get("params") or {}, models)
     headers = {m: _join(asked.get(m, ""), _header(results[results["model"].astype(str) == m], scores)) for m in models}
+    for model in models:  # one place for every answer of a model: said once, in its header
+        mine = [cell for cell in cells if cell[1] == model]
+        origins = {a.origin for cell in mine for a in cells[cell] if a.error is None}
+        if len(origins) == 1 and (origin := origins.pop()):
+            headers[model] = _join(headers[model], f"via {origin}")
+            for cell in mine:
+                cells[cell] = [replace(a, origin="") for a in cells[cell]]
     return Wide(prompts, models, cells, notes, headers, max_chars)
 
 

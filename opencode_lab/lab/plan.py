@@ -150,14 +150,18 @@ async def make_plan(
     asked = [_with_images(prompt, extra, options.images, i) for i, (prompt, extra) in enumerate(table)]
     asked_with = {model: params.under(lab.catalog.declared_params(model)) for model in model_list}
     spec = _specification(options, params, table, identities) | _rich_specification(tools, asked)
-    if declared := {m: p.payload() for m, p in asked_with.items() if p != params}:
+    if declared := {m: p.canonical() for m, p in asked_with.items() if p != params}:
         spec["model_params"] = declared  # a named run resumes only under the same per-model parameters
     jobs: list[Job] = []
+    built = {  # parameters and tools validated once per model; every row asks its own prompt with them
+        model: ChatRequest.build(
+            asked[0], model=model, system=options.system, tools=tools, **asked_with[model].canonical()
+        )
+        for model in model_list
+    }
     for prompt_id, (prompt, extra) in enumerate(table):
         for model in model_list:
-            request = ChatRequest.build(
-                asked[prompt_id], model=model, system=options.system, tools=tools, **asked_with[model].payload()
-            )
+            request = built[model].asking(asked[prompt_id], options.system)
             for sample in range(options.n):
                 jobs.append(Job(len(jobs), prompt_id, prompt, model, sample, request, extra))
     return Plan(options, params, model_list, jobs, spec, asked_with)
@@ -170,7 +174,7 @@ def _specification(
     scorer = options.scorer
     return {
         "models": identities,
-        "params": params.payload(),
+        "params": params.canonical(),
         "system": options.system,
         "template": options.template,
         "n": options.n,

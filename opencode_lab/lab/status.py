@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import LabError, error_type_of
 from ..core.types import ChatRequest
+from ..session.build import clouds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,10 +22,11 @@ PROBE_PROMPT = "Reply with one word: ok"
 
 
 def models_frame(lab: Session, filter: str | None = None, tag: str | None = None) -> pd.DataFrame:
-    """The catalog: one row per deployment, with the names that reach it and its health."""
+    """The catalog: one row per deployment, with the names that reach it, where it runs and its health."""
     import pandas as pd
 
     health = lab.router.health()
+    cloud = clouds(lab.settings, lab.providers)
     groups: dict[str, list[str]] = {}
     for name, members in lab.catalog.groups.items():
         for dep_id in members:
@@ -52,6 +54,8 @@ def models_frame(lab: Session, filter: str | None = None, tag: str | None = None
             {
                 "id": dep.id,
                 "provider": dep.provider,
+                "cloud": cloud.get(dep.provider),
+                "region": dep.region,
                 "health": health[dep.id].phrase(),
                 "context_length": dep.context_length,
                 "input_price_per_mtok": dep.input_price_per_mtok,
@@ -65,6 +69,8 @@ def models_frame(lab: Session, filter: str | None = None, tag: str | None = None
     columns = [
         "id",
         "provider",
+        "cloud",
+        "region",
         "health",
         "context_length",
         "input_price_per_mtok",

@@ -84,7 +84,7 @@ def from_config(config: ProviderConfig, settings: Settings) -> AnthropicProvider
         config.name,
         config.base_url,
         api_key=config.api_key,
-        max_tokens=option(settings, NAME, "max_tokens", int),
+        max_tokens=option(settings, NAME, "max_tokens", int, config),
         headers=dict(config.headers),
         timeout_s=settings.timeout_s,
     )

@@ -59,6 +59,9 @@ class Capabilities:
     refreshable_catalog: bool = False
     """Its model list (prices, context sizes) is loaded whole into the catalog once per session and kept
     between sessions; ``list_models(refresh=True)`` fetches it anew."""
+    upstream_routing: bool = False
+    """Routes each call among upstream providers of its own and takes preferences for it (OpenRouter's
+    ``provider`` object, ``provider_routing=``); a request with preferences and no such candidate is refused."""
     region: str | None = None
     """Where prompts are processed, for data-residency questions (``"in-process"``: they never leave this
     Python process); None when the provider does not say."""

@@ -28,6 +28,7 @@ from .wire import (
     part_of,
     pass_options,
     served_model,
+    served_upstream,
     token_logprob,
 )
 from .wire import usage as _usage
@@ -38,7 +39,7 @@ DONE = "[DONE]"
 #: body fields the codec (or a provider built on it) owns: an option naming one is refused
 RESERVED = frozenset(
     {"model", "messages", "stream", "stream_options", "tools", "tool_choice", "response_format",
-     "max_completion_tokens", "n", "reasoning", "usage"}
+     "max_completion_tokens", "n", "reasoning", "usage", "provider"}
 )  # fmt: skip
 
 
@@ -76,6 +77,7 @@ def completion(data: Mapping[str, Any], asked: str) -> Completion:
         finish_reason(first),
         usage(data.get("usage")),
         tool_calls=openai_tools.message_tool_calls(data),
+        upstream_provider=served_upstream(data),
         logprobs=logprobs(first),
     )
 
@@ -90,6 +92,7 @@ class ChatFold:
         self._model = model
         self._finish: str | None = None
         self._usage = Usage()
+        self._upstream: str | None = None
         self._calls = openai_tools.ToolCallDeltas()
         self._logprobs: list[TokenLogprob] | None = None
 
@@ -106,6 +109,7 @@ class ChatFold:
         if reported is not None:
             raise reported
         self._model = served_model(event, self._model)
+        self._upstream = served_upstream(event) or self._upstream
         if event.get("usage") is not None:
             self._usage = usage(event["usage"])
         text, progressed = "", False
@@ -121,7 +125,10 @@ class ChatFold:
 
     def completion(self, text: str, ttft: float | None) -> Completion:
         found = None if self._logprobs is None else tuple(self._logprobs)
-        return Completion(text, self._model, self._finish, self._usage, ttft, self._calls.calls(), logprobs=found)
+        calls, upstream = self._calls.calls(), self._upstream
+        return Completion(
+            text, self._model, self._finish, self._usage, ttft, calls, upstream_provider=upstream, logprobs=found
+        )
 
 
 def model_info(item: Mapping[str, Any]) -> ModelInfo:

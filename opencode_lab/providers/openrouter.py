@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InvalidRequestError
+from ..core.provider_routing import ProviderRouting, merged
 from ..core.secrets import Secret, get_logger
 from ..core.types import ChatRequest, ModelInfo
 from .openai_compat import OpenAICompatibleProvider
+from .vendors import option
 from .wire import context_length
 
 if TYPE_CHECKING:
@@ -33,12 +35,16 @@ _ATTRIBUTION = {"HTTP-Referer": "https://github.com/opencode-lab/opencode-lab", 
 
 
 class OpenRouterProvider(OpenAICompatibleProvider):
+    """Provider preferences (the ``provider`` object) are this provider's *provider_routing* with a request's
+    on top, key by key; which upstream served each call comes back as `Completion.upstream_provider`."""
+
     capabilities = replace(
         OpenAICompatibleProvider.capabilities,
         reasoning=frozenset({"reasoning_effort", "reasoning_budget"}),
         reports_cost=True,
         open_catalog=True,
         refreshable_catalog=True,
+        upstream_routing=True,
     )
 
     def __init__(
@@ -50,20 +56,30 @@ class OpenRouterProvider(OpenAICompatibleProvider):
         catalog_path: Path | None = None,
         catalog_ttl_s: float = CATALOG_TTL_S,
         headers: Mapping[str, str | Secret] | None = None,
+        provider_routing: ProviderRouting | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(name, base_url, api_key=api_key, headers={**_ATTRIBUTION, **(headers or {})}, **kw)
         self._catalog_path = catalog_path
         self._catalog_ttl_s = catalog_ttl_s
+        self.provider_routing = provider_routing
 
     def payload(self, model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body = super().payload(model, request, stream=stream)
         body["usage"] = {"include": True}
+        preferences = merged(self.provider_routing, request.params.provider_routing)
+        if preferences is not None:
+            body["provider"] = preferences.body()
         reasoning = reasoning_object(request)
         if reasoning:
             body.pop("reasoning_effort", None)
             body["reasoning"] = reasoning
         return body
+
+    def identity(self, model: str) -> str:
+        """Preferences set on the provider narrow who may answer: a cached answer is reused only under the same."""
+        base = super().identity(model)
+        return base if self.provider_routing is None else f"{base}?provider={json.dumps(self.provider_routing.body())}"
 
     def model_info(self, item: Mapping[str, Any]) -> ModelInfo:
         """One catalog entry; a value that is not a price or a context size (``Infinity``, ``"n/a"``) is dropped."""
@@ -130,6 +146,7 @@ def reasoning_object(request: ChatRequest) -> dict[str, Any]:
 
 def from_config(config: ProviderConfig, settings: Settings) -> OpenRouterProvider:
     """The ``openrouter`` vendor and provider type; its catalog is kept in the cache folder."""
+    routing = option(settings, NAME, "provider_routing", object, config)
     return OpenRouterProvider(
         config.base_url,
         api_key=config.api_key,
@@ -137,6 +154,7 @@ def from_config(config: ProviderConfig, settings: Settings) -> OpenRouterProvide
         headers=dict(config.headers),
         timeout_s=settings.timeout_s,
         catalog_path=settings.cache_dir / f"{config.name}_models.json",
+        provider_routing=routing if isinstance(routing, ProviderRouting) else None,
     )
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 from ..core.vendors import VENDORS, Vendor, VendorOption
 
 if TYPE_CHECKING:
-    from ..core.config import Settings
+    from ..core.config import ProviderConfig, Settings
 
 T = TypeVar("T")
 
@@ -28,6 +28,7 @@ ROWS = (
         base_url_env="OPENROUTER_BASE_URL",
         default_base_url="https://openrouter.ai/api/v1",
         models_env="OPENROUTER_MODEL_LIST",
+        options=(VendorOption("provider_routing", "OC_OPENROUTER_PROVIDER_ROUTING", "provider_routing", None),),
     ),
     Vendor(
         "openai",
@@ -58,10 +59,11 @@ for _row in ROWS:
 VENDORS.default_type = DEFAULT_TYPE
 
 
-def option(settings: Settings, vendor: str, key: str, kind: type[T]) -> T:
-    """The *key* option of *vendor* as *settings* hold it (a provider of the vendor's type configured in
-    TOML reads it too)."""
-    value = settings.vendors[vendor].options[key]
+def option(settings: Settings, vendor: str, key: str, kind: type[T], config: ProviderConfig | None = None) -> T:
+    """The *key* option of a provider of *vendor*'s type: its own ``[providers.X]`` table's (*config*) when
+    that sets it, else the vendor's as *settings* hold it."""
+    own = {} if config is None else config.options
+    value = own[key] if key in own else settings.vendors[vendor].options[key]
     if not isinstance(value, kind):
         raise TypeError(f"{vendor} option {key!r} is {value!r}, not {kind.__name__}")
     return value

@@ -138,6 +138,12 @@ def served_model(data: Mapping[str, Any], asked: str) -> str:
     return model if isinstance(model, str) and model else asked
 
 
+def served_upstream(data: Mapping[str, Any]) -> str | None:
+    """The upstream provider that served a routed call (OpenRouter's ``provider`` field); None when absent."""
+    upstream = data.get("provider")
+    return upstream if isinstance(upstream, str) and upstream.strip() and upstream.isprintable() else None
+
+
 def embedded_error(data: Mapping[str, Any]) -> Reported | None:
     """An ``error`` object inside a 200 (OpenRouter and Gemini send these), else None.
 

@@ -20,9 +20,10 @@ import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from ..core.deployment import Deployment
+from ..core.deployment import Deployment, ModelRules
 from ..core.errors import InvalidRequestError, ModelNotFoundError
 from ..core.params import Params
+from ..core.residency import allowed
 from ..core.types import ChatRequest
 from ..providers.base import Capabilities, Provider
 from ..providers.prices import Price, bundled_price
@@ -52,11 +53,20 @@ class Catalog:
     """Providers whose catalog is open: ``PROVIDER/ANY-ID`` names a deployment without declaring it."""
     listed: dict[str, frozenset[str] | None] = field(default_factory=dict)
     """Per open provider, the ids its model list holds (None: the list could not be fetched; absent: not tried)."""
+    regions: dict[str, str] = field(default_factory=dict)
+    """Per provider, where its deployments run unless a deployment says otherwise (set before any is added)."""
+    residency: tuple[str, ...] = ()
+    """The lab-wide residency rule (``[lab] regions``): region patterns every request's candidates must match."""
+    rules: dict[str, ModelRules] = field(default_factory=dict)
+    """Per model name (``[models.NAME]``), its residency rule and OpenRouter provider preferences."""
     _resolved: dict[object, list[ModelGroup]] = field(default_factory=dict, repr=False)
 
     def add(self, deployment: Deployment, *, model: str | None = None) -> Deployment:
-        """Register *deployment* (merging with an existing one of the same id) under its id and *model*."""
+        """Register *deployment* (merging with an existing one of the same id) under its id and *model*; one
+        that declares no region runs in its provider's."""
         self._resolved.clear()
+        if deployment.region is None and deployment.provider in self.regions:
+            deployment = replace(deployment, region=self.regions[deployment.provider])
         existing = self.deployments.get(deployment.id)
         if existing is not None:
             deployment = _merge(existing, deployment)
@@ -185,6 +195,19 @@ class Catalog:
             return AUTO
         return spec if isinstance(spec, str) else ",".join(spec)
 
+    def residency_rules(self, groups: Sequence[ModelGroup], asked: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+        """Every residency rule a request for *groups* is under: the lab's, each asked-for model's (it holds for
+        the whole request, so a fallback list cannot leave it) and the call's own (*asked*)."""
+        models = [self.rules[g.name].regions for g in groups if g.name in self.rules]
+        return list(dict.fromkeys(rule for rule in (self.residency, *models, asked) if rule))
+
+    def resident(self, groups: Sequence[ModelGroup], asked: tuple[str, ...] = ()) -> list[ModelGroup]:
+        """*groups* with only the deployments inside every residency rule (a group may be left empty)."""
+        rules = self.residency_rules(groups, asked)
+        if not rules:
+            return list(groups)
+        return [ModelGroup(g.name, tuple(d for d in g.deployments if allowed(d.region, rules))) for g in groups]
+
     def tagged(self, tag: str) -> Iterable[Deployment]:
         return (d for d in self.deployments.values() if tag in d.tags)
 
@@ -219,6 +242,12 @@ def refuse_unsupported(request: ChatRequest, groups: Sequence[ModelGroup], provi
             if request.params.schema is not None and not can.schema:
                 raise InvalidRequestError(f"model {dep.id!r} cannot answer to a schema {takes_none}; drop schema=")
             _refuse_controls(request.params, dep, can)
+    routed = [d.id for g in groups for d in g.deployments if providers[d.provider].capabilities.upstream_routing]
+    if request.params.provider_routing is not None and not routed:
+        names = ", ".join(d.id for g in groups for d in g.deployments)
+        raise InvalidRequestError(
+            f"provider_routing= steers OpenRouter's choice of upstream, and no candidate ({names}) is on OpenRouter"
+        )
 
 
 def _refuse_controls(params: Params, dep: Deployment, can: Capabilities) -> None:

@@ -22,6 +22,11 @@ else a provider raises
 the first token           same way, or the caller already has partial text
 ========================  =================================================
 
+Residency: the deployments outside a request's residency rules (the lab's, its models', its own;
+`Catalog.residency_rules`) are dropped from its groups when its route is made, before any
+candidate is ranked, so no retry, rotation, panic probe or fallback can reach one; when the
+request fails and some were dropped, the error is a `ResidencyError` naming the rule.
+
 Waiting: a request never waits (for a pause, a rate limit or its own back-off)
 while any candidate of its whole fallback list can be sent now, and it waits
 only for a candidate that is free before the deadline; one paused past the
@@ -42,7 +47,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from ..core.attempt import Attempt
@@ -56,8 +61,11 @@ from ..core.errors import (
     ProviderError,
     ProviderTimeout,
     RateLimitError,
+    ResidencyError,
     StreamInterruptedError,
 )
+from ..core.provider_routing import merged
+from ..core.residency import describe, satisfies
 from ..core.secrets import get_logger
 from ..core.types import ChatRequest, Completion, StreamChunk
 from ..providers.base import Provider
@@ -114,7 +122,10 @@ class Router:
         retry_after_cap_s: float = 300.0,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        home_region: str | None = None,
     ) -> None:
+        """*home_region* (a region or glob pattern) marks the deployments a region-aware strategy (``nearest``)
+        prefers while one of them can be sent to."""
         if not retry_after_cap_s > 0:
             raise ValueError(f"retry_after_cap_s must be positive, got {retry_after_cap_s!r}")
         self.catalog = catalog
@@ -126,6 +137,7 @@ class Router:
         self.retry_after_cap_s = retry_after_cap_s
         self.clock = clock or MonotonicClock()
         self.rng = rng or random.Random()
+        self.home_region = home_region
         self._strategies: dict[str, Strategy] = {}
         self.default_strategy = strategy
         self.strategy(strategy)
@@ -206,8 +218,14 @@ class Router:
         A paused or rate-limited deployment is reported (``error_type="rate_limit"``), not waited for.  The
         probe counts as the circuit's half-open call, so a success closes an open circuit; a failure is
         recorded like any other, as the deployment's last error.  Its latency stays out of the latency
-        figures (a one-token answer is not the model's latency).
+        figures (a one-token answer is not the model's latency).  A deployment outside the lab-wide residency
+        rule is reported (``error_type="residency"``) and never sent the probe.
         """
+        rule = self.catalog.residency
+        if rule and not satisfies(deployment.region, rule):
+            why = f"not sent: outside the lab's residency rule {describe(rule)}"
+            return Attempt(1, deployment.id, deployment.provider, deployment.id, "error", 0.0, time.time(),
+                           error_type=ResidencyError.error_type, error=why)  # fmt: skip
         slot = self.slot(deployment)
         tokens = request.estimated_tokens()
         started, wall = time.perf_counter(), time.time()
@@ -248,7 +266,8 @@ class Router:
                     with contained(slot.deployment):
                         await slot.provider.prepare(slot.deployment.upstream)
                         started, wall = time.perf_counter(), time.time()  # latency excludes waits and loading
-                        completion = await plan.bounded(slot.provider.complete(slot.deployment.upstream, request))
+                        sent = slot.provider.complete(slot.deployment.upstream, plan.sent(slot))
+                        completion = await plan.bounded(sent)
                     completion = received(completion, slot.deployment)
                 ended = time.perf_counter()  # nor the answer's check, after the call and off its deadline
                 await checked(completion, request, slot.deployment)
@@ -284,7 +303,7 @@ class Router:
                     with contained(slot.deployment):  # the provider's code only: a GeneratorExit at our yield is ours
                         await slot.provider.prepare(slot.deployment.upstream)
                         started, wall = time.perf_counter(), time.time()
-                        chunks = slot.provider.stream(slot.deployment.upstream, request)
+                        chunks = slot.provider.stream(slot.deployment.upstream, plan.sent(slot))
                     while True:
                         with contained(slot.deployment):
                             chunk = await plan.bounded(_anext(chunks), shown=shown)
@@ -367,7 +386,14 @@ class _RequestRoute:
         self.request_id = request_id
         self.spec = router.catalog.spec_name(request.model)
         groups = router.catalog.resolve(request.model)
-        self.groups: list[ModelGroup] = groups if fallback else groups[:1]
+        asked = groups if fallback else groups[:1]
+        self.rules = router.catalog.residency_rules(asked, request.params.regions)
+        self.groups: list[ModelGroup] = router.catalog.resident(asked, request.params.regions)
+        self.outside: list[str] = []
+        if self.rules:  # what the rules kept out, for the error
+            kept = {d.id for g in self.groups for d in g.deployments}
+            left_out = (d for g in asked for d in g.deployments if d.id not in kept)
+            self.outside = list(dict.fromkeys(f"{d.id} ({d.region or 'no region'})" for d in left_out))
         self.strategy = router.strategy(strategy)
         self.tokens = request.estimated_tokens()
         self.deadline = router.clock.now() + router.retry.deadline_s
@@ -378,6 +404,8 @@ class _RequestRoute:
         self.rotations = 0
         self.last_error: BaseException | None = None
         self.backoff_until: dict[str, float] = {}
+        if self.outside and not any(g.deployments for g in self.groups):
+            raise self.exhausted(None)
         self._check_context()
 
     def _check_context(self) -> None:
@@ -390,6 +418,17 @@ class _RequestRoute:
                 f"{self.spec!r} is {biggest}",
                 model=self.spec,
             )
+
+    def sent(self, slot: _Slot) -> ChatRequest:
+        """The request as *slot*'s deployment is sent it: its model's provider preferences under the call's own."""
+        models = self.router.catalog.rules
+        dep = slot.deployment.id
+        model = next((g.name for g in self.groups if any(d.id == dep for d in g.deployments)), "") if models else ""
+        rules = models.get(model)
+        if rules is None or rules.provider_routing is None:
+            return self.request
+        preferences = merged(rules.provider_routing, self.request.params.provider_routing)
+        return replace(self.request, params=replace(self.request.params, provider_routing=preferences))
 
     def _fits(self, deployment: Deployment) -> bool:
         return deployment.context_length is None or deployment.context_length >= self.tokens
@@ -477,6 +516,7 @@ class _RequestRoute:
         if len(slots) <= 1:
             return slots
         by_key = {s.deployment.id: s for s in slots}
+        home = self.router.home_region
         views = [
             Candidate(
                 s.deployment.id,
@@ -484,6 +524,8 @@ class _RequestRoute:
                 s.limiter.in_flight,
                 s.health.latency_ewma_s,
                 s.deployment.blended_price_per_mtok,
+                s.deployment.region,
+                home is not None and satisfies(s.deployment.region, (home,)),
             )
             for s in slots
         ]
@@ -571,9 +613,15 @@ class _RequestRoute:
 
     def exhausted(self, last: BaseException | None) -> LabError:
         """The one error a caller sees, carrying every attempt; an error before any attempt, or a lone
-        non-retryable one, is raised as itself."""
-        if isinstance(last, ProviderError) and (not self.attempts or (len(self.attempts) <= 1 and not last.rotate)):
-            error: LabError = last
+        non-retryable one, is raised as itself, unless a residency rule kept deployments out: then the rule is
+        what the caller must hear of (a lone non-retryable error excepted: no deployment would have helped)."""
+        lone = isinstance(last, ProviderError) and len(self.attempts) == 1 and not last.rotate
+        if self.outside and not lone:
+            error: LabError = ResidencyError(
+                self.spec, " and ".join(map(describe, self.rules)), self.outside, self.attempts, last
+            )
+        elif isinstance(last, ProviderError) and (not self.attempts or (len(self.attempts) <= 1 and not last.rotate)):
+            error = last
         else:
             error = AllAttemptsFailedError(self.spec, self.attempts, last)
         error.attempts = tuple(self.attempts)

@@ -30,6 +30,10 @@ class Candidate:
     """EWMA of recent successes; None = unknown."""
     price_per_mtok: float | None = None
     """Blended input+output USD per million tokens; None = unknown (ranked after known prices)."""
+    region: str | None = None
+    """Where the deployment runs; None = not declared."""
+    home: bool = False
+    """It runs in the lab's home region (``[lab] home_region``)."""
 
 
 class Strategy(Protocol):
@@ -184,6 +188,46 @@ class Weighted:
         return [candidates[i] for _, _, i in keyed]
 
 
+class Nearest:
+    """The closest region first: the lab's home region while one there can be sent to, else the region with the
+    lowest measured latency; the others follow, nearest first, as the failover order across regions and clouds.
+
+    Measured latency is each deployment's EWMA of recent successes times (in flight + 1), so a burst does not
+    pile onto one region; one never measured comes last.  A deployment never put first goes first once, and
+    one not put first for
+    ``explore_every`` requests of its group is put first once more: a region that slowed is left within a
+    call or two, and one that recovered is found again, while the fastest keeps all but about
+    ``(regions - 1) / explore_every`` of the traffic.  Deterministic: ties keep the catalog's order.  A
+    throttled (429) or broken deployment is skipped by the router, which takes the next in this order.
+    """
+
+    name = "nearest"
+
+    def __init__(self, *, explore_every: int = 25) -> None:
+        if explore_every < 1:
+            raise ValueError(f"explore_every must be at least 1, got {explore_every!r}")
+        self.explore_every = explore_every
+        self._turns: dict[str, int] = {}
+        self._firsts: dict[str, dict[str, int]] = {}  # group -> key -> the turn that last put it first
+
+    def rank(self, candidates: Sequence[Candidate], group: str) -> list[Candidate]:
+        if len(candidates) < 2:
+            return list(candidates)
+        turn = self._turns[group] = self._turns.get(group, 0) + 1
+        firsts = self._firsts.setdefault(group, {})
+
+        def stale(c: Candidate) -> bool:
+            return c.key not in firsts or turn - firsts[c.key] > self.explore_every
+
+        def key(c: Candidate) -> tuple[bool, bool, float]:
+            cost = math.inf if c.latency_s is None else c.latency_s * (c.in_flight + 1)
+            return (not c.home, not stale(c), cost)
+
+        ranked = sorted(candidates, key=key)
+        firsts[ranked[0].key] = turn
+        return ranked
+
+
 StrategyFactory = Callable[[random.Random], Strategy]
 
 _FACTORIES: dict[str, StrategyFactory] = {
@@ -192,6 +236,7 @@ _FACTORIES: dict[str, StrategyFactory] = {
     "least_latency": LeastLatency,
     "least_busy": lambda rng: LeastBusy(),
     "cost": lambda rng: Cost(),
+    "nearest": lambda rng: Nearest(),
 }
 
 

@@ -55,6 +55,7 @@ def build_providers(settings: Settings, extra: Mapping[str, Provider]) -> dict[s
 def catalog_models(settings: Settings, providers: Mapping[str, Provider], catalog: Catalog) -> None:
     """Fill *catalog* with every deployment the settings and providers declare, and the rotation pool."""
     s = settings
+    catalog.regions = regions(settings, providers)
     local = providers.get(LocalProvider.name)
     for dep in local.deployments() if isinstance(local, LocalProvider) else ():
         catalog.add(dep)
@@ -74,6 +75,8 @@ def catalog_models(settings: Settings, providers: Mapping[str, Provider], catalo
                 )
             catalog.add(dep, model=name)
     catalog.aliases.update(s.aliases)
+    catalog.residency = s.regions
+    catalog.rules = dict(s.rules)
     catalog.model_params.update(s.model_params)
     catalog.open = frozenset(name for name, p in providers.items() if p.capabilities.open_catalog)
     for dep in list(catalog.deployments.values()):
@@ -82,6 +85,21 @@ def catalog_models(settings: Settings, providers: Mapping[str, Provider], catalo
             catalog.update_info(dep.id, **price.deployment_fields(), tags=price_tags(price))
     pool = tuple(f"{c.name}/{m}" for c in vendor_configs(s) for m in c.models)
     catalog.pool = pool or s.default_models or tuple(d.id for d in catalog.tagged(LOCAL_TAG))
+
+
+def regions(settings: Settings, providers: Mapping[str, Provider]) -> dict[str, str]:
+    """Where each provider's deployments run: its table's ``region``, else what its class declares."""
+    configured = {c.name: c.region for c in settings.providers.values() if c.region}
+    declared = {name: p.capabilities.region for name, p in providers.items() if p.capabilities.region}
+    return {**declared, **configured}
+
+
+def clouds(settings: Settings, providers: Mapping[str, Provider]) -> dict[str, str]:
+    """The kind of service behind each provider (its ``type``: ``bedrock``, ``vertex``, ``openai``...); a user's
+    own `Provider` object has none."""
+    configs = [*vendor_configs(settings), *settings.providers.values()]
+    kinds = {LocalProvider.name: LocalProvider.name, **{c.name: c.type for c in configs}}
+    return {name: kinds[name] for name in providers if name in kinds}
 
 
 def _add_cluster(catalog: Catalog, cluster: DaskProvider) -> None:

@@ -71,7 +71,7 @@ def canonical_key(request: ChatRequest, resolved: Sequence[str | Sequence[str]],
     body = {
         "models": list(resolved),
         "messages": [m.canonical() for m in request.messages],
-        "params": request.params.payload(),
+        "params": request.params.canonical(),
         "sample": sample,
     }
     if request.tools:  # absent when there are none, so keys made before tools existed still match

@@ -23,8 +23,8 @@ from typing import Any
 
 from ..core.logprobs import TokenLogprob
 
-FORMAT = 3  # 2 added ``seed_used``, the seed an answer was sampled with; 3 the reasoning and prompt-cache
-# token counts and the log-probabilities
+FORMAT = 4  # 2 added ``seed_used``, the seed an answer was sampled with; 3 ``upstream_provider`` and ``region``;
+# 4 the reasoning and prompt-cache token counts and the log-probabilities
 
 _ENVELOPE = ("format", "key_sha256")
 
@@ -100,6 +100,8 @@ FIELDS: dict[str, Callable[[Any], bool]] = {
     "finish_reason": _optional(_text),
     "tool_calls": _tool_calls,
     "seed_used": _optional(_seed),
+    "upstream_provider": _optional(_name),
+    "region": _optional(_name),
     "input_tokens": _optional(_count),
     "output_tokens": _optional(_count),
     "reasoning_tokens": _optional(_count),
@@ -120,14 +122,23 @@ def _seed_unknown(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry, "format": 2, "seed_used": None}
 
 
+def _where_unknown(entry: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 → 3: an answer stored before regions and upstreams were recorded came from where nobody kept."""
+    return {**entry, "format": 3, "upstream_provider": None, "region": None}
+
+
 def _details_unknown(entry: dict[str, Any]) -> dict[str, Any]:
-    """Format 2 → 3: an answer stored before reasoning and prompt-cache counts were read has them unknown,
+    """Format 3 → 4: an answer stored before reasoning and prompt-cache counts were read has them unknown,
     and had no log-probabilities asked for (the request had no way to)."""
     unknown = {"reasoning_tokens": None, "cached_input_tokens": None, "cache_write_tokens": None, "logprobs": None}
-    return {**entry, "format": 3, **unknown}
+    return {**entry, "format": 4, **unknown}
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _seed_unknown, 2: _details_unknown}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _seed_unknown,
+    2: _where_unknown,
+    3: _details_unknown,
+}
 """Format n → format n + 1, keyed by n: the next format that changes a field registers the step that
 rewrites an older entry."""
 

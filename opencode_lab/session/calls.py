@@ -157,7 +157,8 @@ class Calls:
         another model gave (cached by a fallback call) must not be found."""
         if not self.cache.enabled or cache is CachePolicy.OFF:
             return ""
-        return canonical_key(request, self.resolver.identities(groups if fallback else groups[:1]), sample)
+        resolved = self.resolver.identities(groups if fallback else groups[:1], request.params.regions)
+        return canonical_key(request, resolved, sample)
 
     def _succeeded(self, routed: Routed, asked: _Asked, key: str, *, streamed: bool) -> ChatResult:
         """Turn a routed completion into the result, store it under *key* (if any) and record it."""
@@ -201,7 +202,7 @@ def _identity(request: ChatRequest, sample: int, via: str) -> dict[str, Any]:
         elif message.role == "system" and system is None:
             system = message.content
     return {
-        "prompt": prompt, "system": system, "params": request.params.payload(), "sample": sample, "via": via,
+        "prompt": prompt, "system": system, "params": request.params.canonical(), "sample": sample, "via": via,
         "asked_at": time.time(),
     }  # fmt: skip
 

@@ -7,8 +7,10 @@ provider; a failure to load costs the call nothing but its prices.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
+from ..core.deployment import Deployment
 from ..core.errors import LabError
 from ..core.secrets import get_logger
 from ..providers.base import Provider
@@ -54,6 +56,17 @@ class Resolver:
         except LabError:
             return None
 
-    def identities(self, groups: Sequence[ModelGroup]) -> list[list[str]]:
-        """Who may answer, group by group, by identity (provider, server or weights, upstream model)."""
-        return [sorted(self.providers[d.provider].identity(d.upstream) for d in g.deployments) for g in groups]
+    def identities(self, groups: Sequence[ModelGroup], regions: tuple[str, ...] = ()) -> list[list[str]]:
+        """Who may answer, group by group, by identity (provider, server or weights, upstream model): only the
+        deployments inside the residency rules (the call's *regions* among them), and an OpenRouter deployment
+        with its model's provider preferences, since they narrow which upstream answers."""
+        resident = self.catalog.resident(groups, regions)
+        return [sorted(self._identity(d, g.name) for d in g.deployments) for g in resident]
+
+    def _identity(self, deployment: Deployment, model: str) -> str:
+        provider = self.providers[deployment.provider]
+        identity = provider.identity(deployment.upstream)
+        rules = self.catalog.rules.get(model)
+        if rules is None or rules.provider_routing is None or not provider.capabilities.upstream_routing:
+            return identity
+        return f"{identity}?model_provider={json.dumps(rules.provider_routing.body())}"

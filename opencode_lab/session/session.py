@@ -76,6 +76,7 @@ class Session:
             max_candidates=s.agent_max_iter,
             rate_window_s=s.rate_window_s,
             retry_after_cap_s=s.retry_after_cap_s,
+            home_region=s.home_region,
             breaker=BreakerSettings(
                 consecutive_failures=s.breaker_failures,
                 failure_rate=s.breaker_failure_rate,

@@ -222,14 +222,18 @@ class OpenAIWire(Wire):
         return Response(200, {"object": "list", "data": data})
 
     def _base(self, call: Call, text: str, settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The fields every answer and chunk share (id, created, model), and the usage: words as tokens."""
+        """The fields every answer and chunk share (id, created, model; OpenRouter's provider when the
+        ``upstream_provider`` setting names one), and the usage: words as tokens."""
         p = sum(scripted.words(_text(m.get("content"))) for m in call.body.get("messages") or [])
         c = scripted.words(text)
         usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
         if settings["cost_per_token"] is not None:
             usage["cost"] = c * settings["cost_per_token"]
         usage |= settings["usage"]
-        return {"id": f"chatcmpl-fault-{self.next_id()}", "created": int(time.time()), "model": call.model}, usage
+        base = {"id": f"chatcmpl-fault-{self.next_id()}", "created": int(time.time()), "model": call.model}
+        if settings["upstream_provider"] is not None:  # OpenRouter names the upstream in every answer and chunk
+            base["provider"] = settings["upstream_provider"]
+        return base, usage
 
     def _tool_call(self, call: Call) -> dict[str, Any] | None:
         """The ``tool_calls`` entry the shared script makes for *call*, or None for a text answer."""

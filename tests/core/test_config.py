@@ -512,3 +512,49 @@ def test_a_lab_given_something_other_than_settings_says_what_it_takes() -> None:
 
     with pytest.raises(ConfigError, match=r"Lab\(\) takes Settings, not str; for a TOML file use Lab.from_file"):
         Lab("lab.toml")  # type: ignore[arg-type]
+
+
+def test_a_provider_region_and_a_deployment_override_come_from_toml(tmp_path: Path) -> None:
+    settings = load(
+        None,
+        '[providers.aws]\nbase_url = "http://127.0.0.1:9"\nregion = "us-east-1"\n'
+        '[providers.gcp]\nbase_url = "http://127.0.0.1:9"\nlocation = "europe-west4"\n'
+        '[providers.plain]\nbase_url = "http://127.0.0.1:9"\n'
+        '[models.m]\nprovider = "aws"\nregion = "eu-central-1"\n',
+        tmp_path,
+    )
+    assert settings.providers["aws"].region == "us-east-1"
+    assert settings.providers["gcp"].region == "europe-west4"  # Vertex's word for it
+    assert settings.providers["plain"].region is None
+    assert settings.models["m"][0].region == "eu-central-1"
+
+
+_P = '[providers.p]\nbase_url = "http://127.0.0.1:9"\n'
+
+
+@pytest.mark.parametrize(
+    ("toml", "says"),
+    [
+        (_P + 'region = "US East 1"\n', "[providers.p] region must be a region of lowercase letters, digits and '-'"),
+        (_P + 'location = " "\n', "[providers.p] location must be a non-empty string, got ' '"),
+        (_P + "region = 1\n", "[providers.p] region must be a non-empty string, got 1"),
+        ('[models.m]\nprovider = "p"\nregion = "eu_central_1"\n', "[models.m] region must be a region"),
+    ],
+)
+def test_a_bad_region_is_refused_naming_key_and_value(tmp_path: Path, toml: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)) as caught:
+        load(None, toml, tmp_path)
+    bad = toml.rpartition(" = ")[2].strip()
+    assert bad.strip('"') in str(caught.value)
+
+
+def test_region_and_location_together_are_refused(tmp_path: Path) -> None:
+    toml = '[providers.p]\nbase_url = "http://127.0.0.1:9"\nregion = "us-east-1"\nlocation = "us-east-1"\n'
+    with pytest.raises(ConfigError, match="both region and location"):
+        load(None, toml, tmp_path)
+
+
+def test_a_plugin_type_gets_region_parsed_not_passed_as_its_own_option(tmp_path: Path) -> None:
+    settings = load(None, '[providers.d]\ntype = "dask"\nregion = "eu-west-1"\nscheduler = "x"\n', tmp_path)
+    assert settings.providers["d"].region == "eu-west-1"
+    assert dict(settings.providers["d"].options) == {"scheduler": "x"}

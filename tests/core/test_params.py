@@ -6,14 +6,14 @@ import dataclasses
 
 import pytest
 
-from opencode_lab import InvalidRequestError, Params
+from opencode_lab import ChatRequest, InvalidRequestError, Params
 from opencode_lab.core.params import NAMES, options, reject_unknown
 
 
-def test_the_declaration_lists_the_openai_sampling_parameters_the_schema_and_the_modern_controls() -> None:
+def test_the_declaration_lists_the_sampling_parameters_the_schema_the_modern_controls_and_where_to_go() -> None:
     assert NAMES == (
         "temperature", "max_tokens", "seed", "top_p", "stop", "schema",
-        "reasoning_effort", "reasoning_budget", "logprobs", "top_logprobs", "options",
+        "reasoning_effort", "reasoning_budget", "logprobs", "top_logprobs", "options", "regions", "provider_routing",
     )  # fmt: skip
     assert tuple(f.name for f in dataclasses.fields(Params)) == NAMES
 
@@ -65,6 +65,30 @@ def test_reject_unknown_lists_the_valid_names_when_nothing_is_close() -> None:
 def test_the_payload_holds_only_what_was_set_in_wire_form() -> None:
     assert Params().payload() == {}
     assert Params.build(top_p=0.5, stop=["a", "b"]).payload() == {"top_p": 0.5, "stop": ["a", "b"]}
+
+
+def test_a_changed_payload_never_changes_the_parameters_it_came_from() -> None:
+    params = Params.build(temperature=0.5, stop=["END"])
+    params.payload()["temperature"] = 2.0
+    params.canonical()["stop"] = []
+    assert params.payload() == params.canonical() == {"temperature": 0.5, "stop": ["END"]}
+    assert params == Params.build(temperature=0.5, stop=["END"]) and hash(params) == hash(Params(0.5, stop=("END",)))
+
+
+def test_a_request_asking_another_prompt_keeps_model_parameters_and_tools_and_validates_the_prompt() -> None:
+    request = ChatRequest.build("first", model="m", system="be brief", temperature=0.1)
+    other = request.asking("second", "be brief")
+    assert (other.model, other.params) == (request.model, request.params)
+    assert [m.content for m in other.messages] == ["be brief", "second"]
+    with pytest.raises(InvalidRequestError, match="prompt is empty"):
+        request.asking("  ")
+
+
+def test_routing_parameters_steer_the_request_but_are_never_sent() -> None:
+    params = Params.build(top_p=0.5, regions="EU-*", provider_routing='{"data_collection": "deny"}')
+    assert params.payload() == {"top_p": 0.5}
+    assert params.canonical() == {"top_p": 0.5, "regions": ["eu-*"], "provider_routing": {"data_collection": "deny"}}
+    assert Params.build(**params.canonical()) == params
 
 
 def test_every_parameter_is_a_command_line_option() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import pandas as pd
 import pytest
@@ -28,6 +29,22 @@ def test_models_lists_deployments_with_prices_tags_and_health(fault, make_lab) -
     assert list(lab.models(tag="fast").index) == ["p/x"]
     assert list(lab.models("gemma").index) == ["local/gemma-3-270m"]
     assert "base" in frame.loc["local/gemma-3-270m", "tags"]
+
+
+def test_models_shows_each_deployments_cloud_and_region(fault, make_lab) -> None:
+    lab = make_lab(
+        f'[providers.p]\nbase_url = "{fault.base_url}"\nregion = "us-east-1"\nmodels = ["x"]\n'
+        f'[providers.q]\nbase_url = "{fault.base_url}"\nmodels = ["y"]\n'
+        '[models.moved]\nprovider = "p"\nupstream = "z"\nregion = "eu-central-1"\n'
+    )
+    frame = lab.models()
+    assert (frame.loc["p/x", "cloud"], frame.loc["p/x", "region"]) == ("openai", "us-east-1")  # the provider's
+    assert frame.loc["p/z", "region"] == "eu-central-1"  # the deployment's own wins
+    assert pd.isna(frame.loc["q/y", "region"])  # nobody said: unknown, not a guess
+    assert (frame.loc["local/smollm2-135m", "cloud"], frame.loc["local/smollm2-135m", "region"]) == (
+        "local",
+        "in-process",
+    )
 
 
 def test_health_shows_a_failing_deployment(fault, make_lab) -> None:
@@ -56,10 +73,16 @@ def test_health_check_probes_every_provider(fault, make_lab) -> None:
 def test_ctrl_c_returns_the_rows_finished_so_far(fault, make_lab) -> None:
     fault.configure(latency_s=0.05)
     lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n[cache]\nmode = "off"\n')
-    timer = threading.Timer(0.6, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
+
+    def interrupt_after_two_rows() -> None:  # one at a time: a third request is sent after two rows finished
+        while fault.count() < 3:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_after_two_rows, daemon=True)
+    interrupter.start()
     frame = lab.compare([f"q{i}" for i in range(200)], "p/x", progress=False, concurrency=1)
-    timer.join()
+    interrupter.join()
     finished = frame.error_type.isna()
     assert len(frame) == 200
     assert 0 < finished.sum() < 200

@@ -42,7 +42,7 @@ WEATHER = {"name": "get_weather", "description": "Weather.", "parameters": {"typ
             OpenRouterProvider,
             Capabilities(
                 reasoning=EFFORT | BUDGET, logprobs=True, options=None, reports_cost=True, open_catalog=True,
-                refreshable_catalog=True,
+                refreshable_catalog=True, upstream_routing=True,
             ),
         ),
         (AnthropicProvider, Capabilities(seeds=False, reasoning=BUDGET, options=None, open_catalog=True)),
