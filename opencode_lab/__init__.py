@@ -123,11 +123,14 @@ __all__ = [
     "achat",
     "acompare",
     "astream",
+    "budget",
     "chat",
     "compare",
+    "dashboard",
     "default_lab",
     "grade",
     "history",
+    "incidents",
     "judge",
     "load_ipython_extension",
     "load_run",
@@ -144,6 +147,9 @@ __all__ = [
     "sample_size",
     "scorers",
     "set_default_lab",
+    "sla",
+    "sla_report",
+    "spend",
     "stats",
     "stream",
     "unload_ipython_extension",
@@ -267,6 +273,46 @@ def uptime(window: Since = "24h", *, by: str = "served_by") -> pd.DataFrame:
     """Per-deployment availability, error mix and latency percentiles over *window*; see `Lab.uptime`."""
     __tracebackhide__ = True
     return default_lab().uptime(window, by=by)
+
+
+def sla(since: Since = "30d", *, now: float | None = None) -> pd.DataFrame:
+    """Per deployment: availability and latency p95 with intervals against the ``[slo]`` objectives, error
+    budget remaining, multiwindow burn rates and incidents; see `Lab.sla`."""
+    __tracebackhide__ = True
+    return default_lab().sla(since, now=now)
+
+
+def incidents(since: Since = "30d", *, now: float | None = None) -> pd.DataFrame:
+    """Outages in the run log: runs of consecutive failed attempts per deployment; see `Lab.incidents`."""
+    __tracebackhide__ = True
+    return default_lab().incidents(since, now=now)
+
+
+def sla_report(path: str | None = None, since: Since = "30d", *, now: float | None = None) -> str:
+    """The SLA report as one self-contained HTML page (figures embedded), written to *path* when given."""
+    from .frontends.sla_report import sla_report as report
+
+    lab = default_lab()
+    return report(lab._require_runlog(), lab.settings.slo, path, since, now=now)
+
+
+def spend(since: Since = None, *, by: str = "day") -> pd.DataFrame:
+    """Paid and saved (cache) USD per day, model, run or column; see `Lab.spend`."""
+    __tracebackhide__ = True
+    return default_lab().spend(since, by=by)
+
+
+def budget() -> pd.DataFrame:
+    """Each ``[budget]`` period's limit, spending (every process sharing the run log) and state."""
+    __tracebackhide__ = True
+    return default_lab().budget()
+
+
+def dashboard(**options: Any) -> Any:
+    """The analytics dashboard (Panel, extra ``ui``) to show in a notebook cell; it refreshes as calls land."""
+    from .frontends.dashboard import dashboard as view
+
+    return view(default_lab(), **options)
 
 
 def load_run(run: str) -> pd.DataFrame:

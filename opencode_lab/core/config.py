@@ -31,6 +31,7 @@ import platformdirs
 from .deployment import Deployment, ModelRules
 from .errors import ConfigError, InvalidRequestError
 from .files import read_capped
+from .objectives import PERIODS, Budgets, Objective, Objectives
 from .params import Params
 from .provider_routing import ProviderRouting
 from .residency import patterns
@@ -38,6 +39,7 @@ from .secrets import Secret, SecretURL
 from .vendors import VENDORS, Vendor
 
 CACHE_MODES = ("file", "memory", "off")
+TELEMETRY_MODES = ("off", "otel")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 CONFIG_FILE_ENV = "OC_CONFIG"
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
@@ -109,6 +111,9 @@ class Settings:
     retry_after_cap_s: float = 300.0
     rate_window_s: float = 60.0
     default_models: tuple[str, ...] = ()
+    telemetry: str = "off"
+    slo: Objectives = field(default_factory=Objectives)
+    budget: Budgets = field(default_factory=Budgets)
     regions: tuple[str, ...] = ()
     """The lab-wide residency rule (glob patterns): no request reaches a deployment outside it."""
     home_region: str | None = None
@@ -346,6 +351,7 @@ _SCALARS: tuple[tuple[str, str, str, str, Parser], ...] = (
     ("retry_after_cap_s", "OC_RETRY_AFTER_CAP_S", "lab", "retry_after_cap_s", _positive),
     ("rate_window_s", "OC_RATE_WINDOW_S", "lab", "rate_window_s", _positive),
     ("default_models", "OC_DEFAULT_MODELS", "lab", "default_models", _strings),
+    ("telemetry", "OC_TELEMETRY", "lab", "telemetry", partial(_choice, TELEMETRY_MODES)),
     ("regions", "OC_REGIONS", "lab", "regions", _region_patterns),
     ("home_region", "OC_HOME_REGION", "lab", "home_region", _region),
 )
@@ -353,6 +359,8 @@ _TABLES: dict[str, frozenset[str]] = {
     **{t: frozenset(k for _, _, table, k, _ in _SCALARS if table == t) for t in ("lab", "cache")},
     # keys are names; a provider's own keys are _PROVIDER_KEYS, a deployment's _DEPLOYMENT_KEYS
     **dict.fromkeys(("providers", "models", "aliases"), frozenset[str]()),
+    "slo": frozenset(("availability", "latency_p95_s")),  # and [slo.SCOPE] tables with the same keys
+    "budget": frozenset((*(f"{period}_usd" for period in PERIODS), "warn_at")),
 }
 _PROVIDER_KEYS = ("base_url", "type", "api_key_env", "models", "headers", "region", "location")
 #: what a provider type's own key can be (`ProviderConfig.parse_options`)
@@ -443,6 +451,8 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
         model_params=_model_params(tables["models"], where),
         rules=_rules(tables["models"], where),
         aliases=_aliases(tables["aliases"], where),
+        slo=_objectives(tables["slo"], where),
+        budget=_budgets(tables["budget"], where),
         source=source,
     )
 
@@ -631,3 +641,38 @@ def _reject_cycles(aliases: Mapping[str, tuple[str, ...]], where: str) -> None:
                 if target in path:
                     raise ConfigError(f"{where}: [aliases] form a cycle: {' -> '.join((*path, target))}")
                 stack.append((*path, target))
+
+
+def _availability(name: str, raw: object) -> float:
+    """A share of successful attempts below 1: an objective of 100 % leaves no error budget to burn."""
+    value: float = _fraction(name, raw)
+    if value == 1:
+        raise ConfigError(f"{name} must be below 1 (e.g. 0.999): an objective of 100 % leaves no error budget")
+    return value
+
+
+def _objective(table: Mapping[str, Any], at: str) -> Objective:
+    _reject_unknown(table, _TABLES["slo"], at)
+    return Objective(
+        availability=_availability(f"{at} availability", table["availability"]) if "availability" in table else None,
+        latency_p95_s=_positive(f"{at} latency_p95_s", table["latency_p95_s"]) if "latency_p95_s" in table else None,
+    )
+
+
+def _objectives(table: Mapping[str, Any], where: str) -> Objectives:
+    """``[slo]``: default keys, and one sub-table per deployment id, model spec or provider name."""
+    scoped = {}
+    for scope, spec in table.items():
+        if isinstance(spec, Mapping):
+            scoped[scope] = _objective(spec, f"{where}: [slo.{scope}]")
+    default = {key: value for key, value in table.items() if key not in scoped}
+    return Objectives(_objective(default, f"{where}: [slo]"), scoped)
+
+
+def _budgets(table: Mapping[str, Any], where: str) -> Budgets:
+    """``[budget]``: ``day_usd``, ``week_usd``, ``month_usd`` and ``warn_at``, the share that warns."""
+    at = f"{where}: [budget]"
+    _reject_unknown(table, _TABLES["budget"], at)
+    limits = {p: _positive(f"{at} {p}_usd", table[f"{p}_usd"]) for p in PERIODS if f"{p}_usd" in table}
+    warn_at = _fraction(f"{at} warn_at", table["warn_at"]) if "warn_at" in table else Budgets.warn_at
+    return Budgets(limits, warn_at)

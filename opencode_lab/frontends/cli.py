@@ -5,6 +5,8 @@ opencode-lab models [FILTER]
 opencode-lab compare data/prompts.csv -m local/smollm2-135m -m local/gemma-3-270m --out results.csv
 opencode-lab stats results.csv
 opencode-lab demo
+opencode-lab dashboard --port 5006
+opencode-lab sla --since 7d --html sla.html
 """
 
 from __future__ import annotations
@@ -89,7 +91,49 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--prompts", type=Path, default=Path("data/prompts.csv"))
     demo.add_argument("--plot", type=Path, default=Path("opencode_lab_demo.png"))
     demo.set_defaults(command=_demo)
+    _add_dashboard(sub)
+    _add_sla(sub)
     return parser
+
+
+def _add_sla(sub: Any) -> None:
+    sla = sub.add_parser("sla", help="SLA figures per deployment against the [slo] objectives")
+    sla.add_argument("--since", default="30d", help="span back from now: 24h, 7d, 30d, ...")
+    sla.add_argument("--html", type=Path, help="also write the self-contained HTML report here")
+    sla.set_defaults(command=_sla)
+
+
+def _sla(lab: Lab, args: argparse.Namespace) -> int:
+    from .sla_report import sla_report
+
+    _print_frame(lab.sla(args.since))
+    if args.html:
+        sla_report(lab._require_runlog(), lab.settings.slo, args.html, args.since)
+        print(f"report written to {args.html}")
+    return 0
+
+
+def _add_dashboard(sub: Any) -> None:
+    dashboard = sub.add_parser("dashboard", help="serve the analytics dashboard over the run log (extra ui)")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    dashboard.add_argument("--port", type=int, default=5006)
+    dashboard.add_argument("--refresh", type=float, default=5.0, help="seconds between re-reads of the run log")
+    dashboard.set_defaults(command=_dashboard)
+
+
+def _dashboard(lab: Lab, args: argparse.Namespace) -> int:
+    from .dashboard import serve
+
+    lab._require_runlog()  # no run log (OC_RUNLOG=off): one line now, not an error page per viewer
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: serving on {args.host}, beyond this machine: anyone who can reach it reads every prompt "
+            "and answer in the run log, without a password",
+            file=sys.stderr,
+        )
+    print(f"dashboard at http://{args.host}:{args.port}/dashboard (Ctrl-C stops it)", flush=True)
+    serve(lab, host=args.host, port=args.port, refresh_s=args.refresh)
+    return 0
 
 
 def _models_arg(models: list[str] | None) -> Any:

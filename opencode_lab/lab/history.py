@@ -82,11 +82,15 @@ def uptime(runlog: RunLog, window: Since = "24h", *, by: str = "served_by") -> p
     error mix (``server_error 3 · timeout 1``, most frequent first); ``latency_p50_s``,
     ``latency_p90_s``, ``latency_p99_s`` of the ok attempts; ``first`` and ``last`` attempt (UTC).
     """
-    import pandas as pd
-
     if by not in ("served_by", "provider", "model"):
         raise InvalidRequestError(f"uptime(by=...) must be 'served_by', 'provider' or 'model', not {by!r}")
-    attempts = runlog.attempts(since=since_epoch(window))
+    return uptime_of(runlog.attempts(since=since_epoch(window)), by)
+
+
+def uptime_of(attempts: pd.DataFrame, by: str = "served_by") -> pd.DataFrame:
+    """`uptime` of attempt records already read (the SLA report selects its own)."""
+    import pandas as pd
+
     attempts = attempts[~attempts["cached"] & attempts[by].notna()]
     rows = {key: _uptime_row(group) for key, group in attempts.groupby(by, sort=True)}
     out = pd.DataFrame.from_dict(rows, orient="index", columns=list(UPTIME_COLUMNS))
@@ -102,10 +106,15 @@ def _uptime_row(group: pd.DataFrame) -> list[Any]:
     ok = group["status"] == "ok"
     n, good = len(group), int(ok.sum())
     availability = mean_interval(ok.to_numpy(dtype=float), *unit_codes(group, "request_id"))
-    mix = group.loc[~ok, "error_type"].fillna("error").astype(str).value_counts()
-    errors = " · ".join(f"{kind} {count}" for kind, count in sorted(mix.items(), key=lambda kv: (-kv[1], kv[0])))
+    errors = error_mix(group.loc[~ok, "error_type"])
     latency = group.loc[ok, "latency_s"].dropna()
     quantiles = [latency.quantile(q) if len(latency) else float("nan") for q in (0.5, 0.9, 0.99)]
     stamps = group["timestamp"]
     return [n, good, n - good, good / n, availability.low, availability.high, errors, *quantiles, stamps.min(),
             stamps.max()]  # fmt: skip
+
+
+def error_mix(error_types: pd.Series) -> str:
+    """``server_error 3 · timeout 1``: each error type with its count, most frequent first."""
+    mix = error_types.fillna("error").astype(str).value_counts()
+    return " · ".join(f"{kind} {count}" for kind, count in sorted(mix.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -115,6 +115,35 @@ class Lab(Session):
         shown.frames()
         return _history.uptime(self._require_runlog(), window, by=by)
 
+    def sla(self, since: Since = "30d", *, now: float | None = None) -> pd.DataFrame:
+        """Per deployment since *since*: availability and latency p95 with intervals against the ``[slo]``
+        objectives, error budget remaining, multiwindow burn rates and incidents (`opencode_lab.lab.sla.sla`)."""
+        from .sla import sla
+
+        shown.frames()
+        return sla(self._require_runlog(), self.settings.slo, since, now=now)
+
+    def incidents(self, since: Since = "30d", *, now: float | None = None) -> pd.DataFrame:
+        """Outages in the run log: runs of consecutive failed attempts per deployment, until the next success."""
+        from .sla import incidents
+
+        shown.frames()
+        return incidents(self._require_runlog(), since, now=now)
+
+    def spend(self, since: Since = None, *, by: str = "day") -> pd.DataFrame:
+        """Paid and saved (cache) USD per day, model, run or column (`opencode_lab.lab.spend.spend`)."""
+        from .spend import spend
+
+        shown.frames()
+        return spend(self._require_runlog(), since, by=by)
+
+    def budget(self) -> pd.DataFrame:
+        """Each ``[budget]`` period: its limit, what every process sharing the run log spent, and its state."""
+        from .spend import budget_status
+
+        shown.frames()
+        return budget_status(self.spending)
+
     def runs(self) -> pd.DataFrame:
         """Runs kept in the SQLite run log."""
         shown.frames()

@@ -23,6 +23,7 @@ from .cache import CachePolicy, ResponseCache, canonical_key
 from .journal import Journal
 from .records import cache_value, cached_result, routed_result
 from .resolver import Resolver
+from .spending import SpendingGuard
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,10 @@ class Calls:
         cache: ResponseCache,
         journal: Journal,
         session_run_id: str,
+        spending: SpendingGuard,
     ) -> None:
         self.resolver = resolver
+        self.spending = spending
         self.router = router
         self.cache = cache
         self.journal = journal
@@ -119,6 +122,7 @@ class Calls:
             key, hit = await self._looked_up(asked, fallback, cache)
             if hit is not None:
                 return hit
+            self.spending.check()
             routed = await self.router.complete(asked.request, asked.request_id, fallback=fallback, strategy=strategy)
         except LabError as exc:
             self._failed(asked, exc)
@@ -181,6 +185,7 @@ class Calls:
             return
         routed: list[Routed] = []
         try:
+            self.spending.check()
             async for chunk in self.router.stream(
                 asked.request, asked.request_id, fallback=fallback, strategy=options.get("strategy"), routed=routed
             ):

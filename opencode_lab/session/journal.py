@@ -22,6 +22,7 @@ from .records import attempt_record, call_records, result_row
 
 if TYPE_CHECKING:
     from .runlog import RunLog
+    from .telemetry import Telemetry
 
 log = get_logger(__name__)
 
@@ -38,6 +39,8 @@ class Journal:
         self.calls: list[dict[str, Any]] = []
         self.records: list[dict[str, Any]] = []
         self.error: ConfigError | None = None
+        #: where each attempt is also exported as an OpenTelemetry span (`Session.instrument`), or None
+        self.telemetry: Telemetry | None = None
         self._runlog: RunLog | None = None
         self._pending: list[dict[str, Any]] = []
         self._pending_rows: list[dict[str, Any]] = []
@@ -102,6 +105,8 @@ class Journal:
             self._pending_rows.append({**row, "prompt_id": request_id})
 
     def _log(self, records: list[dict[str, Any]]) -> None:
+        if self.telemetry is not None:
+            self.telemetry.export(records)
         self.records.extend(records)
         self._pending.extend(records)
         if len(self._pending) >= 200 or time.monotonic() - self._flushed_at >= 1.0:

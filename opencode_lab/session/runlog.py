@@ -399,6 +399,21 @@ class RunLog:
         rows = self._query(f"SELECT * FROM attempts WHERE {' AND '.join(where)} ORDER BY seq", params)
         return attempts_frame([{c: _nan_if_null(c, r[c]) for c in ATTEMPT_COLUMNS} for r in rows])
 
+    def version(self) -> tuple[Any, ...]:
+        """A value that changes whenever any process adds an attempt or saves a results row: what a viewer
+        polls (cheaply, from two indexes) to know the log has news."""
+        rows = self._query(
+            "SELECT (SELECT MAX(seq) FROM attempts), (SELECT MAX(updated_at) FROM results), "
+            "(SELECT COUNT(*) FROM results)"
+        )
+        return tuple(rows[0])
+
+    def spent_since(self, since: float) -> float:
+        """USD paid for the attempts started at or after *since* (seconds since the epoch), by every process
+        writing this log: the ledger spending limits are kept against (an unknown cost counts nothing)."""
+        rows = self._query("SELECT TOTAL(cost_usd) FROM attempts WHERE timestamp >= ? AND NOT cached", (since,))
+        return float(rows[0][0])
+
     def history(self, since: float | None = None) -> pd.DataFrame:
         """Every results row of every run, oldest first: chat and stream calls under their session's run,
         compare rows under theirs.  Adds ``run`` (the run's name, None for a session) and ``logged_at``

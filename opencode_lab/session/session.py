@@ -32,6 +32,7 @@ from .calls import Calls, new_id
 from .journal import Journal
 from .loop import LoopThread
 from .resolver import Resolver
+from .spending import SpendingGuard
 
 if TYPE_CHECKING:
     from .runlog import RunLog
@@ -90,7 +91,12 @@ class Session:
         self.session_run_id = new_id("s")
         self.journal = Journal(s.runlog, self.session_run_id, cache_dir=s.cache_dir, cache_fallback=self.cache.fallback)
         self.resolver = Resolver(self.catalog, self.providers, s.deadline_s)
-        self.calls_path = Calls(self.resolver, self.router, self.cache, self.journal, self.session_run_id)
+        self.spending = SpendingGuard(s.budget, self.journal)
+        self.calls_path = Calls(
+            self.resolver, self.router, self.cache, self.journal, self.session_run_id, self.spending
+        )
+        if s.telemetry == "otel":
+            self.instrument()
 
     # -- the journal: every call's row and attempts, and the run log they reach -------------------------------
 
@@ -121,6 +127,14 @@ class Session:
     def flush(self) -> None:
         """Write pending rows and attempt records to the run log."""
         self.journal.flush()
+
+    def instrument(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        """Export every attempt of this session as an OpenTelemetry span and metrics (GenAI semantic
+        conventions; `opencode_lab.session.telemetry`) to the given providers, else the global ones.
+        ``OC_TELEMETRY=otel`` does this at start; needs the ``otel`` extra."""
+        from .telemetry import Telemetry
+
+        self.journal.telemetry = Telemetry(tracer_provider, meter_provider)
 
     @classmethod
     def from_env(cls: type[T]) -> T:
