@@ -238,7 +238,7 @@ def pairwise(results: pd.DataFrame, judge: Judge | str, **kwargs: Any) -> pd.Dat
 
 
 def models(filter: str | None = None, *, tag: str | None = None, refresh: bool = False) -> pd.DataFrame:
-    """The model catalog with pricing, context length, tags and health."""
+    """The model catalog with each deployment's cloud, region, pricing, context length, tags and health."""
     __tracebackhide__ = True
     return default_lab().models(filter, tag=tag, refresh=refresh)
 
@@ -293,7 +293,7 @@ def sla_report(path: str | None = None, since: Since = "30d", *, now: float | No
     from .frontends.sla_report import sla_report as report
 
     lab = default_lab()
-    return report(lab._require_runlog(), lab.settings.slo, path, since, now=now)
+    return report(lab.require_runlog(), lab.settings.slo, path, since, now=now)
 
 
 def spend(since: Since = None, *, by: str = "day") -> pd.DataFrame:

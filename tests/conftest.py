@@ -43,6 +43,64 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     opencode_lab.set_default_lab(None)
 
 
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """AWS's standard chain finds exactly the loopback Bedrock server's test credentials, in the environment:
+    no profile, config file or metadata endpoint of the machine is read or asked."""
+    from opencode_lab.testing.bedrock_server import ACCESS_KEY, SECRET_KEY
+
+    empty = tmp_path_factory.mktemp("aws") / "none"
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def _service_account_key() -> str:
+    """An RSA key in PEM, made once: what a service-account JSON file holds to sign its token requests."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode()
+
+
+@pytest.fixture
+def gcp(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, _service_account_key: str
+) -> Callable[[str], Path]:
+    """``gcp(token_url)``: a service-account JSON file whose tokens come from *token_url* (a loopback token
+    endpoint).  Application Default Credentials find nothing else: no variable, gcloud folder or metadata server."""
+    import json
+
+    home = tmp_path_factory.mktemp("gcloud")
+    for var in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(home))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+
+    def service_account(token_url: str) -> Path:
+        path = home / "service-account.json"
+        info = {
+            "type": "service_account",
+            "project_id": "lab-project",
+            "private_key_id": "loopback-key-1",
+            "private_key": _service_account_key,
+            "client_email": "lab@lab-project.iam.gserviceaccount.com",
+            "client_id": "1",
+            "token_uri": token_url,
+        }
+        path.write_text(json.dumps(info))
+        return path
+
+    return service_account
+
+
 @pytest.fixture(scope="session")
 def fault_server() -> Iterator[FaultServer]:
     """One in-process fault-injecting OpenAI-compatible server; reset before each use by `fault`."""

@@ -12,7 +12,7 @@ import math
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from .plots import _ERROR_COLOURS, model_colour
+from .plots import ERROR_COLOURS, model_colour
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,7 +75,7 @@ def plot_series(
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(9.0, 3.6), layout="constrained")
-    reds = {group: _ERROR_COLOURS[i % len(_ERROR_COLOURS)] for i, group in enumerate(table.columns)}
+    reds = {group: ERROR_COLOURS[i % len(ERROR_COLOURS)] for i, group in enumerate(table.columns)}
     colour = reds.__getitem__ if errors else (lambda group: model_colour(str(group)))
     if counts:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))

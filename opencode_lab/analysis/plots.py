@@ -49,7 +49,7 @@ _ROTATIONS = (0, 30, 90)
 _MAX_LABEL = 30
 #: model colours: matplotlib's cycle without its red and brown (error types use reds and browns)
 _MODEL_COLOURS = ("C0", "C1", "C2", "C4", "C6", "C8", "C9", "C7", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5")
-_ERROR_COLOURS = ("#c62828", "#ef9a9a", "#8d6e63", "#ad1457", "#ff7043", "#4e342e", "#f8bbd0", "#bf360c")
+ERROR_COLOURS = ("#c62828", "#ef9a9a", "#8d6e63", "#ad1457", "#ff7043", "#4e342e", "#f8bbd0", "#bf360c")
 _COLOURS: dict[str, str] = {}
 
 
@@ -368,7 +368,7 @@ def _failures(ax: Axes, v: _View) -> None:
         counts = counts[sorted(counts.columns)]
         # each error type's share of the failure rate
         shares = counts.div([max(f, 1) for f in failed], axis=0).mul([r if r == r else 0.0 for r in rate], axis=0)
-        _stacked(ax, shares, [_ERROR_COLOURS[i % len(_ERROR_COLOURS)] for i in range(len(shares.columns))])
+        _stacked(ax, shares, [ERROR_COLOURS[i % len(ERROR_COLOURS)] for i in range(len(shares.columns))])
         if len(shares.columns):
             _legend(ax, title="error type")
         else:

@@ -344,6 +344,7 @@ _CONTEXT_HINTS = (
     "too many tokens",
     "prompt is too long",  # Anthropic
     "exceeds the maximum number of tokens",  # Gemini
+    "input is too long",  # Bedrock
 )
 
 

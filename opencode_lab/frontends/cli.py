@@ -108,7 +108,7 @@ def _sla(lab: Lab, args: argparse.Namespace) -> int:
 
     _print_frame(lab.sla(args.since))
     if args.html:
-        sla_report(lab._require_runlog(), lab.settings.slo, args.html, args.since)
+        sla_report(lab.require_runlog(), lab.settings.slo, args.html, args.since)
         print(f"report written to {args.html}")
     return 0
 
@@ -124,7 +124,7 @@ def _add_dashboard(sub: Any) -> None:
 def _dashboard(lab: Lab, args: argparse.Namespace) -> int:
     from .dashboard import serve
 
-    lab._require_runlog()  # no run log (OC_RUNLOG=off): one line now, not an error page per viewer
+    lab.require_runlog()  # no run log (OC_RUNLOG=off): one line now, not an error page per viewer
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"warning: serving on {args.host}, beyond this machine: anyone who can reach it reads every prompt "

@@ -114,14 +114,14 @@ class Dashboard:
     def poll(self) -> None:
         """Redraw when the run log has news, or once a minute (the span slides on): a redraw takes a while,
         and a page busy redrawing every second would not hear its own controls."""
-        if self.lab._require_runlog().version() != self._seen or time.monotonic() - self._drawn > 60:
+        if self.lab.require_runlog().version() != self._seen or time.monotonic() - self._drawn > 60:
             self.refresh()
 
     # -- data --------------------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Re-read the run log and redraw every page."""
-        runlog = self.lab._require_runlog()
+        runlog = self.lab.require_runlog()
         self._seen, self._drawn = runlog.version(), time.monotonic()
         since, (freq, width), by = SPANS[self.span.value], BUCKETS[self.bucket.value], self.by.value
         rows = self._rows = activity.calls(runlog, since)
@@ -164,7 +164,7 @@ class Dashboard:
         )
 
     def _health(self, attempts: pd.DataFrame, since: str, now: float) -> None:
-        report = sla(self.lab._require_runlog(), self.lab.settings.slo, since, now=now)
+        report = sla(self.lab.require_runlog(), self.lab.settings.slo, since, now=now)
         f, t = self.figures, self.tables
         f["availability"].object = plot_availability(report) if len(report) else None
         f["burn"].object = plot_burn(report, BURN_SPANS) if report["availability_objective"].notna().any() else None
@@ -174,7 +174,7 @@ class Dashboard:
         t["slowest"].object, t["failing"].object = slowest, failing
 
     def _budget(self, since: str) -> None:
-        runlog = self.lab._require_runlog()
+        runlog = self.lab.require_runlog()
         t = self.tables
         t["budget"].object = budget_status(self.lab.spending) if self.lab.settings.budget else None
         daily = spend(runlog, since, by="day")

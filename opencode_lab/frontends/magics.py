@@ -355,7 +355,7 @@ class ChatMagics(Magics):
     @argument("--refresh", action="store_true", help="reload provider catalogs instead of using the cached copy")
     @line_magic
     def models(self, line: str = "") -> Any:
-        """The model catalog as a DataFrame: pricing, context length, tags, aliases and health."""
+        """The model catalog as a DataFrame: cloud, region, pricing, context length, tags, aliases and health."""
         args = _parse_line(self.models, line, self._user.user_ns)
         return self.lab.models(args.filter, tag=args.tag, refresh=args.refresh)
 

@@ -107,13 +107,13 @@ class Lab(Session):
         """Every call the run log holds, of this session and earlier ones, oldest first: prompt, parameters,
         answer, measurements and who served.  *since*: ``"24h"``, ``"7d"``, a datetime or a timedelta."""
         shown.frames()
-        return _history.history(self._require_runlog(), since, model=model)
+        return _history.history(self.require_runlog(), since, model=model)
 
     def uptime(self, window: Since = "24h", *, by: str = "served_by") -> pd.DataFrame:
         """Per deployment over the last *window* of the run log: availability with its interval, error mix
         and latency percentiles (see `opencode_lab.lab.history.uptime`)."""
         shown.frames()
-        return _history.uptime(self._require_runlog(), window, by=by)
+        return _history.uptime(self.require_runlog(), window, by=by)
 
     def sla(self, since: Since = "30d", *, now: float | None = None) -> pd.DataFrame:
         """Per deployment since *since*: availability and latency p95 with intervals against the ``[slo]``
@@ -121,21 +121,21 @@ class Lab(Session):
         from .sla import sla
 
         shown.frames()
-        return sla(self._require_runlog(), self.settings.slo, since, now=now)
+        return sla(self.require_runlog(), self.settings.slo, since, now=now)
 
     def incidents(self, since: Since = "30d", *, now: float | None = None) -> pd.DataFrame:
         """Outages in the run log: runs of consecutive failed attempts per deployment, until the next success."""
         from .sla import incidents
 
         shown.frames()
-        return incidents(self._require_runlog(), since, now=now)
+        return incidents(self.require_runlog(), since, now=now)
 
     def spend(self, since: Since = None, *, by: str = "day") -> pd.DataFrame:
         """Paid and saved (cache) USD per day, model, run or column (`opencode_lab.lab.spend.spend`)."""
         from .spend import spend
 
         shown.frames()
-        return spend(self._require_runlog(), since, by=by)
+        return spend(self.require_runlog(), since, by=by)
 
     def budget(self) -> pd.DataFrame:
         """Each ``[budget]`` period: its limit, what every process sharing the run log spent, and its state."""
@@ -147,14 +147,16 @@ class Lab(Session):
     def runs(self) -> pd.DataFrame:
         """Runs kept in the SQLite run log."""
         shown.frames()
-        return self._require_runlog().runs()
+        return self.require_runlog().runs()
 
     def load_run(self, run: str) -> pd.DataFrame:
         """The results frame of a logged run, by name or id."""
         shown.frames()
-        return self._require_runlog().load_run(run)
+        return self.require_runlog().load_run(run)
 
-    def _require_runlog(self) -> RunLog:
+    def require_runlog(self) -> RunLog:
+        """The run log with every pending row written, or an error saying why there is none (the queries,
+        the dashboard and the reports all read it)."""
         self.flush()
         runlog = self.runlog
         if runlog is None and self.runlog_error is not None:

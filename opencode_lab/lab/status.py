@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import LabError, error_type_of
 from ..core.types import ChatRequest
-from ..session.build import clouds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +25,6 @@ def models_frame(lab: Session, filter: str | None = None, tag: str | None = None
     import pandas as pd
 
     health = lab.router.health()
-    cloud = clouds(lab.settings, lab.providers)
     groups: dict[str, list[str]] = {}
     for name, members in lab.catalog.groups.items():
         for dep_id in members:
@@ -54,7 +52,7 @@ def models_frame(lab: Session, filter: str | None = None, tag: str | None = None
             {
                 "id": dep.id,
                 "provider": dep.provider,
-                "cloud": cloud.get(dep.provider),
+                "cloud": lab.catalog.clouds.get(dep.provider),
                 "region": dep.region,
                 "health": health[dep.id].phrase(),
                 "context_length": dep.context_length,

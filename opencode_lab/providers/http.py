@@ -61,8 +61,13 @@ class HTTPProvider(Provider):
     """Chat over one pooled ``httpx.AsyncClient``: `complete` and `stream` are written once, here.
 
     A subclass says where a chat goes (`chat_path`), what it sends (`payload`), how a whole answer
-    and a stream of events read (`answer`, `fold`), and lists its models with `fetch`.
+    and a stream of events read (`answer`, `fold`), and lists its models with `fetch`.  A vendor whose
+    requests are signed rather than keyed (AWS SigV4, Google OAuth tokens) gives an `auth`; one that does
+    not stream server-sent events gives its `stream_media` and `events`.
     """
+
+    #: the media type of a streamed answer (anything else in a stream's 200 is refused)
+    stream_media = "text/event-stream"
 
     def __init__(
         self,
@@ -122,10 +127,19 @@ class HTTPProvider(Provider):
     def fold(self, model: str, request: ChatRequest) -> Fold:
         """A fresh fold for one streamed answer."""
 
-    def seed(self, request: ChatRequest) -> int | None:
-        """The seed a chat sent (`Completion.seed`): the caller's, when this vendor takes seeds.  No seed is
-        drawn for a request without one: the server samples with its own randomness, so its samples are
-        independent already, and a seed on every request could be refused by a strict server without seeds."""
+    def auth(self) -> httpx.Auth | None:
+        """What authenticates every request besides `key_headers` (httpx's auth flow: it sees the whole
+        request, body included, so it can sign it); None for a vendor whose key alone does."""
+        return None
+
+    def events(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+        """A streamed body's events, as the `fold` takes them: server-sent events' ``data:`` payloads."""
+        return sse.data_lines(chunks)
+
+    def seed(self, model: str, request: ChatRequest) -> int | None:
+        """The seed a chat with *model* sent (`Completion.seed`): the caller's, when this vendor takes seeds.
+        No seed is drawn for a request without one: the server samples with its own randomness, so its samples
+        are independent already, and a seed on every request could be refused by a strict server without seeds."""
         return request.params.seed if self.capabilities.seeds else None
 
     # -- the exchanges ------------------------------------------------------------------------------------
@@ -143,6 +157,7 @@ class HTTPProvider(Provider):
             self._client = httpx.AsyncClient(
                 base_url=self.base_url,
                 headers=headers,
+                auth=self.auth(),
                 timeout=self._timeout,
                 transport=self._transport or KeepAlivePool(self._limits),
             )
@@ -160,11 +175,12 @@ class HTTPProvider(Provider):
             completion = self.answer(data, model, request)
         text = redact(completion.text, urls=False)
         elapsed = time.perf_counter() - started
-        return dataclasses.replace(completion, text=text, ttft_s=elapsed, seed=self.seed(request))
+        return dataclasses.replace(completion, text=text, ttft_s=elapsed, seed=self.seed(model, request))
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        """SSE deltas; ``timeout_s`` bounds the wait for each piece of progress (text or tool input), so a
-        body trickling bytes that say nothing times out, while a long answer that keeps coming does not.
+        """Deltas from the stream's `events`; ``timeout_s`` bounds the wait for each piece of progress (text or
+        tool input), so a body trickling bytes that say nothing times out, while a long answer that keeps
+        coming does not.
         Once the answer has finished (a finish reason came), the rest of the body gets `FINISH_GRACE_S`, and
         a server that then hangs or drops the connection before its end marker has still given a complete
         answer.  Whatever breaks after text came, the error carries that text (``partial_text``)."""
@@ -180,7 +196,7 @@ class HTTPProvider(Provider):
                     raise self.status_error(response.status_code, await body.read(response), response.headers, model)
                 await self._expect_events(response, body, model)
                 try:
-                    async for data in sse.data_lines(body.chunks(response)):
+                    async for data in self.events(body.chunks(response)):
                         if fold.done:  # read to the end of the body (within the grace), so the connection is reused
                             continue
                         raw, progressed = fold.feed(data)
@@ -202,7 +218,7 @@ class HTTPProvider(Provider):
             if tail:
                 yield StreamChunk(tail)
             completion = dataclasses.replace(  # inside the edge: its usage may yet be refused
-                fold.completion(text.text, text.ttft), seed=self.seed(request)
+                fold.completion(text.text, text.ttft), seed=self.seed(model, request)
             )
         yield StreamChunk("", completion)
 
@@ -243,11 +259,12 @@ class HTTPProvider(Provider):
             return data
 
     def _url(self, path: str) -> httpx.URL:
-        """The absolute URL of *path* below `base_url`, as the client would join it, parsed once per path
-        (up to a few hundred: a paged model list's query strings are not worth keeping)."""
+        """The absolute URL of *path* below `base_url` (or *path* itself when it is absolute: a vendor's other
+        endpoint), as the client would join it, parsed once per path (up to a few hundred: a paged model
+        list's query strings are not worth keeping)."""
         url = self._urls.get(path)
         if url is None:
-            url = httpx.URL(f"{self.base_url}/{path.lstrip('/')}")
+            url = httpx.URL(path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}")
             if len(self._urls) < _KEPT_URLS:
                 self._urls[path] = url
         return url
@@ -273,10 +290,10 @@ class HTTPProvider(Provider):
         or a URL that does not stream, not a connection that broke, so an error that is not retried.  A body
         that names no type is read as events."""
         media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if media and media != "text/event-stream":
+        if media and media != self.stream_media:
             said = error_message(await body.read(response))
             raise ProviderError(
-                f"a stream was asked for but the server answered {media}, not text/event-stream"
+                f"a stream was asked for but the server answered {media}, not {self.stream_media}"
                 + (f": {said}" if said else ""),
                 provider=self.name,
                 model=model,

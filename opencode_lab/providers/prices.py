@@ -94,15 +94,35 @@ _TABLE: dict[str, dict[str, Price]] = {
         "gemini-1.5-pro": Price(1.25, 5.00, 0.3125),
         "gemini-1.5-flash": Price(0.075, 0.30, 0.01875),
     },
+    # https://aws.amazon.com/bedrock/pricing/ (on-demand, US East (N. Virginia)); an inference profile
+    # (us., eu., apac., global.) is priced as its model
+    "bedrock": {
+        "anthropic.claude-sonnet-4-20250514-v1:0": Price(3.00, 15.00),
+        "anthropic.claude-3-7-sonnet-20250219-v1:0": Price(3.00, 15.00),
+        "anthropic.claude-3-5-sonnet-20241022-v2:0": Price(3.00, 15.00),
+        "anthropic.claude-3-5-haiku-20241022-v1:0": Price(0.80, 4.00),
+        "anthropic.claude-3-haiku-20240307-v1:0": Price(0.25, 1.25),
+        "amazon.nova-pro-v1:0": Price(0.80, 3.20),
+        "amazon.nova-lite-v1:0": Price(0.06, 0.24),
+        "amazon.nova-micro-v1:0": Price(0.035, 0.14, images=False),
+        "meta.llama3-1-8b-instruct-v1:0": Price(0.22, 0.22, images=False),
+        "meta.llama3-1-70b-instruct-v1:0": Price(0.72, 0.72, images=False),
+    },
 }
 
 #: version suffixes that name a snapshot of a listed model: ``-2024-07-18``, ``-20241022``, ``-latest``, ``-001``
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest|\d{3})$")
+#: a Bedrock cross-region inference profile's prefix
+_PROFILE = re.compile(r"^(?:us|eu|apac|us-gov|global)\.")
 
 
-def bundled_price(provider: str, model: str) -> Price | None:
-    """The table's price of *model* at *provider* (a dated snapshot id falls back to its model), or None."""
-    table = _TABLE.get(provider, {})
+def bundled_price(vendor: str, model: str) -> Price | None:
+    """The table's price of *model* at *vendor* (a provider's type: a dated snapshot id falls back to its
+    model, a Bedrock inference profile to its model, a Vertex model to its maker's price), or None."""
+    if vendor == "vertex":  # Google's and Anthropic's models, priced as their makers price them
+        vendor, model = ("anthropic", model.partition("@")[0]) if model.startswith("claude") else ("gemini", model)
+    table = _TABLE.get(vendor, {})
+    model = _PROFILE.sub("", model) if vendor == "bedrock" else model
     while True:
         found = table.get(model)
         if found is not None:

@@ -34,6 +34,8 @@ _types: dict[str, ProviderFactory | str] = {
     # the OpenAI API itself, with its open catalog, is the environment's openai vendor
     DEFAULT_TYPE: "opencode_lab.providers.openai_compat:from_config",
     "dask": "opencode_lab.providers.dask_cluster:from_config",
+    "bedrock": "opencode_lab.providers.bedrock:from_config",
+    "vertex": "opencode_lab.providers.vertex:from_config",
 }
 _lock = threading.Lock()
 _entry_points_loaded = False

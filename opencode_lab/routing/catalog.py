@@ -59,6 +59,8 @@ class Catalog:
     """The lab-wide residency rule (``[lab] regions``): region patterns every request's candidates must match."""
     rules: dict[str, ModelRules] = field(default_factory=dict)
     """Per model name (``[models.NAME]``), its residency rule and OpenRouter provider preferences."""
+    clouds: dict[str, str] = field(default_factory=dict)
+    """Per provider, the kind of service behind it (its ``type``): what the bundled price table is keyed by."""
     _resolved: dict[object, list[ModelGroup]] = field(default_factory=dict, repr=False)
 
     def add(self, deployment: Deployment, *, model: str | None = None) -> Deployment:
@@ -169,7 +171,7 @@ class Catalog:
             known = self.listed.get(provider)
             if known is not None and upstream not in known:
                 raise ModelNotFoundError.for_spec(spec, sorted(f"{provider}/{m}" for m in known))
-            price = bundled_price(provider, upstream)
+            price = bundled_price(self.clouds.get(provider, provider), upstream)
             self.add(
                 Deployment(dep_id, provider, upstream)
                 if price is None

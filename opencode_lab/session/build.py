@@ -56,6 +56,7 @@ def catalog_models(settings: Settings, providers: Mapping[str, Provider], catalo
     """Fill *catalog* with every deployment the settings and providers declare, and the rotation pool."""
     s = settings
     catalog.regions = regions(settings, providers)
+    catalog.clouds = clouds(settings, providers)
     local = providers.get(LocalProvider.name)
     for dep in local.deployments() if isinstance(local, LocalProvider) else ():
         catalog.add(dep)
@@ -80,7 +81,8 @@ def catalog_models(settings: Settings, providers: Mapping[str, Provider], catalo
     catalog.model_params.update(s.model_params)
     catalog.open = frozenset(name for name, p in providers.items() if p.capabilities.open_catalog)
     for dep in list(catalog.deployments.values()):
-        price = bundled_price(dep.provider, dep.upstream) if dep.provider in catalog.open else None
+        vendor = catalog.clouds.get(dep.provider, dep.provider)
+        price = bundled_price(vendor, dep.upstream) if dep.provider in catalog.open else None
         if price is not None:  # fills gaps only: a price or tag configured in TOML wins
             catalog.update_info(dep.id, **price.deployment_fields(), tags=price_tags(price))
     pool = tuple(f"{c.name}/{m}" for c in vendor_configs(s) for m in c.models)

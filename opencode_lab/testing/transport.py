@@ -61,7 +61,7 @@ class Response:
 
 @dataclass(frozen=True)
 class Stream:
-    """A 200 with server-sent *events*, one per chunk; a stream cut mid-answer stops before event *cut_at*.
+    """A 200 with streamed *events*, one per chunk; a stream cut mid-answer stops before event *cut_at*.
 
     The last *end* events are the format's end marker (``[DONE]``, ``message_stop``; Gemini has none): a
     stream stopped at `finished` has given its whole answer, finish reason included, but never ended.
@@ -71,6 +71,8 @@ class Stream:
     cut_at: int
     headers: Mapping[str, str] = field(default_factory=dict)
     end: int = 0
+    content_type: str = "text/event-stream"
+    """Server-sent events, or another framing (AWS's binary event stream)."""
 
     @property
     def finished(self) -> int:
@@ -127,7 +129,7 @@ class Exchange:
         """Send the events flushed one by one.  With *stop*, only those before event *stop*, and the body is
         left unterminated: the connection closes at once, or after saying nothing for *stall_s*."""
         headers = {"Cache-Control": "no-cache", **stream.headers}
-        self._head(200, "text/event-stream", headers, "Transfer-Encoding: chunked")
+        self._head(200, stream.content_type, headers, "Transfer-Encoding: chunked")
         for data in stream.events[:stop]:
             self._writer.write(_chunk(data))
             await self._writer.drain()
