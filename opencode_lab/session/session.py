@@ -29,6 +29,7 @@ from .build import build_providers, catalog_models
 from .cache import CachePolicy, ResponseCache
 from .calls import Calls, new_id
 from .journal import Journal
+from .keeping import runlog_options
 from .loop import LoopThread
 from .resolver import Resolver
 
@@ -83,10 +84,18 @@ class Session:
                 cooldown_s=s.breaker_cooldown_s,
             ),
         )
-        self.cache = ResponseCache(s.cache_mode, s.cache_dir, s.cache_ttl_ms)
+        # privacy mode keeps no answer on disk: the file cache becomes the in-memory one
+        cache_mode = "memory" if s.privacy and s.cache_mode == "file" else s.cache_mode
+        self.cache = ResponseCache(cache_mode, s.cache_dir, s.cache_ttl_ms)
         self.loop = LoopThread()
         self.session_run_id = new_id("s")
-        self.journal = Journal(s.runlog, self.session_run_id, cache_dir=s.cache_dir, cache_fallback=self.cache.fallback)
+        self.journal = Journal(
+            s.runlog,
+            self.session_run_id,
+            cache_dir=s.cache_dir,
+            cache_fallback=self.cache.fallback,
+            runlog_options=runlog_options(s),
+        )
         self.resolver = Resolver(self.catalog, self.providers, s.deadline_s)
         self.calls_path = Calls(self.resolver, self.router, self.cache, self.journal, self.session_run_id)
 
