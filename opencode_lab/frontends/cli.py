@@ -5,6 +5,7 @@ opencode-lab models [FILTER]
 opencode-lab compare data/prompts.csv -m local/smollm2-135m -m local/gemma-3-270m --out results.csv
 opencode-lab stats results.csv
 opencode-lab demo
+opencode-lab audit verify | export [--out FILE] | prune --before DATE
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import LabError
 from ..evals.scorers import contains
 from ..lab.lab import Lab
+from .audit_cli import add_audit_commands
 from .diagnosis import Context, explain, root_cause
 from .display import cut_note
 from .options import add_param_arguments, param_values
@@ -89,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--prompts", type=Path, default=Path("data/prompts.csv"))
     demo.add_argument("--plot", type=Path, default=Path("opencode_lab_demo.png"))
     demo.set_defaults(command=_demo)
+    add_audit_commands(sub)
     return parser
 
 

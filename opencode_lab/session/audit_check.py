@@ -151,12 +151,15 @@ def _walk(
 def _check_checkpoints(
     checkpoints: list[sqlite3.Row], links: dict[int, str], key: AuditKey, upto: int, findings: list[Finding]
 ) -> int:
-    """Findings for forged, dangling or contradicted checkpoints; returns the last position a valid one signs."""
+    """Findings for forged, dangling or contradicted checkpoints; returns the last position one claims to sign."""
     end = max(links, default=upto)
     signed = upto
     for cp in checkpoints:
         pos = cp["pos"]
-        if cp["key_id"] != key.key_id or cp["mac"] != mac(key, "checkpoint", pos, cp["link"], cp["at"], cp["key_id"]):
+        if cp["key_id"] != key.key_id:
+            detail = f"signed by key {cp['key_id']}, not this key ({key.key_id}): another OC_AUDIT_KEY, or forged"
+            findings.append(Finding("forged checkpoint", f"the checkpoint at entry {pos}", detail, pos))
+        elif cp["mac"] != mac(key, "checkpoint", pos, cp["link"], cp["at"], cp["key_id"]):
             findings.append(Finding("forged checkpoint", f"the checkpoint at entry {pos}", _UNSIGNED, pos))
         elif pos > end:
             detail = f"it signs entry {pos} but the chain ends at {end}: records were cut from the tail"
@@ -164,8 +167,7 @@ def _check_checkpoints(
         elif pos > upto and links.get(pos) is not None and links[pos] != cp["link"]:
             detail = "the chain no longer leads to what this signed checkpoint says: rewritten without the key"
             findings.append(Finding("rewritten", f"entries up to {pos}", detail, pos))
-        else:
-            signed = max(signed, pos)
+        signed = max(signed, pos)  # a forged one is named above: what follows it is not also "unsigned"
     return signed
 
 
