@@ -119,7 +119,7 @@ def _anchor(con: sqlite3.Connection) -> sqlite3.Row | None:
 
 def _signed_prune(key: AuditKey, anchor: sqlite3.Row) -> bool:
     fields = ("prune", anchor["upto"], anchor["link"], anchor["before"], anchor["at"], anchor["counts"])
-    return anchor["key_id"] == key.key_id and anchor["mac"] == mac(key, *fields, anchor["key_id"])
+    return bool(anchor["key_id"] == key.key_id and anchor["mac"] == mac(key, *fields, anchor["key_id"]))
 
 
 def _walk(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -89,12 +89,15 @@ class Session:
         self.cache = ResponseCache(cache_mode, s.cache_dir, s.cache_ttl_ms)
         self.loop = LoopThread()
         self.session_run_id = new_id("s")
+        keeping = runlog_options(s)
+        #: privacy mode's stand-in maker for text not to be kept (None when privacy is off)
+        self.conceal: Callable[[str], str] | None = keeping.get("conceal")
         self.journal = Journal(
             s.runlog,
             self.session_run_id,
             cache_dir=s.cache_dir,
             cache_fallback=self.cache.fallback,
-            runlog_options=runlog_options(s),
+            runlog_options=keeping,
         )
         self.resolver = Resolver(self.catalog, self.providers, s.deadline_s)
         self.calls_path = Calls(self.resolver, self.router, self.cache, self.journal, self.session_run_id)
