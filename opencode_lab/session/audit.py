@@ -28,7 +28,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import metadata
@@ -50,7 +50,6 @@ CREATE TABLE IF NOT EXISTS audit (
     pos INTEGER PRIMARY KEY, kind TEXT NOT NULL, ref INTEGER, at REAL NOT NULL,
     who TEXT NOT NULL, what TEXT NOT NULL, digest TEXT NOT NULL, link TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_ref ON audit (kind, ref);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     pos INTEGER PRIMARY KEY, link TEXT NOT NULL, at REAL NOT NULL, key_id TEXT NOT NULL, mac TEXT NOT NULL
 );
@@ -61,9 +60,16 @@ CREATE TABLE IF NOT EXISTS audit_pruned (
 """
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False)
+
+
 def canonical(value: Any) -> bytes:
-    """The one byte form that is hashed: sorted-key compact JSON, UTF-8 (NaN is never stored: it is NULL)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_bytes).encode()
+    """The one byte form that is hashed: sorted-key compact JSON, UTF-8 (NaN is never stored: it is NULL; a
+    BLOB, which none of our columns holds, is its hex)."""
+    try:
+        return _ENCODER.encode(value).encode()
+    except TypeError:  # the rare slow path: json's `default` hook costs every value, so it is not the first try
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_bytes).encode()
 
 
 def _bytes(value: Any) -> str:
@@ -80,8 +86,10 @@ def row_digest(row: Mapping[str, Any], ref_column: str) -> str:
 
 
 def entry_link(prev: str, entry: Sequence[Any]) -> str:
-    """The link of *entry* = (pos, kind, ref, at, who, what, digest) after the link *prev*."""
-    return hashlib.sha256(prev.encode() + b"\n" + canonical(list(entry))).hexdigest()
+    """The link of *entry* = (pos, kind, ref, at, who, what, digest) after the link *prev*: the SHA-256 of *prev*
+    and the fields, one a line (no field holds a newline: who and what are compact JSON; a time is its
+    shortest repr, as JSON would write it)."""
+    return hashlib.sha256("\n".join(map(str, (prev, *entry))).encode()).hexdigest()
 
 
 def mac(key: AuditKey, *fields: Any) -> str:
@@ -89,21 +97,15 @@ def mac(key: AuditKey, *fields: Any) -> str:
     return hmac.new(key.secret, canonical(list(fields)), hashlib.sha256).hexdigest()
 
 
-def stored_rows(con: sqlite3.Connection, kind: str, refs: Iterable[int]) -> list[sqlite3.Row]:
-    """The rows of *kind* with ids *refs*, as stored (read back, so the digest is of what SQLite kept)."""
+def digests(con: sqlite3.Connection, kind: str, where: str = "1", params: Sequence[Any] = ()) -> list[tuple[int, str]]:
+    """(row id, digest) of the rows of *kind* matching *where*, in row-id order, read as stored (so the digest is
+    of what SQLite kept, after its type conversions)."""
     table, column = TABLES[kind]
-    ids = list(refs)
-    rows: list[sqlite3.Row] = []
-    for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
-        chunk = ids[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        rows += con.execute(f"SELECT {column} AS _ref, * FROM {table} WHERE {column} IN ({marks})", chunk).fetchall()
-    return rows
-
-
-def digest_of(row: sqlite3.Row, kind: str) -> str:
-    _, column = TABLES[kind]
-    return row_digest({k: row[k] for k in row.keys() if k != "_ref"}, column)  # noqa: SIM118 (a Row iterates values)
+    cursor = con.cursor()
+    cursor.row_factory = None  # plain tuples: this reads every row a write or a verification covers
+    cursor.execute(f"SELECT {column}, * FROM {table} WHERE {where} ORDER BY {column}", params)
+    names = [d[0] for d in cursor.description][1:]
+    return [(ref, row_digest(dict(zip(names, values, strict=True)), column)) for ref, *values in cursor]
 
 
 @dataclass
@@ -121,12 +123,12 @@ class Auditor:
     def what(self) -> str:
         return json.dumps({"version": package_version(), "config": self.config_hash}, sort_keys=True)
 
-    def chain(self, con: sqlite3.Connection, kind: str, refs: Sequence[int]) -> None:
-        """Append an entry for each row *refs* of *kind* and sign the new head, in the caller's transaction."""
-        if not refs:
-            return
-        digests = {row["_ref"]: digest_of(row, kind) for row in stored_rows(con, kind, refs)}
-        self.append(con, [(kind, ref, digests[ref]) for ref in refs])
+    def chain(self, con: sqlite3.Connection, kind: str, where: str, params: Sequence[Any] = ()) -> None:
+        """Append an entry for each row of *kind* matching *where* and sign the new head, in the caller's
+        transaction (nothing when no row matches)."""
+        found = digests(con, kind, where, params)
+        if found:
+            self.append(con, [(kind, ref, digest) for ref, digest in found])
 
     def append(self, con: sqlite3.Connection, entries: Sequence[tuple[str, int | None, str]]) -> None:
         """Append (kind, ref, digest) entries after the current head, then a signed checkpoint of the new head."""

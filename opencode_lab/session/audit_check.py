@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import InvalidRequestError
-from .audit import GENESIS, TABLES, Auditor, canonical, digest_of, entry_link, mac
+from .audit import GENESIS, TABLES, Auditor, canonical, digests, entry_link, mac
 from .audit_key import AuditKey
 
 
@@ -74,9 +74,8 @@ class Pruned:
 
 def adopt(con: sqlite3.Connection, auditor: Auditor) -> None:
     """A log written before the audit trail: its rows enter the chain as they are now (and are signed)."""
-    for kind, (table, column) in TABLES.items():
-        refs = [r[0] for r in con.execute(f"SELECT {column} FROM {table} ORDER BY {column}")]
-        auditor.chain(con, kind, refs)
+    for kind in TABLES:
+        auditor.chain(con, kind, "1")
 
 
 def verify(con: sqlite3.Connection, key: AuditKey, *, head: str | None = None) -> AuditReport:
@@ -177,19 +176,20 @@ def _check_rows(
     for kind, (table, column) in TABLES.items():
         expected = {ref: chained for (k, ref), chained in latest.items() if k == kind}
         owner_of = {digest: ref for ref, (_, digest) in expected.items()}
-        for row in con.execute(f"SELECT {column} AS _ref, * FROM {table}"):
-            ref, digest = row["_ref"], digest_of(row, kind)
+        for ref, digest in digests(con, kind):
             chained = expected.pop(ref, None)
+            if chained is not None and chained[1] == digest:
+                continue
+            row = con.execute(f"SELECT * FROM {table} WHERE {column} = ?", (ref,)).fetchone()
             where = f"{table} row {ref}{_describe(row, kind)}"
+            other = owner_of.get(digest)
             if chained is None:
                 detail = "it was never chained: inserted (or written with OC_AUDIT off)"
                 findings.append(Finding("inserted", where, detail))
-            elif chained[1] != digest:
-                other = owner_of.get(digest)
-                if other is not None and other != ref:
-                    findings.append(Finding("swapped", where, f"it holds what was logged as row {other}", chained[0]))
-                else:
-                    findings.append(Finding("edited", where, "it differs from what was logged", chained[0]))
+            elif other is not None and other != ref:
+                findings.append(Finding("swapped", where, f"it holds what was logged as row {other}", chained[0]))
+            else:
+                findings.append(Finding("edited", where, "it differs from what was logged", chained[0]))
         for ref, (pos, _) in expected.items():
             findings.append(Finding("deleted", f"{table} row {ref}", f"logged at entry {pos}, now gone", pos))
 
@@ -269,9 +269,9 @@ def prune(con: sqlite3.Connection, auditor: Auditor, before: float) -> Pruned:
         (upto, link, before, at, blob, key.key_id, signature),
     )
     record = hashlib.sha256(canonical(["prune", upto, link, before, at, blob])).hexdigest()
-    kept_runs = _unchained_runs(con)
     auditor.append(con, [("prune", upto, record)])
-    auditor.chain(con, "run", kept_runs)  # runs whose entries were pruned enter the chain again, as they are
+    # runs whose entries were pruned enter the chain again, as they are
+    auditor.chain(con, "run", "rowid NOT IN (SELECT ref FROM audit WHERE kind = 'run')")
     return Pruned(upto, counts)
 
 
@@ -288,10 +288,3 @@ def _delete_rows(con: sqlite3.Connection, upto: int) -> dict[str, int]:
         )
         counts[table] = gone.rowcount
     return counts
-
-
-def _unchained_runs(con: sqlite3.Connection) -> list[int]:
-    return [
-        r[0]
-        for r in con.execute("SELECT rowid FROM runs WHERE rowid NOT IN (SELECT ref FROM audit WHERE kind = 'run')")
-    ]

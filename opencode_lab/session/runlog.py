@@ -269,7 +269,7 @@ class RunLog:
                 (run_id, name, time.time(), blob),
             )
             if self._auditor is not None and added.rowcount == 1:
-                self._auditor.chain(con, "run", [added.lastrowid or 0])
+                self._auditor.chain(con, "run", "rowid = ?", (added.lastrowid,))
         return run_id
 
     def run_meta(self, name: str) -> dict[str, Any] | None:
@@ -285,8 +285,7 @@ class RunLog:
                 return None
             con.execute("UPDATE runs SET name = ? WHERE run_id = ?", (f"{name}@{row['run_id']}", row["run_id"]))
             if self._auditor is not None:
-                rowid = con.execute("SELECT rowid FROM runs WHERE run_id = ?", (row["run_id"],)).fetchone()[0]
-                self._auditor.chain(con, "run", [rowid])
+                self._auditor.chain(con, "run", "run_id = ?", (row["run_id"],))
         return str(row["run_id"])
 
     def find_run(self, name_or_id: str) -> str | None:
@@ -350,11 +349,9 @@ class RunLog:
         with self._write() as con:
             if con.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
                 raise InvalidRequestError(f"unknown run_id {run_id!r}: call start_run() first")
-            if self._auditor is None:
-                con.executemany(_UPSERT, params)
-            else:  # the rows the upsert changed (a success is never replaced by a failure) enter the chain
-                changed = [r[0] for p in params for r in con.execute(_UPSERT + " RETURNING seq", p)]
-                self._auditor.chain(con, "result", changed)
+            con.executemany(_UPSERT, params)
+            if self._auditor is not None:  # the rows the upsert changed (stamped *now*) enter the chain
+                self._auditor.chain(con, "result", "run_id = ? AND updated_at = ?", (run_id, now))
             if owner is not None:
                 keys = [(run_id, *(values[RESULT_COLUMNS.index(c)] for c in _KEY[1:]), owner) for values in params]
                 con.executemany(f"DELETE FROM claims WHERE {_WHERE_KEY} AND owner = ?", keys)
@@ -425,11 +422,10 @@ class RunLog:
             return
         params = [[_sql(r.get(c)) for c in ATTEMPT_COLUMNS] for r in records]
         with self._write() as con:
-            if self._auditor is None:
-                con.executemany(_INSERT_ATTEMPT, params)
-            else:
-                added = [r[0] for p in params for r in con.execute(_INSERT_ATTEMPT + " RETURNING seq", p)]
-                self._auditor.chain(con, "attempt", added)
+            last = con.execute("SELECT MAX(seq) FROM attempts").fetchone()[0] if self._auditor is not None else None
+            con.executemany(_INSERT_ATTEMPT, params)
+            if self._auditor is not None:
+                self._auditor.chain(con, "attempt", "seq > ?", (last or 0,))
 
     def attempts(self, run_id: str | None = None, *, since: float | None = None) -> pd.DataFrame:
         """Attempt records in the order they were logged, of one run (name or id) or of all runs; *since*
