@@ -34,6 +34,7 @@ from functools import cached_property
 from importlib import metadata
 from typing import Any
 
+from ..core.errors import ConfigError
 from .audit_key import AuditKey
 
 #: the link before the first entry
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS audit (
     pos INTEGER PRIMARY KEY, kind TEXT NOT NULL, ref INTEGER, at REAL NOT NULL,
     who TEXT NOT NULL, what TEXT NOT NULL, digest TEXT NOT NULL, link TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_ref ON audit (kind, ref);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     pos INTEGER PRIMARY KEY, link TEXT NOT NULL, at REAL NOT NULL, key_id TEXT NOT NULL, mac TEXT NOT NULL
 );
@@ -129,6 +131,21 @@ class Auditor:
         found = digests(con, kind, where, params)
         if found:
             self.append(con, [(kind, ref, digest) for ref, digest in found])
+
+    def guard(self, con: sqlite3.Connection, kind: str) -> None:
+        """Refuse to add rows of *kind* when its last chained row is gone: SQLite would give the next row that
+        row's id, and its new entry would hide the deletion."""
+        table, column = TABLES[kind]
+        chained = con.execute("SELECT MAX(ref) FROM audit WHERE kind = ?", (kind,)).fetchone()[0]
+        if (
+            chained is not None
+            and con.execute(f"SELECT 1 FROM {table} WHERE {column} >= ?", (chained,)).fetchone() is None
+        ):
+            raise ConfigError(
+                f"{table} row {chained} of this run log was chained but is gone: nothing more is written, so the "
+                "gap is not papered over; run `opencode-lab audit verify`, keep a copy of the file, then prune the "
+                "log or set OC_RUNLOG to a new file"
+            )
 
     def append(self, con: sqlite3.Connection, entries: Sequence[tuple[str, int | None, str]]) -> None:
         """Append (kind, ref, digest) entries after the current head, then a signed checkpoint of the new head."""

@@ -349,6 +349,8 @@ class RunLog:
         with self._write() as con:
             if con.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
                 raise InvalidRequestError(f"unknown run_id {run_id!r}: call start_run() first")
+            if self._auditor is not None:
+                self._auditor.guard(con, "result")
             con.executemany(_UPSERT, params)
             if self._auditor is not None:  # the rows the upsert changed (stamped *now*) enter the chain
                 self._auditor.chain(con, "result", "run_id = ? AND updated_at = ?", (run_id, now))
@@ -422,10 +424,13 @@ class RunLog:
             return
         params = [[_sql(r.get(c)) for c in ATTEMPT_COLUMNS] for r in records]
         with self._write() as con:
-            last = con.execute("SELECT MAX(seq) FROM attempts").fetchone()[0] if self._auditor is not None else None
+            if self._auditor is None:
+                con.executemany(_INSERT_ATTEMPT, params)
+                return
+            self._auditor.guard(con, "attempt")
+            last = con.execute("SELECT MAX(seq) FROM attempts").fetchone()[0]
             con.executemany(_INSERT_ATTEMPT, params)
-            if self._auditor is not None:
-                self._auditor.chain(con, "attempt", "seq > ?", (last or 0,))
+            self._auditor.chain(con, "attempt", "seq > ?", (last or 0,))
 
     def attempts(self, run_id: str | None = None, *, since: float | None = None) -> pd.DataFrame:
         """Attempt records in the order they were logged, of one run (name or id) or of all runs; *since*

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from opencode_lab.core.errors import InvalidRequestError
+from opencode_lab.core.errors import ConfigError, InvalidRequestError
 from opencode_lab.session.audit import Auditor, entry_link, mac, row_digest
 from opencode_lab.session.audit_check import AuditReport
 from opencode_lab.session.audit_key import AuditKey
@@ -323,3 +323,13 @@ def test_the_export_holds_the_chain_its_checkpoints_and_the_latest_records(expor
             assert row_digest(e["record"], column) == e["digest"]
     superseded = [e for e in entries if e["kind"] == "result" and "record" not in e]
     assert len(superseded) == 1  # row 2's failure, answered later
+
+
+def test_a_log_missing_its_last_rows_is_not_written_to_so_the_gap_stays_visible(path: Path) -> None:
+    _sql(path, "DELETE FROM attempts WHERE seq = (SELECT MAX(seq) FROM attempts)")
+    with RunLog(path, auditor=_auditor()) as log:
+        with pytest.raises(ConfigError, match=r"attempts row 3 .* was chained but is gone"):
+            log.append_attempts([_attempt("s-1", "later")])  # it would take row 3's id and hide the deletion
+        log.save_results("s-1", [_row(10, model="n")])  # results are whole: they are still written
+    first = _verify(path).first
+    assert first is not None and first.kind == "deleted" and "attempts row 3" in first.where
