@@ -470,10 +470,11 @@ class RunLog:
         with self._lock, self._failures():
             return audit_check.verify(self._connection(), key, head=head)
 
-    def export_audit(self) -> Iterator[dict[str, Any]]:
-        """The chain, its checkpoints and the rows it covers, as JSON-ready dicts (`audit_check.export`)."""
+    def export_audit(self) -> list[dict[str, Any]]:
+        """The chain, its checkpoints and the rows it covers, as JSON-ready dicts (`audit_check.export`), read
+        whole: this log's writers wait for no reader that a caller left half-way."""
         with self._lock, self._failures():
-            yield from audit_check.export(self._connection())
+            return list(audit_check.export(self._connection()))
 
     def prune(self, before: float) -> audit_check.Pruned:
         """Delete what was logged before *before* (epoch seconds), leaving a signed record of it

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import sqlite3
 import time
 from contextlib import closing
@@ -330,6 +331,21 @@ def test_a_log_missing_its_last_rows_is_not_written_to_so_the_gap_stays_visible(
     with RunLog(path, auditor=_auditor()) as log:
         with pytest.raises(ConfigError, match=r"attempts row 3 .* was chained but is gone"):
             log.append_attempts([_attempt("s-1", "later")])  # it would take row 3's id and hide the deletion
-        log.save_results("s-1", [_row(10, model="n")])  # results are whole: they are still written
+        log.save_results("s-1", [_row(10, model="n")])  # no results row is missing: those are still written
     first = _verify(path).first
     assert first is not None and first.kind == "deleted" and "attempts row 3" in first.where
+
+
+def test_a_lab_chains_its_calls_and_with_audit_off_chains_nothing(fault, fault_toml, make_lab) -> None:
+    audited = make_lab(fault_toml(fault))
+    audited.compare(["a", "b"], "m", run="on")
+    assert audited.runlog is not None
+    report = audited.runlog.verify(AuditKey.of(os.environ["OC_AUDIT_KEY"].encode()))
+    assert report.ok and report.entries == 1 + 2 + 2  # the run, its rows, their attempts
+    plain = make_lab(fault_toml(fault, extra="\n[lab]\naudit = false\nrunlog = 'plain.sqlite'\n"))
+    plain.compare(["a"], "m", run="off", cache=False)
+    assert plain.runlog is not None
+    with closing(sqlite3.connect(plain.runlog.path)) as con:
+        assert con.execute("SELECT COUNT(*) FROM audit").fetchone()[0] == 0
+    with pytest.raises(ConfigError, match="OC_AUDIT is off"):
+        plain.runlog.prune(time.time())
