@@ -103,6 +103,9 @@ RESULT_COLUMNS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA)
 MEASUREMENTS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA if c.measure)
 #: the results columns privacy mode keeps only as keyed hashes
 PRIVATE_COLUMNS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA if c.private)
+#: the user's text outside those columns, kept as keyed hashes too: a chat row's ``system`` (an extra
+#: column), a run specification's ``system`` and ``template``
+PRIVATE_EXTRAS: tuple[str, ...] = ("system", "template")
 #: what identifies a results row: one run, one prompt, one model, one sample
 RESULT_KEY: tuple[str, ...] = ("run_id", "prompt_id", "model", "sample")
 ATTEMPT_COLUMNS: tuple[str, ...] = tuple(c.name for c in ATTEMPT_SCHEMA)

@@ -53,6 +53,7 @@ from ..core.schema import (
     ATTEMPT_SCHEMA,
     KINDS,
     PRIVATE_COLUMNS,
+    PRIVATE_EXTRAS,
     RESULT_COLUMNS,
     RESULT_KEY,
     RESULT_SCHEMA,
@@ -118,7 +119,7 @@ _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _index_call_t
 
 _RESULT_FIELDS = (*RESULT_COLUMNS, "extra", "updated_at")
 _DECLARED = frozenset(RESULT_COLUMNS)  # every other key of a results row goes to ``extra``
-_PRIVATE = frozenset(PRIVATE_COLUMNS)
+_PRIVATE, _PRIVATE_EXTRAS = frozenset(PRIVATE_COLUMNS), frozenset(PRIVATE_EXTRAS)
 _UPSERT = (
     f"INSERT INTO results ({', '.join(_RESULT_FIELDS)}) VALUES ({', '.join('?' for _ in _RESULT_FIELDS)}) "
     f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
@@ -342,9 +343,9 @@ class RunLog:
             if missing:
                 raise InvalidRequestError(f"results row without {', '.join(missing)}: cannot key it in the run log")
             values = [run_id if c == "run_id" else _sql(row.get(c)) for c in RESULT_COLUMNS]
-            if self._conceal is not None:
-                values = [self._conceal(v) if c in _PRIVATE and isinstance(v, str) else v for c, v in _named(values)]
             extra = {k: _plain(v) for k, v in row.items() if k not in _DECLARED}
+            if self._conceal is not None:
+                values, extra = _concealed(self._conceal, values, extra)
             params.append((*values, redact(json.dumps(extra, default=str)) if extra else None, now))
         with self._write() as con:
             if con.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
@@ -485,8 +486,17 @@ class RunLog:
             return audit_check.prune(con, self._auditor, before)
 
 
-def _named(values: list[Any]) -> zip[tuple[str, Any]]:
-    return zip(RESULT_COLUMNS, values, strict=True)
+def _concealed(
+    conceal: Callable[[str], str], values: list[Any], extra: dict[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """A row's column values and extra columns with the user's text (`PRIVATE_COLUMNS`, `PRIVATE_EXTRAS`)
+    replaced by privacy mode's stand-in."""
+
+    def hide(name: str, value: Any, private: frozenset[str]) -> Any:
+        return conceal(value) if name in private and isinstance(value, str) else value
+
+    columns = [hide(c, v, _PRIVATE) for c, v in zip(RESULT_COLUMNS, values, strict=True)]
+    return columns, {k: hide(k, v, _PRIVATE_EXTRAS) for k, v in extra.items()}
 
 
 def _upgrade(con: sqlite3.Connection, path: Path) -> None:

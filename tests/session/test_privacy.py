@@ -32,7 +32,7 @@ def private_lab(fault, fault_toml, make_lab) -> Lab:
 
 def test_no_plain_text_of_a_prompt_reaches_the_cache_folder_or_the_run_log(private_lab: Lab) -> None:
     frame = private_lab.compare([f"say {MARKER} please", "second"], "m", run="private")
-    private_lab.chat(f"chat {MARKER}", "m")
+    private_lab.chat(f"chat {MARKER}", "m", system=f"system {MARKER}")
     private_lab.flush()
     assert frame["response"].str.contains(MARKER).tolist() == [True, False]  # the caller still gets the text
     folder = private_lab.settings.cache_dir
