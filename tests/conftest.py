@@ -24,6 +24,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["OC_LOCAL_THREADS"] = "1"
 for _var in (*VENDORS.variables, "OC_CONFIG", "OC_CACHE_MODE", "OC_CACHE_TTL_MS", "OC_RUNLOG", "OC_DEFAULT_MODELS"):
     os.environ.pop(_var, None)
+for _var in ("OC_AUDIT", "OC_PRIVACY", "OC_AUDIT_KEY_FILE"):
+    os.environ.pop(_var, None)
+# the audit trail signs with this key, so no test writes a key file into the home folder or a note on stderr
+# (the tests of the key file itself unset it)
+os.environ["OC_AUDIT_KEY"] = "the test suite's audit key"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

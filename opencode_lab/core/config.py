@@ -118,6 +118,12 @@ class Settings:
     """The lab-wide residency rule (glob patterns): no request reaches a deployment outside it."""
     home_region: str | None = None
     """The region (a glob pattern) the ``nearest`` strategy prefers while one there can be sent to."""
+    audit: bool = True
+    """Chain every record of the run log and sign its checkpoints (see `opencode_lab.session.audit`)."""
+    privacy: bool = False
+    """Keep prompts and answers only as keyed hashes in the run log, and no answers on disk."""
+    audit_key_file: Path = field(default_factory=lambda: default_audit_key_file())
+    audit_key: Secret | None = None  # OC_AUDIT_KEY, read from the environment only (as API keys are)
     vendors: Mapping[str, ProviderConfig] = field(default_factory=lambda: _vendors({}, {}, "config"))
     """Every registered vendor's settings, by name; one is used when it has a key (or a model list)."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
@@ -164,6 +170,11 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "Secret": (Secret,),
     "tuple[str, ...]": (tuple,),
 }
+
+
+def default_audit_key_file() -> Path:
+    """The audit key's file, in the per-user config folder: outside the cache folder the run log lives in."""
+    return Path(platformdirs.user_config_dir("opencode_lab")) / "audit.key"
 
 
 def default_cache_dir() -> Path:
@@ -253,6 +264,19 @@ def _strings(name: str, raw: object) -> tuple[str, ...]:
     if not all(i.strip() for i in items):
         raise ConfigError(f"{name} has an empty item: {raw!r} (expected e.g. 'openai/gpt-4o-mini,meta/llama-3-8b')")
     return tuple(i.strip() for i in items)
+
+
+def _flag(name: str, raw: object) -> bool:
+    """A TOML boolean, or from the environment 1/true/yes/on or 0/false/no/off."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, _EnvText):
+        text = raw.strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+    raise ConfigError(f"{name} must be true or false (in a variable: 1/0, true/false, yes/no, on/off), got {raw!r}")
 
 
 def _secret(name: str, raw: object) -> Secret:
@@ -354,7 +378,11 @@ _SCALARS: tuple[tuple[str, str, str, str, Parser], ...] = (
     ("telemetry", "OC_TELEMETRY", "lab", "telemetry", partial(_choice, TELEMETRY_MODES)),
     ("regions", "OC_REGIONS", "lab", "regions", _region_patterns),
     ("home_region", "OC_HOME_REGION", "lab", "home_region", _region),
+    ("audit", "OC_AUDIT", "lab", "audit", _flag),
+    ("privacy", "OC_PRIVACY", "lab", "privacy", _flag),
+    ("audit_key_file", "OC_AUDIT_KEY_FILE", "lab", "audit_key_file", _path),
 )
+AUDIT_KEY_ENV = "OC_AUDIT_KEY"
 _TABLES: dict[str, frozenset[str]] = {
     **{t: frozenset(k for _, _, table, k, _ in _SCALARS if table == t) for t in ("lab", "cache")},
     # keys are names; a provider's own keys are _PROVIDER_KEYS, a deployment's _DEPLOYMENT_KEYS
@@ -443,8 +471,10 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
     if values["breaker_min_calls"] > values["breaker_window"]:
         prefix = f"{where}: " if "[" in low + high else ""
         raise ConfigError(f"{prefix}{low} must be at most {high}: the breaker's window holds no more calls")
+    audit_key = env.get(AUDIT_KEY_ENV, "")
     return Settings(
         **values,
+        audit_key=_secret(AUDIT_KEY_ENV, audit_key) if audit_key.strip() else None,
         vendors=_vendors(tables["lab"], env, where),
         providers=_providers(tables["providers"], env, where),
         models=_models(tables["models"], where),

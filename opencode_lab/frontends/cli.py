@@ -7,6 +7,7 @@ opencode-lab stats results.csv
 opencode-lab demo
 opencode-lab dashboard --port 5006
 opencode-lab sla --since 7d --html sla.html
+opencode-lab audit verify | export [--out FILE] | prune --before DATE
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import LabError
 from ..evals.scorers import contains
 from ..lab.lab import Lab
+from .audit_cli import add_audit_commands
 from .diagnosis import Context, explain, root_cause
 from .display import cut_note
 from .options import add_param_arguments, param_values
@@ -93,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(command=_demo)
     _add_dashboard(sub)
     _add_sla(sub)
+    add_audit_commands(sub)
     return parser
 
 
@@ -266,5 +269,3 @@ def _print_frame(frame: pd.DataFrame) -> None:
 
     with pd.option_context("display.max_columns", 30, "display.width", 200, "display.max_colwidth", 50):
         print(frame.to_string())
-
-

@@ -558,3 +558,31 @@ def test_a_plugin_type_gets_region_parsed_not_passed_as_its_own_option(tmp_path:
     settings = load(None, '[providers.d]\ntype = "dask"\nregion = "eu-west-1"\nscheduler = "x"\n', tmp_path)
     assert settings.providers["d"].region == "eu-west-1"
     assert dict(settings.providers["d"].options) == {"scheduler": "x"}
+
+
+def test_audit_is_on_and_privacy_off_by_default() -> None:
+    settings = load()
+    assert settings.audit is True and settings.privacy is False and settings.audit_key is None
+    assert settings.audit_key_file.name == "audit.key"
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1", True), ("yes", True), ("ON", True), ("0", False), ("off", False)])
+def test_privacy_and_audit_flags_read_from_the_environment(text: str, expected: bool) -> None:
+    settings = load({"OC_PRIVACY": text, "OC_AUDIT": text})
+    assert settings.privacy is expected and settings.audit is expected
+
+
+def test_a_flag_is_a_boolean_in_toml_and_a_word_in_a_variable(tmp_path: Path) -> None:
+    assert load(toml="[lab]\nprivacy = true\naudit = false\n", tmp_path=tmp_path).privacy is True
+    with pytest.raises(ConfigError, match=r"\[lab\] privacy must be true or false"):
+        load(toml='[lab]\nprivacy = "yes"\n', tmp_path=tmp_path)
+    with pytest.raises(ConfigError, match="OC_AUDIT must be true or false"):
+        load({"OC_AUDIT": "maybe"})
+
+
+def test_the_audit_key_comes_from_the_environment_only_and_never_shows(tmp_path: Path) -> None:
+    settings = load({"OC_AUDIT_KEY": "correct horse battery staple", "OC_AUDIT_KEY_FILE": str(tmp_path / "k")})
+    assert settings.audit_key is not None and settings.audit_key.reveal() == "correct horse battery staple"
+    assert settings.audit_key_file == tmp_path / "k" and "horse" not in repr(settings)
+    with pytest.raises(ConfigError, match="unknown key 'audit_key'"):
+        load(toml='[lab]\naudit_key = "x"\n', tmp_path=tmp_path)
