@@ -17,12 +17,11 @@ Definitions follow RouterBench (Hu et al. 2024) and RouteLLM (Ong et al. 2024):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def ndch(costs: Sequence[float], qualities: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def ndch(costs: ArrayLike, qualities: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """The non-decreasing convex hull of points: its vertices by increasing cost (NaN points ignored)."""
     c = np.asarray(costs, dtype=float)
     q = np.asarray(qualities, dtype=float)

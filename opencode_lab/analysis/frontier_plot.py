@@ -32,8 +32,14 @@ def plot_plane(
     xs, ys = ndch(singles["cost"], singles["quality"])
     ax.plot(xs, ys, ls=":", color="grey", label=f"random mixtures (AIQ {aiq.get('random mixture', float('nan')):.3f})")
     for _, row in singles.iterrows():
-        ax.scatter(row["cost"], row["quality"], s=80, color=model_colour(str(row["system"])), zorder=3,
-                   label=f"{row['system']} (AIQ {aiq.get(row['system'], float('nan')):.3f})")
+        ax.scatter(
+            row["cost"],
+            row["quality"],
+            s=80,
+            color=model_colour(str(row["system"])),
+            zorder=3,
+            label=f"{row['system']} (AIQ {aiq.get(row['system'], float('nan')):.3f})",
+        )
     for kind in ("selector", "oracle", "cascade"):  # the Oracle dashed on top of a selector that matches it
         for name, group in points[points["kind"] == kind].groupby("system", sort=False):
             colour, line = _STYLE[kind]

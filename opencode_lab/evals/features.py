@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _TOKENS = r"(?u)\b\w+\b|[^\w\s]"
+_CLIP, _WEIGHT = 3.0, 0.2  # scaled numbers: at most 3 standard deviations, each worth 0.2 of a unit
 
 
 class FeatureStep(Protocol):
@@ -53,8 +54,9 @@ class Lexical:
         self._check_columns(table)
         numeric, categorical = self._split(table)
         self._parts = {
-            "tfidf": TfidfVectorizer(token_pattern=_TOKENS, ngram_range=(1, 2), max_features=self.max_features,
-                                     sublinear_tf=True).fit(table["prompt"]),
+            "tfidf": TfidfVectorizer(
+                token_pattern=_TOKENS, ngram_range=(1, 2), max_features=self.max_features, sublinear_tf=True
+            ).fit(table["prompt"]),
             "scale": StandardScaler().fit(self._numbers(table, numeric)),
             "numeric": numeric,
             "categorical": categorical,
@@ -71,11 +73,19 @@ class Lexical:
         self._check_columns(table)
         parts = [
             self._parts["tfidf"].transform(table["prompt"]),
-            sparse.csr_matrix(self._parts["scale"].transform(self._numbers(table, self._parts["numeric"]))),
+            sparse.csr_matrix(self._numeric_part(table)),
         ]
         if self._parts["categorical"]:
             parts.append(self._parts["onehot"].transform(table[self._parts["categorical"]].astype(str)))
         return sparse.hstack(parts, format="csr")
+
+    def _numeric_part(self, table: pd.DataFrame) -> Any:
+        """The scaled numbers, clipped and weighted so that none outweighs the text: the TF-IDF row has norm
+        1, and an unusually long prompt must not find its neighbours by length alone."""
+        import numpy as np
+
+        scaled = self._parts["scale"].transform(self._numbers(table, self._parts["numeric"]))
+        return np.clip(scaled, -_CLIP, _CLIP) * _WEIGHT
 
     def spec(self) -> dict[str, Any]:
         return {"type": "lexical", "columns": list(self.columns), "max_features": self.max_features}

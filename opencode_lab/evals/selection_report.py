@@ -87,7 +87,6 @@ def evaluate(
     results: pd.DataFrame | None = None,
 ) -> SelectionReport:
     """Cross-validate *selector* by prompt and score every system on the cost–quality plane."""
-    import pandas as pd
 
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
         raise InvalidRequestError(f"bootstrap must be a non-negative integer (resamples), got {bootstrap!r}")
@@ -107,7 +106,9 @@ def evaluate(
         raise InvalidRequestError("this selector was loaded from a file: pass results= to replay a cascade on them")
     replay = simulate(plan, data, rows if cascade is not None else None, selector.quality)
     escalated = int(replay.escalations[complete].sum())
-    systems.append(_System(plan.name, "cascade", replay.quality[complete, None], replay.cost[complete, None], [escalated]))
+    systems.append(
+        _System(plan.name, "cascade", replay.quality[complete, None], replay.cost[complete, None], [escalated])
+    )
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(q), size=(bootstrap, len(q)))
     point, boot = _aiqs(systems, np.arange(len(q))), [_aiqs(systems, d) for d in draws]
@@ -117,7 +118,7 @@ def evaluate(
         metrics = metrics.merge(two, on="system", how="left")
     verdict, better = _verdict(systems, point, boot, selector.name, len(q))
     return SelectionReport(
-        _points(systems), metrics, verdict, better, int(len(q)), fold_of, quality=selector.quality, cost=selector.cost
+        _points(systems), metrics, verdict, better, len(q), fold_of, quality=selector.quality, cost=selector.cost
     )
 
 
@@ -193,6 +194,7 @@ def _two_model_table(
     weak = 1 - strong
     rows = []
     for system, advantage in ((name, pred[:, strong] - pred[:, weak]), (ORACLE, q[:, strong] - q[:, weak])):
+
         def measures(r: np.ndarray, advantage: np.ndarray = advantage) -> list[float]:
             shares, pgr = frontier.pgr_curve(q[r, weak], q[r, strong], advantage[r])
             return [frontier.apgr(shares, pgr), frontier.cpt(shares, pgr, 0.5), frontier.cpt(shares, pgr, 0.8)]
@@ -229,6 +231,13 @@ def _points(systems: list[_System]) -> pd.DataFrame:
     rows = []
     for s in systems:
         for k, setting in enumerate(s.settings):
-            rows.append({"system": s.name, "kind": s.kind, "setting": setting,
-                         "cost": float(s.cost[:, k].mean()), "quality": float(s.quality[:, k].mean())})
+            rows.append(
+                {
+                    "system": s.name,
+                    "kind": s.kind,
+                    "setting": setting,
+                    "cost": float(s.cost[:, k].mean()),
+                    "quality": float(s.quality[:, k].mean()),
+                }
+            )
     return pd.DataFrame(rows)

@@ -70,7 +70,12 @@ class Selector:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidRequestError(f"k must be a positive integer (neighbours), got {k!r}")
         self.data, self.quality, self.cost, self.estimator, self.k, self.name = (
-            data, quality, cost, estimator, k, name
+            data,
+            quality,
+            cost,
+            estimator,
+            k,
+            name,
         )
         self.rows = rows
         """The results learned from (kept in memory, not saved): what a cascade's check reads."""
@@ -142,7 +147,9 @@ class Selector:
         elif isinstance(prompts, pd.Series | list | tuple):
             table = pd.DataFrame({"prompt": list(prompts)})
         else:
-            raise InvalidRequestError(f"prompts must be a string, list, Series or DataFrame, not {type(prompts).__name__}")
+            raise InvalidRequestError(
+                f"prompts must be a string, list, Series or DataFrame, not {type(prompts).__name__}"
+            )
         if not all(isinstance(p, str) for p in table["prompt"]):
             raise InvalidRequestError("every prompt must be a string")
         return table
@@ -161,7 +168,9 @@ class Selector:
         predicted = self.predict(prompts).to_numpy()
         picks = choose(predicted, self.data.mean_cost, rule(target, budget, willingness_to_pay), eligible)
         return [
-            Choice(self.models[i], float(predicted[p, i]), dict(zip(self.models, map(float, predicted[p]), strict=True)))
+            Choice(
+                self.models[i], float(predicted[p, i]), dict(zip(self.models, map(float, predicted[p]), strict=True))
+            )
             for p, i in enumerate(picks)
         ]
 
@@ -228,8 +237,10 @@ class Selector:
         if not isinstance(document, Mapping) or document.get("format") != FORMAT:
             raise ConfigError(f"{str(path)!r} is not a saved selector")
         if document.get("version") != VERSION:
-            raise ConfigError(f"selector {str(path)!r} has format version {document.get('version')!r}; "
-                              f"this opencode_lab reads version {VERSION}")
+            raise ConfigError(
+                f"selector {str(path)!r} has format version {document.get('version')!r}; "
+                f"this opencode_lab reads version {VERSION}"
+            )
         try:
             data = Training.from_json(document["training"])
             selector = cls(
@@ -291,8 +302,11 @@ class Rule:
 
 
 def rule(target: float | None, budget: float | None, willingness_to_pay: float | None) -> Rule:
-    given = {k: v for k, v in (("target", target), ("budget", budget), ("willingness_to_pay", willingness_to_pay))
-             if v is not None}
+    given = {
+        k: v
+        for k, v in (("target", target), ("budget", budget), ("willingness_to_pay", willingness_to_pay))
+        if v is not None
+    }
     if len(given) > 1:
         raise InvalidRequestError(f"give one of target, budget or willingness_to_pay, not {' and '.join(given)}")
     for key, value in given.items():
@@ -314,10 +328,14 @@ def choose(predicted: np.ndarray, cost: np.ndarray, how: Rule, eligible: np.ndar
     cost = np.broadcast_to(cost, (n, m))
     if how.target is not None:
         reaches = ok & (pred >= how.target)  # none reaches it: the best predicted
-        score = np.where(reaches.any(axis=1, keepdims=True), np.where(reaches, -cost, -np.inf), np.where(ok, pred, -np.inf))
+        score = np.where(
+            reaches.any(axis=1, keepdims=True), np.where(reaches, -cost, -np.inf), np.where(ok, pred, -np.inf)
+        )
     elif how.budget is not None:
         within = ok & (cost <= how.budget)
-        score = np.where(within.any(axis=1, keepdims=True), np.where(within, pred, -np.inf), np.where(ok, -cost, -np.inf))
+        score = np.where(
+            within.any(axis=1, keepdims=True), np.where(within, pred, -np.inf), np.where(ok, -cost, -np.inf)
+        )
     elif how.willingness_to_pay is not None:
         wtp = how.willingness_to_pay
         score = np.where(ok, -cost if wtp == 0 else pred - cost / wtp, -np.inf)

@@ -17,7 +17,7 @@ def test_the_hull_keeps_only_points_no_mixture_beats_and_stops_at_the_best() -> 
 
 def test_a_point_on_the_chord_between_two_others_is_not_a_vertex() -> None:
     xs, ys = ndch([0, 1, 2], [0.0, 0.5, 1.0])
-    assert list(xs) == [0, 2]
+    assert list(xs) == [0, 2] and list(ys) == [0.0, 1.0]
 
 
 def test_at_equal_cost_the_better_point_counts_and_nan_points_are_ignored() -> None:

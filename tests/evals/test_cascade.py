@@ -6,8 +6,8 @@ import pytest
 
 from opencode_lab import InvalidRequestError
 from opencode_lab.evals.cascade import cascade, simulate
-from opencode_lab.evals.selector import learn_selector
 from opencode_lab.evals.scorers import Score
+from opencode_lab.evals.selector import learn_selector
 
 
 def test_a_perfect_check_reaches_the_strong_quality_at_the_cheap_cost_plus_escalations(make_task) -> None:

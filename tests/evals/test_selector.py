@@ -13,7 +13,9 @@ from opencode_lab.evals.selector import Selector, learn_selector
 
 
 @pytest.mark.parametrize("estimator", ["knn", "linear"])
-def test_on_a_task_with_structure_the_selector_beats_every_model_and_nears_the_oracle(arithmetic_task, estimator) -> None:
+def test_on_a_task_with_structure_the_selector_beats_every_model_and_nears_the_oracle(
+    arithmetic_task, estimator
+) -> None:
     report = learn_selector(arithmetic_task, estimator=estimator).evaluate()
     aiq = dict(zip(report.metrics.system, report.metrics.aiq, strict=True))
     assert aiq["selector"] > max(aiq["A"], aiq["B"], aiq["random mixture"])
@@ -42,9 +44,18 @@ def test_the_report_has_every_system_with_an_interval_and_two_model_measures(ari
 def test_a_prompt_text_is_never_predicted_by_a_model_that_saw_it() -> None:
     texts = [f"question number {i} about {w}" for i, w in enumerate(["cats", "dogs", "owls", "bees"] * 10)]
     rows = [
-        {"prompt": t, "model": m, "score": (i + 1) / 100 if m == "A" else 0.5, "cost_usd": c, "prompt_id": pid,
-         "sample": sample}
-        for i, t in enumerate(texts) for pid in (i, i + 1000) for sample in (0, 1) for m, c in (("A", 2.0), ("B", 1.0))
+        {
+            "prompt": t,
+            "model": m,
+            "score": (i + 1) / 100 if m == "A" else 0.5,
+            "cost_usd": c,
+            "prompt_id": pid,
+            "sample": sample,
+        }
+        for i, t in enumerate(texts)
+        for pid in (i, i + 1000)
+        for sample in (0, 1)
+        for m, c in (("A", 2.0), ("B", 1.0))
     ]  # every text asked twice under two ids, two samples each: a prompt-id or row split would leak it
     selector = learn_selector(pd.DataFrame(rows), k=1)
     assert len(selector.data.table) == len(texts)
@@ -55,14 +66,19 @@ def test_a_prompt_text_is_never_predicted_by_a_model_that_saw_it() -> None:
 
 
 def test_failed_rows_count_as_zero_and_samples_are_averaged() -> None:
-    rows = pd.DataFrame([
-        {"prompt": "p", "model": "A", "score": None, "error_type": "ServerError", "cost_usd": 1.0},
-        {"prompt": "p", "model": "A", "score": 1.0, "error_type": None, "cost_usd": 3.0},
-        {"prompt": "p", "model": "B", "score": None, "error_type": None, "cost_usd": 1.0},
-        {"prompt": "q", "model": "B", "score": 0.25, "error_type": None, "cost_usd": None},
-    ])
+    rows = pd.DataFrame(
+        [
+            {"prompt": "p", "model": "A", "score": None, "error_type": "ServerError", "cost_usd": 1.0},
+            {"prompt": "p", "model": "A", "score": 1.0, "error_type": None, "cost_usd": 3.0},
+            {"prompt": "p", "model": "B", "score": None, "error_type": None, "cost_usd": 1.0},
+            {"prompt": "q", "model": "B", "score": 0.25, "error_type": None, "cost_usd": None},
+        ]
+    )
     selector = learn_selector(rows, k=1)
-    assert selector.data.quality.tolist() == [[0.5, pytest.approx(np.nan, nan_ok=True)], [pytest.approx(np.nan, nan_ok=True), 0.25]]
+    assert selector.data.quality.tolist() == [
+        [0.5, pytest.approx(np.nan, nan_ok=True)],
+        [pytest.approx(np.nan, nan_ok=True), 0.25],
+    ]
     assert selector.costs == {"A": 2.0, "B": 1.0}
 
 
