@@ -182,7 +182,7 @@ def judge_toml(judge_server: FaultServer) -> str:
     )
 
 
-_WORDS = "capital river author poem colour planet history language animal city".split()
+_WORDS = ["capital", "river", "author", "poem", "colour", "planet", "history", "language", "animal", "city"]
 
 
 def _synthetic(

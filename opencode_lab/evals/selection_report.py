@@ -1,7 +1,8 @@
 """Proving a selector before using it: cross-validated points on the cost–quality plane, and their scores.
 
-`evaluate` predicts every prompt with predictors that never saw its text (grouped k-fold by prompt),
-then places on the plane (mean cost, mean quality over the prompts every model answered):
+`evaluate` takes a selector's predictions of every prompt by predictors that never saw its text
+(grouped k-fold by prompt, `Selector.cross_predict`), then places on the plane (mean cost, mean
+quality over the prompts every model was scored on):
 
 - each single model, and the random mixtures between them (their hull);
 - the Oracle: true per-prompt qualities and costs, swept over willingness to pay;
@@ -25,13 +26,12 @@ import numpy as np
 from ..analysis import frontier
 from ..core.errors import InvalidRequestError
 from .cascade import Cascade, simulate
-from .selector import Rule, choose
+from .choosing import Rule, choose
+from .selection import Training
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
-
-    from .selector import Selector
 
 _SWEEP = 41  # willingness-to-pay settings per sweep (quantiles of the switching points)
 MIXTURE = "random mixture"
@@ -66,6 +66,20 @@ class SelectionReport:
         return f"<p>{html.escape(self.verdict)}</p>" + self.metrics.to_html(index=False, float_format="{:.4g}".format)
 
 
+@dataclass(frozen=True)
+class Subject:
+    """What is evaluated: the training data, the selector's out-of-fold predictions (prompts x models) and
+    each prompt's fold, its name and columns, and the results rows a cascade's check reads (or None)."""
+
+    data: Training
+    predicted: np.ndarray
+    folds: np.ndarray
+    name: str
+    quality: str
+    cost: str
+    rows: pd.DataFrame | None
+
+
 @dataclass
 class _System:
     """A system's per-prompt quality and cost at each of its settings (prompts x settings)."""
@@ -78,57 +92,43 @@ class _System:
 
 
 def evaluate(
-    selector: Selector,
-    *,
-    folds: int = 5,
-    bootstrap: int = 200,
-    seed: int = 0,
-    cascade: Cascade | None = None,
-    results: pd.DataFrame | None = None,
+    subject: Subject, *, bootstrap: int = 200, seed: int = 0, cascade: Cascade | None = None
 ) -> SelectionReport:
-    """Cross-validate *selector* by prompt and score every system on the cost–quality plane."""
-
-    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
-        raise InvalidRequestError(f"bootstrap must be a non-negative integer (resamples), got {bootstrap!r}")
-    data = selector.data
+    """Score every system on the cost–quality plane over the prompts every model was scored on."""
+    data = subject.data
     complete = np.isfinite(data.quality).all(axis=1)
     if complete.sum() < 2:
         raise InvalidRequestError("fewer than two prompts were scored for every model: nothing to evaluate")
-    predicted, fold_of = selector.cross_predict(folds, seed)
     q, c = data.quality[complete], np.where(np.isfinite(data.cost), data.cost, data.mean_cost)[complete]
-    pred, mean_cost = predicted[complete], data.mean_cost
+    pred = subject.predicted[complete]
     systems = [_System(m, "model", q[:, [i]], c[:, [i]], [None]) for i, m in enumerate(data.models)]
     systems.append(_sweep(ORACLE, "oracle", q, c, q, c))
-    systems.append(_sweep(selector.name, "selector", q, c, pred, np.broadcast_to(mean_cost, q.shape)))
-    plan = cascade or _perfect_cascade(selector)
-    rows = results if results is not None else selector.rows
-    if cascade is not None and rows is None:
+    systems.append(_sweep(subject.name, "selector", q, c, pred, np.broadcast_to(data.mean_cost, q.shape)))
+    if cascade is not None and subject.rows is None:
         raise InvalidRequestError("this selector was loaded from a file: pass results= to replay a cascade on them")
-    replay = simulate(plan, data, rows if cascade is not None else None, selector.quality)
+    plan = cascade or _perfect_cascade(data, subject.quality)
+    replay = simulate(plan, data, subject.rows if cascade is not None else None, subject.quality)
     escalated = int(replay.escalations[complete].sum())
     systems.append(
         _System(plan.name, "cascade", replay.quality[complete, None], replay.cost[complete, None], [escalated])
     )
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(q), size=(bootstrap, len(q)))
+    draws = np.random.default_rng(seed).integers(0, len(q), size=(bootstrap, len(q)))
     point, boot = _aiqs(systems, np.arange(len(q))), [_aiqs(systems, d) for d in draws]
     metrics = _aiq_table(systems, point, boot)
     if len(data.models) == 2:
-        two = _two_model_table(q, pred, data.models, draws, selector.name)
-        metrics = metrics.merge(two, on="system", how="left")
-    verdict, better = _verdict(systems, point, boot, selector.name, len(q))
+        metrics = metrics.merge(_two_model_table(q, pred, data.models, draws, subject.name), on="system", how="left")
+    verdict, better = _verdict(systems, point, boot, subject.name, len(q))
     return SelectionReport(
-        _points(systems), metrics, verdict, better, len(q), fold_of, quality=selector.quality, cost=selector.cost
+        _points(systems), metrics, verdict, better, len(q), subject.folds, quality=subject.quality, cost=subject.cost
     )
 
 
-def _perfect_cascade(selector: Selector) -> Cascade:
+def _perfect_cascade(data: Training, quality: str) -> Cascade:
     """Cheapest to dearest, accepting an answer whose quality is the best seen: a check that is never wrong."""
     from .cascade import cascade
 
-    order = [selector.models[i] for i in np.argsort(selector.data.mean_cost, kind="stable")]
-    best = float(np.nanmax(selector.data.quality))
-    return cascade(order, selector.quality, threshold=best, name="cascade (perfect check)")
+    order = [data.models[i] for i in np.argsort(data.mean_cost, kind="stable")]
+    return cascade(order, quality, threshold=float(np.nanmax(data.quality)), name="cascade (perfect check)")
 
 
 def _sweep(name: str, kind: str, q: np.ndarray, c: np.ndarray, pred: np.ndarray, known_cost: np.ndarray) -> _System:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +25,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.errors import ConfigError, InvalidRequestError
+from .choosing import Rule, choose, rule
 from .features import FeatureStep, feature_step, require_sklearn
 from .selection import Training, training
+from .selection_report import SelectionReport, Subject, evaluate
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .cascade import Cascade
-    from .selection_report import SelectionReport
 
 FORMAT = "opencode_lab.selector"
 VERSION = 1
@@ -77,6 +77,8 @@ class Selector:
             k,
             name,
         )
+        self.rule = Rule()
+        """How `select` trades quality against cost when a call gives no rule (see `using`)."""
         self.rows = rows
         """The results learned from (kept in memory, not saved): what a cascade's check reads."""
         self._features = feature_step(features)
@@ -154,6 +156,16 @@ class Selector:
             raise InvalidRequestError("every prompt must be a string")
         return table
 
+    def using(
+        self, *, target: float | None = None, budget: float | None = None, willingness_to_pay: float | None = None
+    ) -> Selector:
+        """This selector choosing by another rule (what ``chat``/``compare`` through it use): the cheapest model
+        predicted to reach *target*, the best within *budget* per prompt, or the best value at
+        *willingness_to_pay*; none given: the best predicted quality."""
+        other = copy.copy(self)
+        other.rule = rule(target, budget, willingness_to_pay)
+        return other
+
     def select(
         self,
         prompts: object,
@@ -163,10 +175,12 @@ class Selector:
         willingness_to_pay: float | None = None,
         eligible: np.ndarray | None = None,
     ) -> list[Choice]:
-        """A `Choice` per prompt.  With none of the rules given: the best predicted quality (ties: cheaper).
-        *eligible* (prompts x models, bool) rules models out for some prompts (context windows, tools)."""
+        """A `Choice` per prompt, by the rule given (else this selector's `rule`; by default the best predicted
+        quality, ties to the cheaper).  *eligible* (prompts x models, bool) rules models out for some prompts
+        (context windows, tools)."""
+        given = rule(target, budget, willingness_to_pay)
         predicted = self.predict(prompts).to_numpy()
-        picks = choose(predicted, self.data.mean_cost, rule(target, budget, willingness_to_pay), eligible)
+        picks = choose(predicted, self.data.mean_cost, given if given != Rule() else self.rule, eligible)
         return [
             Choice(
                 self.models[i], float(predicted[p, i]), dict(zip(self.models, map(float, predicted[p]), strict=True))
@@ -186,9 +200,12 @@ class Selector:
         """Cross-validated by prompt: the cost–quality plane with AIQ, APGR, CPT and bootstrap intervals
         (see `opencode_lab.evals.selection_report.evaluate`).  *results*: the rows a cascade's check reads
         (default: those learned from, when this selector was not loaded from a file)."""
-        from .selection_report import evaluate
-
-        return evaluate(self, folds=folds, bootstrap=bootstrap, seed=seed, cascade=cascade, results=results)
+        if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+            raise InvalidRequestError(f"bootstrap must be a non-negative integer (resamples), got {bootstrap!r}")
+        predicted, fold_of = self.cross_predict(folds, seed)
+        rows = results if results is not None else self.rows
+        subject = Subject(self.data, predicted, fold_of, self.name, self.quality, self.cost, rows)
+        return evaluate(subject, bootstrap=bootstrap, seed=seed, cascade=cascade)
 
     def cross_predict(self, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Out-of-fold predictions (prompts x models) and each prompt's fold: a prompt is predicted only by
@@ -290,57 +307,3 @@ def learn_selector(
         step = feature_step(features)
     data = training(results, quality, cost, columns)
     return Selector(data, quality=quality, cost=cost, estimator=estimator, k=k, features=step, name=name, rows=results)
-
-
-@dataclass(frozen=True)
-class Rule:
-    """How to trade predicted quality against cost; exactly one of the fields is set (or none: best)."""
-
-    target: float | None = None
-    budget: float | None = None
-    willingness_to_pay: float | None = None
-
-
-def rule(target: float | None, budget: float | None, willingness_to_pay: float | None) -> Rule:
-    given = {
-        k: v
-        for k, v in (("target", target), ("budget", budget), ("willingness_to_pay", willingness_to_pay))
-        if v is not None
-    }
-    if len(given) > 1:
-        raise InvalidRequestError(f"give one of target, budget or willingness_to_pay, not {' and '.join(given)}")
-    for key, value in given.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            raise InvalidRequestError(f"{key} must be a number, got {value!r}")
-        if key != "target" and value < 0:
-            raise InvalidRequestError(f"{key} must not be negative, got {value!r}")
-    return Rule(**given)
-
-
-def choose(predicted: np.ndarray, cost: np.ndarray, how: Rule, eligible: np.ndarray | None = None) -> np.ndarray:
-    """The chosen model index per prompt (row of *predicted*); ties go to the cheaper model, then the first.
-    A prompt no model is eligible for is refused (it would be sent to a model that cannot take it)."""
-    n, m = predicted.shape
-    ok = np.ones((n, m), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
-    if not ok.any(axis=1).all():
-        raise InvalidRequestError(f"prompt {int(np.argmin(ok.any(axis=1)))} fits none of the selector's models")
-    pred = np.where(np.isfinite(predicted), predicted, -np.inf)
-    cost = np.broadcast_to(cost, (n, m))
-    if how.target is not None:
-        reaches = ok & (pred >= how.target)  # none reaches it: the best predicted
-        score = np.where(
-            reaches.any(axis=1, keepdims=True), np.where(reaches, -cost, -np.inf), np.where(ok, pred, -np.inf)
-        )
-    elif how.budget is not None:
-        within = ok & (cost <= how.budget)
-        score = np.where(
-            within.any(axis=1, keepdims=True), np.where(within, pred, -np.inf), np.where(ok, -cost, -np.inf)
-        )
-    elif how.willingness_to_pay is not None:
-        wtp = how.willingness_to_pay
-        score = np.where(ok, -cost if wtp == 0 else pred - cost / wtp, -np.inf)
-    else:
-        score = np.where(ok, pred, -np.inf)
-    best = score.max(axis=1, keepdims=True)
-    tied = (score == best) & ok
-    return np.argmin(np.where(tied, cost, np.inf), axis=1)

@@ -65,8 +65,9 @@ class Lab(Session):
 
     acompare.__doc__ = _compare.acompare.__doc__
 
-    async def achat(self, prompt: Prompt, model: str | Sequence[str] | Chooser | None = None, **options: Any
-                    ) -> ChatResult:
+    async def achat(
+        self, prompt: Prompt, model: str | Sequence[str] | Chooser | None = None, **options: Any
+    ) -> ChatResult:
         """`Session.achat`; *model* may also be a learned selector (the chosen model answers) or a cascade
         (the first answer that passes its check)."""
         chooser = self._chooser(model)
@@ -88,14 +89,20 @@ class Lab(Session):
     chat.__doc__ = achat.__doc__
 
     def _chooser(self, model: object) -> Chooser | None:
-        """*model* as a selector or cascade, when it is one (checked without importing them otherwise)."""
+        """*model* as a selector or cascade when it is one, or names a TOML ``[selectors.NAME]`` (loaded once);
+        plain model specs are told apart without importing scikit-learn."""
+        if isinstance(model, str) and model in self.settings.selectors:
+            from . import selecting
+
+            loaded = self.__dict__.setdefault("_selectors", {})
+            if model not in loaded:
+                loaded[model] = selecting.load(model, self.settings.selectors[model])
+            return loaded[model]
         if model is None or isinstance(model, str | Sequence):
             return None
         from . import selecting
 
-        if not selecting.is_chooser(model):
-            return None
-        return model  # type: ignore[return-value]
+        return model if selecting.is_chooser(model) else None  # type: ignore[return-value]
 
     def stats(
         self,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.config import SelectorConfig
 from ..core.errors import InvalidRequestError
 from ..core.params import NAMES
 from ..core.types import ChatRequest, ChatResult
@@ -42,6 +43,12 @@ _TOTALS = ("cost_usd", "latency_s", "input_tokens", "output_tokens")
 
 def is_chooser(model: object) -> bool:
     return isinstance(model, Selector | Cascade)
+
+
+def load(name: str, config: SelectorConfig) -> Selector:
+    """The selector a TOML ``[selectors.NAME]`` names, choosing by its rule; its rows are named *name*."""
+    selector = Selector.load(config.path, name=name)
+    return selector.using(target=config.target, budget=config.budget, willingness_to_pay=config.willingness_to_pay)
 
 
 async def eligible(lab: Session, models: Sequence[str], requests: Sequence[ChatRequest]) -> np.ndarray:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from opencode_lab import InvalidRequestError
+from opencode_lab import InvalidRequestError, ModelNotFoundError
 from opencode_lab.evals.cascade import cascade
 from opencode_lab.evals.selector import learn_selector
 
@@ -85,3 +85,27 @@ def test_what_selection_cannot_do_yet_is_refused_before_anything_is_sent(faults,
     with pytest.raises(InvalidRequestError, match="one sample"):
         two_models.compare(["p"], plan, n=2, progress=False)
     assert faults[0].count() + faults[1].count() == 0
+
+
+def test_a_toml_selector_is_asked_by_name_and_chooses_by_its_rule(faults, make_lab, selector, tmp_path) -> None:
+    selector.save(tmp_path / "arith.json")
+    servers = (
+        f'[providers.a]\nbase_url = "{faults[0].base_url}"\nmodels = ["x"]\n'
+        f'[providers.b]\nbase_url = "{faults[1].base_url}"\nmodels = ["y"]\n'
+        '[aliases]\nx = "a/x"\n'
+    )
+    best = make_lab(servers + '[selectors.smart]\npath = "arith.json"\n')
+    frame = best.compare([SUMS[0], WORDS[0]], "smart", progress=False)
+    assert list(frame.model) == ["smart", "smart"] and list(frame.selected_model) == ["x", "b/y"]
+    thrifty = make_lab(servers + '[selectors.smart]\npath = "arith.json"\nbudget = 1.5\n')
+    assert thrifty.chat(SUMS[0], model="smart").model == "b/y"  # x costs 2 a prompt: over the budget
+
+
+def test_a_toml_selector_over_models_the_lab_does_not_know_fails_before_sending(faults, make_lab, selector, tmp_path):
+    selector.save(tmp_path / "arith.json")
+    lab = make_lab(
+        f'[providers.b]\nbase_url = "{faults[1].base_url}"\nmodels = ["y"]\n[selectors.smart]\npath = "arith.json"\n'
+    )
+    with pytest.raises(ModelNotFoundError):
+        lab.compare([SUMS[0]], "smart", progress=False)
+    assert faults[1].count() == 0
