@@ -149,3 +149,43 @@ def test_loading_refuses_another_model_set_a_damaged_file_and_another_version(ar
     path.write_text("not json")
     with pytest.raises(ConfigError, match="cannot read"):
         Selector.load(path)
+
+
+class _DigitsOnly:
+    """A feature step of one's own: the share of digits in the prompt, nothing else."""
+
+    def fit(self, table):
+        return self
+
+    def transform(self, table):
+        text = table["prompt"].astype(str)
+        return (text.str.count(r"\d") / text.str.len()).to_numpy()[:, None]
+
+    def spec(self):
+        return {"type": "digits-only"}
+
+
+def test_a_feature_step_of_ones_own_replaces_the_lexical_one(arithmetic_task, tmp_path) -> None:
+    selector = learn_selector(arithmetic_task, features=_DigitsOnly(), estimator="linear")
+    assert [c.model for c in selector.select(["What is 12 + 30 * 4?", "Name the poem"])] == ["A", "B"]
+    with pytest.raises(ConfigError, match="unknown feature step 'digits-only'"):
+        Selector.load(selector.save(tmp_path / "digits.json"))
+
+
+def test_a_loaded_selector_replays_a_cascade_only_on_results_it_is_given(arithmetic_task, tmp_path) -> None:
+    from opencode_lab import cascade
+
+    loaded = Selector.load(learn_selector(arithmetic_task).save(tmp_path / "s.json"))
+    plan = cascade(["B", "A"], accept=lambda row: row["response"] == "B says")
+    with pytest.raises(InvalidRequestError, match="pass results="):
+        loaded.evaluate(cascade=plan, bootstrap=10)
+    report = loaded.evaluate(cascade=plan, results=arithmetic_task, bootstrap=10)
+    point = report.points.set_index("system").loc[plan.name]
+    assert point.cost == 1.0 and point.quality == pytest.approx((arithmetic_task.query("model == 'B'").score).mean())
+
+
+def test_the_figure_draws_every_system_with_its_aiq_in_the_legend(arithmetic_task) -> None:
+    report = learn_selector(arithmetic_task).evaluate(bootstrap=10)
+    labels = [t.get_text() for t in report.figure().legends[0].get_texts()]
+    for system in ("random mixtures", "A (AIQ", "B (AIQ", "oracle (AIQ", "selector (AIQ", "cascade (perfect check)"):
+        assert any(label.startswith(system) for label in labels), (system, labels)
