@@ -96,6 +96,10 @@ def evaluate(
 ) -> SelectionReport:
     """Score every system on the cost–quality plane over the prompts every model was scored on."""
     data = subject.data
+    plan = cascade or _perfect_cascade(data, subject.quality)
+    names = [*data.models, ORACLE, MIXTURE, subject.name, plan.name]
+    if len(set(names)) < len(names):
+        raise InvalidRequestError(f"the systems on the plane need distinct names, got {names}: rename the selector")
     complete = np.isfinite(data.quality).all(axis=1)
     if complete.sum() < 2:
         raise InvalidRequestError("fewer than two prompts were scored for every model: nothing to evaluate")
@@ -106,7 +110,6 @@ def evaluate(
     systems.append(_sweep(subject.name, "selector", q, c, pred, np.broadcast_to(data.mean_cost, q.shape)))
     if cascade is not None and subject.rows is None:
         raise InvalidRequestError("this selector was loaded from a file: pass results= to replay a cascade on them")
-    plan = cascade or _perfect_cascade(data, subject.quality)
     replay = simulate(plan, data, subject.rows if cascade is not None else None, subject.quality)
     escalated = int(replay.escalations[complete].sum())
     systems.append(

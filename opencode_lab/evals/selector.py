@@ -200,8 +200,8 @@ class Selector:
         """Cross-validated by prompt: the cost–quality plane with AIQ, APGR, CPT and bootstrap intervals
         (see `opencode_lab.evals.selection_report.evaluate`).  *results*: the rows a cascade's check reads
         (default: those learned from, when this selector was not loaded from a file)."""
-        if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
-            raise InvalidRequestError(f"bootstrap must be a non-negative integer (resamples), got {bootstrap!r}")
+        if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 1:
+            raise InvalidRequestError(f"bootstrap must be a positive integer (resamples), got {bootstrap!r}")
         predicted, fold_of = self.cross_predict(folds, seed)
         rows = results if results is not None else self.rows
         subject = Subject(self.data, predicted, fold_of, self.name, self.quality, self.cost, rows)

@@ -189,3 +189,21 @@ def test_the_figure_draws_every_system_with_its_aiq_in_the_legend(arithmetic_tas
     labels = [t.get_text() for t in report.figure().legends[0].get_texts()]
     for system in ("random mixtures", "A (AIQ", "B (AIQ", "oracle (AIQ", "selector (AIQ", "cascade (perfect check)"):
         assert any(label.startswith(system) for label in labels), (system, labels)
+
+
+def test_with_three_models_the_plane_has_every_model_and_no_two_model_measures(make_task) -> None:
+    frame = make_task(n=60)
+    third = frame[frame.model == "B"].assign(model="C", cost_usd=0.5, score=0.0)
+    report = learn_selector(pd.concat([frame, third])).evaluate(bootstrap=20)
+    assert {"A", "B", "C", "oracle", "selector"} <= set(report.metrics.system)
+    assert "apgr" not in report.metrics.columns
+    assert report.points.query("kind == 'selector'").cost.min() == 0.5  # willing to pay nothing: always C
+
+
+def test_a_selector_named_like_a_model_or_a_bad_bootstrap_is_refused(arithmetic_task) -> None:
+    with pytest.raises(InvalidRequestError, match="distinct names"):
+        learn_selector(arithmetic_task, name="A").evaluate()
+    with pytest.raises(InvalidRequestError, match="bootstrap"):
+        learn_selector(arithmetic_task).evaluate(bootstrap=0)
+    with pytest.raises(InvalidRequestError, match="folds"):
+        learn_selector(arithmetic_task).evaluate(folds=1)
