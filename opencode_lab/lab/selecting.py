@@ -15,6 +15,7 @@ its deployments takes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -76,7 +77,8 @@ async def achat(lab: Session, prompt: Prompt, chooser: Selector | Cascade, optio
         result: ChatResult | None = None
         for model in chooser.models:
             result = await lab.achat(prompt, model, **options)
-            if chooser.accepts(result_row(result, prompt=_text(prompt), model=model)):
+            row = result_row(result, prompt=_text(prompt), model=model)
+            if await asyncio.to_thread(chooser.accepts, row):  # a judge's check asks a model: off the loop
                 break
         assert result is not None  # a cascade has at least two models
         return result
@@ -145,7 +147,7 @@ async def _cascade(lab: Session, frame: pd.DataFrame, plan: Cascade, kwargs: Map
         if step == len(plan.models) - 1:
             accepted = pd.Series(True, index=part.index)
         else:
-            accepted = part.apply(plan.accepts, axis=1).astype(bool)
+            accepted = (await asyncio.to_thread(part.apply, plan.accepts, axis=1)).astype(bool)
         kept.append(part[accepted].assign(escalations=step))
         open_rows = part.loc[~accepted, "prompt_id"].to_numpy(dtype=int)
         if not len(open_rows):

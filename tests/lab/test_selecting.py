@@ -109,3 +109,13 @@ def test_a_toml_selector_over_models_the_lab_does_not_know_fails_before_sending(
     with pytest.raises(ModelNotFoundError):
         lab.compare([SUMS[0]], "smart", progress=False)
     assert faults[1].count() == 0
+
+
+def test_a_check_that_asks_a_model_itself_runs_off_the_labs_loop(faults, two_models) -> None:
+    def judged(row) -> bool:  # as a judge does: a synchronous call through the same Lab
+        return "keep" in two_models.chat(f"Verdict on {row['response']!r}?", model="x").text
+
+    plan = cascade(["b/y", "x"], accept=judged)
+    frame = two_models.compare(["keep this", "drop this"], plan, progress=False)
+    assert list(frame.escalations) == [0, 1]
+    assert two_models.chat("keep me", model=plan).model == "b/y"
