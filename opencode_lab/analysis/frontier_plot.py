@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-_STYLE = {"oracle": ("k", "--"), "selector": ("C3", "-"), "cascade": ("C5", "")}
+_STYLE = {"oracle": ("k", "--"), "selector": ("C3", "-"), "cascade": ("C5", "-.")}
 
 
 def plot_plane(
@@ -44,12 +44,10 @@ def plot_plane(
         for name, group in points[points["kind"] == kind].groupby("system", sort=False):
             colour, line = _STYLE[kind]
             label = f"{name} (AIQ {aiq.get(str(name), float('nan')):.3f})"
-            if kind == "cascade":
-                ax.scatter(group["cost"], group["quality"], marker="D", s=70, color=colour, zorder=4, label=label)
-                continue
-            ax.scatter(group["cost"], group["quality"], s=12, color=colour, alpha=0.5)
+            marker, size = ("D", 30) if kind == "cascade" else ("o", 12)
+            ax.scatter(group["cost"], group["quality"], marker=marker, s=size, color=colour, alpha=0.6)
             hx, hy = ndch(group["cost"], group["quality"])
-            ax.plot(hx, hy, ls=line, color=colour, lw=2, label=label + ", hull")
+            ax.plot(hx, hy, ls=line, color=colour, lw=1.3 if kind == "oracle" else 2, label=label + ", hull")
     ax.set_xlabel(f"mean {x} per prompt")
     ax.set_ylabel(f"mean {y}")
     ax.grid(alpha=0.3)

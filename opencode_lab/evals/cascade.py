@@ -38,22 +38,25 @@ class Cascade:
     name: str = "cascade"
 
     def accepts(self, row: Mapping[str, Any]) -> bool:
-        """Does *row* pass the check?  A failed call never does; a check that raises counts as a fail."""
+        """Does *row* pass the check, at `threshold`?"""
+        return bool(self.value(row) >= self.threshold)
+
+    def value(self, row: Mapping[str, Any]) -> float:
+        """The check's verdict on *row* as a number (True is 1, False 0); NaN, which never passes, for a failed
+        call, an answer the check could not judge, or a check that raised."""
         if not is_missing(row.get("error_type")) or is_missing(row.get("response")):
-            return False
+            return math.nan
         try:
             value = self.check(row)
         except Exception:  # a check is the user's code: its failure escalates, it never loses the row
-            return False
+            return math.nan
         if isinstance(value, Score):
             value = value.value
-        if isinstance(value, bool | np.bool_):
-            return bool(value)
         try:
             number = float(value)
         except (TypeError, ValueError):
-            return False
-        return math.isfinite(number) and number >= self.threshold
+            return math.nan
+        return number if math.isfinite(number) else math.nan
 
 
 def cascade(
@@ -97,9 +100,10 @@ class Replay:
     escalations: np.ndarray
 
 
-def simulate(plan: Cascade, data: Training, rows: pd.DataFrame | None, quality: str) -> Replay:
-    """Replay *plan* on *rows* (results: the first sample of each prompt x model is what is checked; None:
-    rows holding only each prompt x model's *quality*), with quality and cost from *data*."""
+def checked(plan: Cascade, data: Training, rows: pd.DataFrame | None, quality: str) -> np.ndarray:
+    """The check's value (`Cascade.value`) of every prompt's answer from each model of *plan* but the last
+    (prompts x steps): on *rows* (the first sample of each prompt x model), or with None on rows holding
+    only each prompt x model's *quality* (from *data*)."""
     missing = [m for m in plan.models if m not in data.models]
     if missing:
         raise InvalidRequestError(f"cascade model {missing[0]!r} is not in the results (models: {list(data.models)})")
@@ -107,18 +111,36 @@ def simulate(plan: Cascade, data: Training, rows: pd.DataFrame | None, quality: 
     if rows is not None:
         ordered = rows.sort_values("sample", kind="stable") if "sample" in rows.columns else rows
         first = ordered.drop_duplicates(["prompt", "model"]).set_index(["prompt", "model"])
-    n = len(data.table)
-    out = Replay(np.zeros(n), np.zeros(n), np.zeros(n, dtype=int), np.zeros(n, dtype=int))
+    values = np.full((len(data.table), len(plan.models) - 1), np.nan)
     for p, prompt in enumerate(data.table["prompt"]):
-        for step, model in enumerate(plan.models):
-            m = data.models.index(model)
-            out.cost[p] += data.cost[p, m] if math.isfinite(data.cost[p, m]) else data.mean_cost[m]
-            row: dict[str, Any] = {"prompt": prompt, "model": model, "response": "", quality: data.quality[p, m]}
+        for step, model in enumerate(plan.models[:-1]):
+            row: dict[str, Any] = {
+                "prompt": prompt,
+                "model": model,
+                "response": "",
+                quality: data.quality[p, data.models.index(model)],
+            }
             if first is not None:
                 if (prompt, model) not in first.index:
                     raise InvalidRequestError(f"model {model!r} has no answer to prompt {prompt[:60]!r} to replay")
                 row |= first.loc[(prompt, model)].to_dict()
-            if step == len(plan.models) - 1 or plan.accepts(row):
-                out.quality[p], out.kept[p], out.escalations[p] = data.quality[p, m], m, step
-                break
-    return out
+            values[p, step] = plan.value(row)
+    return values
+
+
+def replay(plan: Cascade, data: Training, values: np.ndarray, threshold: float) -> Replay:
+    """*plan* at *threshold* on collected results, given its check's *values* (`checked`): quality and cost
+    per prompt from *data*, costs summed over every step taken."""
+    columns = [data.models.index(m) for m in plan.models]
+    passed = np.column_stack([values >= threshold, np.ones(len(values), dtype=bool)])  # the last answer is kept
+    steps = np.argmax(passed, axis=1)
+    cost = np.where(np.isfinite(data.cost), data.cost, data.mean_cost)[:, columns]
+    taken = np.arange(len(columns))[None, :] <= steps[:, None]
+    kept = np.array(columns)[steps]
+    rows = np.arange(len(values))
+    return Replay(data.quality[rows, kept], (cost * taken).sum(axis=1), kept, steps)
+
+
+def simulate(plan: Cascade, data: Training, rows: pd.DataFrame | None, quality: str) -> Replay:
+    """*plan* replayed on collected results at its own threshold (see `checked` and `replay`)."""
+    return replay(plan, data, checked(plan, data, rows, quality), plan.threshold)

@@ -7,8 +7,8 @@ quality over the prompts every model was scored on):
 - each single model, and the random mixtures between them (their hull);
 - the Oracle: true per-prompt qualities and costs, swept over willingness to pay;
 - the selector, swept over willingness to pay (its cross-validated predictions, real qualities/costs);
-- a cascade: the one given, else cheapest-to-dearest checked by the quality column itself (a perfect
-  check, the upper bound of any real one).
+- a cascade swept over its check's thresholds: the one given, else cheapest-to-dearest checked by the
+  quality column itself (a perfect check, the upper bound of any real one).
 
 Each system's AIQ is taken over the single models' cost range, with a percentile bootstrap over prompts
 (every system resampled on the same prompts, so differences are paired).  With two models, APGR and
@@ -25,7 +25,7 @@ import numpy as np
 
 from ..analysis import frontier
 from ..core.errors import InvalidRequestError
-from .cascade import Cascade, simulate
+from .cascade import Cascade, checked, replay
 from .choosing import Rule, choose
 from .selection import Training
 
@@ -110,11 +110,8 @@ def evaluate(
     systems.append(_sweep(subject.name, "selector", q, c, pred, np.broadcast_to(data.mean_cost, q.shape)))
     if cascade is not None and subject.rows is None:
         raise InvalidRequestError("this selector was loaded from a file: pass results= to replay a cascade on them")
-    replay = simulate(plan, data, subject.rows if cascade is not None else None, subject.quality)
-    escalated = int(replay.escalations[complete].sum())
-    systems.append(
-        _System(plan.name, "cascade", replay.quality[complete, None], replay.cost[complete, None], [escalated])
-    )
+    values = checked(plan, data, subject.rows if cascade is not None else None, subject.quality)
+    systems.append(_cascade_sweep(plan, data, values[complete], complete))
     draws = np.random.default_rng(seed).integers(0, len(q), size=(bootstrap, len(q)))
     point, boot = _aiqs(systems, np.arange(len(q))), [_aiqs(systems, d) for d in draws]
     metrics = _aiq_table(systems, point, boot)
@@ -149,6 +146,22 @@ def _sweep(name: str, kind: str, q: np.ndarray, c: np.ndarray, pred: np.ndarray,
     picks = np.column_stack([choose(pred, known_cost, Rule(willingness_to_pay=w)) for w in settings])
     rows = np.arange(len(q))[:, None]
     return _System(name, kind, q[rows, picks], c[rows, picks], settings)
+
+
+def _cascade_sweep(plan: Cascade, data: Training, values: np.ndarray, complete: np.ndarray) -> _System:
+    """The cascade at its own threshold and at every threshold where its decisions change (the distinct values
+    its check gave, up to `_SWEEP` of them): from "accept every first answer" to its strictest setting."""
+    seen = np.unique(values[np.isfinite(values)])
+    if len(seen) > _SWEEP:
+        seen = np.unique(np.quantile(seen, np.linspace(0, 1, _SWEEP)))
+    settings = sorted({-np.inf, *map(float, seen), plan.threshold})
+    runs = [replay(plan, _rows(data, complete), values, t) for t in settings]
+    quality = np.column_stack([r.quality for r in runs])
+    return _System(plan.name, "cascade", quality, np.column_stack([r.cost for r in runs]), settings)
+
+
+def _rows(data: Training, keep: np.ndarray) -> Training:
+    return Training(data.table[keep].reset_index(drop=True), data.quality[keep], data.cost[keep], data.models)
 
 
 def _hull_aiq(cost: np.ndarray, quality: np.ndarray, lo: float, hi: float) -> float:

@@ -19,8 +19,11 @@ def test_a_perfect_check_reaches_the_strong_quality_at_the_cheap_cost_plus_escal
     assert replay.cost.mean() == pytest.approx(1.0 + 2.0 * escalated)
     assert replay.escalations.mean() == pytest.approx(escalated)
     report = selector.evaluate(cascade=cascade(["B", "A"], accept="score", name="B then A"), bootstrap=20)
-    point = report.points.set_index("system").loc["B then A"]
+    point = report.points.query("system == 'B then A' and setting == 1.0").iloc[0]
     assert point.quality == 1.0 and point.cost == pytest.approx(1.0 + 2.0 * escalated)
+    lenient = report.points.query("system == 'B then A' and setting == -inf").iloc[0]  # accepts every first answer
+    cheap = report.points.query("system == 'B'").iloc[0]
+    assert (lenient.cost, lenient.quality) == (cheap.cost, cheap.quality)
 
 
 def test_the_check_reads_the_answer_and_a_failed_or_raising_check_escalates(make_task) -> None:
