@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.config import SelectorConfig
-from ..core.errors import InvalidRequestError
+from ..core.errors import InvalidRequestError, LabError
 from ..core.params import NAMES
 from ..core.types import ChatRequest, ChatResult
 from ..evals.cascade import Cascade
@@ -74,14 +74,16 @@ async def eligible(lab: Session, models: Sequence[str], requests: Sequence[ChatR
 async def achat(lab: Session, prompt: Prompt, chooser: Selector | Cascade, options: Mapping[str, Any]) -> ChatResult:
     """One prompt through *chooser*: the selected model's answer, or the cascade's accepted one."""
     if isinstance(chooser, Cascade):
-        result: ChatResult | None = None
-        for model in chooser.models:
-            result = await lab.achat(prompt, model, **options)
+        *first, last = chooser.models
+        for model in first:
+            try:
+                result = await lab.achat(prompt, model, **options)
+            except LabError:
+                continue  # a failed answer fails the check: escalate
             row = result_row(result, prompt=_text(prompt), model=model)
             if await asyncio.to_thread(chooser.accepts, row):  # a judge's check asks a model: off the loop
-                break
-        assert result is not None  # a cascade has at least two models
-        return result
+                return result
+        return await lab.achat(prompt, last, **options)
     request = lab.request(prompt, chooser.models[0], options, "chat")
     allowed = await eligible(lab, chooser.models, [request])
     (choice,) = chooser.select(_text(prompt), eligible=allowed)
@@ -158,11 +160,8 @@ async def _cascade(lab: Session, frame: pd.DataFrame, plan: Cascade, kwargs: Map
     summed = totals.loc[out["prompt_id"]]
     for column in _TOTALS:
         values = summed[column].to_numpy()
-        out[column] = (
-            pd.array([pd.NA if np.isnan(v) else round(v) for v in values], dtype="Int64")
-            if (column.endswith("_tokens"))
-            else values
-        )
+        tokens = column.endswith("_tokens")
+        out[column] = pd.array([pd.NA if np.isnan(v) else round(v) for v in values], dtype="Int64") if tokens else values
     out["selected_model"] = out["model"]
     out["model"] = plan.name
     return out

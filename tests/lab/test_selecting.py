@@ -119,3 +119,11 @@ def test_a_check_that_asks_a_model_itself_runs_off_the_labs_loop(faults, two_mod
     frame = two_models.compare(["keep this", "drop this"], plan, progress=False)
     assert list(frame.escalations) == [0, 1]
     assert two_models.chat("keep me", model=plan).model == "b/y"
+
+
+def test_a_cascade_escalates_past_a_model_that_fails_in_chat_and_compare(faults, two_models) -> None:
+    faults[1].configure(queue=["bad_request", "bad_request"])  # b/y fails once in chat, once in compare
+    plan = cascade(["b/y", "x"], accept=lambda row: True)
+    assert two_models.chat("anything", model=plan).model == "x"
+    frame = two_models.compare(["anything else"], plan, progress=False)
+    assert list(frame.selected_model) == ["x"] and list(frame.escalations) == [1]
