@@ -161,7 +161,9 @@ async def _cascade(lab: Session, frame: pd.DataFrame, plan: Cascade, kwargs: Map
     for column in _TOTALS:
         values = summed[column].to_numpy()
         tokens = column.endswith("_tokens")
-        out[column] = pd.array([pd.NA if np.isnan(v) else round(v) for v in values], dtype="Int64") if tokens else values
+        out[column] = (
+            pd.array([pd.NA if np.isnan(v) else round(v) for v in values], dtype="Int64") if tokens else values
+        )
     out["selected_model"] = out["model"]
     out["model"] = plan.name
     return out
