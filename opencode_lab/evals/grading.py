@@ -87,3 +87,4 @@ def _warn_raised(name: str | None, scores: list[Score]) -> None:
     if raised:
         column = "reason" if name is None else f"reason_{name}"
         log.warning("scorer %s raised on %d row(s), e.g. %s; see %s", name or "", len(raised), raised[0], column)
+

@@ -54,8 +54,8 @@ SYSTEM = (
 )
 TEMPLATE = (
     "Rubric: {rubric}\n\nQuestion:\n{prompt}\n\n{reference}Answer to grade:\n{response}\n\n"
-    'Grade the answer from {low} (worst) to {high} (best). Reply with JSON only: an object with "score" '
-    '(a whole number from {low} to {high}) and "reason" (one short sentence).'
+    "Grade the answer from {low} (worst) to {high} (best). Reply with JSON only: an object with \"score\" "
+    "(a whole number from {low} to {high}) and \"reason\" (one short sentence)."
 )
 REFERENCE = "Reference answer:\n{expected}\n\n"
 DEFAULT_RUBRIC = "Is the answer correct, relevant and concise?"
@@ -132,7 +132,9 @@ class Judge:
             raise InvalidRequestError("a judge called on one row needs the Lab that asks: judge(..., lab=lab)")
         return lab.block_on(self.ascore(lab, [row]))[0].score
 
-    async def ascore(self, lab: Asker, rows: Sequence[Mapping[str, Any]], *, run_id: str | None = None) -> list[Graded]:
+    async def ascore(
+        self, lab: Asker, rows: Sequence[Mapping[str, Any]], *, run_id: str | None = None
+    ) -> list[Graded]:
         """One verdict per row, asked concurrently through *lab*; a failed row or call is NaN, never a raise."""
         limit = asyncio.Semaphore(lab.max_concurrency)
 

@@ -41,8 +41,8 @@ SYSTEM = (
 )
 TEMPLATE = (
     "Rubric: {rubric}\n\nQuestion:\n{prompt}\n\nAnswer A:\n{a}\n\nAnswer B:\n{b}\n\n"
-    'Which answer is better by the rubric? Reply with JSON only: an object with "winner" (one of "A", "B" '
-    'or "tie") and "reason" (one short sentence).'
+    "Which answer is better by the rubric? Reply with JSON only: an object with \"winner\" (one of \"A\", \"B\" "
+    "or \"tie\") and \"reason\" (one short sentence)."
 )
 SCHEMA = {
     "title": "pairwise_verdict",
