@@ -6,7 +6,8 @@ the prompts it got; its rows say what was asked for (``model``: the selector's n
 chosen (``selected_model``), its predicted quality and every candidate's prediction (``predictions``,
 JSON), so a later compare can check the selector's calibration.  Through a cascade, each step is a
 compare of the prompts still open; a row keeps the accepted answer, its ``escalations`` and the
-cascade's totals of ``cost_usd``, ``latency_s`` and tokens (what the whole cascade spent on it).
+cascade's totals of ``cost_usd``, ``latency_s``, tokens and ``cost_saved_usd`` (what the whole cascade
+spent on it).
 
 Context-aware selection: a model is never chosen for a prompt longer than its context window (tokens as
 `ChatRequest.estimated_tokens` counts them, which errs long) or needing tools, images or a schema none of
@@ -25,6 +26,7 @@ import numpy as np
 from ..core.config import SelectorConfig
 from ..core.errors import InvalidRequestError, LabError
 from ..core.params import NAMES
+from ..core.schema import KINDS, MEASUREMENTS
 from ..core.types import ChatRequest, ChatResult
 from ..evals.cascade import Cascade
 from ..evals.selector import Selector
@@ -38,8 +40,8 @@ if TYPE_CHECKING:
 
     from ..session.session import Prompt, Session
 
-#: the measurements a cascade row sums over every step it took
-_TOTALS = ("cost_usd", "latency_s", "input_tokens", "output_tokens")
+#: the measurements a cascade row sums over every step it took (time to first token stays the kept answer's)
+_TOTALS = tuple(name for name in MEASUREMENTS if KINDS[name] in ("float", "int") and name != "ttft_s")
 
 
 def is_chooser(model: object) -> bool:
