@@ -89,8 +89,11 @@ class Lab(Session):
     chat.__doc__ = achat.__doc__
 
     def _chooser(self, model: object) -> Chooser | None:
-        """*model* as a selector or cascade when it is one, or names a TOML ``[selectors.NAME]`` (loaded once);
-        plain model specs are told apart without importing scikit-learn."""
+        """*model* as a selector or cascade when it is one, or names a TOML ``[selectors.NAME]`` (loaded once; also
+        as a one-item list, as the CLI's ``-m`` and ``%%chat -m`` pass it); plain model specs are told apart
+        without importing scikit-learn."""
+        if isinstance(model, Sequence) and not isinstance(model, str) and len(model) == 1:
+            model = model[0]
         if isinstance(model, str) and model in self.settings.selectors:
             from . import selecting
 

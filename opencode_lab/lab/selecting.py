@@ -76,26 +76,26 @@ async def eligible(lab: Session, models: Sequence[str], requests: Sequence[ChatR
 async def achat(lab: Session, prompt: Prompt, chooser: Selector | Cascade, options: Mapping[str, Any]) -> ChatResult:
     """One prompt through *chooser*: the selected model's answer, or the cascade's accepted one."""
     if isinstance(chooser, Cascade):
+        text = _text(lab.request(prompt, chooser.models[0], options, "chat"))
         *first, last = chooser.models
         for model in first:
             try:
                 result = await lab.achat(prompt, model, **options)
             except LabError:
                 continue  # a failed answer fails the check: escalate
-            row = result_row(result, prompt=_text(prompt), model=model)
+            row = result_row(result, prompt=text, model=model)
             if await asyncio.to_thread(chooser.accepts, row):  # a judge's check asks a model: off the loop
                 return result
         return await lab.achat(prompt, last, **options)
     request = lab.request(prompt, chooser.models[0], options, "chat")
     allowed = await eligible(lab, chooser.models, [request])
-    (choice,) = chooser.select(_text(prompt), eligible=allowed)
+    (choice,) = chooser.select(_text(request), eligible=allowed)
     return await lab.achat(prompt, choice.model, **options)
 
 
-def _text(prompt: Prompt) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    raise InvalidRequestError("a selector or cascade chooses by the prompt's text: give chat() a string prompt")
+def _text(request: ChatRequest) -> str:
+    """What a selector reads and a check sees as the prompt: the last user message's text."""
+    return next(m.content for m in reversed(request.messages) if m.role == "user")
 
 
 async def acompare(

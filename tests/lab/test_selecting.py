@@ -97,6 +97,9 @@ def test_a_toml_selector_is_asked_by_name_and_chooses_by_its_rule(faults, make_l
     best = make_lab(servers + '[selectors.smart]\npath = "arith.json"\n')
     frame = best.compare([SUMS[0], WORDS[0]], "smart", progress=False)
     assert list(frame.model) == ["smart", "smart"] and list(frame.selected_model) == ["x", "b/y"]
+    as_listed = best.compare([SUMS[0]], ["smart"], progress=False)  # as the CLI's -m passes it
+    assert list(as_listed.selected_model) == ["x"]
+    assert best.chat([{"role": "user", "content": WORDS[0]}], model=["smart"]).model == "b/y"  # as %%chat does
     thrifty = make_lab(servers + '[selectors.smart]\npath = "arith.json"\nbudget = 1.5\n')
     assert thrifty.chat(SUMS[0], model="smart").model == "b/y"  # x costs 2 a prompt: over the budget
 
