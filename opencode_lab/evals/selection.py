@@ -47,12 +47,24 @@ class Training:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Training:
+        """The training data of a saved selector, checked as hostile input: ValueError names what is wrong."""
         import pandas as pd
 
+        models = data["models"]
+        if not isinstance(models, list) or len(models) < 2 or not all(isinstance(m, str) for m in models):
+            raise ValueError("models must be a list of at least two model names")
+        if len(set(models)) != len(models):
+            raise ValueError("a model is named twice")
         table = pd.DataFrame(data["table"])
-        quality = np.array(data["quality"], dtype=float).reshape(len(table), -1)
-        cost = np.array(data["cost"], dtype=float).reshape(len(table), -1)
-        return cls(table, quality, cost, tuple(data["models"]))
+        if "prompt" not in table.columns or not all(isinstance(p, str) for p in table["prompt"]) or table.empty:
+            raise ValueError("the training table needs a 'prompt' column of strings")
+        shape = (len(table), len(models))
+        quality, cost = np.array(data["quality"], dtype=float), np.array(data["cost"], dtype=float)
+        if quality.shape != shape or cost.shape != shape:
+            raise ValueError(f"quality and cost must be {shape[0]} x {shape[1]} (prompts x models)")
+        if np.isinf(quality).any() or np.isinf(cost).any():
+            raise ValueError("quality and cost must be finite or null")
+        return cls(table, quality, cost, tuple(models))
 
 
 def _nan_to_none(matrix: np.ndarray) -> list[list[float | None]]:

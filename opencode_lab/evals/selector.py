@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.errors import ConfigError, InvalidRequestError
+from ..core.files import read_capped
 from .choosing import Rule, choose, rule
 from .features import FeatureStep, feature_step, require_sklearn
 from .selection import Training, training
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .cascade import Cascade
 
 FORMAT = "opencode_lab.selector"
+MAX_FILE_BYTES = 64 * 1024 * 1024  # a selector file holds a training table: large, never unbounded
 VERSION = 1
 ESTIMATORS = ("knn", "linear")
 
@@ -248,8 +250,10 @@ class Selector:
     def load(cls, path: str | Path, *, models: Sequence[str] | None = None, name: str | None = None) -> Selector:
         """Read a saved selector and refit it; with *models*, refuse one trained on a different model set."""
         try:
-            document = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
+            document = json.loads(read_capped(Path(path), MAX_FILE_BYTES, f"selector {str(path)!r}"))
+        except InvalidRequestError as exc:
+            raise ConfigError(exc.message) from None
+        except ValueError as exc:
             raise ConfigError(f"cannot read selector {str(path)!r}: {exc}") from None
         if not isinstance(document, Mapping) or document.get("format") != FORMAT:
             raise ConfigError(f"{str(path)!r} is not a saved selector")

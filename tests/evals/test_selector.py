@@ -149,6 +149,26 @@ def test_loading_refuses_another_model_set_a_damaged_file_and_another_version(ar
     path.write_text("not json")
     with pytest.raises(ConfigError, match="cannot read"):
         Selector.load(path)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        Selector.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"models": ["A"]}, "at least two"),
+        ({"models": ["A", "A"]}, "named twice"),
+        ({"table": {"prompt": [1, 2]}}, "'prompt' column of strings"),
+        ({"quality": [[1.0]]}, "prompts x models"),
+    ],
+)
+def test_a_hostile_training_table_is_refused_as_damaged(arithmetic_task, tmp_path, change, message) -> None:
+    path = learn_selector(arithmetic_task).save(tmp_path / "s.json")
+    document = json.loads(path.read_text())
+    document["training"] |= change
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match=message):
+        Selector.load(path)
 
 
 class _DigitsOnly:
