@@ -5,7 +5,8 @@ A compare frame has a row per prompt x model x sample.  Selection is decided per
 the same text asked under two prompt ids is one prompt (it can never sit on both sides of a
 cross-validation split).  A failed row scores 0 when the quality column is a score (a failure is a
 result, as in ``stats``); a row nobody could score (NaN without an error) is left out.  Cost is the
-per-model mean of the cost column over the rows that report it.
+per-model mean of the cost column over the rows that report it; with ``cost_usd``, a cache hit counts what
+it saved (what the answer costs), not the 0 it paid.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ def training(results: pd.DataFrame, quality: str, cost: str, columns: Sequence[s
     failed = frame["error_type"].notna() if "error_type" in frame.columns else pd.Series(False, index=frame.index)
     frame[quality] = frame[quality].astype(float).where(~(failed & frame[quality].isna()), 0.0)
     frame[cost] = frame[cost].astype(float)
+    if cost == "cost_usd" and {"cached", "cost_saved_usd"} <= set(frame.columns):
+        cached = frame["cached"].fillna(False).astype(bool)  # a hit paid 0: what the answer costs is what it saved
+        frame.loc[cached, cost] = frame.loc[cached, "cost_saved_usd"].astype(float)
     if not np.isfinite(frame[quality].dropna()).all() or np.isinf(frame[cost]).any():
         raise InvalidRequestError(f"columns {quality!r} and {cost!r} must not hold infinite values")
     models = tuple(dict.fromkeys(frame["model"].astype(str)))

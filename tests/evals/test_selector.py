@@ -227,3 +227,8 @@ def test_a_selector_named_like_a_model_or_a_bad_bootstrap_is_refused(arithmetic_
         learn_selector(arithmetic_task).evaluate(bootstrap=0)
     with pytest.raises(InvalidRequestError, match="folds"):
         learn_selector(arithmetic_task).evaluate(folds=1)
+
+
+def test_a_cached_row_costs_what_its_answer_cost_not_the_nothing_it_paid(arithmetic_task) -> None:
+    rerun = arithmetic_task.assign(cached=True, cost_saved_usd=arithmetic_task.cost_usd, cost_usd=0.0)
+    assert learn_selector(rerun).costs == {"A": 2.0, "B": 1.0}
