@@ -88,6 +88,16 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True)
+class SelectorConfig:
+    """TOML ``[selectors.NAME]``: a selector file (``Selector.save``) and at most one rule to choose by."""
+
+    path: Path
+    target: float | None = None
+    budget: float | None = None
+    willingness_to_pay: float | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, resolved once; the session reads it and nothing else does."""
 
@@ -133,6 +143,8 @@ class Settings:
     rules: Mapping[str, ModelRules] = field(default_factory=dict)
     """Per ``[models.NAME]``, its residency rule and OpenRouter provider preferences."""
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    selectors: Mapping[str, SelectorConfig] = field(default_factory=dict)
+    """Saved learned selectors by the model name that asks through them (TOML ``[selectors.NAME]``)."""
     source: Path | None = None
 
     def __post_init__(self) -> None:
@@ -386,7 +398,7 @@ AUDIT_KEY_ENV = "OC_AUDIT_KEY"
 _TABLES: dict[str, frozenset[str]] = {
     **{t: frozenset(k for _, _, table, k, _ in _SCALARS if table == t) for t in ("lab", "cache")},
     # keys are names; a provider's own keys are _PROVIDER_KEYS, a deployment's _DEPLOYMENT_KEYS
-    **dict.fromkeys(("providers", "models", "aliases"), frozenset[str]()),
+    **dict.fromkeys(("providers", "models", "aliases", "selectors"), frozenset[str]()),
     "slo": frozenset(("availability", "latency_p95_s")),  # and [slo.SCOPE] tables with the same keys
     "budget": frozenset((*(f"{period}_usd" for period in PERIODS), "warn_at")),
 }
@@ -483,6 +495,7 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
         aliases=_aliases(tables["aliases"], where),
         slo=_objectives(tables["slo"], where),
         budget=_budgets(tables["budget"], where),
+        selectors=_selectors(tables["selectors"], where, source),
         source=source,
     )
 
@@ -651,6 +664,31 @@ def _aliases(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]
         aliases[name] = tuple(t.strip() for t in items)
     _reject_cycles(aliases, where)
     return aliases
+
+
+_SELECTOR_RULES = {
+    "target": partial(_number, kind=float, low=-math.inf),
+    "budget": _price,
+    "willingness_to_pay": _price,
+}
+
+
+def _selectors(table: Mapping[str, Any], where: str, source: Path | None) -> dict[str, SelectorConfig]:
+    """``[selectors.NAME]`` tables: ``path`` (relative to the config file) and one of `_SELECTOR_RULES`."""
+    out = {}
+    for name, spec in table.items():
+        at = f"{where}: [selectors.{name}]"
+        if not isinstance(spec, Mapping) or "path" not in spec:
+            raise ConfigError(f'{at} must be a table with path = "..." (a file written by Selector.save)')
+        _reject_unknown(spec, ["path", *_SELECTOR_RULES], at)
+        path = _path(f"{at} path", spec["path"])
+        if source is not None and not path.is_absolute():
+            path = source.parent / path
+        rules = {key: parse(f"{at} {key}", spec[key]) for key, parse in _SELECTOR_RULES.items() if key in spec}
+        if len(rules) > 1:
+            raise ConfigError(f"{at}: give one of {', '.join(_SELECTOR_RULES)}, not {' and '.join(rules)}")
+        out[name] = SelectorConfig(path, **rules)
+    return out
 
 
 #: the longest chain of aliases naming aliases

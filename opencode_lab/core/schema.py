@@ -91,6 +91,10 @@ RESULT_SCHEMA: tuple[Column, ...] = (
         private=True,  # the tokens spell out the answer
     ),
     Column("error", "text", "the error message"),
+    Column("selected_model", "text", "the model a selector or cascade chose (None when a model was asked directly)"),
+    Column("predicted_quality", "float", "the selector's predicted quality of the model it chose"),
+    Column("predictions", "text", "every candidate's predicted quality, as JSON {model: quality}"),
+    Column("escalations", "int", "how many checks the cascade's earlier answers failed before this one"),
     Column("prompt_id", "id", "row of the prompt table (or the user's id)"),
     Column("run_id", "text", "the run this row belongs to"),
 )

@@ -115,6 +115,26 @@ def test_aliases_that_refer_to_each_other_are_rejected(tmp_path: Path) -> None:
         load(toml='[aliases]\na = ["b"]\nb = ["a"]\n', tmp_path=tmp_path)
 
 
+def test_a_selector_table_names_a_file_next_to_the_config_and_one_rule(tmp_path: Path) -> None:
+    settings = load(toml='[selectors.smart]\npath = "sel.json"\nbudget = 0.5\n', tmp_path=tmp_path)
+    (config,) = settings.selectors.values()
+    assert config.path == tmp_path / "sel.json" and config.budget == 0.5 and config.target is None
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('budget = 1', "must be a table with path"),
+        ('path = "s.json"\nbudjet = 1', "unknown key 'budjet'; did you mean 'budget'"),
+        ('path = "s.json"\ntarget = 0.5\nbudget = 1', "give one of target, budget, willingness_to_pay, not target"),
+        ('path = "s.json"\nbudget = -1', "budget must be a number at least 0"),
+    ],
+)
+def test_a_bad_selector_table_is_refused_naming_the_key(tmp_path: Path, table: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(toml=f"[selectors.smart]\n{table}\n", tmp_path=tmp_path)
+
+
 def test_a_deployment_without_provider_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[models.x\] needs a provider"):
         load(toml='[models.x]\nupstream = "y"\n', tmp_path=tmp_path)
