@@ -47,6 +47,7 @@ from .core.errors import (
     ServerError,
     StreamInterruptedError,
 )
+from .core.logprobs import TokenLogprob
 from .core.params import Params
 from .core.types import ChatRequest, ChatResult, Completion, Message, ModelInfo, StreamChunk, Usage
 from .evals import scorers
@@ -119,6 +120,7 @@ __all__ = [
     "Settings",
     "StreamChunk",
     "StreamInterruptedError",
+    "TokenLogprob",
     "Usage",
     "__version__",
     "achat",

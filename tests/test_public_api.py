@@ -46,6 +46,7 @@ PUBLIC = {
     "ServerError",
     "Settings",
     "StreamInterruptedError",
+    "TokenLogprob",
     "Usage",
     "__version__",
     "acompare",

@@ -32,6 +32,7 @@ from .deployment import Deployment, ModelRules
 from .errors import ConfigError, InvalidRequestError
 from .files import read_capped
 from .objectives import PERIODS, Budgets, Objective, Objectives
+from .params import Params
 from .provider_routing import ProviderRouting
 from .residency import patterns
 from .secrets import Secret, SecretURL
@@ -137,6 +138,8 @@ class Settings:
     """Every registered vendor's settings, by name; one is used when it has a key (or a model list)."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     models: Mapping[str, tuple[Deployment, ...]] = field(default_factory=dict)
+    model_params: Mapping[str, Params] = field(default_factory=dict)
+    """Request parameters a ``[models.NAME]`` table declares (``reasoning_effort``, ``options``...), by name."""
     rules: Mapping[str, ModelRules] = field(default_factory=dict)
     """Per ``[models.NAME]``, its residency rule and OpenRouter provider preferences."""
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -414,13 +417,18 @@ _DEPLOYMENT_KEYS: dict[str, tuple[str, Parser]] = {  # TOML key: (Deployment fie
     **{key: (key, _text) for key in ("provider", "upstream", "path")},
     **{key: (key, _positive) for key in ("weight", "rpm", "tpm")},
     **{key: (key, _positive_int) for key in ("max_in_flight", "context_length")},
-    **{f"{key}_price": (f"{key}_price_per_mtok", _price) for key in ("input", "output")},
+    **{f"{key}_price": (f"{key}_price_per_mtok", _price) for key in ("input", "output", "cached_input")},
+    "cache_write_price": ("cache_write_price_per_mtok", _price),
+    "request_fee": ("request_fee_usd", _price),
     "tags": ("tags", _strings),
     "region": ("region", _region),
 }
 #: a ``[models.NAME]`` table's own keys, about the model name rather than one deployment
 _RULE_KEYS: dict[str, Parser] = {"regions": _region_patterns, "provider_routing": _provider_routing}
 
+
+#: the request parameters a ``[models.*]`` table may declare for its model
+MODEL_PARAMS = ("temperature", "max_tokens", "top_p", "reasoning_effort", "reasoning_budget", "options")
 
 #: the largest config file read
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -482,6 +490,7 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
         vendors=_vendors(tables["lab"], env, where),
         providers=_providers(tables["providers"], env, where),
         models=_models(tables["models"], where),
+        model_params=_model_params(tables["models"], where),
         rules=_rules(tables["models"], where),
         aliases=_aliases(tables["aliases"], where),
         slo=_objectives(tables["slo"], where),
@@ -596,10 +605,11 @@ def _models(table: Mapping[str, Any], where: str) -> dict[str, tuple[Deployment,
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{at} must be a table")
         if "deployments" not in spec:
-            _reject_unknown(spec, [*_DEPLOYMENT_KEYS, *_RULE_KEYS, "deployments"], at)
-            out[model] = (_deployment(model, {k: v for k, v in spec.items() if k not in _RULE_KEYS}, at),)
+            _reject_unknown(spec, [*_DEPLOYMENT_KEYS, *_RULE_KEYS, *MODEL_PARAMS, "deployments"], at)
+            own = {k: v for k, v in spec.items() if k not in _RULE_KEYS and k not in MODEL_PARAMS}
+            out[model] = (_deployment(model, own, at),)
             continue
-        _reject_unknown(spec, ["deployments", *_RULE_KEYS], at)
+        _reject_unknown(spec, ["deployments", *_RULE_KEYS, *MODEL_PARAMS], at)
         entries = spec["deployments"]
         if not isinstance(entries, list) or not entries:
             raise ConfigError(f"{at} deployments must be a non-empty array of tables")
@@ -628,6 +638,21 @@ def _deployment(model: str, entry: object, at: str) -> Deployment:
     kwargs = {attr: parse(f"{at} {key}", entry[key]) for key, (attr, parse) in _DEPLOYMENT_KEYS.items() if key in entry}
     kwargs.setdefault("upstream", model)
     return Deployment(id=f"{kwargs['provider']}/{kwargs['upstream']}", **kwargs)
+
+
+def _model_params(table: Mapping[str, Any], where: str) -> dict[str, Params]:
+    """The request parameters each ``[models.*]`` table declares for its model, validated as a call's are
+    (``o3-low`` and ``o3-high``: one upstream model asked two ways)."""
+    out = {}
+    for model, spec in table.items():
+        given = {key: spec[key] for key in MODEL_PARAMS if key in spec} if isinstance(spec, Mapping) else {}
+        try:
+            params = Params.build(**given)
+        except InvalidRequestError as exc:
+            raise ConfigError(f"{where}: [models.{model}] {exc}") from None
+        if params != Params():
+            out[model] = params
+    return out
 
 
 def _aliases(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:

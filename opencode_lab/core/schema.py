@@ -42,6 +42,8 @@ class Column:
     doc: str
     measure: bool = False
     """A measurement of the call (time, tokens, cost, cache): what statistics are computed from."""
+    later: bool = False
+    """Added after results files existed: a frame without it has it unknown rather than being refused."""
     private: bool = False
     """Text a user may not want kept (what was asked and answered): privacy mode stores only its keyed hash."""
 
@@ -69,11 +71,25 @@ RESULT_SCHEMA: tuple[Column, ...] = (
     Column("tool_call_valid", "bool", "every call named an offered tool with arguments matching its schema"),
     Column("ttft_s", "float", "seconds to the first token", True),
     Column("input_tokens", "int", "prompt tokens as reported (NA when not reported)", True),
-    Column("output_tokens", "int", "completion tokens as reported (NA when not reported)", True),
+    Column("output_tokens", "int", "completion tokens as reported, reasoning included (NA when not reported)", True),
+    Column("reasoning_tokens", "int", "of output_tokens, those spent thinking (NA when not reported)", True, True),
+    Column("cached_input_tokens", "int", "of input_tokens, those read from the provider's prompt cache", True, True),
+    Column("cache_write_tokens", "int", "of input_tokens, those written to the provider's prompt cache", True, True),
+    Column(
+        "cache_discount_usd",
+        "float",
+        "what the provider's prompt cache took off cost_usd (negative when writes cost more; NaN when unknown)",
+        measure=True,
+        later=True,
+    ),
     Column("cost_source", "text", "provider, catalog, local or unknown"),
     Column("cost_saved_usd", "float", "what a cache hit would have cost", True),
     Column("cached", "bool", "answered from the cache", True),
     Column("attempts", "int", "tries the router made"),
+    Column(
+        "logprobs", "text", "per-token log-probabilities as JSON [{token, logprob, top}] (None unless asked)",
+        private=True,  # the tokens spell out the answer
+    ),
     Column("error", "text", "the error message"),
     Column("selected_model", "text", "the model a selector or cascade chose (None when a model was asked directly)"),
     Column("predicted_quality", "float", "the selector's predicted quality of the model it chose"),
@@ -107,6 +123,8 @@ ATTEMPT_SCHEMA: tuple[Column, ...] = (
 RESULT_COLUMNS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA)
 #: the results columns statistics are computed from (with ``error_type``)
 MEASUREMENTS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA if c.measure)
+#: the measurements an older results frame may lack (read as unknown)
+LATER_MEASUREMENTS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA if c.measure and c.later)
 #: the results columns privacy mode keeps only as keyed hashes
 PRIVATE_COLUMNS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA if c.private)
 #: the user's text outside those columns, kept as keyed hashes too: a chat row's ``system`` (an extra

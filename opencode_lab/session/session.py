@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -218,12 +219,14 @@ class Session:
     def request(
         self, prompt: Prompt, model: str | Sequence[str] | None, options: Mapping[str, Any], where: str
     ) -> ChatRequest:
-        """Build a validated request from a call's keywords; an unknown one names the closest valid keyword."""
+        """Build a validated request from a call's keywords (over the parameters a configured model declares);
+        an unknown keyword names the closest valid one."""
         reject_unknown(options, (*NAMES, *CALL_OPTIONS), f"keyword of {where}()")
         params = {k: v for k, v in options.items() if k in NAMES}
-        return ChatRequest.build(
+        request = ChatRequest.build(
             prompt, model=model, system=options.get("system"), tools=options.get("tools"), **params
         )
+        return replace(request, params=request.params.under(self.catalog.declared_params(request.model)))
 
     async def acall(
         self,

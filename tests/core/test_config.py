@@ -200,7 +200,11 @@ def test_nan_and_infinity_in_the_file_are_refused(tmp_path: Path, key: str, valu
         load(toml=f"[lab]\n{key} = {value}\n", tmp_path=tmp_path)
 
 
-@pytest.mark.parametrize("key", ["rpm", "tpm", "weight", "input_price", "output_price", "context_length"])
+@pytest.mark.parametrize(
+    "key",
+    ["rpm", "tpm", "weight", "input_price", "output_price", "cached_input_price", "cache_write_price", "request_fee",
+     "context_length"],
+)  # fmt: skip
 def test_nan_and_infinity_in_a_deployment_are_refused(tmp_path: Path, key: str) -> None:
     for value in ("nan", "inf"):
         with pytest.raises(ConfigError, match=rf"\[models\.m\] {key} must be a finite"):
@@ -249,6 +253,31 @@ def test_zero_is_accepted_for_prices_and_retries(tmp_path: Path) -> None:
     (dep,) = settings.models["m"]
     assert settings.max_retries == 0
     assert (dep.input_price_per_mtok, dep.output_price_per_mtok) == (0.0, 0.0)
+
+
+def test_a_deployment_declares_cache_prices_and_a_request_fee(tmp_path: Path) -> None:
+    toml = (
+        '[models.m]\nprovider = "p"\ninput_price = 3\noutput_price = 15\ncached_input_price = 0.3\n'
+        "cache_write_price = 3.75\nrequest_fee = 0.002\n"
+    )
+    (dep,) = load(toml=toml, tmp_path=tmp_path).models["m"]
+    assert (dep.cached_input_price_per_mtok, dep.cache_write_price_per_mtok, dep.request_fee_usd) == (0.3, 3.75, 0.002)
+
+
+def test_a_model_table_declares_request_parameters_in_both_forms(tmp_path: Path) -> None:
+    toml = (
+        '[models.a]\nprovider = "p"\nreasoning_effort = "low"\noptions = { top_k = 3 }\n'
+        '[models.b]\nreasoning_budget = 2048\n[[models.b.deployments]]\nprovider = "p"\n'
+    )
+    settings = load(toml=toml, tmp_path=tmp_path)
+    assert settings.model_params["a"].payload() == {"reasoning_effort": "low", "options": {"top_k": 3}}
+    assert settings.model_params["b"].payload() == {"reasoning_budget": 2048}
+
+
+def test_a_request_parameter_inside_a_deployments_entry_is_refused(tmp_path: Path) -> None:
+    toml = '[[models.b.deployments]]\nprovider = "p"\nreasoning_budget = 2048\n'
+    with pytest.raises(ConfigError, match=r"unknown key 'reasoning_budget'"):
+        load(toml=toml, tmp_path=tmp_path)
 
 
 @pytest.mark.parametrize("toml", ["timeout_s = true", "max_retries = false", "agent_max_iter = true"])

@@ -139,3 +139,17 @@ def test_every_request_parameter_is_an_option_that_reaches_the_server(config: Pa
     assert out.returncode == 0, out.stderr
     (entry,) = fault.log
     assert entry["sampling"] == {"temperature": 0.5, "max_tokens": 9, "seed": 4, "top_p": 0.5, "stop": ["END", "STOP"]}
+
+
+def test_reasoning_controls_and_provider_options_reach_the_server(config: Path, fault) -> None:
+    out = cli("--config", str(config), "chat", "-m", "f/x", "--reasoning-effort", "high", "-o", "top_k=40",
+              "-o", 'logit_bias={"7": -100}', "--no-cache", "q")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (body,) = fault.requests
+    assert (body["reasoning_effort"], body["top_k"], body["logit_bias"]) == ("high", 40, {"7": -100})
+
+
+def test_an_option_that_clashes_with_a_parameter_is_a_one_line_error(config: Path, fault) -> None:
+    out = cli("--config", str(config), "chat", "-m", "f/x", "-o", "temperature=0", "q")
+    assert out.returncode != 0 and "options key 'temperature' is a parameter of its own" in out.stderr
+    assert fault.requests == []

@@ -41,6 +41,14 @@ def test_no_plain_text_of_a_prompt_reaches_the_cache_folder_or_the_run_log(priva
     assert _files_holding(folder, "second") == []
 
 
+def test_log_probabilities_spell_out_no_answer_on_disk(private_lab: Lab) -> None:
+    """Their tokens are the answer's: the column is private, and the cache keeps answers in memory only."""
+    frame = private_lab.compare([f"say {MARKER}"], "m", run="probed", top_logprobs=2)
+    private_lab.flush()
+    assert MARKER in frame["logprobs"].iloc[0]  # the caller still gets them
+    assert _files_holding(private_lab.settings.cache_dir, MARKER) == []
+
+
 def test_a_private_run_keeps_its_statistics_and_says_the_text_was_not_kept(private_lab: Lab) -> None:
     private_lab.compare([f"one {MARKER}", "two", "three"], "m", run="kept")
     logged = private_lab.load_run("kept")
