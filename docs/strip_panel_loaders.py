@@ -3,7 +3,7 @@
 ``df.oc.view()`` inlines Panel's JavaScript into the notebook so that nothing is fetched from the
 internet; a saved notebook does not need it: opened without a running kernel, the view's output is
 its static table (the live view comes back when the cell runs).  Run after re-executing a notebook
-that shows a view: ``.venv/bin/python docs/strip_panel_loaders.py notebooks/06_triage.ipynb``.
+that shows a view: ``.venv/bin/python docs/strip_panel_loaders.py notebooks/07_triage.ipynb``.
 """
 
 from __future__ import annotations

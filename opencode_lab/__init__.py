@@ -48,6 +48,7 @@ from .core.errors import (
     ServerError,
     StreamInterruptedError,
 )
+from .core.logprobs import TokenLogprob
 from .core.params import Params
 from .core.types import ChatRequest, ChatResult, Completion, Message, ModelInfo, StreamChunk, Usage
 from .evals import scorers
@@ -73,7 +74,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .analysis.diff import Diff
+    from .evals.cascade import Cascade, Check
+    from .evals.features import FeatureStep
     from .evals.scorers import Scorer
+    from .evals.selector import Selector
     from .lab.history import Since
     from .session.session import Prompt
 
@@ -119,6 +123,7 @@ __all__ = [
     "Settings",
     "StreamChunk",
     "StreamInterruptedError",
+    "TokenLogprob",
     "Usage",
     "__version__",
     "achat",
@@ -126,6 +131,7 @@ __all__ = [
     "agreement",
     "astream",
     "budget",
+    "cascade",
     "chat",
     "compare",
     "dashboard",
@@ -137,8 +143,10 @@ __all__ = [
     "judge",
     "label",
     "labels",
+    "learn_selector",
     "load_ipython_extension",
     "load_run",
+    "load_selector",
     "models",
     "paired",
     "pairwise",
@@ -240,6 +248,42 @@ def pairwise(results: pd.DataFrame, judge: Judge | str, **kwargs: Any) -> pd.Dat
     if kwargs.get("lab") is None and not (isinstance(judge, Judge) and judge.lab is not None):
         kwargs["lab"] = DefaultAsker()
     return _pairwise(results, judge, **kwargs)
+
+
+def learn_selector(
+    results: pd.DataFrame,
+    quality: str = "score",
+    cost: str = "cost_usd",
+    *,
+    features: FeatureStep | Sequence[str] | None = None,
+    estimator: str = "knn",
+    k: int = 10,
+    name: str = "selector",
+) -> Selector:
+    """Learn from *results* (compare frames) which model to ask for a prompt; ``chat``/``compare`` take the
+    selector as ``model=``, ``selector.evaluate()`` proves it first.  Needs ``pip install 'opencode-lab[learn]'``;
+    see `opencode_lab.evals.selector.learn_selector`."""
+    from .evals.selector import learn_selector as learn
+
+    return learn(results, quality, cost, features=features, estimator=estimator, k=k, name=name)
+
+
+def load_selector(path: str, *, models: Sequence[str] | None = None, name: str | None = None) -> Selector:
+    """A selector saved with ``selector.save(path)`` (JSON, refitted on load; nothing in the file is run);
+    with *models*, refused unless it was trained on exactly those models."""
+    from .evals.selector import Selector
+
+    return Selector.load(path, models=models, name=name)
+
+
+def cascade(
+    models: Sequence[str], accept: Check | Mapping[str, Any] | str, *, threshold: float = 1.0, name: str | None = None
+) -> Cascade:
+    """Ask *models* in order (cheapest first) until an answer passes *accept*: a scorer or judge (at least
+    *threshold*), a callable on the results row, a JSON schema or a column name; use it as ``model=``."""
+    from .evals.cascade import cascade as make
+
+    return make(models, accept, threshold=threshold, name=name)
 
 
 def models(filter: str | None = None, *, tag: str | None = None, refresh: bool = False) -> pd.DataFrame:

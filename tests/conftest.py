@@ -24,6 +24,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["OC_LOCAL_THREADS"] = "1"
 for _var in (*VENDORS.variables, "OC_CONFIG", "OC_CACHE_MODE", "OC_CACHE_TTL_MS", "OC_RUNLOG", "OC_DEFAULT_MODELS"):
     os.environ.pop(_var, None)
+for _var in ("OC_AUDIT", "OC_PRIVACY", "OC_AUDIT_KEY_FILE"):
+    os.environ.pop(_var, None)
+# the audit trail signs with this key, so no test writes a key file into the home folder or a note on stderr
+# (the tests of the key file itself unset it)
+os.environ["OC_AUDIT_KEY"] = "the test suite's audit key"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -238,3 +243,50 @@ def judge_toml(judge_server: FaultServer) -> str:
         f'[providers.j]\nbase_url = "{judge_server.base_url}"\n\n'
         '[models.judge]\nprovider = "j"\nupstream = "judge-model"\ninput_price = 1.0\noutput_price = 2.0\n'
     )
+
+
+_WORDS = ["capital", "river", "author", "poem", "colour", "planet", "history", "language", "animal", "city"]
+
+
+def _synthetic(
+    n: int = 120, *, seed: int = 1, share: float = 0.6, scores: Callable[..., tuple[float, float]] | None = None
+):
+    """A compare frame with known structure: model A (cost 2) answers arithmetic-looking prompts right, model B
+    (cost 1) the rest; *scores* ``(rng, arithmetic) -> (A's score, B's score)`` replaces that rule."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        arithmetic = rng.random() < share
+        if arithmetic:
+            prompt = f"What is {rng.integers(10, 99)} + {rng.integers(10, 99)} * {rng.integers(2, 9)}?"
+        else:
+            prompt = f"Name the {rng.choice(_WORDS)} of the {rng.choice(_WORDS)} called {i}"
+        a, b = scores(rng, arithmetic) if scores else (float(arithmetic), float(not arithmetic))
+        for model, score, cost in (("A", a, 2.0), ("B", b, 1.0)):
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "model": model,
+                    "response": f"{model} says",
+                    "error_type": None,
+                    "score": score,
+                    "cost_usd": cost,
+                    "sample": 0,
+                    "prompt_id": i,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def make_task() -> Callable[..., object]:
+    """``make_task(n=120, seed=1, share=0.6, scores=None)``: a synthetic selection task (see `_synthetic`)."""
+    return _synthetic
+
+
+@pytest.fixture
+def arithmetic_task():
+    return _synthetic()

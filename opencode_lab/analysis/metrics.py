@@ -11,7 +11,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InvalidRequestError
-from ..core.schema import MEASUREMENTS, tagged, truthy
+from ..core.schema import LATER_MEASUREMENTS, MEASUREMENTS, tagged, truthy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,14 +21,15 @@ STATS_COLUMNS: tuple[str, ...] = (
     "latency_p50_s", "latency_p50_s_ci_low", "latency_p50_s_ci_high",
     "latency_p95_s", "latency_p95_s_ci_low", "latency_p95_s_ci_high", "n_latency",
     "ttft_p50_s", "n_ttft", "output_tokens_per_s", "n_tokens_per_s", "input_tokens", "output_tokens", "n_tokens",
-    "cost_usd", "cost_unknown_calls", "cost_saved_usd", "cost_per_1k_calls_usd", "top_error", "note",
+    "reasoning_tokens", "n_reasoning", "cost_usd", "cost_unknown_calls", "cost_saved_usd", "cache_discount_usd",
+    "cost_per_1k_calls_usd", "top_error", "note",
 )  # fmt: skip
 _COUNTS = ("calls", "ok", "failed", "n_latency", "n_ttft", "n_tokens_per_s", "n_tokens", "cost_unknown_calls")
-_TOKENS = ("input_tokens", "output_tokens")
+_TOKENS = ("input_tokens", "output_tokens", "reasoning_tokens")
 _TEXT = ("top_error", "note")
 _SCORE_AFTER = "failed"  # the score block follows the counts: it is what a comparison is about
 
-_REQUIRED = ("error_type", *MEASUREMENTS)
+_REQUIRED = ("error_type", *(m for m in MEASUREMENTS if m not in LATER_MEASUREMENTS))
 
 
 def summarize(
@@ -65,9 +66,14 @@ def summarize(
       ``n_tokens_per_s`` ok rows with both numbers.
     - ``input_tokens``, ``output_tokens`` summed over the ``n_tokens`` ok rows that reported
       both; <NA> when none did (unknown is not 0).
+    - ``reasoning_tokens`` of those output tokens, the thinking ones, summed over the ``n_reasoning`` ok rows
+      that reported them; <NA> when none did.
     - ``cost_usd`` what ok rows and billed failures cost; NaN when any ok row's cost is
       unknown (``cost_unknown_calls`` counts them) or no cost is known at all.
     - ``cost_saved_usd`` what cache hits would have cost (0 without hits; NaN if one is unknown).
+    - ``cache_discount_usd`` what the providers' prompt caches took off ``cost_usd`` (cache reads at their
+      lower price, less any write premium), summed over the rows where it is known; NaN when it is known for
+      none (no cache counts reported, or no cached price).
     - ``cost_per_1k_calls_usd = cost_usd / calls * 1000``.
     - ``top_error`` most common ``error_type`` among failed rows (ties: alphabetical; None if none).
     - ``note`` what a reader must know: failures counted as 0, a score resting on other prompts
@@ -162,6 +168,9 @@ def _prepared(results: pd.DataFrame, scores: list[str], failures: str) -> tuple[
     from .failures import values_under
 
     df = results.copy()
+    for col in LATER_MEASUREMENTS:
+        if col not in df.columns:
+            df[col] = math.nan
     df["_ok"] = df["error_type"].isna()
     df["_cached"] = df["cached"].map(truthy).astype(bool) & df["_ok"]
     for col in MEASUREMENTS:
@@ -193,6 +202,7 @@ def _group_stats(g: pd.DataFrame, scores: list[str], bounded: dict[str, bool], c
     rated = timed[timed["output_tokens"].notna()]
     seconds = rated["latency_s"].sum()
     counted_tokens = ok_rows[ok_rows["input_tokens"].notna() & ok_rows["output_tokens"].notna()]
+    reasoned = ok_rows["reasoning_tokens"].dropna()
     cost_unknown = int(ok_rows["cost_usd"].isna().sum())
     cost = g["cost_usd"].sum(min_count=1) if cost_unknown == 0 else math.nan
     stats: dict[str, Any] = {
@@ -212,9 +222,12 @@ def _group_stats(g: pd.DataFrame, scores: list[str], bounded: dict[str, bool], c
         "input_tokens": int(counted_tokens["input_tokens"].sum()) if len(counted_tokens) else None,
         "output_tokens": int(counted_tokens["output_tokens"].sum()) if len(counted_tokens) else None,
         "n_tokens": len(counted_tokens),
+        "reasoning_tokens": int(reasoned.sum()) if len(reasoned) else None,
+        "n_reasoning": len(reasoned),
         "cost_usd": cost,
         "cost_unknown_calls": cost_unknown,
         "cost_saved_usd": hits["cost_saved_usd"].sum(min_count=len(hits)) if len(hits) else 0.0,
+        "cache_discount_usd": ok_rows["cache_discount_usd"].sum(min_count=1),
         "cost_per_1k_calls_usd": cost / calls * 1000 if calls else math.nan,
         "top_error": _top_error(g.loc[~g["_ok"], "error_type"]),
         "_prompt_sets": {},

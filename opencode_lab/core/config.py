@@ -32,6 +32,7 @@ from .deployment import Deployment, ModelRules
 from .errors import ConfigError, InvalidRequestError
 from .files import read_capped
 from .objectives import PERIODS, Budgets, Objective, Objectives
+from .params import Params
 from .provider_routing import ProviderRouting
 from .residency import patterns
 from .secrets import Secret, SecretURL
@@ -87,6 +88,16 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True)
+class SelectorConfig:
+    """TOML ``[selectors.NAME]``: a selector file (``Selector.save``) and at most one rule to choose by."""
+
+    path: Path
+    target: float | None = None
+    budget: float | None = None
+    willingness_to_pay: float | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, resolved once; the session reads it and nothing else does."""
 
@@ -117,13 +128,23 @@ class Settings:
     """The lab-wide residency rule (glob patterns): no request reaches a deployment outside it."""
     home_region: str | None = None
     """The region (a glob pattern) the ``nearest`` strategy prefers while one there can be sent to."""
+    audit: bool = True
+    """Chain every record of the run log and sign its checkpoints (see `opencode_lab.session.audit`)."""
+    privacy: bool = False
+    """Keep prompts and answers only as keyed hashes in the run log, and no answers on disk."""
+    audit_key_file: Path = field(default_factory=lambda: default_audit_key_file())
+    audit_key: Secret | None = None  # OC_AUDIT_KEY, read from the environment only (as API keys are)
     vendors: Mapping[str, ProviderConfig] = field(default_factory=lambda: _vendors({}, {}, "config"))
     """Every registered vendor's settings, by name; one is used when it has a key (or a model list)."""
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     models: Mapping[str, tuple[Deployment, ...]] = field(default_factory=dict)
+    model_params: Mapping[str, Params] = field(default_factory=dict)
+    """Request parameters a ``[models.NAME]`` table declares (``reasoning_effort``, ``options``...), by name."""
     rules: Mapping[str, ModelRules] = field(default_factory=dict)
     """Per ``[models.NAME]``, its residency rule and OpenRouter provider preferences."""
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    selectors: Mapping[str, SelectorConfig] = field(default_factory=dict)
+    """Saved learned selectors by the model name that asks through them (TOML ``[selectors.NAME]``)."""
     source: Path | None = None
 
     def __post_init__(self) -> None:
@@ -161,6 +182,11 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "Secret": (Secret,),
     "tuple[str, ...]": (tuple,),
 }
+
+
+def default_audit_key_file() -> Path:
+    """The audit key's file, in the per-user config folder: outside the cache folder the run log lives in."""
+    return Path(platformdirs.user_config_dir("opencode_lab")) / "audit.key"
 
 
 def default_cache_dir() -> Path:
@@ -250,6 +276,19 @@ def _strings(name: str, raw: object) -> tuple[str, ...]:
     if not all(i.strip() for i in items):
         raise ConfigError(f"{name} has an empty item: {raw!r} (expected e.g. 'openai/gpt-4o-mini,meta/llama-3-8b')")
     return tuple(i.strip() for i in items)
+
+
+def _flag(name: str, raw: object) -> bool:
+    """A TOML boolean, or from the environment 1/true/yes/on or 0/false/no/off."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, _EnvText):
+        text = raw.strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+    raise ConfigError(f"{name} must be true or false (in a variable: 1/0, true/false, yes/no, on/off), got {raw!r}")
 
 
 def _secret(name: str, raw: object) -> Secret:
@@ -351,11 +390,15 @@ _SCALARS: tuple[tuple[str, str, str, str, Parser], ...] = (
     ("telemetry", "OC_TELEMETRY", "lab", "telemetry", partial(_choice, TELEMETRY_MODES)),
     ("regions", "OC_REGIONS", "lab", "regions", _region_patterns),
     ("home_region", "OC_HOME_REGION", "lab", "home_region", _region),
+    ("audit", "OC_AUDIT", "lab", "audit", _flag),
+    ("privacy", "OC_PRIVACY", "lab", "privacy", _flag),
+    ("audit_key_file", "OC_AUDIT_KEY_FILE", "lab", "audit_key_file", _path),
 )
+AUDIT_KEY_ENV = "OC_AUDIT_KEY"
 _TABLES: dict[str, frozenset[str]] = {
     **{t: frozenset(k for _, _, table, k, _ in _SCALARS if table == t) for t in ("lab", "cache")},
     # keys are names; a provider's own keys are _PROVIDER_KEYS, a deployment's _DEPLOYMENT_KEYS
-    **dict.fromkeys(("providers", "models", "aliases"), frozenset[str]()),
+    **dict.fromkeys(("providers", "models", "aliases", "selectors"), frozenset[str]()),
     "slo": frozenset(("availability", "latency_p95_s")),  # and [slo.SCOPE] tables with the same keys
     "budget": frozenset((*(f"{period}_usd" for period in PERIODS), "warn_at")),
 }
@@ -374,13 +417,18 @@ _DEPLOYMENT_KEYS: dict[str, tuple[str, Parser]] = {  # TOML key: (Deployment fie
     **{key: (key, _text) for key in ("provider", "upstream", "path")},
     **{key: (key, _positive) for key in ("weight", "rpm", "tpm")},
     **{key: (key, _positive_int) for key in ("max_in_flight", "context_length")},
-    **{f"{key}_price": (f"{key}_price_per_mtok", _price) for key in ("input", "output")},
+    **{f"{key}_price": (f"{key}_price_per_mtok", _price) for key in ("input", "output", "cached_input")},
+    "cache_write_price": ("cache_write_price_per_mtok", _price),
+    "request_fee": ("request_fee_usd", _price),
     "tags": ("tags", _strings),
     "region": ("region", _region),
 }
 #: a ``[models.NAME]`` table's own keys, about the model name rather than one deployment
 _RULE_KEYS: dict[str, Parser] = {"regions": _region_patterns, "provider_routing": _provider_routing}
 
+
+#: the request parameters a ``[models.*]`` table may declare for its model
+MODEL_PARAMS = ("temperature", "max_tokens", "top_p", "reasoning_effort", "reasoning_budget", "options")
 
 #: the largest config file read
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -435,15 +483,19 @@ def _from_sources(doc: Mapping[str, Any], env: Mapping[str, str], source: Path |
     if values["breaker_min_calls"] > values["breaker_window"]:
         prefix = f"{where}: " if "[" in low + high else ""
         raise ConfigError(f"{prefix}{low} must be at most {high}: the breaker's window holds no more calls")
+    audit_key = env.get(AUDIT_KEY_ENV, "")
     return Settings(
         **values,
+        audit_key=_secret(AUDIT_KEY_ENV, audit_key) if audit_key.strip() else None,
         vendors=_vendors(tables["lab"], env, where),
         providers=_providers(tables["providers"], env, where),
         models=_models(tables["models"], where),
+        model_params=_model_params(tables["models"], where),
         rules=_rules(tables["models"], where),
         aliases=_aliases(tables["aliases"], where),
         slo=_objectives(tables["slo"], where),
         budget=_budgets(tables["budget"], where),
+        selectors=_selectors(tables["selectors"], where, source),
         source=source,
     )
 
@@ -553,10 +605,11 @@ def _models(table: Mapping[str, Any], where: str) -> dict[str, tuple[Deployment,
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{at} must be a table")
         if "deployments" not in spec:
-            _reject_unknown(spec, [*_DEPLOYMENT_KEYS, *_RULE_KEYS, "deployments"], at)
-            out[model] = (_deployment(model, {k: v for k, v in spec.items() if k not in _RULE_KEYS}, at),)
+            _reject_unknown(spec, [*_DEPLOYMENT_KEYS, *_RULE_KEYS, *MODEL_PARAMS, "deployments"], at)
+            own = {k: v for k, v in spec.items() if k not in _RULE_KEYS and k not in MODEL_PARAMS}
+            out[model] = (_deployment(model, own, at),)
             continue
-        _reject_unknown(spec, ["deployments", *_RULE_KEYS], at)
+        _reject_unknown(spec, ["deployments", *_RULE_KEYS, *MODEL_PARAMS], at)
         entries = spec["deployments"]
         if not isinstance(entries, list) or not entries:
             raise ConfigError(f"{at} deployments must be a non-empty array of tables")
@@ -587,6 +640,21 @@ def _deployment(model: str, entry: object, at: str) -> Deployment:
     return Deployment(id=f"{kwargs['provider']}/{kwargs['upstream']}", **kwargs)
 
 
+def _model_params(table: Mapping[str, Any], where: str) -> dict[str, Params]:
+    """The request parameters each ``[models.*]`` table declares for its model, validated as a call's are
+    (``o3-low`` and ``o3-high``: one upstream model asked two ways)."""
+    out = {}
+    for model, spec in table.items():
+        given = {key: spec[key] for key in MODEL_PARAMS if key in spec} if isinstance(spec, Mapping) else {}
+        try:
+            params = Params.build(**given)
+        except InvalidRequestError as exc:
+            raise ConfigError(f"{where}: [models.{model}] {exc}") from None
+        if params != Params():
+            out[model] = params
+    return out
+
+
 def _aliases(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:
     aliases: dict[str, tuple[str, ...]] = {}
     for name, target in table.items():
@@ -596,6 +664,31 @@ def _aliases(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]
         aliases[name] = tuple(t.strip() for t in items)
     _reject_cycles(aliases, where)
     return aliases
+
+
+_SELECTOR_RULES = {
+    "target": partial(_number, kind=float, low=-math.inf),
+    "budget": _price,
+    "willingness_to_pay": _price,
+}
+
+
+def _selectors(table: Mapping[str, Any], where: str, source: Path | None) -> dict[str, SelectorConfig]:
+    """``[selectors.NAME]`` tables: ``path`` (relative to the config file) and one of `_SELECTOR_RULES`."""
+    out = {}
+    for name, spec in table.items():
+        at = f"{where}: [selectors.{name}]"
+        if not isinstance(spec, Mapping) or "path" not in spec:
+            raise ConfigError(f'{at} must be a table with path = "..." (a file written by Selector.save)')
+        _reject_unknown(spec, ["path", *_SELECTOR_RULES], at)
+        path = _path(f"{at} path", spec["path"])
+        if source is not None and not path.is_absolute():
+            path = source.parent / path
+        rules = {key: parse(f"{at} {key}", spec[key]) for key, parse in _SELECTOR_RULES.items() if key in spec}
+        if len(rules) > 1:
+            raise ConfigError(f"{at}: give one of {', '.join(_SELECTOR_RULES)}, not {' and '.join(rules)}")
+        out[name] = SelectorConfig(path, **rules)
+    return out
 
 
 #: the longest chain of aliases naming aliases

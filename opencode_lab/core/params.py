@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,124 @@ def _strings(name: str, value: object) -> tuple[str, ...]:
     return tuple(utf8(name, s) for s in items)
 
 
+#: ``reasoning_effort`` levels, least to most thinking (providers take the subset they know)
+EFFORTS: tuple[str, ...] = ("none", "minimal", "low", "medium", "high")
+
+
+def _effort(name: str, value: object) -> str | None:
+    if value is None or value in EFFORTS:
+        return value
+    close = difflib.get_close_matches(str(value), EFFORTS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise InvalidRequestError(f"{name} must be one of {', '.join(EFFORTS)}, got {_shown(value)}{hint}")
+
+
+def _flag(name: str, value: object) -> bool | None:
+    """A switch: True, or None for off (False is the same request as not asking, so the same cache key)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return True
+    raise InvalidRequestError(f"{name} must be True or False, got {_shown(value)}")
+
+
+def _switch(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("true", "on", "yes", "1"):
+        return True
+    if text in ("false", "off", "no", "0"):
+        return False
+    raise InvalidRequestError(f"expected true or false, got {raw!r}")
+
+
+#: the largest passthrough option value, as JSON: a request parameter, not a document
+MAX_OPTION_CHARS = 100_000
+
+
+class Options(Mapping[str, Any]):
+    """Provider-specific options: a read-only mapping of JSON values, hashable and equal for equal options
+    whatever order they were given in (kept as sorted ``(key, canonical JSON)`` pairs)."""
+
+    __slots__ = ("_pairs",)
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        self._pairs = tuple(sorted(pairs))
+
+    def __getitem__(self, key: str) -> Any:
+        for name, text in self._pairs:
+            if name == key:
+                return json.loads(text)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __hash__(self) -> int:
+        return hash(self._pairs)
+
+    def __eq__(self, other: object) -> bool:
+        return self._pairs == other._pairs if isinstance(other, Options) else Mapping.__eq__(self, other)
+
+    def __repr__(self) -> str:
+        return f"Options({dict(self)!r})"
+
+
+def _options(name: str, value: object) -> Options:
+    """Options as given (a mapping, ``(key, value)`` pairs or ``key=value`` texts), checked.  A key naming one
+    of our own parameters is refused: it would override that field behind the cache key's back."""
+    if isinstance(value, Options):
+        return value
+    if value is None:
+        return Options()
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, str):
+        pairs = [parse_option(value)]
+    elif isinstance(value, Iterable) and not isinstance(value, bytes):
+        pairs = [_option_pair(name, item) for item in value]
+    else:
+        raise InvalidRequestError(f"{name} must be a mapping of option names to values, got {_shown(value)}")
+    out: dict[str, str] = {}
+    for key, item in pairs:
+        if not isinstance(key, str) or not key.strip():
+            raise InvalidRequestError(f"{name} keys must be non-empty strings, got {_shown(key)}")
+        if key in NAMES:
+            raise InvalidRequestError(f"{name} key {key!r} is a parameter of its own: pass {key}= instead")
+        try:
+            text = json.dumps(item, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            raise InvalidRequestError(f"{name}[{key!r}] must be a JSON value, got {_shown(item)}") from None
+        if len(text) > MAX_OPTION_CHARS:
+            raise InvalidRequestError(f"{name}[{key!r}] is longer than {MAX_OPTION_CHARS} characters as JSON")
+        out[utf8(f"{name} key", key)] = utf8(f"{name}[{key!r}]", text)
+    return Options(out.items())
+
+
+def _option_pair(name: str, item: object) -> tuple[object, object]:
+    """One ``(key, value)`` pair, or a ``key=value`` text (the command line's form)."""
+    if isinstance(item, str):
+        return parse_option(item)
+    if isinstance(item, tuple | list) and len(item) == 2:
+        return item[0], item[1]
+    raise InvalidRequestError(f"{name} must hold (key, value) pairs or 'key=value' texts, got {_shown(item)}")
+
+
+def parse_option(raw: str) -> tuple[str, Any]:
+    """``key=value`` from a command line: the value as JSON when it reads as JSON (``40``, ``true``,
+    ``[1, 2]``), else as the text it is (``-o stop_token=END``), as ``llm -o`` takes it."""
+    key, eq, text = raw.partition("=")
+    if not eq or not key.strip():
+        raise InvalidRequestError(f"an option must be written key=value, got {raw!r}")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    return key.strip(), value
+
+
 def _schema(name: str, value: object) -> Schema | None:
     return None if value is None else Schema.of(value, name)
 
@@ -112,13 +231,17 @@ def _param(
     short: str = "",
     *,
     wire: bool = True,
+    repeated: bool = False,
+    flag: str = "",
 ) -> Any:
-    """A `Params` field: default, help text, validator, text parser and short option (for the CLI and ``%%chat``).
+    """A `Params` field: default, help text, validator, text parser, short option, whether the option is given
+    once per value and its long flag when not the field's name (for the CLI and ``%%chat``).
 
     A field that is not *wire* steers where the request goes rather than what a model is sent: it is part of
     the cache key and a run's specification (`Params.canonical`) but not of `Params.payload`.
     """
-    metadata = {"help": help, "check": check, "parse": parse, "short": short, "wire": wire}
+    metadata = {"help": help, "check": check, "parse": parse, "short": short, "wire": wire,
+                "repeated": repeated or default == (), "flag": flag}  # fmt: skip
     return field(default=default, metadata=metadata)
 
 
@@ -136,6 +259,20 @@ class Params:
     schema: Schema | None = _param(  # noqa: RUF009 - a field(), as above; Schema is a frozen value
         None, "JSON Schema the answer must match: JSON text or @file.json", _schema, _schema_text
     )
+    reasoning_effort: str | None = _param(
+        None, f"how hard a reasoning model thinks: {', '.join(EFFORTS)}", _effort, str
+    )
+    reasoning_budget: int | None = _param(
+        None, "tokens a reasoning model may spend thinking (0: no thinking where allowed)", _integer(0, 2**31 - 1), int
+    )
+    logprobs: bool | None = _param(None, "return the answer's token log-probabilities: true or false", _flag, _switch)
+    top_logprobs: int | None = _param(
+        None, "most likely alternatives returned per token, 0 to 20 (implies logprobs)", _integer(0, 20), int
+    )
+    options: Options = _param(  # noqa: RUF009 - a field(), as above; Options is a frozen value
+        Options(), "provider-specific option key=value, sent as the provider names it (repeat for several)",
+        _options, str, "-o", repeated=True, flag="--option",
+    )
     regions: tuple[str, ...] = _param(
         (), "allowed regions, glob patterns such as eu-* (repeat for several): a hard rule", patterns, str, wire=False
     )
@@ -151,7 +288,13 @@ class Params:
     def build(cls, **values: Any) -> Params:
         """Validate caller values; an unknown name raises `InvalidRequestError` with the closest valid one."""
         reject_unknown(values, NAMES, "request parameter")
-        return cls(**{f.name: f.metadata["check"](f.name, values.get(f.name, f.default)) for f in fields(cls)})
+        checked = {f.name: f.metadata["check"](f.name, values.get(f.name, f.default)) for f in fields(cls)}
+        if checked["top_logprobs"] is not None:
+            if values.get("logprobs") is False:
+                raise InvalidRequestError("top_logprobs needs logprobs; drop logprobs=False")
+            checked["logprobs"] = True  # the same request as asking for both, so the same cache key
+        return cls(**checked)
+
 
     def payload(self) -> dict[str, Any]:
         """The parameters that were set and go on the wire, as OpenAI-style JSON values (``schema`` as the
@@ -168,9 +311,18 @@ class Params:
         known = self.__dict__.get(slot)
         if known is None:
             values = ((f.name, getattr(self, f.name)) for f in _FIELDS if f.metadata["wire"] or not wire_only)
-            known = {k: _json(v) for k, v in values if v is not None and v != ()}
+            known = {k: _json(v) for k, v in values if v is not None and v != () and v != {}}
             object.__setattr__(self, slot, known)  # not a field: equality and hashing never see it
         return dict(known)
+
+    def under(self, defaults: Params) -> Params:
+        """These parameters over *defaults* (a model's declared ones): what is set here wins, options key by key."""
+        if defaults == Params():
+            return self
+        merged = defaults.canonical() | self.canonical()
+        if defaults.options and self.options:
+            merged["options"] = {**defaults.options, **self.options}
+        return Params.build(**merged)
 
     def for_sample(self, sample: int) -> Params:
         """The parameters of sample *sample* of a repeated request.
@@ -194,6 +346,8 @@ def _json(value: object) -> Any:
         return value.document
     if isinstance(value, ProviderRouting):
         return value.body()
+    if isinstance(value, Options):
+        return dict(value)
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -206,12 +360,21 @@ class Option:
     parse: Callable[[str], Any]
     short: str
     repeated: bool
+    flag: str
+    """The long option (``--top-p``, ``--option``)."""
 
 
 def options() -> list[Option]:
     """Every parameter as a command-line option, in declaration order."""
     return [
-        Option(f.name, f.metadata["help"], f.metadata["parse"], f.metadata["short"], f.default == ())
+        Option(
+            f.name,
+            f.metadata["help"],
+            f.metadata["parse"],
+            f.metadata["short"],
+            f.metadata["repeated"],
+            f.metadata["flag"] or "--" + f.name.replace("_", "-"),
+        )
         for f in fields(Params)
     ]
 

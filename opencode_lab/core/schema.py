@@ -43,6 +43,10 @@ class Column:
     doc: str
     measure: bool = False
     """A measurement of the call (time, tokens, cost, cache): what statistics are computed from."""
+    later: bool = False
+    """Added after results files existed: a frame without it has it unknown rather than being refused."""
+    private: bool = False
+    """Text a user may not want kept (what was asked and answered): privacy mode stores only its keyed hash."""
 
     @property
     def sql(self) -> str:
@@ -52,9 +56,9 @@ class Column:
 
 #: user-facing columns first (what a researcher reads), identifiers last
 RESULT_SCHEMA: tuple[Column, ...] = (
-    Column("prompt", "text", "the prompt as sent (after the template)"),
+    Column("prompt", "text", "the prompt as sent (after the template)", private=True),
     Column("model", "text", "the model spec as asked for"),
-    Column("response", "text", "the answer text (None when the row failed)"),
+    Column("response", "text", "the answer text (None when the row failed)", private=True),
     Column("error_type", "text", "None on success, else the error's type (see opencode_lab.errors)"),
     Column("latency_s", "float", "seconds the answering attempt took (a hit reports the original call's)", True),
     Column("cost_usd", "float", "what this row cost (0 for a cache hit; NaN when unknown)", True),
@@ -64,18 +68,36 @@ RESULT_SCHEMA: tuple[Column, ...] = (
     Column("sample", "int", "sample index, 0..n-1"),
     Column("seed_used", "int", "the seed the answer was sampled with (given or drawn); NA when none was sent"),
     Column("finish_reason", "text", "why generation stopped (stop, length, tool_calls, ...)"),
-    Column("tool_calls", "text", "the tool calls made, as JSON [{id, name, arguments}] (None when none)"),
+    Column("tool_calls", "text", "the tool calls made, as JSON [{id, name, arguments}] (None when none)", private=True),
     Column(
         "tool_call_valid", "flag", "every call named an offered tool with arguments matching its schema (NA: no tools)"
     ),
     Column("ttft_s", "float", "seconds to the first token", True),
     Column("input_tokens", "int", "prompt tokens as reported (NA when not reported)", True),
-    Column("output_tokens", "int", "completion tokens as reported (NA when not reported)", True),
+    Column("output_tokens", "int", "completion tokens as reported, reasoning included (NA when not reported)", True),
+    Column("reasoning_tokens", "int", "of output_tokens, those spent thinking (NA when not reported)", True, True),
+    Column("cached_input_tokens", "int", "of input_tokens, those read from the provider's prompt cache", True, True),
+    Column("cache_write_tokens", "int", "of input_tokens, those written to the provider's prompt cache", True, True),
+    Column(
+        "cache_discount_usd",
+        "float",
+        "what the provider's prompt cache took off cost_usd (negative when writes cost more; NaN when unknown)",
+        measure=True,
+        later=True,
+    ),
     Column("cost_source", "text", "provider, catalog, local or unknown"),
     Column("cost_saved_usd", "float", "what a cache hit would have cost", True),
     Column("cached", "bool", "answered from the cache", True),
     Column("attempts", "int", "tries the router made"),
+    Column(
+        "logprobs", "text", "per-token log-probabilities as JSON [{token, logprob, top}] (None unless asked)",
+        private=True,  # the tokens spell out the answer
+    ),
     Column("error", "text", "the error message"),
+    Column("selected_model", "text", "the model a selector or cascade chose (None when a model was asked directly)"),
+    Column("predicted_quality", "float", "the selector's predicted quality of the model it chose"),
+    Column("predictions", "text", "every candidate's predicted quality, as JSON {model: quality}"),
+    Column("escalations", "int", "how many checks the cascade's earlier answers failed before this one"),
     Column("prompt_id", "id", "row of the prompt table (or the user's id)"),
     Column("run_id", "text", "the run this row belongs to"),
 )
@@ -108,6 +130,13 @@ TABLE = "opencode_lab.table"
 RESULT_COLUMNS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA)
 #: the results columns statistics are computed from (with ``error_type``)
 MEASUREMENTS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA if c.measure)
+#: the measurements an older results frame may lack (read as unknown)
+LATER_MEASUREMENTS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA if c.measure and c.later)
+#: the results columns privacy mode keeps only as keyed hashes
+PRIVATE_COLUMNS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA if c.private)
+#: the user's text outside those columns, kept as keyed hashes too: a chat row's ``system`` (an extra
+#: column), a run specification's ``system`` and ``template``
+PRIVATE_EXTRAS: tuple[str, ...] = ("system", "template")
 #: what identifies a results row: one run, one prompt, one model, one sample
 RESULT_KEY: tuple[str, ...] = ("run_id", "prompt_id", "model", "sample")
 ATTEMPT_COLUMNS: tuple[str, ...] = tuple(c.name for c in ATTEMPT_SCHEMA)

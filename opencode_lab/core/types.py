@@ -15,6 +15,7 @@ from typing import Any
 from .attempt import Attempt
 from .content import Image, Part, parts
 from .errors import InvalidRequestError
+from .logprobs import TokenLogprob
 from .numbers import significant
 from .params import Params, utf8
 from .structured import json_value
@@ -136,6 +137,12 @@ class Usage:
     output_tokens: int | None = None
     cost_usd: float | None = None
     """Cost as reported by the provider itself (OpenRouter does); None when not reported."""
+    reasoning_tokens: int | None = None
+    """Of ``output_tokens``, those spent thinking (billed as output); None when not reported."""
+    cached_input_tokens: int | None = None
+    """Of ``input_tokens``, those read from the provider's prompt cache (billed at the cached price)."""
+    cache_write_tokens: int | None = None
+    """Of ``input_tokens``, those written to the provider's prompt cache (Anthropic bills a premium)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,8 @@ class Completion:
     upstream_provider: str | None = None
     """The upstream that served the call when the provider routes among several (OpenRouter reports its
     ``provider``); None when the provider does not say."""
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    """Per-token log-probabilities, when the request asked for them (``logprobs=True``)."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,9 @@ class ModelInfo:
     output_price_per_mtok: float | None = None
     tags: tuple[str, ...] = ()
     description: str = ""
+    cached_input_price_per_mtok: float | None = None
+    cache_write_price_per_mtok: float | None = None
+    request_fee_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +220,13 @@ class ChatResult:
     seed_used: int | None = None
     upstream_provider: str | None = None
     region: str | None = None
+    reasoning_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_discount_usd: float = math.nan
+    """What the provider's prompt cache took off ``cost_usd`` (see `Deployment.cache_discount_usd`)."""
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    """The answer's tokens with their log-probabilities and top alternatives (None unless asked for)."""
     lookup_s: float | None = None
     """For a cache hit, the seconds this answer took to come from the cache (``latency_s`` is the original
     call's)."""
@@ -236,9 +255,13 @@ class ChatResult:
         )
 
     def footer(self) -> str:
-        """One line: who answered, how fast, how many tokens, what it cost and a hit saved (unknowns say so,
-        never 0), and the seed that replays it."""
+        """One line: who answered, how fast, how many tokens (those read from a prompt cache and spent thinking,
+        when there were any), what it cost and a hit saved (unknowns say so, never 0), and the seed that
+        replays it."""
         tokens = f"{_count(self.input_tokens)}→{_count(self.output_tokens)} tok"
+        counted = ((self.cached_input_tokens, "cached"), (self.reasoning_tokens, "thinking"))
+        details = [f"{n} {what}" for n, what in counted if n]
+        tokens += f" ({', '.join(details)})" if details else ""
         seed = "" if self.seed_used is None else f" · seed {self.seed_used}"
         return (
             f"{self.served_by} · {self._time()} · {tokens} · {self._cost()} · "

@@ -8,6 +8,7 @@ opencode-lab diff baseline-run new-run --fail-on-regression
 opencode-lab demo
 opencode-lab dashboard --port 5006
 opencode-lab sla --since 7d --html sla.html
+opencode-lab audit verify | export [--out FILE] | prune --before DATE
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import LabError
 from ..evals import scorers as _scorers
 from ..lab.lab import Lab
+from .audit_cli import add_audit_commands
 from .diagnosis import Context, explain, root_cause
 from .display import cut_note
 from .options import add_param_arguments, param_values
@@ -99,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(command=_demo)
     _add_dashboard(sub)
     _add_sla(sub)
+    add_audit_commands(sub)
     return parser
 
 

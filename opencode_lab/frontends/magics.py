@@ -277,7 +277,7 @@ class ChatMagics(Magics):
         help="model id, alias or 'auto'; repeat the option or separate with commas to compare models",
     )
     @argument("-s", "--system", help="system prompt")
-    @with_param_arguments(argument)
+    @with_param_arguments(argument, taken=("-o",))  # -o is --output here; options are --option KEY=VALUE
     @argument(
         "-n",
         type=int,

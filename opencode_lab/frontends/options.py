@@ -2,24 +2,27 @@
 
 The CLI (`argparse`) and ``%%chat`` (IPython's ``magic_arguments``, argparse
 underneath) take the same ``--temperature``, ``--max-tokens``, ``--seed``,
-``--top-p`` and ``--stop`` options, each derived from `opencode_lab.core.params`.
+``--top-p``, ``--stop``, ``--reasoning-effort``, ``--option KEY=VALUE``... options, each
+derived from `opencode_lab.core.params`.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from ..core.errors import InvalidRequestError
 from ..core.params import options
 
 
-def param_arguments() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
-    """``(flags, keyword arguments)`` for ``add_argument`` per request parameter."""
+def param_arguments(taken: Collection[str] = ()) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """``(flags, keyword arguments)`` for ``add_argument`` per request parameter; a short flag in *taken*
+    (``%%chat``'s ``-o`` is ``--output``) is left out, the long one stays."""
     out = []
     for option in options():
-        flags = (*((option.short,) if option.short else ()), "--" + option.name.replace("_", "-"))
+        short = (option.short,) if option.short and option.short not in taken else ()
+        flags = (*short, option.flag)
         kwargs: dict[str, Any] = {"dest": option.name, "help": option.help, "metavar": option.name.upper()}
         if option.repeated:
             kwargs["action"] = "append"
@@ -48,11 +51,13 @@ def add_param_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(*flags, **kwargs)
 
 
-def with_param_arguments(argument: Callable[..., Callable[[Any], Any]]) -> Callable[[Any], Any]:
+def with_param_arguments(
+    argument: Callable[..., Callable[[Any], Any]], taken: Collection[str] = ()
+) -> Callable[[Any], Any]:
     """A decorator adding every parameter through IPython's ``@argument`` (so ``%%chat?`` lists them)."""
 
     def decorate(fn: Any) -> Any:
-        for flags, kwargs in reversed(param_arguments()):
+        for flags, kwargs in reversed(param_arguments(taken)):
             fn = argument(*flags, **kwargs)(fn)
         return fn
 

@@ -14,6 +14,7 @@ answers as a plain DataFrame.  pandas is imported inside the functions.
 from __future__ import annotations
 
 import html
+import json
 import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -191,15 +192,39 @@ def wide(results: pd.DataFrame, *, max_chars: int | None = 400) -> Wide:
     cells: dict[tuple[int, str], list[Answer]] = {}
     for row in sorted(records, key=lambda r: _value(r.get("sample")) or 0):  # stable: input order per sample
         cells.setdefault((index[(row[key], row["prompt"])], str(row["model"])), []).append(Answer.of(row, scores))
-    headers = {m: _header(results[results["model"].astype(str) == m], scores) for m in models}
+    asked = _differing(results.attrs.get("params") or {}, models)
+    headers = {m: _join(asked.get(m, ""), _header(results[results["model"].astype(str) == m], scores)) for m in models}
     for model in models:  # one place for every answer of a model: said once, in its header
         mine = [cell for cell in cells if cell[1] == model]
         origins = {a.origin for cell in mine for a in cells[cell] if a.error is None}
         if len(origins) == 1 and (origin := origins.pop()):
-            headers[model] = " · ".join(h for h in (headers[model], f"via {origin}") if h)
+            headers[model] = _join(headers[model], f"via {origin}")
             for cell in mine:
                 cells[cell] = [replace(a, origin="") for a in cells[cell]]
     return Wide(prompts, models, cells, notes, headers, max_chars)
+
+
+def _differing(params: dict[str, dict[str, Any]], models: list[str]) -> dict[str, str]:
+    """Per model, the request parameters (as ``compare`` records them in ``attrs["params"]``) whose values
+    differ between the models shown: ``reasoning_effort=low`` over one column, ``=high`` over the other."""
+    shown = [m for m in models if m in params]
+    if len(shown) < 2:
+        return {}
+    keys = sorted({k for m in shown for k in params[m]} - {"schema"})
+    differ = [k for k in keys if len({json.dumps(params[m].get(k), sort_keys=True) for m in shown}) > 1]
+    return {m: " ".join(f"{k}={_setting(params[m].get(k))}" for k in differ) for m in shown}
+
+
+def _setting(value: Any) -> str:
+    if value is None:
+        return "default"
+    if isinstance(value, dict):
+        return ",".join(f"{k}:{json.dumps(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _join(*parts: str) -> str:
+    return " · ".join(p for p in parts if p)
 
 
 def _header(rows: pd.DataFrame, scores: list[str]) -> str:

@@ -95,6 +95,7 @@ class Compare:
         frame = results_frame(rows)
         if self.plan.params.schema is not None:  # structured output: the parsed objects too
             frame.insert(list(frame.columns).index("response") + 1, "data", frame.response.map(json_value))
+        frame.attrs["params"] = {model: params.payload() for model, params in self.plan.asked_with.items()}
         return frame
 
     def _answer_from_cache(self, done: Mapping[RowKey, Any], bar: Progress | None) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import ConfigError, InvalidRequestError, LabError
 from ..core.schema import attempts_frame, results_frame
 from ..core.secrets import get_logger
+from ..core.types import ChatResult
 from ..session.session import Session
 from . import compare as _compare
 from . import history as _history
@@ -24,9 +25,14 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..analysis.diff import Diff
+    from ..evals.cascade import Cascade
     from ..evals.scorers import Scorer
+    from ..evals.selector import Selector
     from ..session.runlog import RunLog
+    from ..session.session import Prompt
     from .history import Since
+
+    Chooser = Selector | Cascade
 
 log = get_logger(__name__)
 
@@ -34,17 +40,74 @@ log = get_logger(__name__)
 class Lab(Session):
     """A configured session with the DataFrame API: ``Lab.from_env()``, ``Lab.from_file(path)``, ``Lab(settings)``."""
 
-    def compare(self, prompts: object, models: str | Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
-        """Every prompt x model x sample as one row of a DataFrame; see `acompare` for the keywords."""
+    def compare(
+        self, prompts: object, models: str | Sequence[str] | Chooser | None = None, **kwargs: Any
+    ) -> pd.DataFrame:
+        """Every prompt x model x sample as one row of a DataFrame; see `acompare` for the keywords.  *models*
+        may be a learned selector or a cascade (see `opencode_lab.lab.selecting`)."""
         __tracebackhide__ = True
         shown.frames()
-        return _compare.compare(self, prompts, models, **kwargs)
+        chooser = self._chooser(models)
+        if chooser is not None:
+            from . import selecting
 
-    async def acompare(self, prompts: object, models: str | Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
+            return self.block_on(selecting.acompare(self, prompts, chooser, kwargs))
+        return _compare.compare(self, prompts, models, **kwargs)  # type: ignore[arg-type]
+
+    async def acompare(
+        self, prompts: object, models: str | Sequence[str] | Chooser | None = None, **kwargs: Any
+    ) -> pd.DataFrame:
         shown.frames()
-        return await _compare.acompare(self, prompts, models, **kwargs)
+        chooser = self._chooser(models)
+        if chooser is not None:
+            from . import selecting
+
+            return await self.hop(selecting.acompare(self, prompts, chooser, kwargs))
+        return await _compare.acompare(self, prompts, models, **kwargs)  # type: ignore[arg-type]
 
     acompare.__doc__ = _compare.acompare.__doc__
+
+    async def achat(
+        self, prompt: Prompt, model: str | Sequence[str] | Chooser | None = None, **options: Any
+    ) -> ChatResult:
+        """`Session.achat`; *model* may also be a learned selector (the chosen model answers) or a cascade
+        (the first answer that passes its check)."""
+        chooser = self._chooser(model)
+        if chooser is None:
+            return await super().achat(prompt, model, **options)  # type: ignore[arg-type]
+        from . import selecting
+
+        return await self.hop(selecting.achat(self, prompt, chooser, options))
+
+    def chat(self, prompt: Prompt, model: str | Sequence[str] | Chooser | None = None, **options: Any) -> ChatResult:
+        __tracebackhide__ = True
+        chooser = self._chooser(model)
+        if chooser is None:
+            return super().chat(prompt, model, **options)  # type: ignore[arg-type]
+        from . import selecting
+
+        return self.block_on(selecting.achat(self, prompt, chooser, options))
+
+    chat.__doc__ = achat.__doc__
+
+    def _chooser(self, model: object) -> Chooser | None:
+        """*model* as a selector or cascade when it is one, or names a TOML ``[selectors.NAME]`` (loaded once; also
+        as a one-item list, as the CLI's ``-m`` and ``%%chat -m`` pass it); plain model specs are told apart
+        without importing scikit-learn."""
+        if isinstance(model, Sequence) and not isinstance(model, str) and len(model) == 1:
+            model = model[0]
+        if isinstance(model, str) and model in self.settings.selectors:
+            from . import selecting
+
+            loaded = self.__dict__.setdefault("_selectors", {})
+            if model not in loaded:
+                loaded[model] = selecting.load(model, self.settings.selectors[model])
+            return loaded[model]
+        if model is None or isinstance(model, str | Sequence):
+            return None
+        from . import selecting
+
+        return model if selecting.is_chooser(model) else None  # type: ignore[return-value]
 
     def stats(
         self,

@@ -134,6 +134,8 @@ class Plan:
     models: list[str]
     jobs: list[Job]
     spec: dict[str, Any]
+    asked_with: dict[str, Params]
+    """Each model's parameters: the call's over those its configuration declares."""
 
 
 async def make_plan(
@@ -146,10 +148,15 @@ async def make_plan(
     identities = {model: await lab.aidentities(model) for model in model_list}
     tools = tool_list(options.tools)
     asked = [_with_images(prompt, extra, options.images, i) for i, (prompt, extra) in enumerate(table)]
+    asked_with = {model: params.under(lab.catalog.declared_params(model)) for model in model_list}
     spec = _specification(options, params, table, identities) | _rich_specification(tools, asked)
+    if declared := {m: p.canonical() for m, p in asked_with.items() if p != params}:
+        spec["model_params"] = declared  # a named run resumes only under the same per-model parameters
     jobs: list[Job] = []
     built = {  # parameters and tools validated once per model; every row asks its own prompt with them
-        model: ChatRequest.build(asked[0], model=model, system=options.system, tools=tools, **params.canonical())
+        model: ChatRequest.build(
+            asked[0], model=model, system=options.system, tools=tools, **asked_with[model].canonical()
+        )
         for model in model_list
     }
     for prompt_id, (prompt, extra) in enumerate(table):
@@ -157,7 +164,7 @@ async def make_plan(
             request = built[model].asking(asked[prompt_id], options.system)
             for sample in range(options.n):
                 jobs.append(Job(len(jobs), prompt_id, prompt, model, sample, request, extra))
-    return Plan(options, params, model_list, jobs, spec)
+    return Plan(options, params, model_list, jobs, spec, asked_with)
 
 
 def _specification(

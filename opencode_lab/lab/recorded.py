@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError, LabError, RunMismatchError
+from ..core.schema import PRIVATE_EXTRAS
 
 if TYPE_CHECKING:
     from ..session.runlog import RunLog
@@ -118,9 +119,12 @@ def replayed(row: dict[str, Any]) -> dict[str, Any]:
 
 def _open_run(lab: Session, options: CompareOptions, spec: dict[str, Any]) -> str:
     """The run's id.  A run log that cannot be used refuses a named run before anything is sent (it could
-    not resume); an unnamed run goes on without it (warned once) under the session's id."""
+    not resume); an unnamed run goes on without it (warned once) under the session's id.  In privacy mode
+    the specification's own texts are kept as keyed hashes, and a resume compares those."""
     if options.run is not None and lab.runlog is None and lab.runlog_error is not None:
         raise _unresumable(options.run, lab.runlog_error)
+    if lab.conceal is not None:
+        spec = {k: lab.conceal(v) if k in PRIVATE_EXTRAS and isinstance(v, str) else v for k, v in spec.items()}
     try:
         return _start_run(lab, options, spec)
     except ConfigError as exc:

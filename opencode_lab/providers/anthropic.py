@@ -31,7 +31,8 @@ _MAX_PAGES = 20
 class AnthropicProvider(HTTPProvider):
     """Messages, streaming, tools, images and ``/v1/models``; *base_url* as the SDK takes it (no ``/v1``)."""
 
-    capabilities = Capabilities(seeds=False, open_catalog=True)  # the Messages API has no seed
+    # the Messages API has no seed and no log-probabilities; thinking is a token budget
+    capabilities = Capabilities(seeds=False, reasoning=frozenset({"reasoning_budget"}), options=None, open_catalog=True)
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..core.content import Image
@@ -19,7 +20,7 @@ from ..core.errors import InvalidRequestError
 from ..core.structured import Schema
 from ..core.tools import ToolCall
 from ..core.types import ChatRequest, Completion, Message, Usage
-from .wire import Reported, WireError, loads, obj, served_model, text
+from .wire import Reported, WireError, count, loads, obj, pass_options, served_model, text
 from .wire import usage as _usage
 
 _FINISH = {
@@ -44,12 +45,26 @@ _ERROR_STATUS = {
 }
 
 
+#: body fields the codec owns: an option naming one is refused
+RESERVED = frozenset(
+    {"model", "max_tokens", "system", "messages", "temperature", "top_p", "stop_sequences", "tools", "tool_choice",
+     "thinking", "stream"}
+)  # fmt: skip
+#: content blocks of extended thinking: not the answer, but a stream that sends them is making progress
+_THINKING = ("thinking", "redacted_thinking")
+#: the smallest thinking budget the Messages API takes
+MIN_THINKING_BUDGET = 1024
+
+
 def payload(model: str, request: ChatRequest, *, stream: bool, max_tokens: int) -> dict[str, Any]:
-    """The JSON body of one message; *max_tokens* is sent when the request sets none."""
+    """The JSON body of one message; *max_tokens* is sent when the request sets none (on top of a thinking
+    budget, which counts against ``max_tokens``)."""
     p = request.params
     if p.temperature is not None and p.temperature > 1:
         raise InvalidRequestError(f"temperature must be at most 1 for Anthropic's {model!r}, got {p.temperature}")
-    body: dict[str, Any] = {"model": model, "max_tokens": p.max_tokens or max_tokens}
+    thinking = thinking_object(request, model)
+    budget = thinking.get("budget_tokens", 0)
+    body: dict[str, Any] = {"model": model, "max_tokens": p.max_tokens or budget + max_tokens}
     system = "\n\n".join(m.content for m in request.messages if m.role == "system")
     if system:
         body["system"] = system
@@ -65,9 +80,41 @@ def payload(model: str, request: ChatRequest, *, stream: bool, max_tokens: int) 
             raise InvalidRequestError(f"schema= and tools= cannot be combined for Anthropic's {model!r}")
         body["tools"] = [_answer_tool(p.schema, model)]
         body["tool_choice"] = {"type": "tool", "name": p.schema.name}
+    if thinking:
+        body["thinking"] = thinking
     if stream:
         body["stream"] = True
+    pass_options(body, p.options, RESERVED, "request")
     return body
+
+
+def thinking_object(request: ChatRequest, model: str) -> dict[str, Any]:
+    """Extended thinking from ``reasoning_budget``: ``{"type": "enabled", "budget_tokens": N}`` (at least
+    1024 tokens, below ``max_tokens``), ``{"type": "disabled"}`` for 0, nothing when not asked.  Thinking
+    takes no temperature other than 1, and the Messages API returns no log-probabilities."""
+    p = request.params
+    if p.reasoning_effort is not None:
+        raise InvalidRequestError(f"Anthropic's {model!r} takes a thinking budget: use reasoning_budget=, not effort")
+    if p.logprobs:
+        raise InvalidRequestError(f"Anthropic's {model!r} returns no log-probabilities; drop logprobs=")
+    budget = p.reasoning_budget
+    if budget is None:
+        return {}
+    if budget == 0:
+        return {"type": "disabled"}
+    if budget < MIN_THINKING_BUDGET:
+        raise InvalidRequestError(
+            f"reasoning_budget must be 0 (no thinking) or at least {MIN_THINKING_BUDGET} for Anthropic, got {budget}"
+        )
+    if p.max_tokens is not None and p.max_tokens <= budget:
+        raise InvalidRequestError(
+            f"max_tokens ({p.max_tokens}) must be more than reasoning_budget ({budget}): thinking counts against it"
+        )
+    if p.temperature is not None and p.temperature != 1:
+        raise InvalidRequestError(f"Anthropic's extended thinking takes no temperature but 1, got {p.temperature}")
+    if p.schema is not None:  # the schema is a tool the model is forced to call, which thinking does not allow
+        raise InvalidRequestError(f"schema= and a reasoning_budget cannot be combined for Anthropic's {model!r}")
+    return {"type": "enabled", "budget_tokens": budget}
 
 
 def answer_name(request: ChatRequest) -> str | None:
@@ -163,7 +210,7 @@ class MessagesFold:
             self._tools[_index(event)] = [str(block.get("id") or ""), str(block.get("name") or ""), ""]
         elif block.get("type") == "text":
             return text(block.get("text", ""), "content_block_start.content_block.text"), True
-        return "", False
+        return "", block.get("type") in _THINKING
 
     def _block_delta(self, event: Mapping[str, Any]) -> tuple[str, bool]:
         delta = obj(event.get("delta"), "content_block_delta.delta")
@@ -174,7 +221,7 @@ class MessagesFold:
         if delta.get("type") == "input_json_delta" and _index(event) in self._tools:
             self._tools[_index(event)][2] += text(delta.get("partial_json"), "delta.partial_json")
             return "", True
-        return "", False
+        return "", delta.get("type") in ("thinking_delta", "signature_delta")  # thinking: not text, but alive
 
 
 def listed(data: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -186,8 +233,18 @@ def listed(data: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def usage(raw: object) -> Usage:
-    """``input_tokens`` / ``output_tokens``, read strictly (cache reads not counted)."""
-    return _usage(raw, "usage", "input_tokens", "output_tokens")
+    """``output_tokens`` (thinking included, not reported apart) and the whole prompt as ``input_tokens``:
+    Anthropic's ``input_tokens`` leaves out ``cache_read_input_tokens`` and ``cache_creation_input_tokens``,
+    which are kept as the cached and cache-written parts of it."""
+    counted = _usage(raw, "usage", "input_tokens", "output_tokens")
+    if not isinstance(raw, dict):
+        return counted
+    reads = count(raw.get("cache_read_input_tokens"), "usage.cache_read_input_tokens")
+    writes = count(raw.get("cache_creation_input_tokens"), "usage.cache_creation_input_tokens")
+    if counted.input_tokens is None or (reads is None and writes is None):
+        return replace(counted, cached_input_tokens=reads, cache_write_tokens=writes)
+    total = counted.input_tokens + (reads or 0) + (writes or 0)
+    return replace(counted, input_tokens=total, cached_input_tokens=reads, cache_write_tokens=writes)
 
 
 def _event_error(event: Mapping[str, Any]) -> Reported:

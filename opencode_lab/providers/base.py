@@ -23,10 +23,10 @@ FREE_COST_SOURCE = "local"
 class Capabilities:
     """What a provider can do, declared as data on its class (as ``llm`` models declare theirs).
 
-    The catalog refuses, before anything is sent, what a candidate cannot take (``tools``,
-    ``images``, ``schema``); the records read ``reports_cost`` and ``free``; the session builds open
-    and refreshable catalogs from ``open_catalog`` and ``refreshable_catalog``.  The defaults are
-    what a plain `Provider` subclass has always been taken to do; a plug-in overrides what differs,
+    The catalog refuses, before anything is sent, what a candidate cannot take (``tools``, ``images``,
+    ``schema``, ``reasoning``, ``logprobs``, ``options``); the records read ``reports_cost`` and ``free``;
+    the session builds open and refreshable catalogs from ``open_catalog`` and ``refreshable_catalog``.
+    The defaults are what a plain `Provider` subclass has always been taken to do; a plug-in overrides what differs,
     e.g. ``capabilities = Capabilities(tools=False)``.
     """
 
@@ -43,6 +43,13 @@ class Capabilities:
     """Sends a request's ``seed`` and reports it as the answer's `Completion.seed` (whether the server then
     samples deterministically is its own promise).  A provider without seeds reports none, so no row claims
     a seed that did not make its answer."""
+    reasoning: frozenset[str] = frozenset()
+    """The reasoning controls it maps into its own request (``reasoning_effort``, ``reasoning_budget``); a
+    request with another is refused before anything is sent, never sent without it."""
+    logprobs: bool = False
+    """Returns token log-probabilities (``logprobs=``, ``top_logprobs=``) as `Completion.logprobs`."""
+    options: frozenset[str] | None = frozenset()
+    """The provider-specific ``options=`` it passes on: these names, or any (None: its server judges them)."""
     reports_cost: bool = False
     """Each answer's ``usage.cost_usd`` is the provider's own bill, preferred over catalog prices."""
     free: bool = False

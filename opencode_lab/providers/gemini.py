@@ -31,7 +31,9 @@ _MAX_PAGES = 20
 class GeminiProvider(HTTPProvider):
     """generateContent, SSE streaming, tools, images and the model list; *base_url* as the SDK takes it."""
 
-    capabilities = Capabilities(open_catalog=True)
+    capabilities = Capabilities(
+        reasoning=frozenset({"reasoning_budget"}), logprobs=True, options=None, open_catalog=True
+    )
 
     def key_headers(self, key: Secret) -> dict[str, str]:
         return {"x-goog-api-key": key.reveal()}

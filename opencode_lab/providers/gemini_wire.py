@@ -21,10 +21,22 @@ from typing import Any
 from urllib.parse import quote
 
 from ..core.content import Image
-from ..core.errors import BadRequestError
+from ..core.errors import BadRequestError, InvalidRequestError
+from ..core.logprobs import TokenLogprob
 from ..core.tools import ToolCall
 from ..core.types import ChatRequest, Completion, Message, ModelInfo, Usage
-from .wire import Reported, WireError, context_length, count, embedded_error, loads, obj
+from .wire import (
+    Reported,
+    WireError,
+    context_length,
+    count,
+    embedded_error,
+    loads,
+    obj,
+    part_of,
+    pass_options,
+    token_logprob,
+)
 from .wire import usage as _usage
 
 API_VERSION = "v1beta"
@@ -61,7 +73,12 @@ def payload(request: ChatRequest) -> dict[str, Any]:
     }
     if p.schema is not None:  # structured output, checked again on arrival
         config |= {"responseMimeType": "application/json", "responseJsonSchema": p.schema.document}
-    if config := {k: v for k, v in config.items() if v is not None}:
+    config |= _controls(request)
+    config = {k: v for k, v in config.items() if v is not None}
+    configured = {_camel(k): v for k, v in p.options.items() if _camel(k) in GENERATION_CONFIG | _OWN_CONFIG}
+    general = {k: v for k, v in p.options.items() if _camel(k) not in configured}
+    pass_options(config, configured, _OWN_CONFIG, "generationConfig")
+    if config:
         body["generationConfig"] = config
     if request.tools:  # parametersJsonSchema takes JSON Schema as OpenAI-style declarations write it
         declarations = [
@@ -69,7 +86,40 @@ def payload(request: ChatRequest) -> dict[str, Any]:
             for t in request.tools
         ]
         body["tools"] = [{"functionDeclarations": declarations}]
+    pass_options(body, general, _OWN_BODY, "request")
     return body
+
+
+#: ``generationConfig`` fields an option may set (sent camelCase; ``top_k`` is ``topK``)
+GENERATION_CONFIG = frozenset(
+    {"topK", "candidateCount", "presencePenalty", "frequencyPenalty", "responseModalities", "mediaResolution",
+     "speechConfig", "enableEnhancedCivicAnswers", "thinkingConfig", "routingConfig", "responseSchema"}
+)  # fmt: skip
+_OWN_CONFIG = frozenset(
+    {"temperature", "topP", "maxOutputTokens", "stopSequences", "seed", "responseMimeType", "responseJsonSchema",
+     "responseLogprobs", "logprobs"}
+)  # fmt: skip
+_OWN_BODY = frozenset({"contents", "systemInstruction", "generationConfig", "tools"})
+
+
+def _controls(request: ChatRequest) -> dict[str, Any]:
+    """The thinking budget (``thinkingConfig.thinkingBudget``) and log-probabilities (``responseLogprobs``,
+    ``logprobs``) as ``generationConfig`` fields."""
+    p = request.params
+    if p.reasoning_effort is not None:
+        raise InvalidRequestError("Gemini takes a thinking budget: use reasoning_budget=, not reasoning_effort=")
+    out: dict[str, Any] = {}
+    if p.reasoning_budget is not None:
+        out["thinkingConfig"] = {"thinkingBudget": p.reasoning_budget}
+    if p.logprobs:
+        out["responseLogprobs"] = True
+        out["logprobs"] = p.top_logprobs
+    return out
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
 
 
 def completion(data: Mapping[str, Any], asked: str) -> Completion:
@@ -93,15 +143,17 @@ class AnswerFold:
         self._finish: str | None = None
         self._calls: list[ToolCall] = []
         self._usage = Usage()
+        self._logprobs: list[TokenLogprob] | None = None
+        self._thoughts = 0  # thought-summary parts seen: not the answer, but progress
 
     @property
     def finished(self) -> bool:
         return self._finish is not None
 
     def feed(self, data: str) -> tuple[str, bool]:
-        calls = len(self._calls)
+        calls, thoughts = len(self._calls), self._thoughts
         text = self.take(loads(data, "stream chunk"))
-        return text, bool(text) or len(self._calls) > calls
+        return text, bool(text) or len(self._calls) > calls or self._thoughts > thoughts
 
     def take(self, data: Mapping[str, Any]) -> str:
         """Take one response object; return its text (thought summaries left out)."""
@@ -123,11 +175,14 @@ class AnswerFold:
         first = obj(candidates[0], "candidates[0]")
         if isinstance(first.get("finishReason"), str):
             self._finish = first["finishReason"]
+        if first.get("logprobsResult") is not None:
+            self._logprobs = [*(self._logprobs or ()), *_logprobs(obj(first["logprobsResult"], "logprobsResult"))]
         content = first.get("content") or {}
         texts = []
         for i, raw in enumerate(obj(content, "candidates[0].content").get("parts") or []):
             where = f"candidates[0].content.parts[{i}]"
             part = obj(raw, where)
+            self._thoughts += bool(part.get("thought"))
             if "text" in part and not part.get("thought"):
                 if not isinstance(part["text"], str):
                     raise WireError(f"{where}.text is not text")
@@ -140,7 +195,8 @@ class AnswerFold:
         finish = _FINISH.get(self._finish, self._finish.lower()) if self._finish else None
         if self._calls and finish == "stop":
             finish = "tool_calls"
-        return Completion(text, self._model, finish, self._usage, ttft, tuple(self._calls))
+        found = None if self._logprobs is None else tuple(self._logprobs)
+        return Completion(text, self._model, finish, self._usage, ttft, tuple(self._calls), logprobs=found)
 
 
 def listed(data: Mapping[str, Any]) -> list[ModelInfo]:
@@ -170,11 +226,35 @@ def details(content: bytes) -> list[dict[str, Any]]:
 
 
 def _tokens(meta: Mapping[str, Any]) -> Usage:
-    """Prompt and output tokens; thinking tokens are output, billed as such."""
+    """Prompt tokens (``cachedContentTokenCount`` of them from a cache) and output tokens; thinking tokens
+    (``thoughtsTokenCount``, not in ``candidatesTokenCount``) are output, billed as such, and kept apart too."""
     counted = _usage(meta, "usageMetadata", "promptTokenCount", "candidatesTokenCount")
-    thoughts = count(meta.get("thoughtsTokenCount"), "usageMetadata.thoughtsTokenCount") or 0
-    output = None if counted.output_tokens is None else counted.output_tokens + thoughts
-    return Usage(counted.input_tokens, output)
+    thoughts = count(meta.get("thoughtsTokenCount"), "usageMetadata.thoughtsTokenCount")
+    cached = count(meta.get("cachedContentTokenCount"), "usageMetadata.cachedContentTokenCount")
+    output = None if counted.output_tokens is None else counted.output_tokens + (thoughts or 0)
+    return Usage(
+        counted.input_tokens,
+        output,
+        reasoning_tokens=thoughts,
+        cached_input_tokens=part_of(counted.input_tokens, cached, "cachedContentTokenCount", "prompt tokens"),
+    )
+
+
+def _logprobs(result: Mapping[str, Any]) -> list[TokenLogprob]:
+    """``logprobsResult``: ``chosenCandidates[i]`` is token i, ``topCandidates[i].candidates`` its alternatives."""
+    chosen, top = result.get("chosenCandidates") or [], result.get("topCandidates") or []
+    if not isinstance(chosen, list) or not isinstance(top, list):
+        raise WireError("logprobsResult.chosenCandidates or topCandidates is not a list")
+    out = []
+    for i, raw in enumerate(chosen):
+        where = f"logprobsResult.chosenCandidates[{i}]"
+        entry = obj(raw, where)
+        alternatives = obj(top[i], f"logprobsResult.topCandidates[{i}]").get("candidates") or [] if i < len(top) else []
+        if not isinstance(alternatives, list):
+            raise WireError(f"logprobsResult.topCandidates[{i}].candidates is not a list")
+        pairs = [(obj(c, where).get("token"), c.get("logProbability")) for c in alternatives]
+        out.append(token_logprob(entry.get("token"), entry.get("logProbability"), pairs, where))
+    return out
 
 
 def _call(call: Mapping[str, Any], where: str) -> ToolCall:

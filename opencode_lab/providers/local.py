@@ -39,8 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.deployment import Deployment
 from ..core.errors import BadRequestError, ConfigError, ContextWindowError, ModelUnavailableError, ProviderError
+from ..core.logprobs import TokenLogprob, checked
 from ..core.secrets import get_logger
 from ..core.types import ChatRequest, Completion, ModelInfo, StreamChunk, Usage
+from . import openai_wire
 from .base import Capabilities, Provider
 
 if TYPE_CHECKING:
@@ -167,6 +169,13 @@ def completion_prompt(request: ChatRequest) -> str:
 
 
 _BASE_STOPS = ["\nQuestion:", "\n\n\n", "Question:"]
+#: the request parameters llama-cpp-python takes under their own names
+_SAMPLED = ("temperature", "max_tokens", "seed", "top_p", "stop")
+#: llama-cpp-python's sampling keywords a request may pass as ``options=``
+LLAMA_OPTIONS = frozenset(
+    {"top_k", "min_p", "typical_p", "repeat_penalty", "presence_penalty", "frequency_penalty", "tfs_z",
+     "mirostat_mode", "mirostat_tau", "mirostat_eta", "logit_bias"}
+)  # fmt: skip
 
 
 class _Loaded:
@@ -186,12 +195,14 @@ class LocalProvider(Provider):
     """The in-process models; no tools (these chat templates have none) and no images (no projector is loaded)."""
 
     name = NAME
-    capabilities = Capabilities(tools=False, images=False, free=True, region="in-process")
+    capabilities = Capabilities(
+        tools=False, images=False, logprobs=True, options=LLAMA_OPTIONS, free=True, region="in-process"
+    )
 
     def __init__(self, models: list[LocalModel], *, threads: int | None = None) -> None:
         self._models = {m.name: m for m in models}
         self._threads = threads or default_threads()
-        self._loaded: dict[str, _Loaded] = {}
+        self._loaded: dict[tuple[str, bool], _Loaded] = {}
         self._identities: dict[str, str] = {}
         self._load_lock = threading.Lock()
 
@@ -235,9 +246,11 @@ class LocalProvider(Provider):
         except KeyError:
             raise ModelUnavailableError(f"no local model named {name!r}", provider=self.name, model=name) from None
 
-    def _load(self, name: str) -> _Loaded:
+    def _load(self, name: str, logits: bool = False) -> _Loaded:
+        """The loaded model; with *logits*, an instance that keeps every position's logits, which
+        log-probabilities need (and which costs context x vocabulary floats, so only when asked)."""
         with self._load_lock:
-            if name not in self._loaded:
+            if (name, logits) not in self._loaded:
                 spec = self._model(name)
                 path = spec.locate()
                 _check_gguf(path, name)
@@ -250,6 +263,7 @@ class LocalProvider(Provider):
                         n_ctx=spec.context_length,
                         n_threads=self._threads,
                         n_threads_batch=self._threads,  # prompt evaluation: llama-cpp-python defaults it to every core
+                        logits_all=logits,
                         verbose=False,
                     )
                 except ValueError as exc:  # llama.cpp's whole message is "Failed to load model from file"
@@ -259,29 +273,33 @@ class LocalProvider(Provider):
                         provider=self.name,
                         model=name,
                     ) from exc
-                self._loaded[name] = _Loaded(llama)
-            return self._loaded[name]
+                self._loaded[name, logits] = _Loaded(llama)
+            return self._loaded[name, logits]
 
     async def prepare(self, model: str) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._load, model)
 
-    async def _run(self, name: str, fn: Callable[[Any], Any]) -> Any:
+    async def _run(self, name: str, fn: Callable[[Any], Any], logits: bool = False) -> Any:
         loop = asyncio.get_running_loop()
-        loaded = await loop.run_in_executor(None, self._load, name)
+        loaded = await loop.run_in_executor(None, self._load, name, logits)
         return await loop.run_in_executor(loaded.executor, _exclusive, fn, loaded.llama)
 
     def _kwargs(self, spec: LocalModel, request: ChatRequest, llama: Any, stream: bool) -> dict[str, Any]:
         params = request.params
+        asked = params.payload()
         kw: dict[str, Any] = {
             **spec.sampling.kwargs(),
-            **params.payload(),
+            **{name: asked[name] for name in _SAMPLED if name in asked},
+            **params.options,
             "max_tokens": params.max_tokens or 256,
             "stream": stream,
         }
+        if params.logprobs:  # the chat API takes a switch and a count, the completion API the count alone
+            top = params.top_logprobs or 0
+            kw |= {"logprobs": True, "top_logprobs": top} if spec.chat else {"logprobs": top}
         stops = list(params.stop) + ([] if spec.chat else _BASE_STOPS)
         if stops:
             kw["stop"] = stops
-        kw.pop("schema", None)
         if params.schema is not None:  # structured output: only tokens the schema allows are sampled
             kw["grammar"] = self._grammar(params.schema.text, spec.name)
         prompt_tokens = _prompt_tokens(spec, request, llama)
@@ -318,7 +336,8 @@ class LocalProvider(Provider):
     async def complete(self, model: str, request: ChatRequest) -> Completion:
         spec, request = self._model(model), _seeded(request)
         started = time.perf_counter()
-        data = await self._run(model, lambda llama: self._call(spec, request, llama, False))
+        logits = bool(request.params.logprobs)
+        data = await self._run(model, lambda llama: self._call(spec, request, llama, False), logits)
         return self._completion(spec, request, data, started)
 
     def complete_blocking(self, model: str, request: ChatRequest) -> Completion:
@@ -326,14 +345,15 @@ class LocalProvider(Provider):
         thread, `opencode_lab.providers.dask_cluster`): no event loop, no hop to the model's thread."""
         spec, request = self._model(model), _seeded(request)
         started = time.perf_counter()
-        data = _exclusive(lambda llama: self._call(spec, request, llama, False), self._load(model).llama)
+        loaded = self._load(model, bool(request.params.logprobs))
+        data = _exclusive(lambda llama: self._call(spec, request, llama, False), loaded.llama)
         return self._completion(spec, request, data, started)
 
     def _completion(self, spec: LocalModel, request: ChatRequest, data: dict[str, Any], started: float) -> Completion:
         choice = data["choices"][0]
-        text = choice["message"]["content"] if spec.chat else choice["text"]
+        raw = (choice["message"]["content"] if spec.chat else choice["text"]) or ""
         usage = data.get("usage") or {}
-        text = (text or "").strip()
+        text = raw.strip()
         return Completion(
             text=text,
             model=f"local/{spec.name}",
@@ -341,6 +361,7 @@ class LocalProvider(Provider):
             usage=Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"), 0.0),
             ttft_s=time.perf_counter() - started,
             seed=request.params.seed,
+            logprobs=_answered(_logprobs(choice, spec.chat, request.params.top_logprobs), raw),
         )
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[StreamChunk]:
@@ -368,8 +389,10 @@ class LocalProvider(Provider):
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-        job = asyncio.ensure_future(self._run(model, produce))
+        job = asyncio.ensure_future(self._run(model, produce, bool(request.params.logprobs)))
         parts: list[str] = []
+        raw: list[str] = []
+        found: list[TokenLogprob] | None = None
         finish, ttft, usage = None, None, Usage()
         try:
             while (event := await queue.get()) is not _DONE:
@@ -381,7 +404,11 @@ class LocalProvider(Provider):
                 choice = event["choices"][0]
                 delta = (choice.get("delta") or {}).get("content") if spec.chat else choice.get("text")
                 finish = choice.get("finish_reason") or finish
+                more = _logprobs(choice, spec.chat, request.params.top_logprobs)
+                if more is not None:
+                    found = [*(found or ()), *more]
                 if delta:
+                    raw.append(delta)
                     if not parts:
                         ttft = time.perf_counter() - started
                         delta = delta.lstrip()
@@ -391,7 +418,9 @@ class LocalProvider(Provider):
             stop.set()
             await asyncio.shield(job)
         text = "".join(parts).rstrip()
-        yield StreamChunk("", Completion(text, f"local/{model}", finish, usage, ttft, seed=request.params.seed))
+        logprobs = None if found is None else _answered(tuple(found), "".join(raw))
+        seed = request.params.seed
+        yield StreamChunk("", Completion(text, f"local/{model}", finish, usage, ttft, seed=seed, logprobs=logprobs))
 
     async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
         return [ModelInfo(m.name, m.context_length, 0.0, 0.0, m.tags, m.description) for m in self._models.values()]
@@ -402,6 +431,35 @@ class LocalProvider(Provider):
         for item in loaded.values():
             item.executor.shutdown(wait=True)
             item.llama.close()
+
+
+def _logprobs(choice: dict[str, Any], chat: bool, top: int | None) -> tuple[TokenLogprob, ...] | None:
+    """llama-cpp-python's log-probabilities (OpenAI's shape for chat, ``tokens``/``token_logprobs``/
+    ``top_logprobs`` for completion), the alternatives most likely first and cut to *top*: llama.cpp adds
+    the chosen token to them even when it was not among the most likely."""
+    raw = choice.get("logprobs")
+    if raw is None:
+        return None
+    if chat:
+        entries = openai_wire.logprobs(choice) or ()
+    else:
+        rows = zip(raw["tokens"], raw["token_logprobs"], raw["top_logprobs"], strict=True)
+        entries = tuple(checked(token, logprob, list((alts or {}).items())) for token, logprob, alts in rows)
+    return tuple(replace(e, top=tuple(sorted(e.top, key=lambda pair: -pair[1])[: top or 0])) for e in entries)
+
+
+def _answered(entries: tuple[TokenLogprob, ...] | None, text: str) -> tuple[TokenLogprob, ...] | None:
+    """The entries of the tokens that made *text*: llama.cpp reports the tokens of a stop sequence too,
+    although it cuts them from the answer."""
+    if entries is None:
+        return None
+    kept, so_far = [], ""
+    for entry in entries:
+        if not text.startswith(so_far + entry.token):
+            break
+        so_far += entry.token
+        kept.append(entry)
+    return tuple(kept)
 
 
 def _seeded(request: ChatRequest) -> ChatRequest:

@@ -7,16 +7,25 @@ priced from the bundled table; a self-hosted OpenAI-compatible server is `openai
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .openai_compat import OpenAICompatibleProvider
 
 if TYPE_CHECKING:
     from ..core.config import ProviderConfig, Settings
+    from ..core.types import ChatRequest
 
 
 class OpenAIProvider(OpenAICompatibleProvider):
     capabilities = replace(OpenAICompatibleProvider.capabilities, open_catalog=True)
+
+    def payload(self, model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """OpenAI's own name for the output bound: its reasoning models refuse the older ``max_tokens``, and
+        every chat model takes ``max_completion_tokens`` (self-hosted compatible servers know the older name)."""
+        body = super().payload(model, request, stream=stream)
+        if "max_tokens" in body:
+            body["max_completion_tokens"] = body.pop("max_tokens")
+        return body
 
 
 def from_config(config: ProviderConfig, settings: Settings) -> OpenAIProvider:

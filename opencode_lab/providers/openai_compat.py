@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class OpenAICompatibleProvider(HTTPProvider):
     """Chat completions, SSE streaming and ``/models``; the key is a Bearer token."""
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(reasoning=frozenset({"reasoning_effort"}), logprobs=True, options=None)
 
     def chat_path(self, model: str, *, stream: bool) -> str:
         return "/chat/completions"

@@ -11,30 +11,57 @@ other models.  Tool calls are `openai_tools`' concern.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
+from ..core.logprobs import TokenLogprob
 from ..core.types import ChatRequest, Completion, ModelInfo, Usage
 from . import openai_tools
-from .wire import WireError, context_length, embedded_error, kind, loads, served_model, served_upstream
+from .wire import (
+    WireError,
+    context_length,
+    embedded_error,
+    kind,
+    loads,
+    nested_count,
+    obj,
+    part_of,
+    pass_options,
+    served_model,
+    served_upstream,
+    token_logprob,
+)
 from .wire import usage as _usage
 
 DONE = "[DONE]"
 
 
+#: body fields the codec (or a provider built on it) owns: an option naming one is refused
+RESERVED = frozenset(
+    {"model", "messages", "stream", "stream_options", "tools", "tool_choice", "response_format",
+     "max_completion_tokens", "n", "reasoning", "usage", "provider"}
+)  # fmt: skip
+
+
 def payload(model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-    """The JSON body of one chat completion."""
+    """The JSON body of one chat completion: the parameters under their OpenAI names (``reasoning_effort``,
+    ``logprobs``, ``top_logprobs`` included), then the caller's passthrough options.  ``reasoning_budget`` is
+    a provider's own shape (OpenRouter's ``reasoning.max_tokens``): it is left to the provider."""
+    p = request.params
     body: dict[str, Any] = {
         "model": model,
         "messages": [m.to_dict() for m in request.messages],
-        **request.params.payload(),
+        **p.payload(),
         **openai_tools.tools_payload(request),
     }
-    body.pop("schema", None)
-    if request.params.schema is not None:  # structured output, validated again on arrival
-        body["response_format"] = request.params.schema.response_format()
+    for own in ("schema", "options", "reasoning_budget"):
+        body.pop(own, None)
+    if p.schema is not None:  # structured output, validated again on arrival
+        body["response_format"] = p.schema.response_format()
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
+    pass_options(body, p.options, RESERVED, "request")
     return body
 
 
@@ -51,6 +78,7 @@ def completion(data: Mapping[str, Any], asked: str) -> Completion:
         usage(data.get("usage")),
         tool_calls=openai_tools.message_tool_calls(data),
         upstream_provider=served_upstream(data),
+        logprobs=logprobs(first),
     )
 
 
@@ -66,6 +94,7 @@ class ChatFold:
         self._usage = Usage()
         self._upstream: str | None = None
         self._calls = openai_tools.ToolCallDeltas()
+        self._logprobs: list[TokenLogprob] | None = None
 
     @property
     def finished(self) -> bool:
@@ -87,13 +116,19 @@ class ChatFold:
         for choice in choices(event):
             self._finish = finish_reason(choice) or self._finish
             raw = delta_text(choice)
-            progressed = self._calls.feed(choice) or progressed or bool(raw)
+            more = logprobs(choice)
+            if more is not None:
+                self._logprobs = [*(self._logprobs or ()), *more]
+            progressed = self._calls.feed(choice) or progressed or bool(raw) or thinking(choice)
             text += raw
         return text, progressed
 
     def completion(self, text: str, ttft: float | None) -> Completion:
-        calls = self._calls.calls()
-        return Completion(text, self._model, self._finish, self._usage, ttft, calls, upstream_provider=self._upstream)
+        found = None if self._logprobs is None else tuple(self._logprobs)
+        calls, upstream = self._calls.calls(), self._upstream
+        return Completion(
+            text, self._model, self._finish, self._usage, ttft, calls, upstream_provider=upstream, logprobs=found
+        )
 
 
 def model_info(item: Mapping[str, Any]) -> ModelInfo:
@@ -169,6 +204,47 @@ def delta_text(choice: Mapping[str, Any]) -> str:
     return "" if content is None else content_text(content, "delta.content")
 
 
+def logprobs(choice: Mapping[str, Any]) -> tuple[TokenLogprob, ...] | None:
+    """``choices[i].logprobs.content``: each token, its log-probability and ``top_logprobs``; None when the
+    choice carries none (not asked for)."""
+    raw = choice.get("logprobs")
+    if raw is None:
+        return None
+    content = obj(raw, "logprobs").get("content") or []
+    if not isinstance(content, list):
+        raise WireError("logprobs.content is not a list")
+    out = []
+    for i, item in enumerate(content):
+        where = f"logprobs.content[{i}]"
+        entry = obj(item, where)
+        top = entry.get("top_logprobs") or []
+        if not isinstance(top, list):
+            raise WireError(f"{where}.top_logprobs is not a list")
+        pairs = [(obj(t, f"{where}.top_logprobs").get("token"), t.get("logprob")) for t in top]
+        out.append(token_logprob(entry.get("token"), entry.get("logprob"), pairs, where))
+    return tuple(out)
+
+
+def thinking(choice: Mapping[str, Any]) -> bool:
+    """A streamed delta of reasoning (OpenRouter's ``reasoning``, vLLM's and DeepSeek's ``reasoning_content``):
+    not the answer, but a stream that sends it is alive."""
+    delta = choice.get("delta")
+    return isinstance(delta, dict) and any(isinstance(delta.get(k), str) and delta[k] for k in _REASONING_DELTAS)
+
+
+_REASONING_DELTAS = ("reasoning", "reasoning_content")
+
+
 def usage(raw: object) -> Usage:
-    """``prompt_tokens`` / ``completion_tokens`` and, where the server reports it (OpenRouter), ``cost``."""
-    return _usage(raw, "usage", "prompt_tokens", "completion_tokens", "cost")
+    """``prompt_tokens`` / ``completion_tokens`` (reasoning included), the cached part of the prompt and the
+    reasoning part of the completion (``*_tokens_details``) and, where the server reports it (OpenRouter), ``cost``."""
+    counted = _usage(raw, "usage", "prompt_tokens", "completion_tokens", "cost")
+    if not isinstance(raw, dict):
+        return counted
+    cached = nested_count(raw, "usage", "prompt_tokens_details", "cached_tokens")
+    reasoning = nested_count(raw, "usage", "completion_tokens_details", "reasoning_tokens")
+    return replace(
+        counted,
+        cached_input_tokens=part_of(counted.input_tokens, cached, "cached_tokens", "prompt tokens"),
+        reasoning_tokens=part_of(counted.output_tokens, reasoning, "reasoning_tokens", "completion tokens"),
+    )

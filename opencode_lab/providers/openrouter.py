@@ -13,13 +13,14 @@ import math
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.errors import InvalidRequestError
 from ..core.provider_routing import ProviderRouting, merged
 from ..core.secrets import Secret, get_logger
 from ..core.types import ChatRequest, ModelInfo
-from .base import Capabilities
 from .openai_compat import OpenAICompatibleProvider
 from .vendors import option
 from .wire import context_length
@@ -37,8 +38,13 @@ class OpenRouterProvider(OpenAICompatibleProvider):
     """Provider preferences (the ``provider`` object) are this provider's *provider_routing* with a request's
     on top, key by key; which upstream served each call comes back as `Completion.upstream_provider`."""
 
-    capabilities = Capabilities(
-        reports_cost=True, open_catalog=True, refreshable_catalog=True, upstream_routing=True
+    capabilities = replace(
+        OpenAICompatibleProvider.capabilities,
+        reasoning=frozenset({"reasoning_effort", "reasoning_budget"}),
+        reports_cost=True,
+        open_catalog=True,
+        refreshable_catalog=True,
+        upstream_routing=True,
     )
 
     def __init__(
@@ -64,6 +70,10 @@ class OpenRouterProvider(OpenAICompatibleProvider):
         preferences = merged(self.provider_routing, request.params.provider_routing)
         if preferences is not None:
             body["provider"] = preferences.body()
+        reasoning = reasoning_object(request)
+        if reasoning:
+            body.pop("reasoning_effort", None)
+            body["reasoning"] = reasoning
         return body
 
     def identity(self, model: str) -> str:
@@ -75,7 +85,7 @@ class OpenRouterProvider(OpenAICompatibleProvider):
         """One catalog entry; a value that is not a price or a context size (``Infinity``, ``"n/a"``) is dropped."""
         pricing = item.get("pricing")
         pricing = pricing if isinstance(pricing, dict) else {}
-        prompt, completion = _per_mtok(pricing.get("prompt")), _per_mtok(pricing.get("completion"))
+        prompt, completion = _usd(pricing.get("prompt")), _usd(pricing.get("completion"))
         tags = ("free",) if prompt == 0 and completion == 0 else ()
         return ModelInfo(
             id=item["id"],
@@ -84,6 +94,9 @@ class OpenRouterProvider(OpenAICompatibleProvider):
             output_price_per_mtok=completion,
             tags=tags,
             description=str(item.get("name") or ""),
+            cached_input_price_per_mtok=_usd(pricing.get("input_cache_read")),
+            cache_write_price_per_mtok=_usd(pricing.get("input_cache_write")),
+            request_fee_usd=_usd(pricing.get("request"), scale=1),
         )
 
     async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
@@ -121,6 +134,16 @@ class OpenRouterProvider(OpenAICompatibleProvider):
             log.warning("could not keep the %s catalog at %s: %s", self.name, self._catalog_path, exc)
 
 
+def reasoning_object(request: ChatRequest) -> dict[str, Any]:
+    """OpenRouter's unified ``reasoning`` object: ``{"effort": ...}`` or ``{"max_tokens": ...}``, one of them."""
+    effort, budget = request.params.reasoning_effort, request.params.reasoning_budget
+    if effort is not None and budget is not None:
+        raise InvalidRequestError("OpenRouter takes reasoning_effort or reasoning_budget, not both")
+    if effort is not None:
+        return {"effort": effort}
+    return {} if budget is None else {"max_tokens": budget}
+
+
 def from_config(config: ProviderConfig, settings: Settings) -> OpenRouterProvider:
     """The ``openrouter`` vendor and provider type; its catalog is kept in the cache folder."""
     routing = option(settings, NAME, "provider_routing", object, config)
@@ -135,10 +158,10 @@ def from_config(config: ProviderConfig, settings: Settings) -> OpenRouterProvide
     )
 
 
-def _per_mtok(value: Any) -> float | None:
-    """OpenRouter prices are USD per token as strings; we keep USD per million tokens."""
+def _usd(value: Any, scale: int = 1_000_000) -> float | None:
+    """OpenRouter prices are USD per token (or per request) as strings; we keep USD per million tokens."""
     try:
         price = float(value)
     except (TypeError, ValueError):
         return None
-    return round(price * 1_000_000, 6) if math.isfinite(price) and price >= 0 else None
+    return round(price * scale, 9) if math.isfinite(price) and price >= 0 else None

@@ -7,14 +7,27 @@ overrides any entry in TOML (a ``[models."openai/gpt-4o-mini"]`` table with
 ``provider``, ``upstream``, ``input_price`` and ``output_price``).  A model not
 in the table has an unknown cost (NaN), never 0.
 
-Prices are USD per million tokens for standard (non-batch, non-cached) text
-input and output; ``images`` says whether the model accepts image input.
+Prices are USD per million tokens for standard (non-batch) text input and
+output; ``cached`` is the price of input read from the vendor's prompt cache and
+``cache_write`` of input written to it (Anthropic charges a premium; the others
+charge writes as input).  Gemini's hourly storage charge for explicit caches is
+not per call and is not counted.  ``images`` says whether the model accepts image input, ``reasons`` whether it
+takes reasoning controls (a model the table knows not to reason is refused them before a call).
 """
 
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
+
+
+class Pricing(TypedDict):
+    """The `Deployment` pricing fields a bundled price fills."""
+
+    input_price_per_mtok: float
+    output_price_per_mtok: float
+    cached_input_price_per_mtok: float | None
+    cache_write_price_per_mtok: float | None
 
 #: the day the table was last checked against the sources below
 PRICES_AS_OF = "2025-07-01"
@@ -23,44 +36,63 @@ PRICES_AS_OF = "2025-07-01"
 class Price(NamedTuple):
     input_per_mtok: float
     output_per_mtok: float
+    cached_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
     images: bool = True
+    reasons: bool = False
+    """Takes reasoning controls (effort or a thinking budget)."""
+
+    def deployment_fields(self) -> Pricing:
+        """The `Deployment` pricing fields this price fills."""
+        return {
+            "input_price_per_mtok": self.input_per_mtok,
+            "output_price_per_mtok": self.output_per_mtok,
+            "cached_input_price_per_mtok": self.cached_per_mtok,
+            "cache_write_price_per_mtok": self.cache_write_per_mtok,
+        }
+
+
+def _anthropic(input_per_mtok: float, output_per_mtok: float, *, reasons: bool = False) -> Price:
+    """Anthropic's rule: cache reads cost a tenth of input, (5-minute) cache writes a quarter more."""
+    read, write = round(input_per_mtok * 0.1, 6), round(input_per_mtok * 1.25, 6)
+    return Price(input_per_mtok, output_per_mtok, read, write, reasons=reasons)
 
 
 _TABLE: dict[str, dict[str, Price]] = {
-    # https://openai.com/api/pricing/ (standard tier)
+    # https://openai.com/api/pricing/ (standard tier; "cached input"; cache writes cost nothing extra)
     "openai": {
-        "gpt-4o": Price(2.50, 10.00),
-        "gpt-4o-mini": Price(0.15, 0.60),
-        "gpt-4.1": Price(2.00, 8.00),
-        "gpt-4.1-mini": Price(0.40, 1.60),
-        "gpt-4.1-nano": Price(0.10, 0.40),
-        "o3": Price(2.00, 8.00),
-        "o3-mini": Price(1.10, 4.40, images=False),
-        "o4-mini": Price(1.10, 4.40),
+        "gpt-4o": Price(2.50, 10.00, 1.25),
+        "gpt-4o-mini": Price(0.15, 0.60, 0.075),
+        "gpt-4.1": Price(2.00, 8.00, 0.50),
+        "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
+        "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
+        "o3": Price(2.00, 8.00, 0.50, reasons=True),
+        "o3-mini": Price(1.10, 4.40, 0.55, images=False, reasons=True),
+        "o4-mini": Price(1.10, 4.40, 0.275, reasons=True),
         "gpt-4-turbo": Price(10.00, 30.00),
         "gpt-3.5-turbo": Price(0.50, 1.50, images=False),
     },
-    # https://docs.anthropic.com/en/docs/about-claude/pricing
+    # https://docs.anthropic.com/en/docs/about-claude/pricing (cache reads 0.1x, 5-minute writes 1.25x input)
     "anthropic": {
-        "claude-opus-4": Price(15.00, 75.00),
-        "claude-opus-4-0": Price(15.00, 75.00),
-        "claude-sonnet-4": Price(3.00, 15.00),
-        "claude-sonnet-4-0": Price(3.00, 15.00),
-        "claude-3-7-sonnet": Price(3.00, 15.00),
-        "claude-3-5-sonnet": Price(3.00, 15.00),
-        "claude-3-5-haiku": Price(0.80, 4.00),
-        "claude-3-opus": Price(15.00, 75.00),
-        "claude-3-haiku": Price(0.25, 1.25),
+        "claude-opus-4": _anthropic(15.00, 75.00, reasons=True),
+        "claude-opus-4-0": _anthropic(15.00, 75.00, reasons=True),
+        "claude-sonnet-4": _anthropic(3.00, 15.00, reasons=True),
+        "claude-sonnet-4-0": _anthropic(3.00, 15.00, reasons=True),
+        "claude-3-7-sonnet": _anthropic(3.00, 15.00, reasons=True),
+        "claude-3-5-sonnet": _anthropic(3.00, 15.00),
+        "claude-3-5-haiku": _anthropic(0.80, 4.00),
+        "claude-3-opus": _anthropic(15.00, 75.00),
+        "claude-3-haiku": _anthropic(0.25, 1.25),
     },
-    # https://ai.google.dev/gemini-api/docs/pricing (paid tier, prompts up to 200k / 128k tokens)
+    # https://ai.google.dev/gemini-api/docs/pricing (paid tier, prompts up to 200k / 128k tokens; "context caching")
     "gemini": {
-        "gemini-2.5-pro": Price(1.25, 10.00),
-        "gemini-2.5-flash": Price(0.30, 2.50),
-        "gemini-2.5-flash-lite": Price(0.10, 0.40),
-        "gemini-2.0-flash": Price(0.10, 0.40),
+        "gemini-2.5-pro": Price(1.25, 10.00, 0.31, reasons=True),
+        "gemini-2.5-flash": Price(0.30, 2.50, 0.075, reasons=True),
+        "gemini-2.5-flash-lite": Price(0.10, 0.40, 0.025, reasons=True),
+        "gemini-2.0-flash": Price(0.10, 0.40, 0.025),
         "gemini-2.0-flash-lite": Price(0.075, 0.30),
-        "gemini-1.5-pro": Price(1.25, 5.00),
-        "gemini-1.5-flash": Price(0.075, 0.30),
+        "gemini-1.5-pro": Price(1.25, 5.00, 0.3125),
+        "gemini-1.5-flash": Price(0.075, 0.30, 0.01875),
     },
     # https://aws.amazon.com/bedrock/pricing/ (on-demand, US East (N. Virginia)); an inference profile
     # (us., eu., apac., global.) is priced as its model

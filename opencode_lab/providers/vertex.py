@@ -14,12 +14,13 @@ Application Default Credentials), ``max_tokens`` (Anthropic's required one, 1024
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import httpx
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, InvalidRequestError
 from ..core.types import ChatRequest, Completion, ModelInfo
 from . import anthropic_wire, gemini_wire
 from .base import Capabilities
@@ -43,7 +44,11 @@ _MAX_PAGES = 20
 class VertexProvider(GeminiProvider):
     """Gemini and Claude on Vertex AI, in *project* at *location*, with google-auth *credentials*."""
 
-    capabilities = Capabilities(open_catalog=True)
+    # both publishers' codecs map a thinking budget and pass options on; Gemini returns log-probabilities
+    # (the Anthropic codec refuses them before sending)
+    capabilities = Capabilities(
+        reasoning=frozenset({"reasoning_budget"}), logprobs=True, options=None, open_catalog=True
+    )
 
     def __init__(
         self,
@@ -60,7 +65,7 @@ class VertexProvider(GeminiProvider):
         self.project = project
         self.location = location
         self.max_tokens = max_tokens
-        self.capabilities = Capabilities(open_catalog=True, region=location)
+        self.capabilities = dataclasses.replace(type(self).capabilities, region=location)
         self._auth = GoogleAuth(credentials, provider=name)
 
     def auth(self) -> httpx.Auth:
@@ -80,6 +85,8 @@ class VertexProvider(GeminiProvider):
     def payload(self, model: str, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         if publisher(model) == "google":
             return gemini_wire.payload(request)
+        if "anthropic_version" in request.params.options:
+            raise InvalidRequestError("option 'anthropic_version' would override the version Vertex AI is sent")
         body = anthropic_wire.payload(model, request, stream=stream, max_tokens=self.max_tokens)
         del body["model"]  # it is in the path
         return {"anthropic_version": ANTHROPIC_VERSION, **body}

@@ -13,7 +13,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
-from ..core.errors import ProviderError
+from ..core.errors import InvalidRequestError, ProviderError
+from ..core.logprobs import TokenLogprob, checked
 from ..core.types import Usage
 
 
@@ -32,6 +33,20 @@ class Reported(Exception):
         super().__init__(message)
         self.status = status
         self.error = error
+
+
+def pass_options(body: dict[str, Any], options: Mapping[str, Any], reserved: frozenset[str], where: str) -> None:
+    """Add the caller's provider-specific *options* to *body* (or a part of it, named *where* in errors).
+
+    An option never overrides what the request itself set or a field the codec owns (*reserved*): such a
+    clash is refused naming it, so a cached answer's key always says what was sent."""
+    for key, value in options.items():
+        if key in body or key in reserved:
+            raise InvalidRequestError(
+                f"option {key!r} would override the {where} field the request itself sets; use the matching "
+                "parameter (temperature=, max_tokens=, reasoning_effort=, ...) instead"
+            )
+        body[key] = value
 
 
 def loads(content: bytes | str, what: str) -> dict[str, Any]:
@@ -73,6 +88,30 @@ def usage(raw: object, where: str, input_key: str, output_key: str, cost_key: st
         output_tokens=count(raw.get(output_key), f"{where}.{output_key}"),
         cost_usd=None if cost_key is None else amount(raw.get(cost_key), f"{where}.{cost_key}"),
     )
+
+
+def nested_count(raw: Mapping[str, Any], where: str, outer: str, inner: str) -> int | None:
+    """The count at ``raw[outer][inner]`` (OpenAI's ``*_tokens_details``); None when either is absent."""
+    details = raw.get(outer)
+    if details is None:
+        return None
+    return count(obj(details, f"{where}.{outer}").get(inner), f"{where}.{outer}.{inner}")
+
+
+def part_of(total: int | None, part: int | None, where: str, of: str) -> int | None:
+    """*part*, checked to be no more than the *total* it is a part of (cached of input, reasoning of output)."""
+    if part is not None and total is not None and part > total:
+        raise WireError(f"{where} is {part}, more than the {total} {of} it is part of")
+    return part
+
+
+def token_logprob(token: object, logprob: object, top: list[tuple[object, object]], where: str) -> TokenLogprob:
+    """One token's log-probability entry, or a `WireError` naming *where* (a probability above 1, text that is
+    not text)."""
+    try:
+        return checked(token, logprob, top)
+    except ValueError as exc:
+        raise WireError(f"{where}: {exc}") from None
 
 
 def count(value: object, where: str) -> int | None:

@@ -16,15 +16,17 @@ suggestions once the provider's model list is known not to hold it.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..core.deployment import Deployment, ModelRules
 from ..core.errors import InvalidRequestError, ModelNotFoundError
+from ..core.params import Params
 from ..core.residency import allowed
 from ..core.types import ChatRequest
-from ..providers.base import Provider
-from ..providers.prices import bundled_price
+from ..providers.base import Capabilities, Provider
+from ..providers.prices import Price, bundled_price
 
 AUTO = "auto"
 
@@ -44,6 +46,8 @@ class Catalog:
     deployments: dict[str, Deployment] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    model_params: dict[str, Params] = field(default_factory=dict)
+    """Request parameters a configured model name is asked with unless a call sets them."""
     pool: tuple[str, ...] = ()
     open: frozenset[str] = frozenset()
     """Providers whose catalog is open: ``PROVIDER/ANY-ID`` names a deployment without declaring it."""
@@ -83,6 +87,15 @@ class Catalog:
         if fresh:
             self._resolved.clear()
             self.deployments[deployment_id] = replace(current, **fresh)  # type: ignore[arg-type]
+
+    def declared_params(self, spec: str | Sequence[str] | None) -> Params:
+        """The parameters *spec* is asked with by declaration: a configured model's (through an alias naming
+        just it); none for a list of models, which may each declare others."""
+        seen: set[str] = set()
+        while isinstance(spec, str) and len(self.aliases.get(spec, ())) == 1 and spec not in seen:
+            seen.add(spec)
+            spec = self.aliases[spec][0]
+        return self.model_params.get(spec, Params()) if isinstance(spec, str) else Params()
 
     def names(self) -> list[str]:
         return sorted(set(self.groups) | set(self.aliases))
@@ -163,12 +176,7 @@ class Catalog:
                 Deployment(dep_id, provider, upstream)
                 if price is None
                 else Deployment(
-                    dep_id,
-                    provider,
-                    upstream,
-                    price.input_per_mtok,
-                    price.output_per_mtok,
-                    tags=() if price.images else (TEXT_ONLY,),
+                    dep_id, provider, upstream, **price.deployment_fields(), tags=price_tags(price)
                 )
             )
         return self.group(dep_id)
@@ -208,6 +216,13 @@ class Catalog:
 
 #: a deployment tag saying the model takes no image input (the bundled price table and TOML ``tags`` set it)
 TEXT_ONLY = "text-only"
+#: the tag of a deployment the price table knows takes no reasoning controls
+NO_REASONING = "no-reasoning"
+
+
+def price_tags(price: Price) -> tuple[str, ...]:
+    """The tags a bundled price gives its deployment: what the model cannot take."""
+    return (*(() if price.images else (TEXT_ONLY,)), *(() if price.reasons else (NO_REASONING,)))
 
 
 def refuse_unsupported(request: ChatRequest, groups: Sequence[ModelGroup], providers: Mapping[str, Provider]) -> None:
@@ -228,12 +243,38 @@ def refuse_unsupported(request: ChatRequest, groups: Sequence[ModelGroup], provi
                 raise InvalidRequestError(f"model {dep.id!r} does not accept images (the catalog marks it text-only)")
             if request.params.schema is not None and not can.schema:
                 raise InvalidRequestError(f"model {dep.id!r} cannot answer to a schema {takes_none}; drop schema=")
+            _refuse_controls(request.params, dep, can)
     routed = [d.id for g in groups for d in g.deployments if providers[d.provider].capabilities.upstream_routing]
     if request.params.provider_routing is not None and not routed:
         names = ", ".join(d.id for g in groups for d in g.deployments)
         raise InvalidRequestError(
             f"provider_routing= steers OpenRouter's choice of upstream, and no candidate ({names}) is on OpenRouter"
         )
+
+
+def _refuse_controls(params: Params, dep: Deployment, can: Capabilities) -> None:
+    """Refuse reasoning controls, log-probabilities and passthrough options *dep* would not honour."""
+    for control in ("reasoning_effort", "reasoning_budget"):
+        if getattr(params, control) is None:
+            continue
+        if control not in can.reasoning:
+            takes = f"it takes {', '.join(sorted(can.reasoning))}" if can.reasoning else "it takes none"
+            raise InvalidRequestError(f"model {dep.id!r} has no {control} control ({takes}); drop {control}=")
+        if NO_REASONING in dep.tags:
+            raise InvalidRequestError(
+                f"model {dep.id!r} does not reason (the catalog marks it {NO_REASONING}); drop {control}="
+            )
+    if params.logprobs and not can.logprobs:
+        raise InvalidRequestError(f"model {dep.id!r} returns no log-probabilities; drop logprobs= and top_logprobs=")
+    if can.options is not None:
+        for key in params.options:
+            if key not in can.options:
+                accepted = ", ".join(sorted(can.options)) or "none"
+                close = difflib.get_close_matches(key, sorted(can.options), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise InvalidRequestError(
+                    f"model {dep.id!r} takes no option {key!r}{hint} (options it takes: {accepted})"
+                )
 
 
 def _merge(old: Deployment, new: Deployment) -> Deployment:

@@ -23,7 +23,7 @@ from ..providers.dask_cluster import DaskProvider
 from ..providers.local import LOCAL_TAG, LocalProvider, configured_models
 from ..providers.prices import bundled_price
 from ..providers.registry import load_factory, provider_factory
-from ..routing.catalog import TEXT_ONLY, Catalog
+from ..routing.catalog import Catalog, price_tags
 
 log = get_logger(__name__)
 
@@ -78,17 +78,13 @@ def catalog_models(settings: Settings, providers: Mapping[str, Provider], catalo
     catalog.aliases.update(s.aliases)
     catalog.residency = s.regions
     catalog.rules = dict(s.rules)
+    catalog.model_params.update(s.model_params)
     catalog.open = frozenset(name for name, p in providers.items() if p.capabilities.open_catalog)
     for dep in list(catalog.deployments.values()):
         vendor = catalog.clouds.get(dep.provider, dep.provider)
         price = bundled_price(vendor, dep.upstream) if dep.provider in catalog.open else None
         if price is not None:  # fills gaps only: a price or tag configured in TOML wins
-            catalog.update_info(
-                dep.id,
-                input_price_per_mtok=price.input_per_mtok,
-                output_price_per_mtok=price.output_per_mtok,
-                tags=() if price.images else (TEXT_ONLY,),
-            )
+            catalog.update_info(dep.id, **price.deployment_fields(), tags=price_tags(price))
     pool = tuple(f"{c.name}/{m}" for c in vendor_configs(s) for m in c.models)
     catalog.pool = pool or s.default_models or tuple(d.id for d in catalog.tagged(LOCAL_TAG))
 
@@ -153,6 +149,9 @@ async def load_catalogs(
                 dep_id,
                 input_price_per_mtok=info.input_price_per_mtok,
                 output_price_per_mtok=info.output_price_per_mtok,
+                cached_input_price_per_mtok=info.cached_input_price_per_mtok,
+                cache_write_price_per_mtok=info.cache_write_price_per_mtok,
+                request_fee_usd=info.request_fee_usd,
                 context_length=info.context_length,
                 tags=info.tags,
                 description=info.description,

@@ -21,7 +21,10 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-FORMAT = 3  # 2 added ``seed_used``, the seed an answer was sampled with; 3 ``upstream_provider`` and ``region``
+from ..core.logprobs import TokenLogprob
+
+FORMAT = 4  # 2 added ``seed_used``, the seed an answer was sampled with; 3 ``upstream_provider`` and ``region``;
+# 4 the reasoning and prompt-cache token counts and the log-probabilities
 
 _ENVELOPE = ("format", "key_sha256")
 
@@ -74,6 +77,18 @@ def _seed(value: Any) -> bool:
     return type(value) is int
 
 
+def _logprobs(value: Any) -> bool:
+    """A list of `TokenLogprob.to_dict` forms."""
+    if type(value) is not list:
+        return False
+    try:
+        for entry in value:
+            TokenLogprob.from_dict(entry)
+    except ValueError:
+        return False
+    return True
+
+
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda value: value is None or check(value)
 
@@ -89,6 +104,10 @@ FIELDS: dict[str, Callable[[Any], bool]] = {
     "region": _optional(_name),
     "input_tokens": _optional(_count),
     "output_tokens": _optional(_count),
+    "reasoning_tokens": _optional(_count),
+    "cached_input_tokens": _optional(_count),
+    "cache_write_tokens": _optional(_count),
+    "logprobs": _optional(_logprobs),
     "cost_usd": _cost,
     "cost_source": _name,
     "latency_s": _seconds,
@@ -108,7 +127,18 @@ def _where_unknown(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry, "format": 3, "upstream_provider": None, "region": None}
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _seed_unknown, 2: _where_unknown}
+def _details_unknown(entry: dict[str, Any]) -> dict[str, Any]:
+    """Format 3 → 4: an answer stored before reasoning and prompt-cache counts were read has them unknown,
+    and had no log-probabilities asked for (the request had no way to)."""
+    unknown = {"reasoning_tokens": None, "cached_input_tokens": None, "cache_write_tokens": None, "logprobs": None}
+    return {**entry, "format": 4, **unknown}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _seed_unknown,
+    2: _where_unknown,
+    3: _details_unknown,
+}
 """Format n → format n + 1, keyed by n: the next format that changes a field registers the step that
 rewrites an older entry."""
 

@@ -12,6 +12,7 @@ import atexit
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +32,17 @@ class Journal:
     """A session's results rows and attempt records, and the run log they reach."""
 
     def __init__(
-        self, runlog: Path | None, session_run_id: str, *, cache_dir: Path, cache_fallback: str | None
+        self,
+        runlog: Path | None,
+        session_run_id: str,
+        *,
+        cache_dir: Path,
+        cache_fallback: str | None,
+        runlog_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """*runlog_options*: the `RunLog` keywords (its auditor, privacy mode's concealer)."""
         self.path = runlog
+        self._runlog_options = dict(runlog_options or {})
         self.session_run_id = session_run_id
         #: every results row (`records.result_row`) and attempt record of the session, in order
         self.calls: list[dict[str, Any]] = []
@@ -59,7 +68,7 @@ class Journal:
             from .runlog import RunLog
 
             try:
-                self._runlog = RunLog(self.path)
+                self._runlog = RunLog(self.path, **self._runlog_options)
             except ConfigError as exc:
                 self.failed(exc)
         return self._runlog

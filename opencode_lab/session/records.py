@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.attempt import Attempt
 from ..core.errors import LabError, error_type_of
+from ..core.logprobs import TokenLogprob
+from ..core.logprobs import to_json as logprobs_json
 from ..core.schema import RESULT_COLUMNS
 from ..core.tools import ToolCall
 from ..core.types import ChatResult
@@ -30,7 +32,10 @@ def result_row(outcome: ChatResult | LabError, **identity: Any) -> dict[str, Any
     """One results row for a finished call (or the error that replaced it), plus *identity* columns
     (prompt, prompt_id, sample, run_id and the user's carried columns)."""
     row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
-    row.update(cost_usd=math.nan, cost_source="unknown", cost_saved_usd=0.0, cached=False, attempts=0)
+    row.update(
+        cost_usd=math.nan, cost_source="unknown", cost_saved_usd=0.0, cache_discount_usd=math.nan, cached=False,
+        attempts=0,
+    )
     if isinstance(outcome, ChatResult):
         row.update(
             model=outcome.model,
@@ -45,6 +50,11 @@ def result_row(outcome: ChatResult | LabError, **identity: Any) -> dict[str, Any
             ttft_s=outcome.ttft_s,
             input_tokens=outcome.input_tokens,
             output_tokens=outcome.output_tokens,
+            reasoning_tokens=outcome.reasoning_tokens,
+            cached_input_tokens=outcome.cached_input_tokens,
+            cache_write_tokens=outcome.cache_write_tokens,
+            cache_discount_usd=outcome.cache_discount_usd,
+            logprobs=logprobs_json(outcome.logprobs),
             cost_usd=outcome.cost_usd,
             cost_source=outcome.cost_source,
             cost_saved_usd=outcome.cost_saved_usd,
@@ -134,7 +144,9 @@ def routed_result(
     a whole response it would be the latency again under another name.
     """
     completion, dep = routed.completion, routed.deployment
+    usage = completion.usage
     cost, source = _cost(completion, dep, capabilities)
+    discount = 0.0 if capabilities.free else dep.cache_discount_usd(usage)
     return ChatResult(
         text=completion.text,
         model=spec,
@@ -147,8 +159,13 @@ def routed_result(
         region=dep.region,
         latency_s=routed.attempts[-1].latency_s,
         ttft_s=completion.ttft_s if streamed else None,
-        input_tokens=completion.usage.input_tokens,
-        output_tokens=completion.usage.output_tokens,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        cache_discount_usd=math.nan if discount is None else discount,
+        logprobs=completion.logprobs,
         cost_usd=cost,
         cost_source=source,
         attempts=tuple(routed.attempts),
@@ -163,7 +180,7 @@ def _cost(completion: Completion, dep: Deployment, capabilities: Capabilities) -
         return 0.0, FREE_COST_SOURCE
     if completion.usage.cost_usd is not None and capabilities.reports_cost:
         return completion.usage.cost_usd, "provider"
-    priced = dep.cost_usd(completion.usage.input_tokens, completion.usage.output_tokens)
+    priced = dep.cost_usd(completion.usage)
     return (priced, "catalog") if priced is not None else (math.nan, "unknown")
 
 
@@ -182,6 +199,10 @@ def cache_value(result: ChatResult) -> dict[str, Any]:
         "region": result.region,
         "input_tokens": result.input_tokens,
         "output_tokens": result.output_tokens,
+        "reasoning_tokens": result.reasoning_tokens,
+        "cached_input_tokens": result.cached_input_tokens,
+        "cache_write_tokens": result.cache_write_tokens,
+        "logprobs": None if result.logprobs is None else [e.to_dict() for e in result.logprobs],
         "cost_usd": result.cost_usd,
         "cost_source": result.cost_source,
         "latency_s": result.latency_s,
@@ -192,8 +213,8 @@ def cache_value(result: ChatResult) -> dict[str, Any]:
 
 def cached_result(hit: dict[str, Any], spec: str, request_id: str, lookup_s: float | None = None) -> ChatResult:
     """A cached answer with the original call's measurements: a warm rerun reproduces its statistics.
-    Nothing is paid; what the original call cost is what the hit saved; *lookup_s* is how long this
-    answer took to come from the cache."""
+    Nothing is paid (so no prompt-cache discount either); what the original call cost is what the hit saved;
+    *lookup_s* is how long this answer took to come from the cache."""
     return ChatResult(
         text=hit["text"],
         model=spec,
@@ -208,6 +229,11 @@ def cached_result(hit: dict[str, Any], spec: str, request_id: str, lookup_s: flo
         ttft_s=hit.get("ttft_s"),
         input_tokens=hit.get("input_tokens"),
         output_tokens=hit.get("output_tokens"),
+        reasoning_tokens=hit["reasoning_tokens"],
+        cached_input_tokens=hit["cached_input_tokens"],
+        cache_write_tokens=hit["cache_write_tokens"],
+        cache_discount_usd=0.0,
+        logprobs=None if hit["logprobs"] is None else tuple(TokenLogprob.from_dict(e) for e in hit["logprobs"]),
         cost_usd=0.0,
         cost_source=hit.get("cost_source", "unknown"),
         cost_saved_usd=hit.get("cost_usd", math.nan),

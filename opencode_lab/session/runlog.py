@@ -25,6 +25,9 @@ Storage choices:
 - NaN is stored as NULL and comes back as NaN; user columns of a results row are
   kept as one JSON object (``extra``) and restored as columns on load.
 - Nothing else is stored: no request headers, so never an API key.
+- With an `Auditor`, every run, row and attempt written is chained in the same
+  transaction (`opencode_lab.session.audit`); with a concealer (privacy mode), the
+  private columns (`PRIVATE_COLUMNS`: prompt, answer, tool calls) are stored as keyed hashes.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from ..core.schema import (
     ATTEMPT_COLUMNS,
     ATTEMPT_SCHEMA,
     KINDS,
+    PRIVATE_COLUMNS,
+    PRIVATE_EXTRAS,
     RESULT_COLUMNS,
     RESULT_KEY,
     RESULT_SCHEMA,
@@ -57,9 +62,14 @@ from ..core.schema import (
     tagged,
 )
 from ..core.secrets import get_logger, redact
+from . import audit_check
+from .audit import SCHEMA as _AUDIT_SCHEMA
+from .audit import Auditor
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .audit_key import AuditKey
 
 _log = get_logger(__name__)
 _KEY = RESULT_KEY
@@ -90,7 +100,7 @@ CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
 """
 
 #: the run log's format (SQLite ``user_version``); a log of a newer format is refused, an older one migrated
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 def _index_call_times(con: sqlite3.Connection) -> None:
@@ -109,12 +119,21 @@ def _labels_table(con: sqlite3.Connection) -> None:
     con.execute("CREATE INDEX IF NOT EXISTS labels_run ON labels (run_id)")
 
 
+def _audit_tables(con: sqlite3.Connection) -> None:
+    """Format 4: the audit trail's chain, checkpoints and prune records (`opencode_lab.session.audit`)."""
+    for statement in filter(str.strip, _AUDIT_SCHEMA.split(";")):
+        con.execute(statement)
+
+
 #: ``version -> step`` bringing a log of ``version - 1`` up to ``version``, applied in order in one transaction
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _index_call_times, 3: _labels_table}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    2: _index_call_times, 3: _labels_table, 4: _audit_tables,
+}  # fmt: skip
 _LABEL_FIELDS = ("run_id", "prompt_id", "model", "sample", "over", "value", "label", "who", "at", "note")
 
 _RESULT_FIELDS = (*RESULT_COLUMNS, "extra", "updated_at")
 _DECLARED = frozenset(RESULT_COLUMNS)  # every other key of a results row goes to ``extra``
+_PRIVATE, _PRIVATE_EXTRAS = frozenset(PRIVATE_COLUMNS), frozenset(PRIVATE_EXTRAS)
 _UPSERT = (
     f"INSERT INTO results ({', '.join(_RESULT_FIELDS)}) VALUES ({', '.join('?' for _ in _RESULT_FIELDS)}) "
     f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
@@ -150,9 +169,21 @@ class Claim:
 class RunLog:
     """An append-mostly SQLite log of runs, results rows and attempt records (see the module doc)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        """Open (or create) the log at *path*; `ConfigError` when the file cannot be one, left untouched."""
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        auditor: Auditor | None = None,
+        conceal: Callable[[str], str] | None = None,
+    ) -> None:
+        """Open (or create) the log at *path*; `ConfigError` when the file cannot be one, left untouched.
+
+        *auditor* chains every record written (a log from before the audit trail enters the chain as it
+        is when first opened with one); *conceal* replaces the private columns' text (privacy mode).
+        """
         self.path = Path(path).expanduser()
+        self._auditor = auditor
+        self._conceal = conceal
         self._lock = threading.RLock()
         self._con: sqlite3.Connection | None = None
         self._pid = os.getpid()
@@ -170,7 +201,10 @@ class RunLog:
             with contextlib.closing(sqlite3.connect(self.path, timeout=30.0)) as probe:
                 _require_ours(probe)  # before the connection below switches the file to WAL
         with self._write() as con:
+            chained = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit'").fetchone() is not None
             _upgrade(con, self.path)
+            if auditor is not None and not chained:
+                audit_check.adopt(con, auditor)
 
     def __repr__(self) -> str:
         return f"RunLog({str(self.path)!r})"
@@ -245,10 +279,12 @@ class RunLog:
                 row = con.execute("SELECT run_id FROM runs WHERE name = ?", (name,)).fetchone()
                 if row is not None:
                     return str(row["run_id"])
-            con.execute(
+            added = con.execute(
                 "INSERT OR IGNORE INTO runs (run_id, name, created_at, meta) VALUES (?, ?, ?, ?)",
                 (run_id, name, time.time(), blob),
             )
+            if self._auditor is not None and added.rowcount == 1:
+                self._auditor.chain(con, "run", "rowid = ?", (added.lastrowid,))
         return run_id
 
     def run_meta(self, name: str) -> dict[str, Any] | None:
@@ -263,6 +299,8 @@ class RunLog:
             if row is None:
                 return None
             con.execute("UPDATE runs SET name = ? WHERE run_id = ?", (f"{name}@{row['run_id']}", row["run_id"]))
+            if self._auditor is not None:
+                self._auditor.chain(con, "run", "run_id = ?", (row["run_id"],))
         return str(row["run_id"])
 
     def find_run(self, name_or_id: str) -> str | None:
@@ -320,11 +358,17 @@ class RunLog:
                 raise InvalidRequestError(f"results row without {', '.join(missing)}: cannot key it in the run log")
             values = [run_id if c == "run_id" else _sql(row.get(c)) for c in RESULT_COLUMNS]
             extra = {k: _plain(v) for k, v in row.items() if k not in _DECLARED}
+            if self._conceal is not None:
+                values, extra = _concealed(self._conceal, values, extra)
             params.append((*values, redact(json.dumps(extra, default=str)) if extra else None, now))
         with self._write() as con:
             if con.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
                 raise InvalidRequestError(f"unknown run_id {run_id!r}: call start_run() first")
+            if self._auditor is not None:
+                self._auditor.guard(con, "result")
             con.executemany(_UPSERT, params)
+            if self._auditor is not None:  # the rows the upsert changed (stamped *now*) enter the chain
+                self._auditor.chain(con, "result", "run_id = ? AND updated_at = ?", (run_id, now))
             if owner is not None:
                 keys = [(run_id, *(values[RESULT_COLUMNS.index(c)] for c in _KEY[1:]), owner) for values in params]
                 con.executemany(f"DELETE FROM claims WHERE {_WHERE_KEY} AND owner = ?", keys)
@@ -425,7 +469,13 @@ class RunLog:
             return
         params = [[_sql(r.get(c)) for c in ATTEMPT_COLUMNS] for r in records]
         with self._write() as con:
+            if self._auditor is None:
+                con.executemany(_INSERT_ATTEMPT, params)
+                return
+            self._auditor.guard(con, "attempt")
+            last = con.execute("SELECT MAX(seq) FROM attempts").fetchone()[0]
             con.executemany(_INSERT_ATTEMPT, params)
+            self._auditor.chain(con, "attempt", "seq > ?", (last or 0,))
 
     def attempts(self, run_id: str | None = None, *, since: float | None = None) -> pd.DataFrame:
         """Attempt records in the order they were logged, of one run (name or id) or of all runs; *since*
@@ -473,6 +523,40 @@ class RunLog:
         frame["logged_at"] = pd.to_datetime(frame["logged_at"] if rows else [], unit="s", utc=True)
         return frame
 
+    # -- audit trail -----------------------------------------------------------------------
+
+    def verify(self, key: AuditKey, *, head: str | None = None) -> audit_check.AuditReport:
+        """Check the audit trail against *key* (and a published *head*, ``pos:link``); see `audit_check.verify`."""
+        with self._lock, self._failures():
+            return audit_check.verify(self._connection(), key, head=head)
+
+    def export_audit(self) -> list[dict[str, Any]]:
+        """The chain, its checkpoints and the rows it covers, as JSON-ready dicts (`audit_check.export`), read
+        whole: this log's writers wait for no reader that a caller left half-way."""
+        with self._lock, self._failures():
+            return list(audit_check.export(self._connection()))
+
+    def prune(self, before: float) -> audit_check.Pruned:
+        """Delete what was logged before *before* (epoch seconds), leaving a signed record of it
+        (`audit_check.prune`); refused when the trail does not verify or this log keeps none."""
+        if self._auditor is None:
+            raise ConfigError(f"the run log {self.path} is open without its audit trail (OC_AUDIT is off): not pruned")
+        with self._write() as con:
+            return audit_check.prune(con, self._auditor, before)
+
+
+def _concealed(
+    conceal: Callable[[str], str], values: list[Any], extra: dict[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """A row's column values and extra columns with the user's text (`PRIVATE_COLUMNS`, `PRIVATE_EXTRAS`)
+    replaced by privacy mode's stand-in."""
+
+    def hide(name: str, value: Any, private: frozenset[str]) -> Any:
+        return conceal(value) if name in private and isinstance(value, str) else value
+
+    columns = [hide(c, v, _PRIVATE) for c, v in zip(RESULT_COLUMNS, values, strict=True)]
+    return columns, {k: hide(k, v, _PRIVATE_EXTRAS) for k, v in extra.items()}
+
 
 def _upgrade(con: sqlite3.Connection, path: Path) -> None:
     """Bring the log to `FORMAT_VERSION` inside the caller's write transaction (so two processes opening
@@ -487,7 +571,7 @@ def _upgrade(con: sqlite3.Connection, path: Path) -> None:
     new = found == 0 and not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'results'").fetchone()
     for statement in filter(str.strip, _SCHEMA.split(";")):
         con.execute(statement)
-    for version in range(max(found, 1) + 1, FORMAT_VERSION + 1):
+    for version in sorted(v for v in _MIGRATIONS if max(found, 1) < v <= FORMAT_VERSION):
         if not new:
             _log.info("run log %s: migrating to format %d", path, version)
         _MIGRATIONS[version](con)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -29,6 +30,7 @@ from .build import build_providers, catalog_models
 from .cache import CachePolicy, ResponseCache
 from .calls import Calls, new_id
 from .journal import Journal
+from .keeping import runlog_options
 from .loop import LoopThread
 from .resolver import Resolver
 from .spending import SpendingGuard
@@ -85,10 +87,21 @@ class Session:
                 cooldown_s=s.breaker_cooldown_s,
             ),
         )
-        self.cache = ResponseCache(s.cache_mode, s.cache_dir, s.cache_ttl_ms)
+        # privacy mode keeps no answer on disk: the file cache becomes the in-memory one
+        cache_mode = "memory" if s.privacy and s.cache_mode == "file" else s.cache_mode
+        self.cache = ResponseCache(cache_mode, s.cache_dir, s.cache_ttl_ms)
         self.loop = LoopThread()
         self.session_run_id = new_id("s")
-        self.journal = Journal(s.runlog, self.session_run_id, cache_dir=s.cache_dir, cache_fallback=self.cache.fallback)
+        keeping = runlog_options(s)
+        #: privacy mode's stand-in maker for text not to be kept (None when privacy is off)
+        self.conceal: Callable[[str], str] | None = keeping.get("conceal")
+        self.journal = Journal(
+            s.runlog,
+            self.session_run_id,
+            cache_dir=s.cache_dir,
+            cache_fallback=self.cache.fallback,
+            runlog_options=keeping,
+        )
         self.resolver = Resolver(self.catalog, self.providers, s.deadline_s)
         self.spending = SpendingGuard(s.budget, self.journal)
         self.calls_path = Calls(
@@ -206,12 +219,14 @@ class Session:
     def request(
         self, prompt: Prompt, model: str | Sequence[str] | None, options: Mapping[str, Any], where: str
     ) -> ChatRequest:
-        """Build a validated request from a call's keywords; an unknown one names the closest valid keyword."""
+        """Build a validated request from a call's keywords (over the parameters a configured model declares);
+        an unknown keyword names the closest valid one."""
         reject_unknown(options, (*NAMES, *CALL_OPTIONS), f"keyword of {where}()")
         params = {k: v for k, v in options.items() if k in NAMES}
-        return ChatRequest.build(
+        request = ChatRequest.build(
             prompt, model=model, system=options.get("system"), tools=options.get("tools"), **params
         )
+        return replace(request, params=request.params.under(self.catalog.declared_params(request.model)))
 
     async def acall(
         self,

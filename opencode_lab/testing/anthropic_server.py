@@ -159,35 +159,44 @@ class AnthropicWire(Wire):
     def answer(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> Response:
         if outcome == "malformed":
             return Response(200, b'{"type": "message", "content": [', self._ids_header())
-        return Response(200, self._message(call, text), self._ids_header())
+        return Response(200, self._message(call, text, settings), self._ids_header())
 
     def stream(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> Stream:
-        said, tool_call, stop, usage = self._reply(call, text)
-        start = {**self._message(call, text), "content": [], "stop_reason": None}
-        start["usage"] = {"input_tokens": usage["input_tokens"], "output_tokens": 1}
+        said, tool_call, stop, usage = self._reply(call, text, settings)
+        start = {**self._message(call, text, settings), "content": [], "stop_reason": None}
+        start["usage"] = {**usage, "output_tokens": 1}
         events = [_event("message_start", {"message": start})]
+        at = 0  # the answer's block index: 1 after a thinking block
+        if _thinks(call.body) and outcome != "malformed":
+            start_block = {"type": "thinking", "thinking": "", "signature": ""}
+            events.append(_event("content_block_start", {"index": 0, "content_block": start_block}))
+            thought = ({"type": "thinking_delta", "thinking": THOUGHT}, {"type": "signature_delta", "signature": "sig"})
+            for delta in thought:
+                events.append(_event("content_block_delta", {"index": 0, "delta": delta}))
+            events.append(_event("content_block_stop", {"index": 0}))
+            at = 1
         if outcome == "malformed":
             events.append(b'event: content_block_start\ndata: {"type": "content_block_start", "index": \n\n')
         elif tool_call:
             block = {"type": "tool_use", "id": self._call_id(), "name": tool_call[0], "input": {}}
             args = tool_call[1]
-            events.append(_event("content_block_start", {"index": 0, "content_block": block}))
+            events.append(_event("content_block_start", {"index": at, "content_block": block}))
             for piece in (args[: len(args) // 2], args[len(args) // 2 :]):
                 delta = {"type": "input_json_delta", "partial_json": piece}
-                events.append(_event("content_block_delta", {"index": 0, "delta": delta}))
+                events.append(_event("content_block_delta", {"index": at, "delta": delta}))
         else:
-            events.append(_event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
+            events.append(_event("content_block_start", {"index": at, "content_block": {"type": "text", "text": ""}}))
             events.append(_event("ping", {}))
             for piece in scripted.pieces(said):
                 delta = {"type": "text_delta", "text": piece}
-                events.append(_event("content_block_delta", {"index": 0, "delta": delta}))
+                events.append(_event("content_block_delta", {"index": at, "delta": delta}))
                 if outcome == "error_event":
                     _, kind, message = _ERRORS[outcome]
                     events.append(_event("error", {"error": {"type": kind, "message": message}}))
                     break
         ended = outcome not in ("error_event", "malformed")
         if ended:
-            events.append(_event("content_block_stop", {"index": 0}))
+            events.append(_event("content_block_stop", {"index": at}))
             ending = {"stop_reason": stop, "stop_sequence": None}
             final = _event("message_delta", {"delta": ending, "usage": {"output_tokens": usage["output_tokens"]}})
             events += [final, _event("message_stop", {})]
@@ -219,8 +228,10 @@ class AnthropicWire(Wire):
         body = {"data": data, "has_more": start + limit < len(ids), "first_id": first, "last_id": last}
         return Response(200, body, self._ids_header())
 
-    def _reply(self, call: Call, text: str) -> tuple[str, tuple[str, str] | None, str, dict[str, int]]:
-        """(text cut to max_tokens, tool call, stop reason, usage) of the answer."""
+    def _reply(
+        self, call: Call, text: str, settings: Mapping[str, Any]
+    ) -> tuple[str, tuple[str, str] | None, str, dict[str, int]]:
+        """(text cut to max_tokens, tool call, stop reason, usage with the ``usage`` setting merged) of the answer."""
         body = call.body
         tool_call = None
         if not _is_tool_result(body["messages"][-1]):
@@ -229,15 +240,17 @@ class AnthropicWire(Wire):
         said, cut = scripted.truncate(text, body["max_tokens"])
         stop = "tool_use" if tool_call else "max_tokens" if cut else "end_turn"
         used = sum(scripted.words(_text(m["content"])) for m in body["messages"])
-        usage = {"input_tokens": used, "output_tokens": scripted.words(said)}
+        usage = {"input_tokens": used, "output_tokens": scripted.words(said), **settings["usage"]}
         return ("" if tool_call else said), tool_call, stop, usage
 
-    def _message(self, call: Call, text: str) -> dict[str, Any]:
-        said, tool_call, stop, usage = self._reply(call, text)
+    def _message(self, call: Call, text: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+        said, tool_call, stop, usage = self._reply(call, text, settings)
         content: list[dict[str, Any]] = [{"type": "text", "text": said}]
         if tool_call:
             use = {"type": "tool_use", "id": self._call_id(), "name": tool_call[0]}
             content = [{**use, "input": scripted.arguments_object(tool_call[1])}]
+        if _thinks(call.body):
+            content = [{"type": "thinking", "thinking": THOUGHT, "signature": "sig"}, *content]
         return {
             "id": f"msg_{self.next_id():06d}",
             "type": "message",
@@ -258,6 +271,15 @@ class AnthropicWire(Wire):
 
     def _call_id(self) -> str:
         return f"toolu_{self.next_id():06d}"
+
+
+#: the thinking a request with ``thinking: {type: enabled}`` gets before its answer (never part of the answer)
+THOUGHT = "Let me think about this."
+
+
+def _thinks(body: Mapping[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
 
 
 class AnthropicServer(VendorServer):

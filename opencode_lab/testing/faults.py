@@ -46,6 +46,7 @@ SETTINGS: Mapping[str, Any] = {
     "hang_s": 30.0,  # how long ``hang`` (and a trickling or hanging ``raw``) lasts
     "cost_per_token": None,  # OpenAI wire: usage.cost = completion_tokens * cost_per_token, as OpenRouter reports
     "upstream_provider": None,  # OpenAI wire: name the upstream that "served" each answer, as OpenRouter does
+    "usage": {},  # merged into every answer's usage object, in its wire format's names (cached, reasoning counts)
     "stream_usage": True,  # OpenAI wire: honour stream_options.include_usage (llama.cpp's server does not: False)
     "models": ["fault-model"],  # the model list: ids, or whole entries as dicts ({"id": "m", "context_length": 8})
     "api_key": None,  # the key the server expects: another one, or none, meets ``unauthorized``

@@ -209,11 +209,11 @@ class GeminiWire(Wire):
     def answer(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> Response:
         if outcome == "malformed":
             return Response(200, b'{"candidates": [')
-        return Response(200, self._response(call, outcome, text))
+        return Response(200, self._response(call, outcome, text, settings))
 
     def stream(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> Stream:
         """Text a word per chunk, the last with the finish reason; anything else in one chunk, as Gemini sends it."""
-        whole = self._response(call, outcome, text)
+        whole = self._response(call, outcome, text, settings)
         candidates = whole.get("candidates") or []
         parts = candidates[0]["content"]["parts"] if candidates else []
         if outcome == "malformed":
@@ -261,7 +261,7 @@ class GeminiWire(Wire):
         more = start + size < len(ids)
         return Response(200, {"models": listed, **({"nextPageToken": str(start + size)} if more else {})})
 
-    def _response(self, call: Call, outcome: str, text: str) -> dict[str, Any]:
+    def _response(self, call: Call, outcome: str, text: str, settings: Mapping[str, Any]) -> dict[str, Any]:
         """The whole ``GenerateContentResponse``: *text* cut to ``maxOutputTokens``, or a function call."""
         body = call.body
         last = body["contents"][-1]
@@ -272,6 +272,7 @@ class GeminiWire(Wire):
         used = sum(scripted.words(_text(t["parts"])) for t in body["contents"])
         out = 0 if outcome == "safety" else scripted.words(said)
         usage = {"promptTokenCount": used, "candidatesTokenCount": out, "totalTokenCount": used + out}
+        usage |= settings["usage"]
         base = {"usageMetadata": usage, "modelVersion": call.model, "responseId": f"resp-{self.next_id():06d}"}
         if outcome == "blocked":
             return {"promptFeedback": {"blockReason": "SAFETY"}, **base}
@@ -281,6 +282,9 @@ class GeminiWire(Wire):
         else:
             parts = [{"text": said}] if said and outcome != "safety" else []
         candidate = {"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}
+        config = body.get("generationConfig") or {}
+        if config.get("responseLogprobs") and said:
+            candidate["logprobsResult"] = _logprobs(said, int(config.get("logprobs") or 0))
         return {"candidates": [candidate], **base}
 
     @staticmethod
@@ -288,6 +292,9 @@ class GeminiWire(Wire):
         candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
         if finish:
             candidate["finishReason"] = finish
+        asked = whole["candidates"][0].get("logprobsResult")
+        if asked is not None and "text" in parts[0]:  # each chunk carries its own tokens' log-probabilities
+            candidate["logprobsResult"] = _logprobs(parts[0]["text"], len(asked["topCandidates"][0]["candidates"]))
         usage = whole["usageMetadata"] if finish else {"promptTokenCount": whole["usageMetadata"]["promptTokenCount"]}
         chunk = {"candidates": [candidate], "usageMetadata": usage}
         chunk |= {"modelVersion": whole["modelVersion"], "responseId": whole["responseId"]}
@@ -301,6 +308,17 @@ class GeminiWire(Wire):
         if details:
             error["details"] = details
         return Response(status, {"error": error}, headers or {})
+
+
+def _logprobs(text: str, top: int) -> dict[str, Any]:
+    """``logprobsResult`` for *text*, as the scripted distribution gives it."""
+    entries = scripted.logprobs(text, top)
+    return {
+        "chosenCandidates": [{"token": t, "logProbability": lp} for t, lp, _ in entries],
+        "topCandidates": [
+            {"candidates": [{"token": a, "logProbability": b} for a, b in alts]} for _, _, alts in entries
+        ],
+    }
 
 
 class GeminiServer(VendorServer):

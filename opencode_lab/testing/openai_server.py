@@ -82,6 +82,23 @@ def _images(body: dict[str, Any]) -> list[str]:
     return out
 
 
+def _logprobs_asked(body: dict[str, Any]) -> int | None:
+    """How many alternatives per token the request asked for, or None when it asked for no log-probabilities."""
+    return int(body.get("top_logprobs") or 0) if body.get("logprobs") else None
+
+
+def _logprobs(text: str, top: int) -> dict[str, Any]:
+    """``choices[i].logprobs`` for *text*, as the scripted distribution gives it."""
+    return {
+        "content": [
+            {"token": token, "logprob": logprob, "bytes": list(token.encode()),
+             "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in alternatives]}
+            for token, logprob, alternatives in scripted.logprobs(text, top)
+        ],
+        "refusal": None,
+    }  # fmt: skip
+
+
 def _sse(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
@@ -133,6 +150,8 @@ class OpenAIWire(Wire):
             "usage": usage,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         }
+        if (wanted := _logprobs_asked(call.body)) is not None:
+            answer["choices"][0]["logprobs"] = _logprobs(text, wanted)
         if tool_call := self._tool_call(call):
             message = {"role": "assistant", "content": None, "tool_calls": [tool_call]}
             answer["choices"] = [{"index": 0, "message": message, "finish_reason": "tool_calls"}]
@@ -151,8 +170,13 @@ class OpenAIWire(Wire):
         base, usage = self._base(call, text, settings)
         chunk = {**base, "object": "chat.completion.chunk"}
 
+        wanted = _logprobs_asked(call.body)
+
         def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            return _sse({**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            if wanted is not None and delta.get("content"):
+                choice["logprobs"] = _logprobs(delta["content"], wanted)
+            return _sse({**chunk, "choices": [choice]})
 
         if outcome == "malformed":
             events = [b'data: {"choices": [\n\n', _DONE]
@@ -205,6 +229,7 @@ class OpenAIWire(Wire):
         usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
         if settings["cost_per_token"] is not None:
             usage["cost"] = c * settings["cost_per_token"]
+        usage |= settings["usage"]
         base = {"id": f"chatcmpl-fault-{self.next_id()}", "created": int(time.time()), "model": call.model}
         if settings["upstream_provider"] is not None:  # OpenRouter names the upstream in every answer and chunk
             base["provider"] = settings["upstream_provider"]

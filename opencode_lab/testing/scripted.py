@@ -7,6 +7,10 @@
   arguments (sent verbatim, even when they break the schema: a wrong call is test data);
   otherwise the first tool is called with example values for its required parameters.
 
+* Log-probabilities, when asked: each word (a piece as `pieces` cuts it) is chosen with probability
+  0.6 (log 0.6) and the k-th alternative ``alt<k>`` has 0.4 / 2**k, so the top ones form a valid
+  distribution (they sum to less than 1) a test can check by hand.
+
 A server answers ``reply(body)`` instead when a test gives it a `Reply`; tool calls still follow
 this script.  Stdlib only, like the servers.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -65,6 +70,18 @@ def words(text: str) -> int:
 def pieces(text: str) -> list[str]:
     """*text* as a stream sends it: words with the whitespace before them; joined, they are *text* again."""
     return re.split(r"(?<=\S)(?=\s)", text)
+
+
+#: the probability of each chosen token in `logprobs`
+CHOSEN_P = 0.6
+
+
+def logprobs(text: str, top: int) -> list[tuple[str, float, list[tuple[str, float]]]]:
+    """``(token, logprob, [(alternative, logprob), ...])`` per piece of *text*: the chosen token first among
+    its *top* most likely alternatives."""
+    chosen = math.log(CHOSEN_P)
+    alternatives = [(f"alt{k}", math.log((1 - CHOSEN_P) / 2**k)) for k in range(1, top)]
+    return [(piece, chosen, [(piece, chosen), *alternatives][:top]) for piece in pieces(text)]
 
 
 def truncate(text: str, max_tokens: int | None) -> tuple[str, bool]:

@@ -74,7 +74,8 @@ def test_summarize_columns_and_index(results: pd.DataFrame) -> None:
         "latency_p50_s", "latency_p50_s_ci_low", "latency_p50_s_ci_high",
         "latency_p95_s", "latency_p95_s_ci_low", "latency_p95_s_ci_high", "n_latency",
         "ttft_p50_s", "n_ttft", "output_tokens_per_s", "n_tokens_per_s", "input_tokens", "output_tokens", "n_tokens",
-        "cost_usd", "cost_unknown_calls", "cost_saved_usd", "cost_per_1k_calls_usd", "top_error", "note",
+        "reasoning_tokens", "n_reasoning", "cost_usd", "cost_unknown_calls", "cost_saved_usd", "cache_discount_usd",
+        "cost_per_1k_calls_usd", "top_error", "note",
     ]  # fmt: skip
     assert list(stats.index) == ["m/a", "m/b", "m/c"]
     assert stats.index.name == "model"
@@ -346,3 +347,24 @@ def test_attempts_frame() -> None:
     assert tuple(df.columns) == ATTEMPT_COLUMNS
     assert df.loc[0, "http_status"] == 429 and str(df["http_status"].dtype) == "Int64"
     assert attempts_frame([]).empty
+
+
+def test_stats_show_reasoning_tokens_and_the_prompt_cache_discount_apart() -> None:
+    rows = [
+        _row("m/a", latency_s=1.0, input_tokens=100, output_tokens=50, reasoning_tokens=30, cache_discount_usd=0.002),
+        _row("m/a", latency_s=1.0, input_tokens=100, output_tokens=20, reasoning_tokens=0, cache_discount_usd=-0.001),
+        _row("m/a", latency_s=1.0, input_tokens=100, output_tokens=20),  # a server that reports neither
+        _row("m/b", latency_s=1.0, input_tokens=100, output_tokens=20),
+    ]
+    stats = summarize(results_frame(rows))
+    assert stats.loc["m/a", "reasoning_tokens"] == 30 and stats.loc["m/a", "n_reasoning"] == 2
+    assert stats.loc["m/a", "cache_discount_usd"] == pytest.approx(0.001)
+    assert stats.loc["m/b", "reasoning_tokens"] is pd.NA and stats.loc["m/b", "n_reasoning"] == 0
+    assert math.isnan(stats.loc["m/b", "cache_discount_usd"])
+
+
+def test_a_results_frame_from_before_the_token_details_still_summarizes(results: pd.DataFrame) -> None:
+    old = results.drop(columns=["reasoning_tokens", "cached_input_tokens", "cache_write_tokens", "cache_discount_usd"])
+    stats = summarize(old)
+    assert stats["reasoning_tokens"].isna().all() and stats["cache_discount_usd"].isna().all()
+    assert stats.loc["m/a", "input_tokens"] == 30

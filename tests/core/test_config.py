@@ -115,6 +115,26 @@ def test_aliases_that_refer_to_each_other_are_rejected(tmp_path: Path) -> None:
         load(toml='[aliases]\na = ["b"]\nb = ["a"]\n', tmp_path=tmp_path)
 
 
+def test_a_selector_table_names_a_file_next_to_the_config_and_one_rule(tmp_path: Path) -> None:
+    settings = load(toml='[selectors.smart]\npath = "sel.json"\nbudget = 0.5\n', tmp_path=tmp_path)
+    (config,) = settings.selectors.values()
+    assert config.path == tmp_path / "sel.json" and config.budget == 0.5 and config.target is None
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('budget = 1', "must be a table with path"),
+        ('path = "s.json"\nbudjet = 1', "unknown key 'budjet'; did you mean 'budget'"),
+        ('path = "s.json"\ntarget = 0.5\nbudget = 1', "give one of target, budget, willingness_to_pay, not target"),
+        ('path = "s.json"\nbudget = -1', "budget must be a number at least 0"),
+    ],
+)
+def test_a_bad_selector_table_is_refused_naming_the_key(tmp_path: Path, table: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(toml=f"[selectors.smart]\n{table}\n", tmp_path=tmp_path)
+
+
 def test_a_deployment_without_provider_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[models.x\] needs a provider"):
         load(toml='[models.x]\nupstream = "y"\n', tmp_path=tmp_path)
@@ -180,7 +200,11 @@ def test_nan_and_infinity_in_the_file_are_refused(tmp_path: Path, key: str, valu
         load(toml=f"[lab]\n{key} = {value}\n", tmp_path=tmp_path)
 
 
-@pytest.mark.parametrize("key", ["rpm", "tpm", "weight", "input_price", "output_price", "context_length"])
+@pytest.mark.parametrize(
+    "key",
+    ["rpm", "tpm", "weight", "input_price", "output_price", "cached_input_price", "cache_write_price", "request_fee",
+     "context_length"],
+)  # fmt: skip
 def test_nan_and_infinity_in_a_deployment_are_refused(tmp_path: Path, key: str) -> None:
     for value in ("nan", "inf"):
         with pytest.raises(ConfigError, match=rf"\[models\.m\] {key} must be a finite"):
@@ -229,6 +253,31 @@ def test_zero_is_accepted_for_prices_and_retries(tmp_path: Path) -> None:
     (dep,) = settings.models["m"]
     assert settings.max_retries == 0
     assert (dep.input_price_per_mtok, dep.output_price_per_mtok) == (0.0, 0.0)
+
+
+def test_a_deployment_declares_cache_prices_and_a_request_fee(tmp_path: Path) -> None:
+    toml = (
+        '[models.m]\nprovider = "p"\ninput_price = 3\noutput_price = 15\ncached_input_price = 0.3\n'
+        "cache_write_price = 3.75\nrequest_fee = 0.002\n"
+    )
+    (dep,) = load(toml=toml, tmp_path=tmp_path).models["m"]
+    assert (dep.cached_input_price_per_mtok, dep.cache_write_price_per_mtok, dep.request_fee_usd) == (0.3, 3.75, 0.002)
+
+
+def test_a_model_table_declares_request_parameters_in_both_forms(tmp_path: Path) -> None:
+    toml = (
+        '[models.a]\nprovider = "p"\nreasoning_effort = "low"\noptions = { top_k = 3 }\n'
+        '[models.b]\nreasoning_budget = 2048\n[[models.b.deployments]]\nprovider = "p"\n'
+    )
+    settings = load(toml=toml, tmp_path=tmp_path)
+    assert settings.model_params["a"].payload() == {"reasoning_effort": "low", "options": {"top_k": 3}}
+    assert settings.model_params["b"].payload() == {"reasoning_budget": 2048}
+
+
+def test_a_request_parameter_inside_a_deployments_entry_is_refused(tmp_path: Path) -> None:
+    toml = '[[models.b.deployments]]\nprovider = "p"\nreasoning_budget = 2048\n'
+    with pytest.raises(ConfigError, match=r"unknown key 'reasoning_budget'"):
+        load(toml=toml, tmp_path=tmp_path)
 
 
 @pytest.mark.parametrize("toml", ["timeout_s = true", "max_retries = false", "agent_max_iter = true"])
@@ -529,3 +578,31 @@ def test_a_plugin_type_gets_region_parsed_not_passed_as_its_own_option(tmp_path:
     settings = load(None, '[providers.d]\ntype = "dask"\nregion = "eu-west-1"\nscheduler = "x"\n', tmp_path)
     assert settings.providers["d"].region == "eu-west-1"
     assert dict(settings.providers["d"].options) == {"scheduler": "x"}
+
+
+def test_audit_is_on_and_privacy_off_by_default() -> None:
+    settings = load()
+    assert settings.audit is True and settings.privacy is False and settings.audit_key is None
+    assert settings.audit_key_file.name == "audit.key"
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1", True), ("yes", True), ("ON", True), ("0", False), ("off", False)])
+def test_privacy_and_audit_flags_read_from_the_environment(text: str, expected: bool) -> None:
+    settings = load({"OC_PRIVACY": text, "OC_AUDIT": text})
+    assert settings.privacy is expected and settings.audit is expected
+
+
+def test_a_flag_is_a_boolean_in_toml_and_a_word_in_a_variable(tmp_path: Path) -> None:
+    assert load(toml="[lab]\nprivacy = true\naudit = false\n", tmp_path=tmp_path).privacy is True
+    with pytest.raises(ConfigError, match=r"\[lab\] privacy must be true or false"):
+        load(toml='[lab]\nprivacy = "yes"\n', tmp_path=tmp_path)
+    with pytest.raises(ConfigError, match="OC_AUDIT must be true or false"):
+        load({"OC_AUDIT": "maybe"})
+
+
+def test_the_audit_key_comes_from_the_environment_only_and_never_shows(tmp_path: Path) -> None:
+    settings = load({"OC_AUDIT_KEY": "correct horse battery staple", "OC_AUDIT_KEY_FILE": str(tmp_path / "k")})
+    assert settings.audit_key is not None and settings.audit_key.reveal() == "correct horse battery staple"
+    assert settings.audit_key_file == tmp_path / "k" and "horse" not in repr(settings)
+    with pytest.raises(ConfigError, match="unknown key 'audit_key'"):
+        load(toml='[lab]\naudit_key = "x"\n', tmp_path=tmp_path)

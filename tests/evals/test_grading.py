@@ -46,7 +46,7 @@ def test_reasons_land_in_a_reason_column_per_scorer(echo_lab) -> None:
 
 def test_a_plain_callable_still_adds_score_alone(echo_lab) -> None:
     frame = echo_lab.compare(PROMPTS, "e/echo", progress=False, scorer=lambda row: len(row["response"]) / 100)
-    assert "score" in frame.columns and not any(c.startswith("reason") for c in frame.columns)
+    assert "score" in frame.columns and not any(c == "reason" or c.startswith("reason_") for c in frame.columns)
     assert frame.score[0] == pytest.approx(0.11)
 
 

@@ -171,3 +171,17 @@ def test_diff_fails_a_ci_job_only_when_the_new_run_is_detectably_worse(config: P
     assert same.returncode == 0 and "no detectable difference" in same.stdout
     informative = cli("--config", str(config), "diff", str(base), str(new), "--scorer", "contains")
     assert informative.returncode == 0
+
+
+def test_reasoning_controls_and_provider_options_reach_the_server(config: Path, fault) -> None:
+    out = cli("--config", str(config), "chat", "-m", "f/x", "--reasoning-effort", "high", "-o", "top_k=40",
+              "-o", 'logit_bias={"7": -100}', "--no-cache", "q")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (body,) = fault.requests
+    assert (body["reasoning_effort"], body["top_k"], body["logit_bias"]) == ("high", 40, {"7": -100})
+
+
+def test_an_option_that_clashes_with_a_parameter_is_a_one_line_error(config: Path, fault) -> None:
+    out = cli("--config", str(config), "chat", "-m", "f/x", "-o", "temperature=0", "q")
+    assert out.returncode != 0 and "options key 'temperature' is a parameter of its own" in out.stderr
+    assert fault.requests == []

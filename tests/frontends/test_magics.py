@@ -580,3 +580,27 @@ def test_without_an_html_front_end_the_answer_is_printed_as_plain_text(ip, magic
     both = chat(ip, f"-m echo,{ECHO} --no-cache", "terminal two")
     assert both.stdout.startswith("== echo ==\necho: terminal two\n-- ")
     assert f"\n\n== {ECHO} ==\necho: terminal two\n-- " in both.stdout and "<" not in both.stdout
+
+
+# -- reasoning controls, provider options, log-probabilities --------------------------------------------------------
+
+
+def test_a_cell_takes_reasoning_controls_options_and_logprobs(ip, magics, servers):
+    chat(ip, "-m echo --reasoning-effort low --option presence_penalty=0.5 --option stop_word=END "
+             "--top-logprobs 2 --no-cache -o probed", "hello")
+    body = servers.ok.requests[-1]
+    assert (body["reasoning_effort"], body["presence_penalty"], body["stop_word"]) == ("low", 0.5, "END")
+    assert (body["logprobs"], body["top_logprobs"]) == (True, 2)
+    assert [e.token for e in ip.user_ns["probed"].logprobs] == ["echo:", " hello"]
+
+
+def test_options_can_be_session_defaults(ip, magics, servers):
+    line_magic(ip, "chat_config", "options=top_k=5 reasoning_effort=high")
+    chat(ip, "-m echo --no-cache", "hello")
+    body = servers.ok.requests[-1]
+    assert (body["top_k"], body["reasoning_effort"]) == (5, "high")
+
+
+def test_a_bad_option_is_a_one_line_usage_error(ip, magics):
+    shown = chat(ip, "-m echo --option top_k", "hello", fails=True)
+    assert isinstance(shown.error, UsageError) and "an option must be written key=value" in str(shown.error)

@@ -33,7 +33,8 @@ def output_text(cell) -> str:
 def test_the_six_example_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_compare_models.ipynb",
                                            "03_routing_and_failover.ipynb", "04_caching_and_cost.ipynb",
-                                           "05_grading_and_ratings.ipynb", "06_triage.ipynb"]
+                                           "05_grading_and_ratings.ipynb", "06_model_selection.ipynb",
+                                           "07_triage.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -127,6 +127,70 @@ def test_catalog_pricing_prices_a_provider_that_reports_no_cost(fault, make_lab)
     assert result.cost_usd == pytest.approx((result.input_tokens * 1.0 + result.output_tokens * 2.0) / 1e6)
 
 
+def _priced_model(server) -> str:
+    """A model on *server* priced with a cached-input price and a request fee."""
+    declared = f'[providers.p]\nbase_url = "{server.base_url}"\n[models.m]\nprovider = "p"\nupstream = "x"\n'
+    return declared + _CACHED_PRICES
+
+
+_CACHED_PRICES = 'input_price = 2.0\noutput_price = 8.0\ncached_input_price = 0.5\nrequest_fee = 0.001\n'
+_REASONED = {
+    "prompt_tokens": 2000,
+    "prompt_tokens_details": {"cached_tokens": 1500},
+    "completion_tokens": 300,
+    "completion_tokens_details": {"reasoning_tokens": 250},
+}
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_cached_input_reasoning_and_the_request_fee_are_priced_from_reported_usage(
+    fault, make_lab, streamed: bool
+) -> None:
+    fault.configure(usage=_REASONED)
+    lab = make_lab(_priced_model(fault))
+    ask = (lambda *a, **k: list(lab.stream_events(*a, **k))[-1]) if streamed else lab.chat
+    result = ask("one two three", "m", cache=False)
+    assert (result.input_tokens, result.cached_input_tokens, result.output_tokens, result.reasoning_tokens) == (
+        2000, 1500, 300, 250,
+    )
+    # 500 uncached x $2 + 1500 cached x $0.5 + 300 output (reasoning included) x $8, per million, + $0.001
+    assert result.cost_usd == pytest.approx(0.00515)
+    assert result.cache_discount_usd == pytest.approx(1500 * (2.0 - 0.5) / 1e6)
+
+
+def test_the_footer_says_how_many_tokens_were_cached_and_spent_thinking(fault, make_lab) -> None:
+    fault.configure(usage=_REASONED)
+    result = make_lab(_priced_model(fault)).chat("one two three", "m", cache=False)
+    assert "2000→300 tok (1500 cached, 250 thinking) · $0.00515" in result.footer()
+
+
+def test_cached_input_without_a_cached_price_leaves_the_cost_unknown(fault, make_lab) -> None:
+    fault.configure(usage=_REASONED)
+    lab = make_lab(
+        f'[providers.p]\nbase_url = "{fault.base_url}"\n'
+        '[models.m]\nprovider = "p"\nupstream = "x"\ninput_price = 2.0\noutput_price = 8.0\n'
+    )
+    result = lab.chat("one two three", "m", cache=False)
+    assert result.cost_source == "unknown" and math.isnan(result.cost_usd) and math.isnan(result.cache_discount_usd)
+
+
+def test_a_server_that_reports_no_cache_counts_has_no_discount_rather_than_zero(fault, make_lab) -> None:
+    lab = make_lab(_priced_model(fault))
+    result = lab.chat("one two three", "m", cache=False)
+    assert result.cost_usd == pytest.approx((3 * 2.0 + 4 * 8.0) / 1e6 + 0.001)
+    assert result.cached_input_tokens is None and result.reasoning_tokens is None
+    assert math.isnan(result.cache_discount_usd)
+
+
+def test_a_cache_hit_keeps_the_token_details_and_pays_no_discount(fault, make_lab) -> None:
+    fault.configure(usage=_REASONED)
+    lab = make_lab(_priced_model(fault))
+    first = lab.chat("one two three", "m")
+    hit = lab.chat("one two three", "m")
+    assert hit.cached and (hit.cached_input_tokens, hit.reasoning_tokens) == (1500, 250)
+    assert hit.cost_usd == 0.0 and hit.cache_discount_usd == 0.0 and hit.cost_saved_usd == first.cost_usd
+
+
 def test_unknown_pricing_is_nan_never_zero(fault, make_lab) -> None:
     lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n')
     result = lab.chat("hello", "p/x", cache=False)

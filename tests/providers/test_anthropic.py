@@ -216,6 +216,17 @@ def test_an_anthropic_model_answers_with_cost_from_the_price_table(lab: Lab) -> 
     assert result.cost_usd == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+def test_anthropic_cache_reads_and_writes_are_priced_apart(lab: Lab, server: AnthropicServer, streamed: bool) -> None:
+    server.configure(usage={"cache_read_input_tokens": 1000, "cache_creation_input_tokens": 200})
+    ask = (lambda *a, **k: list(lab.stream_events(*a, **k))[-1]) if streamed else lab.chat
+    result = ask("one two three", model=f"anthropic/{MODEL}", cache=False)
+    assert (result.input_tokens, result.cached_input_tokens, result.cache_write_tokens) == (1203, 1000, 200)
+    # haiku 3.5: 3 uncached x $0.80 + 1000 reads x $0.08 + 200 writes x $1.00 + 4 output x $4.00, per million
+    assert result.cost_usd == pytest.approx(298.4e-6)
+    assert result.cache_discount_usd == pytest.approx((1000 * 0.72 - 200 * 0.20) / 1e6)
+
+
 def test_a_streamed_anthropic_answer_reaches_the_lab(lab: Lab) -> None:
     assert "".join(lab.stream("one two", model=f"anthropic:{MODEL}", cache=False)) == "echo: one two"
 

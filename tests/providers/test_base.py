@@ -24,26 +24,35 @@ from opencode_lab import (
 from opencode_lab.providers.anthropic import AnthropicProvider
 from opencode_lab.providers.dask_cluster import DaskProvider
 from opencode_lab.providers.gemini import GeminiProvider
-from opencode_lab.providers.local import LocalProvider
+from opencode_lab.providers.local import LLAMA_OPTIONS, LocalProvider
 from opencode_lab.providers.openai_api import OpenAIProvider
 from opencode_lab.providers.openai_compat import OpenAICompatibleProvider
 from opencode_lab.providers.openrouter import OpenRouterProvider
 
+EFFORT, BUDGET = frozenset({"reasoning_effort"}), frozenset({"reasoning_budget"})
 WEATHER = {"name": "get_weather", "description": "Weather.", "parameters": {"type": "object", "properties": {}}}
 
 
 @pytest.mark.parametrize(
     ("cls", "declared"),
     [
-        (OpenAICompatibleProvider, Capabilities()),
-        (OpenAIProvider, Capabilities(open_catalog=True)),
+        (OpenAICompatibleProvider, Capabilities(reasoning=EFFORT, logprobs=True, options=None)),
+        (OpenAIProvider, Capabilities(reasoning=EFFORT, logprobs=True, options=None, open_catalog=True)),
         (
             OpenRouterProvider,
-            Capabilities(reports_cost=True, open_catalog=True, refreshable_catalog=True, upstream_routing=True),
+            Capabilities(
+                reasoning=EFFORT | BUDGET, logprobs=True, options=None, reports_cost=True, open_catalog=True,
+                refreshable_catalog=True, upstream_routing=True,
+            ),
         ),
-        (AnthropicProvider, Capabilities(seeds=False, open_catalog=True)),
-        (GeminiProvider, Capabilities(open_catalog=True)),
-        (LocalProvider, Capabilities(tools=False, images=False, free=True, region="in-process")),
+        (AnthropicProvider, Capabilities(seeds=False, reasoning=BUDGET, options=None, open_catalog=True)),
+        (GeminiProvider, Capabilities(reasoning=BUDGET, logprobs=True, options=None, open_catalog=True)),
+        (
+            LocalProvider,
+            Capabilities(
+                tools=False, images=False, logprobs=True, options=LLAMA_OPTIONS, free=True, region="in-process"
+            ),
+        ),
         (DaskProvider, Capabilities(streams=False, tools=False, images=False, free=True)),
         (Provider, Capabilities()),
     ],

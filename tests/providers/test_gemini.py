@@ -226,6 +226,19 @@ def test_a_gemini_model_answers_with_cost_from_the_price_table(lab: Lab) -> None
     assert result.cost_usd == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+def test_gemini_thoughts_and_cached_content_are_priced(lab: Lab, server: GeminiServer, streamed: bool) -> None:
+    server.configure(usage={"promptTokenCount": 1000, "cachedContentTokenCount": 600, "thoughtsTokenCount": 50})
+    ask = (lambda *a, **k: list(lab.stream_events(*a, **k))[-1]) if streamed else lab.chat
+    result = ask("one two three", model=f"gemini/{MODEL}", cache=False)
+    assert (result.input_tokens, result.cached_input_tokens, result.output_tokens, result.reasoning_tokens) == (
+        1000, 600, 54, 50,
+    )
+    # 2.0 flash: 400 uncached x $0.10 + 600 cached x $0.025 + (4 + 50 thinking) output x $0.40, per million
+    assert result.cost_usd == pytest.approx(76.6e-6)
+    assert result.cache_discount_usd == pytest.approx(600 * 0.075 / 1e6)
+
+
 def test_gemini_api_key_works_as_well_as_google_api_key(server: GeminiServer, monkeypatch) -> None:
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
     monkeypatch.setenv("GEMINI_API_KEY", KEY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 
 import pytest
@@ -198,3 +199,43 @@ def test_the_seed_llama_cpp_reads_as_random_is_replaced_by_a_drawn_seed_it_repor
     random = ask(local, "smollm2-135m", "Write a line about the sea.", seed=2**32 - 1, **line)
     assert random.seed is not None and 0 <= random.seed < 2**31
     assert ask(local, "smollm2-135m", "Write a line about the sea.", seed=random.seed, **line).text == random.text
+
+
+# -- provider-specific options and log-probabilities ------------------------------------------------------------------
+
+
+def test_llama_cpp_options_reach_the_model_and_win_over_its_authors_settings(local, sent) -> None:
+    ask(local, "gemma-3-270m", "Name a color.", max_tokens=4, options={"top_k": 1, "repeat_penalty": 1.3})
+    (kwargs,) = sent
+    assert (kwargs["top_k"], kwargs["repeat_penalty"]) == (1, 1.3)
+
+
+def _check_distribution(entries: tuple, top: int) -> None:
+    """Each position's alternatives: most likely first, at most *top*, probabilities that sum to at most 1;
+    at temperature 0 the chosen token is the most likely one."""
+    assert entries
+    for entry in entries:
+        probabilities = [math.exp(logprob) for _, logprob in entry.top]
+        assert 1 <= len(entry.top) <= top
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert 0 < sum(probabilities) <= 1 + 1e-6
+        assert (entry.token, entry.logprob) == pytest.approx(entry.top[0])
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m", "gemma-3-270m"])
+def test_local_top_logprobs_form_a_valid_distribution(local, model: str) -> None:
+    completion = ask(local, model, "What is the capital of Japan?", temperature=0, max_tokens=8, top_logprobs=5)
+    _check_distribution(completion.logprobs, 5)
+    assert "".join(e.token for e in completion.logprobs).strip() == completion.text  # a stop sequence's tokens not
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m", "gemma-3-270m"])
+def test_streamed_local_logprobs_match_the_streamed_text(local, model: str) -> None:
+    request = ChatRequest.build("What is the capital of Japan?", temperature=0, max_tokens=8, top_logprobs=3)
+
+    async def final():
+        return [chunk async for chunk in local.stream(model, request)][-1].completion
+
+    completion = asyncio.run(final())
+    _check_distribution(completion.logprobs, 3)
+    assert "".join(e.token for e in completion.logprobs).strip() == completion.text

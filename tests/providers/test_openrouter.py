@@ -20,7 +20,8 @@ CATALOG = {
             "id": "openai/gpt-4o-mini",
             "name": "GPT-4o mini",
             "context_length": 128000,
-            "pricing": {"prompt": "0.00000015", "completion": "0.0000006"},
+            "pricing": {"prompt": "0.00000015", "completion": "0.0000006", "input_cache_read": "0.000000075",
+                        "request": "0.0005"},
         },
         {"id": "meta/free-model", "context_length": 8192, "pricing": {"prompt": "0", "completion": "0"}},
     ]
@@ -70,6 +71,15 @@ def test_catalog_prices_are_per_million_tokens_and_free_models_are_tagged(tmp_pa
     assert (mini.input_price_per_mtok, mini.output_price_per_mtok) == (0.15, 0.6)
     assert mini.context_length == 128000
     assert "free" in models["meta/free-model"].tags
+
+
+def test_catalog_cache_read_prices_and_request_fees_are_read(tmp_path) -> None:
+    models = {m.id: m for m in asyncio.run(provider([], catalog_path=tmp_path / "c.json").list_models())}
+    mini, free = models["openai/gpt-4o-mini"], models["meta/free-model"]
+    assert (mini.cached_input_price_per_mtok, mini.cache_write_price_per_mtok, mini.request_fee_usd) == (
+        0.075, None, 0.0005,
+    )
+    assert (free.cached_input_price_per_mtok, free.request_fee_usd) == (None, None)
 
 
 def test_the_catalog_is_read_from_disk_while_fresh(tmp_path) -> None:

@@ -135,3 +135,11 @@ def test_a_plug_in_registers_a_vendor_that_the_environment_alone_configures(tmp_
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [",".join(row.name for row in ROWS), "OpenAICompatibleProvider", NOWHERE]
+
+
+def test_openai_itself_is_sent_the_output_bound_as_max_completion_tokens(env_lab, fault) -> None:
+    """OpenAI's reasoning models refuse ``max_tokens``; a self-hosted compatible server keeps the older name."""
+    lab = env_lab(OPENAI_API_KEY=KEY, OPENAI_BASE_URL=fault.base_url)
+    lab.chat("hi", "openai/fault-model", max_tokens=7, cache=False)
+    body = fault.requests[-1]
+    assert body["max_completion_tokens"] == 7 and "max_tokens" not in body

@@ -21,6 +21,7 @@ from opencode_lab import (
     ChatRequest,
     ConfigError,
     ContextWindowError,
+    InvalidRequestError,
     Lab,
     LabError,
     MalformedResponseError,
@@ -363,3 +364,24 @@ def test_a_missing_google_auth_names_the_extra_to_install(tmp_path: Path) -> Non
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'opencode_lab[gcp]'" in out and "[providers.vertex]" in out
+
+
+# -- reasoning, options and log-probabilities through both publishers' codecs ---------------------------------------
+
+
+def test_gemini_on_vertex_gets_a_thinking_budget_options_and_logprobs(vertex, server: VertexServer) -> None:
+    completion = complete(vertex(), GEMINI, "one two", reasoning_budget=512, top_logprobs=2, options={"top_k": 3})
+    config = server.requests[-1]["generationConfig"]
+    assert (config["thinkingConfig"], config["topK"], config["responseLogprobs"]) == ({"thinkingBudget": 512}, 3, True)
+    assert [e.token for e in completion.logprobs] == ["echo:", " one", " two"]
+
+
+def test_claude_on_vertex_thinks_within_its_budget_and_keeps_its_version(vertex, server: VertexServer) -> None:
+    completion = complete(vertex(), CLAUDE, "one two", reasoning_budget=1024, options={"top_k": 5})
+    body = server.requests[-1]
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 1024} and body["top_k"] == 5
+    assert completion.text == "echo: one two"  # the thinking block is not the answer
+    with pytest.raises(InvalidRequestError, match="option 'anthropic_version' would override"):
+        complete(vertex(), CLAUDE, "hi", options={"anthropic_version": "x"})
+    with pytest.raises(InvalidRequestError, match="returns no log-probabilities"):
+        complete(vertex(), CLAUDE, "hi", logprobs=True)

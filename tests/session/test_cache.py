@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opencode_lab import ChatRequest, ChatResult
-from opencode_lab.core.params import NAMES, Params
+from opencode_lab.core.params import NAMES, Options, Params
 from opencode_lab.core.provider_routing import ProviderRouting
 from opencode_lab.core.structured import Schema
 from opencode_lab.core.tools import ToolCall
@@ -89,6 +89,11 @@ def _another(params: Params, name: str) -> object:
         "top_p": 0.5 if current != 0.5 else 0.25,
         "stop": ("END",) if current != ("END",) else ("STOP",),
         "schema": Schema.of({"type": "object"}) if current is None else None,
+        "reasoning_effort": "high" if current != "high" else "low",
+        "reasoning_budget": (current or 0) + 1,
+        "logprobs": None if current else True,
+        "top_logprobs": (current or 0) + 1,
+        "options": Options([("top_k", "40")]) if current != Options([("top_k", "40")]) else Options(),
         "regions": ("eu-*",) if current != ("eu-*",) else ("us-*",),
         "provider_routing": ProviderRouting.of({"data_collection": "deny"}) if current is None else None,
     }[name]
@@ -174,6 +179,36 @@ def test_an_entry_from_before_regions_were_kept_is_read_with_where_it_was_answer
     path.write_bytes(_json(old | {"format": 2}))  # as format 2 wrote it
     answer = ResponseCache("file", tmp_path).get("k")
     assert answer is not None and (answer["region"], answer["upstream_provider"]) == (None, None)
+
+
+def test_token_details_and_logprobs_come_back_with_the_answer(tmp_path: Path) -> None:
+    logprobs = [{"token": "hi", "logprob": -0.25, "top": [["hi", -0.25], ["yo", -1.5]]}]
+    stored = value(reasoning_tokens=4, cached_input_tokens=2, cache_write_tokens=0, logprobs=logprobs)
+    ResponseCache("file", tmp_path).put("k", stored)
+    answer = ResponseCache("file", tmp_path).get("k")
+    assert answer is not None and answer["logprobs"] == logprobs
+    assert (answer["reasoning_tokens"], answer["cached_input_tokens"], answer["cache_write_tokens"]) == (4, 2, 0)
+
+
+def test_an_entry_from_before_token_details_is_read_with_them_unknown(tmp_path: Path) -> None:
+    ResponseCache("file", tmp_path).put("k", value("old answer"))
+    path = entry_path(tmp_path, "k")
+    newer = ("reasoning_tokens", "cached_input_tokens", "cache_write_tokens", "logprobs")
+    old = {name: field for name, field in json.loads(path.read_bytes()).items() if name not in newer}
+    path.write_bytes(_json(old | {"format": 3}))  # as format 3 wrote it
+    answer = ResponseCache("file", tmp_path).get("k")
+    assert answer is not None and answer["text"] == "old answer"
+    assert [answer[name] for name in newer] == [None] * 4
+
+
+@pytest.mark.parametrize(
+    "bad", [[{"token": "hi", "logprob": 0.5, "top": []}], [{"token": 1, "logprob": -1, "top": []}], "not a list"]
+)
+def test_an_entry_with_impossible_logprobs_is_refused(tmp_path: Path, bad: list[Any]) -> None:
+    ResponseCache("file", tmp_path).put("k", value())
+    path = entry_path(tmp_path, "k")
+    path.write_bytes(_json(json.loads(path.read_bytes()) | {"logprobs": bad}))
+    assert ResponseCache("file", tmp_path).get("k") is None
 
 
 @pytest.mark.parametrize("reader", ["same session", "another session"])

@@ -110,7 +110,7 @@ def _indexes(path: Path) -> set[str]:
 
 def test_a_new_log_is_written_in_the_current_format(tmp_path: Path) -> None:
     with RunLog(tmp_path / "runs.sqlite") as log, closing(sqlite3.connect(log.path)) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 3
+        assert con.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 4
     assert {"results_updated", "attempts_time"} <= _indexes(tmp_path / "runs.sqlite")
 
 

@@ -13,7 +13,7 @@ import anthropic
 import httpx
 import pytest
 
-from opencode_lab.testing.anthropic_server import AnthropicServer
+from opencode_lab.testing.anthropic_server import THOUGHT, AnthropicServer
 
 pytestmark = pytest.mark.slow  # drives the vendor SDKs, which take seconds to import
 
@@ -199,3 +199,29 @@ def test_a_malformed_request_is_refused_as_the_api_would(server, body, headers, 
     response = httpx.post(f"{server.base_url}/v1/messages", json=body, headers=sent)
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
+
+
+def test_the_sdk_parses_cache_read_and_write_counts_whole_and_streamed(
+    client: anthropic.Anthropic, server: AnthropicServer
+) -> None:
+    server.configure(usage={"cache_read_input_tokens": 10, "cache_creation_input_tokens": 4})
+    whole = ask(client, "hi")
+    with client.messages.stream(
+        model="claude-3-5-haiku-latest", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        streamed = stream.get_final_message()
+    for message in (whole, streamed):
+        assert (message.usage.cache_read_input_tokens, message.usage.cache_creation_input_tokens) == (10, 4)
+
+
+def test_the_sdk_parses_a_thinking_block_before_the_answer_whole_and_streamed(client: anthropic.Anthropic) -> None:
+    asked: dict = {
+        "model": "claude-3-5-haiku-latest", "max_tokens": 2048, "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": "hi"}],
+    }  # fmt: skip
+    whole = client.messages.create(**asked)
+    with client.messages.stream(**asked) as stream:
+        streamed = stream.get_final_message()
+    for message in (whole, streamed):
+        assert [b.type for b in message.content] == ["thinking", "text"]
+        assert (message.content[0].thinking, message.content[1].text) == (THOUGHT, "echo: hi")

@@ -173,3 +173,16 @@ def test_an_unknown_generation_config_field_is_refused_as_the_api_would(server: 
         f"{server.base_url}/v1beta/models/g:generateContent", json=body, headers={"x-goog-api-key": KEY}
     )
     assert response.status_code == 400 and "Unknown name 'max_tokens'" in response.json()["error"]["message"]
+
+
+def test_the_sdk_parses_log_probabilities_and_thinking_and_cached_counts(
+    client: genai.Client, server: GeminiServer
+) -> None:
+    server.configure(usage={"thoughtsTokenCount": 7, "cachedContentTokenCount": 1})
+    config = types.GenerateContentConfig(response_logprobs=True, logprobs=2)
+    response = client.models.generate_content(model="gemini-2.5-flash", contents="hi", config=config)
+    result = response.candidates[0].logprobs_result
+    assert [c.token for c in result.chosen_candidates] == ["echo:", " hi"]
+    assert [c.token for c in result.top_candidates[0].candidates] == ["echo:", "alt1"]
+    usage = response.usage_metadata
+    assert (usage.thoughts_token_count, usage.cached_content_token_count) == (7, 1)

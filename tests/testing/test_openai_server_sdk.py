@@ -103,3 +103,16 @@ def test_the_sdk_raises_its_authentication_error_for_a_key_the_server_does_not_e
     fault.configure(api_key="sk-another-key")
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_the_sdk_parses_log_probabilities_and_usage_details(client: openai.OpenAI, fault: FaultServer) -> None:
+    details = {"prompt_tokens_details": {"cached_tokens": 1}, "completion_tokens_details": {"reasoning_tokens": 2}}
+    fault.configure(usage=details)
+    answer = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "hi"}], logprobs=True, top_logprobs=2
+    )
+    (first, second) = answer.choices[0].logprobs.content
+    assert (first.token, second.token) == ("echo:", " hi")
+    assert [t.token for t in first.top_logprobs] == ["echo:", "alt1"]
+    assert answer.usage.prompt_tokens_details.cached_tokens == 1
+    assert answer.usage.completion_tokens_details.reasoning_tokens == 2
