@@ -281,10 +281,16 @@ class Lab(Session):
         from ..evals.grading import agrade
 
         shown.frames()
-        frames = [self.load_run(run) if isinstance(run, str) else run for run in (baseline, new)]
+        frames = [self._logged(run) if isinstance(run, str) else run for run in (baseline, new)]
         if scorer is not None:
             frames = [self.block_on(agrade(self, frame, scorer)) for frame in frames]
         return diff(frames[0], frames[1], metric, **kwargs)
+
+    def _logged(self, run: str) -> pd.DataFrame:
+        """A logged run's rows by prompt, model and sample: the log keeps models in the order their calls
+        finished, which is no order a comparison should depend on."""
+        frame = self.load_run(run)
+        return frame.sort_values(["prompt_id", "model", "sample"], kind="stable").reset_index(drop=True)
 
     def require_runlog(self) -> RunLog:
         """The run log with every pending row written, or an error saying why there is none (the queries,
