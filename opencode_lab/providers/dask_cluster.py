@@ -279,6 +279,7 @@ class DaskProvider(Provider):
                 threads_per_worker=self.threads_per_worker,
                 processes=True,
                 asynchronous=True,
+                dashboard_address=":0",  # any free port (dashboard_link says which): never a warning that 8787 is taken
             )
             client = await Client(self._cluster, asynchronous=True, direct_to_workers=True)  # they run here
             await client.wait_for_workers(self.workers, timeout=self.connect_timeout_s)
