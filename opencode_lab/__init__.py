@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .analysis.agreement import Agreement, agreement
 from .analysis.planning import sample_size
 from .analysis.statistics import paired
 from .core.attempt import Attempt
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
+    from .analysis.diff import Diff
     from .evals.cascade import Cascade, Check
     from .evals.features import FeatureStep
     from .evals.scorers import Scorer
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agreement",
     "AllAttemptsFailedError",
     "Attempt",
     "AuthenticationError",
@@ -125,6 +128,7 @@ __all__ = [
     "__version__",
     "achat",
     "acompare",
+    "agreement",
     "astream",
     "budget",
     "cascade",
@@ -132,10 +136,13 @@ __all__ = [
     "compare",
     "dashboard",
     "default_lab",
+    "diff",
     "grade",
     "history",
     "incidents",
     "judge",
+    "label",
+    "labels",
     "learn_selector",
     "load_ipython_extension",
     "load_run",
@@ -361,6 +368,33 @@ def load_run(run: str) -> pd.DataFrame:
     """The results frame of a logged run, by name or id."""
     __tracebackhide__ = True
     return default_lab().load_run(run)
+
+
+def diff(
+    baseline: str | pd.DataFrame,
+    new: str | pd.DataFrame,
+    metric: str = "score",
+    *,
+    scorer: Scorer | Mapping[str, Scorer] | None = None,
+    **kwargs: Any,
+) -> Diff:
+    """Which prompts got worse or better from run *baseline* to run *new* (names, ids or frames), with the paired
+    test across runs; ``.regressed`` says whether the new run is detectably worse.  See `Lab.diff`."""
+    __tracebackhide__ = True
+    return default_lab().diff(baseline, new, metric, scorer=scorer, **kwargs)
+
+
+def label(run: str, prompt_id: Any, model: str, verdict: str | float, **kwargs: Any) -> None:
+    """Record a person's verdict on a row of *run* (``correct``/``wrong``/``partial``/a score), or with
+    ``over=`` a preference between two models' answers; see `Lab.label`."""
+    __tracebackhide__ = True
+    default_lab().label(run, prompt_id, model, verdict, **kwargs)
+
+
+def labels(run: str | None = None, *, battles: bool = False) -> pd.DataFrame:
+    """The human labels in the run log (who, when, what); ``battles=True`` for `ratings`; see `Lab.labels`."""
+    __tracebackhide__ = True
+    return default_lab().labels(run, battles=battles)
 
 
 def _register_rich_reprs() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import opencode_lab
 
 PUBLIC = {
+    "Agreement",
     "AllAttemptsFailedError",
     "Attempt",
     "AuthenticationError",
@@ -51,10 +52,12 @@ PUBLIC = {
     "__version__",
     "acompare",
     "achat",
+    "agreement",
     "astream",
     "chat",
     "compare",
     "default_lab",
+    "diff",
     "load_ipython_extension",
     "load_run",
     "models",
@@ -73,6 +76,8 @@ PUBLIC = {
     "budget",
     "dashboard",
     "judge",
+    "label",
+    "labels",
     "learn_selector",
     "load_selector",
     "cascade",

@@ -11,7 +11,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InvalidRequestError
-from ..core.schema import LATER_MEASUREMENTS, MEASUREMENTS, truthy
+from ..core.schema import LATER_MEASUREMENTS, MEASUREMENTS, tagged, truthy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,6 +127,7 @@ def summarize(
     out[floats] = out[floats].astype("float64")
     for col in _TEXT:
         out[col] = pd.Series([s[col] for s in stats], index=index, dtype=object)
+    tagged(out, "stats")
     out.attrs["failures"] = failures
     if "scorers" in results.attrs:
         out.attrs["scorers"] = dict(results.attrs["scorers"])

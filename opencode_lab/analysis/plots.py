@@ -26,6 +26,7 @@ matplotlib and pandas are imported inside the functions.
 from __future__ import annotations
 
 import math
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,9 +55,14 @@ _COLOURS: dict[str, str] = {}
 
 
 def model_colour(model: str) -> str:
-    """The colour of *model* in every figure of this process: the same model is never drawn in two colours."""
+    """The colour of *model* in every figure of this process, and in every notebook: picked from the model's name
+    (a stable hash), so the same model has the same colour wherever it is drawn; a model whose colour another
+    model of this process already has takes the next free one, so two models never share a colour."""
     if model not in _COLOURS:
-        _COLOURS[model] = _MODEL_COLOURS[len(_COLOURS) % len(_MODEL_COLOURS)]
+        start = zlib.crc32(model.encode()) % len(_MODEL_COLOURS)
+        taken = set(_COLOURS.values())
+        order = [_MODEL_COLOURS[(start + k) % len(_MODEL_COLOURS)] for k in range(len(_MODEL_COLOURS))]
+        _COLOURS[model] = next((c for c in order if c not in taken), order[len(_COLOURS) % len(order)])
     return _COLOURS[model]
 
 

@@ -29,6 +29,7 @@ from itertools import combinations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.errors import InvalidRequestError
+from ..core.schema import tagged
 from .failures import check_failures, listing, prompt_labels, values_under
 from .intervals import NAN, PROMPT_KEYS, clip, clustered_se, is_binary, t_interval, unit_codes
 from .mcnemar import mcnemar_p, tango_interval
@@ -119,6 +120,7 @@ def paired(
     named = [(table.models[a], table.models[b]) for a, b in pairs]
     empty = pd.MultiIndex.from_arrays([[], []], names=levels)
     out.index = pd.MultiIndex.from_tuples(named, names=levels) if named else empty
+    tagged(out, "paired")
     out.attrs["failures"] = failures
     out.attrs["points"] = table.bounded  # differences of a [0, 1] score: the verdicts read them as points
     return out

@@ -15,6 +15,7 @@ text      object                TEXT        None
 float     float64               REAL        NaN (stored as NULL)
 int       Int64 (nullable)      INTEGER     <NA>
 bool      bool                  INTEGER     False
+flag      boolean (nullable)    INTEGER     <NA> (not asked, e.g. no tools offered)
 id        Int64 if all ints     (untyped)   <NA>; a user's string ids kept
 ========  ====================  ==========  ===============================
 
@@ -31,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import pandas as pd
 
-Kind = Literal["text", "float", "int", "bool", "id"]
-_SQL = {"text": "TEXT", "float": "REAL", "int": "INTEGER", "bool": "INTEGER", "id": ""}
+Kind = Literal["text", "float", "int", "bool", "flag", "id"]
+_SQL = {"text": "TEXT", "float": "REAL", "int": "INTEGER", "bool": "INTEGER", "flag": "INTEGER", "id": ""}
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,9 @@ RESULT_SCHEMA: tuple[Column, ...] = (
     Column("seed_used", "int", "the seed the answer was sampled with (given or drawn); NA when none was sent"),
     Column("finish_reason", "text", "why generation stopped (stop, length, tool_calls, ...)"),
     Column("tool_calls", "text", "the tool calls made, as JSON [{id, name, arguments}] (None when none)", private=True),
-    Column("tool_call_valid", "bool", "every call named an offered tool with arguments matching its schema"),
+    Column(
+        "tool_call_valid", "flag", "every call named an offered tool with arguments matching its schema (NA: no tools)"
+    ),
     Column("ttft_s", "float", "seconds to the first token", True),
     Column("input_tokens", "int", "prompt tokens as reported (NA when not reported)", True),
     Column("output_tokens", "int", "completion tokens as reported, reasoning included (NA when not reported)", True),
@@ -120,6 +123,10 @@ ATTEMPT_SCHEMA: tuple[Column, ...] = (
     Column("cached", "bool", "a cache hit"),
 )
 
+#: ``frame.attrs`` key naming what kind of table a returned frame is (``results``, ``stats``, ``runs`` ...): the
+#: display layer shows it by kind, while the frame itself keeps its full numbers
+TABLE = "opencode_lab.table"
+
 RESULT_COLUMNS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA)
 #: the results columns statistics are computed from (with ``error_type``)
 MEASUREMENTS: tuple[str, ...] = tuple(c.name for c in RESULT_SCHEMA if c.measure)
@@ -138,12 +145,18 @@ KINDS: dict[str, Kind] = {c.name: c.kind for c in (*RESULT_SCHEMA, *ATTEMPT_SCHE
 
 def results_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """A results frame: `RESULT_SCHEMA` columns first (missing ones empty), a row's extra columns after."""
-    return _frame(rows, RESULT_SCHEMA)
+    return tagged(_frame(rows, RESULT_SCHEMA), "results")
 
 
 def attempts_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """A frame of attempt records with `ATTEMPT_SCHEMA` columns first and the same type rules."""
-    return _frame(records, ATTEMPT_SCHEMA)
+    return tagged(_frame(records, ATTEMPT_SCHEMA), "attempts")
+
+
+def tagged(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """*frame*, marked as a table of *kind* for the display layer (`TABLE`)."""
+    frame.attrs[TABLE] = kind
+    return frame
 
 
 def _frame(rows: Sequence[Mapping[str, Any]], schema: tuple[Column, ...]) -> pd.DataFrame:
@@ -167,6 +180,8 @@ def _typed(col: pd.Series, kind: Kind) -> pd.Series:
         return pd.to_numeric(col, errors="coerce").astype("float64")
     if kind == "bool":
         return col.map(truthy).astype(bool)
+    if kind == "flag":
+        return col.map(lambda v: None if _missing(v) else truthy(v)).astype("boolean")
     if kind in ("int", "id"):
         numbers = pd.to_numeric(col, errors="coerce")
         if numbers.isna().sum() != col.isna().sum():
@@ -176,6 +191,10 @@ def _typed(col: pd.Series, kind: Kind) -> pd.Series:
         except (TypeError, ValueError):  # fractional values
             return col
     return col.astype(object).where(col.notna(), None)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or type(value).__name__ == "NAType"
 
 
 def truthy(value: Any) -> bool:

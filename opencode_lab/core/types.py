@@ -16,6 +16,7 @@ from .attempt import Attempt
 from .content import Image, Part, parts
 from .errors import InvalidRequestError
 from .logprobs import TokenLogprob
+from .numbers import significant
 from .params import Params, utf8
 from .structured import json_value
 from .tools import Tool, ToolCall
@@ -226,6 +227,9 @@ class ChatResult:
     """What the provider's prompt cache took off ``cost_usd`` (see `Deployment.cache_discount_usd`)."""
     logprobs: tuple[TokenLogprob, ...] | None = None
     """The answer's tokens with their log-probabilities and top alternatives (None unless asked for)."""
+    lookup_s: float | None = None
+    """For a cache hit, the seconds this answer took to come from the cache (``latency_s`` is the original
+    call's)."""
 
     @property
     def data(self) -> Any:
@@ -260,19 +264,25 @@ class ChatResult:
         tokens += f" ({', '.join(details)})" if details else ""
         seed = "" if self.seed_used is None else f" · seed {self.seed_used}"
         return (
-            f"{self.served_by} · {self.latency_s:.2f}s · {tokens} · {self._cost()} · "
+            f"{self.served_by} · {self._time()} · {tokens} · {self._cost()} · "
             f"{'cached' if self.cached else 'live'}{seed} · {len(self.attempts)} attempt(s)"
         )
+
+    def _time(self) -> str:
+        """The call's time; for a cache hit, the lookup's and the original call's, so neither reads as the other."""
+        if not self.cached:
+            return f"{self.latency_s:.2f}s"
+        lookup = "" if self.lookup_s is None else f"from the cache in {self.lookup_s:.2f}s, "
+        return f"{lookup}first answered in {self.latency_s:.2f}s"
 
     def _cost(self) -> str:
         """What was paid, and for a cache hit what it saved: unknown when the original call's cost was."""
         if math.isnan(self.cost_usd):
             return "cost unknown"
-        paid = f"${self.cost_usd:.6f}"
         if not self.cached or self.cost_saved_usd == 0:
-            return paid
-        saved = "unknown" if math.isnan(self.cost_saved_usd) else f"${self.cost_saved_usd:.6f}"
-        return f"{paid} (cache saved {saved})"
+            return "free" if self.cost_usd == 0 else f"${significant(self.cost_usd)}"
+        saved = "unknown" if math.isnan(self.cost_saved_usd) else f"${significant(self.cost_saved_usd)}"
+        return f"${significant(self.cost_usd)} (cache saved {saved})"
 
 
 def _count(tokens: int | None) -> str:

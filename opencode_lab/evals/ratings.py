@@ -34,6 +34,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InvalidRequestError
+from ..core.schema import tagged
 
 if TYPE_CHECKING:
     import numpy as np
@@ -148,7 +149,7 @@ def ratings(
     )  # fmt: skip
     table = table.sort_values("rating", ascending=False, kind="stable")
     table.attrs["win_rates"] = win_rates(judged).loc[table.index, table.index]
-    return table
+    return tagged(table, "ratings")
 
 
 def win_rates(battles: pd.DataFrame) -> pd.DataFrame:
@@ -163,7 +164,8 @@ def win_rates(battles: pd.DataFrame) -> pd.DataFrame:
     met = wins + wins.T
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = np.where(met > 0, wins / met, np.nan)
-    return pd.DataFrame(rates, index=pd.Index(models, name="model"), columns=pd.Index(models, name="opponent"))
+    frame = pd.DataFrame(rates, index=pd.Index(models, name="model"), columns=pd.Index(models, name="opponent"))
+    return tagged(frame, "win_rates")
 
 
 def position_bias(battles: pd.DataFrame) -> dict[str, float]:

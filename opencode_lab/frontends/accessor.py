@@ -4,8 +4,10 @@
 
     df = oc.compare(prompts, models, scorer=...)
     df.oc.wide()            # prompt rows x model columns, answers readable, scores and errors marked
+    df.oc.view()            # interactive triage: filters, search, sort, a call's transcript, human labels
     df.oc.summary()         # one compact row per model: score, failures, latency, cost
     df.oc.stats()           # every statistic with its interval (numbers, for further work)
+    df.oc.table("all")      # any toolkit frame as shown, every column (a stats frame shows compactly)
     df.oc.plot("score")     # a figure, shown like df.plot()
     df.oc.paired("score")   # model-vs-model differences on the same prompts
     df.oc.errors()          # the failed rows, cause first
@@ -17,11 +19,11 @@ work on any frame with the columns they need, e.g. one read back from a CSV.
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import TYPE_CHECKING, Any
 
 from .diagnosis import short_error
+from .tables import readable
 from .wide import REQUIRED
 
 if TYPE_CHECKING:
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..analysis.planning import SampleSize
+    from ..lab.lab import Lab
+    from .tables import Table
+    from .view import View
     from .wide import Wide
 
 _registered = False
@@ -43,6 +48,12 @@ def register() -> None:
 
     register_dataframe_accessor("oc")(OcAccessor)
     _registered = True
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None:
+        from .tables import register_formatters
+
+        register_formatters(shell)
 
 
 def register_if_loaded() -> None:
@@ -73,11 +84,26 @@ class OcAccessor:
         the notes a reader must see (failures counted as 0, prompts lost, intervals there is too little data for)."""
         return readable(self.stats(by, cluster=cluster, failures=failures))
 
+    def table(self, columns: str | list[str] | None = None, *, max_rows: int | None = None) -> Table:
+        """The frame as the toolkit shows it (`opencode_lab.frontends.tables`): ``columns="all"`` for every column
+        (a stats frame shows a compact view by default), or a list of columns; the frame itself is unchanged."""
+        from .tables import table
+
+        return table(self._frame, columns, max_rows=max_rows)
+
     def wide(self, *, max_chars: int | None = 400) -> Wide:
         """Prompt rows x model columns of the answers, scores and errors marked; ``max_chars=None`` unfolds all."""
         from .wide import wide
 
         return wide(self._frame, max_chars=max_chars)
+
+    def view(self, *, lab: Lab | None = None, who: str | None = None) -> View:
+        """An interactive view for triage (Panel, the ``ui`` extra): filter to failures, disagreements, cut answers
+        or a score range, search, sort by a scorer, click a row for its whole call and label it in the run log
+        (through *lab*, default: the default Lab; as *who*, default: the login name)."""
+        from .view import View
+
+        return View(self._frame, lab=lab, who=who)
 
     def plot(self, kind: str = "overview", **kwargs: Any) -> Figure:
         """A comparison figure of the frame (`opencode_lab.plot`), shown in Jupyter like ``df.plot()``."""
@@ -122,66 +148,3 @@ class OcAccessor:
         from ..evals.ratings import win_rates
 
         return win_rates(self._frame)
-
-
-def readable(stats: pd.DataFrame) -> pd.DataFrame:
-    """A stats frame as short strings: ``0.83 [0.44, 0.97]``, ``1/6 (17 %)``, ``0.31 s``, ``$0.0012``, ``free``."""
-    import pandas as pd
-
-    from ..analysis.metrics import STATS_COLUMNS
-
-    out = pd.DataFrame(index=stats.index)
-    for name in [c.removesuffix("_mean") for c in stats.columns if c.endswith("_mean") and c not in STATS_COLUMNS]:
-        out[name] = [
-            _interval(m, lo, hi, "{:.2f}")
-            for m, lo, hi in zip(stats[f"{name}_mean"], stats[f"{name}_ci_low"], stats[f"{name}_ci_high"], strict=True)
-        ]
-    out["failed"] = [
-        f"{f}/{c} ({r:.0%})" if c else "–" for f, c, r in zip(stats["failed"], stats["calls"], stats["failure_rate"],
-                                                               strict=True)
-    ]  # fmt: skip
-    out["latency p50"] = [
-        _interval(m, lo, hi, "{:.2f} s")
-        for m, lo, hi in zip(stats["latency_p50_s"], stats["latency_p50_s_ci_low"], stats["latency_p50_s_ci_high"],
-                             strict=True)
-    ]  # fmt: skip
-    out["latency p95"] = [
-        _interval(m, lo, hi, "{:.2f} s")
-        for m, lo, hi in zip(stats["latency_p95_s"], stats["latency_p95_s_ci_low"], stats["latency_p95_s_ci_high"],
-                             strict=True)
-    ]  # fmt: skip
-    out["tokens/s"] = [_number(v, "{:.0f}") for v in stats["output_tokens_per_s"]]
-    out["cost"] = [_cost(c, s) for c, s in zip(stats["cost_usd"], stats["cost_saved_usd"], strict=True)]
-    out["top error"] = [e if isinstance(e, str) else "" for e in stats["top_error"]]
-    out["note"] = [n if isinstance(n, str) else "" for n in stats["note"]] if "note" in stats.columns else ""
-    return out
-
-
-def _interval(mean: float, low: float, high: float, fmt: str) -> str:
-    if not _known(mean):
-        return "–"
-    if not (_known(low) and _known(high)):
-        return fmt.format(mean)
-    return f"{fmt.format(mean)} [{fmt.format(low).removesuffix(' s')}, {fmt.format(high)}]"
-
-
-def _number(value: float, fmt: str) -> str:
-    return fmt.format(value) if _known(value) else "–"
-
-
-def _cost(spent: float, saved: float) -> str:
-    """What was paid and what cache hits saved: a warm rerun of a run whose cost was unknown saved an unknown
-    amount, never nothing (``free`` is for answers that cost nothing, e.g. local models)."""
-    if not _known(spent):
-        return "unknown"
-    if not _known(saved) or saved > 0:
-        amount = f"${saved:.4f}" if _known(saved) else "unknown"
-        return f"${spent:.4f} (cache saved {amount})"
-    return "free" if spent == 0 else f"${spent:.4f}" if spent < 1 else f"${spent:,.2f}"
-
-
-def _known(value: Any) -> bool:
-    try:
-        return value is not None and not math.isnan(float(value))
-    except (TypeError, ValueError):
-        return False

@@ -2,8 +2,9 @@
 
 opencode-lab chat -m local/smollm2-135m "Name three primes."
 opencode-lab models [FILTER]
-opencode-lab compare data/prompts.csv -m local/smollm2-135m -m local/gemma-3-270m --out results.csv
-opencode-lab stats results.csv
+opencode-lab compare data/prompts.csv -m local/smollm2-135m -m local/gemma-3-270m --scorer contains --out results.csv
+opencode-lab stats results.csv [--all]
+opencode-lab diff baseline-run new-run --fail-on-regression
 opencode-lab demo
 opencode-lab dashboard --port 5006
 opencode-lab sla --since 7d --html sla.html
@@ -19,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import LabError
-from ..evals.scorers import contains
+from ..evals import scorers as _scorers
 from ..lab.lab import Lab
 from .audit_cli import add_audit_commands
 from .diagnosis import Context, explain, root_cause
 from .display import cut_note
 from .options import add_param_arguments, param_values
+from .tables import table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,12 +84,16 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--no-cache", action="store_true")
     compare.add_argument("--out", type=Path, help="write results (.csv or .parquet)")
     compare.add_argument("--plot", type=Path, help="write the overview plot (.png, .svg, .pdf)")
+    _add_scorer_arguments(compare)
     compare.set_defaults(command=_compare)
 
     stats = sub.add_parser("stats", help="per-model summary of a results file or a logged run")
     stats.add_argument("source", help="results .csv/.parquet, or a run name or id from the run log")
     stats.add_argument("--by", default="model")
+    stats.add_argument("--all", action="store_true", help="every statistic, not the compact view")
     stats.set_defaults(command=_stats)
+
+    _add_diff_command(sub)
 
     demo = sub.add_parser("demo", help="compare the bundled local models offline")
     demo.add_argument("--prompts", type=Path, default=Path("data/prompts.csv"))
@@ -177,9 +183,11 @@ def _read_prompts(path: Path) -> pd.DataFrame:
 
 
 def _compare(lab: Lab, args: argparse.Namespace) -> int:
+    prompts = _read_prompts(args.prompts)
     frame = lab.compare(
-        _read_prompts(args.prompts),
+        prompts,
         args.model,
+        scorer=_scorer_of(args, prompts),
         n=args.n,
         system=args.system,
         concurrency=args.concurrency,
@@ -207,15 +215,45 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _stats(lab: Lab, args: argparse.Namespace) -> int:
+    _print_frame(lab.stats(_results(lab, args.source), by=args.by), "all" if args.all else None)
+    return 0
+
+
+def _results(lab: Lab, source: str) -> pd.DataFrame:
+    """A results .csv/.parquet file, or a run name or id from the run log."""
     import pandas as pd
 
-    source = Path(args.source)
-    if source.suffix in (".csv", ".parquet") and source.is_file():
-        frame = pd.read_csv(source) if source.suffix == ".csv" else pd.read_parquet(source)
-    else:
-        frame = lab.load_run(args.source)
-    _print_frame(lab.stats(frame, by=args.by))
-    return 0
+    path = Path(source)
+    if path.suffix in (".csv", ".parquet") and path.is_file():
+        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    return lab.load_run(source)
+
+
+def _add_diff_command(sub: Any) -> None:
+    diff = sub.add_parser("diff", help="which prompts got worse or better from a baseline run to a new one")
+    diff.add_argument("baseline", help="results .csv/.parquet, or a run name or id from the run log")
+    diff.add_argument("new", help="the same, for the new run")
+    diff.add_argument("--metric", default=None, help="column to compare (default: score, or the one --scorer adds)")
+    diff.add_argument("--models", nargs=2, metavar=("BASE_MODEL", "NEW_MODEL"), help="compare these two models")
+    diff.add_argument("--fail-on-regression", action="store_true", help="exit 1 when the new run is detectably worse")
+    _add_scorer_arguments(diff)
+    diff.set_defaults(command=_diff)
+
+
+def _diff(lab: Lab, args: argparse.Namespace) -> int:
+    """The diff's summary and its regressions; exit status 1 with ``--fail-on-regression`` when detectably worse."""
+    frames = [_results(lab, source) for source in (args.baseline, args.new)]
+    args.prompts = args.baseline
+    scorer = _scorer_of(args, frames[0])
+    metric = args.metric or ("score" if scorer is None or len(args.scorer) == 1 else f"score_{args.scorer[0]}")
+    result = lab.diff(frames[0], frames[1], metric, scorer=scorer, models=tuple(args.models) if args.models else None)
+    print(f"{metric}: new run ({args.new}) against baseline ({args.baseline})")
+    _print_frame(result.summary)
+    worse = result.regressions()
+    if len(worse):
+        print(f"\nregressions ({len(worse)}):")
+        _print_frame(worse.drop(columns=["status"]))
+    return 1 if args.fail_on_regression and result.regressed else 0
 
 
 def _demo(lab: Lab, args: argparse.Namespace) -> int:
@@ -225,7 +263,7 @@ def _demo(lab: Lab, args: argparse.Namespace) -> int:
     if missing:
         raise LabError(f"the demo needs the local models ({', '.join(missing)}); pip install 'opencode-lab[local]'")
     table = _read_prompts(args.prompts) if args.prompts.is_file() else _builtin_prompts()
-    scorer = contains(ignore_case=True) if "expected" in table.columns else None
+    scorer = _scorers.contains(ignore_case=True) if "expected" in table.columns else None
     frame = lab.compare(
         table, list(DEMO_MODELS), temperature=0.0, seed=42, max_tokens=DEMO_MAX_TOKENS, scorer=scorer,
         progress=sys.stderr.isatty(),
@@ -240,7 +278,7 @@ def _demo(lab: Lab, args: argparse.Namespace) -> int:
                   f"({round(s.score_mean * s.n_score)}/{s.n_score} answers)")  # fmt: skip
     print()
     summary = stats[["calls", "ok", "latency_p50_s", "latency_p95_s", "output_tokens_per_s", "output_tokens"]]
-    _print_frame(summary.round(3))
+    _print_frame(summary)
     lab.plot(frame).savefig(args.plot, dpi=110)
     print(f"\noverview plot: {args.plot.resolve()}")
     return 0 if frame["error_type"].isna().all() else 1
@@ -264,8 +302,44 @@ def _builtin_prompts() -> pd.DataFrame:
     return pd.DataFrame({"prompt": ["What is the capital of France?", "What is 2 + 2?"], "expected": ["Paris", "4"]})
 
 
-def _print_frame(frame: pd.DataFrame) -> None:
-    import pandas as pd
+def _print_frame(frame: pd.DataFrame, columns: str | None = None) -> None:
+    """A frame through the display layer the notebook uses (`opencode_lab.frontends.tables`)."""
+    print(table(frame, columns).to_text())
 
-    with pd.option_context("display.max_columns", 30, "display.width", 200, "display.max_colwidth", 50):
-        print(frame.to_string())
+
+#: ``--scorer`` names: the built-ins that grade an answer against the prompts CSV's reference column
+CLI_SCORERS = ("contains", "exact", "regex", "one_of", "numeric", "similarity", "json_valid")
+_REFERENCE_FREE = ("json_valid",)
+_CASE_FREE = ("numeric", "similarity", "json_valid")
+
+
+def _add_scorer_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scorer", action="append", choices=CLI_SCORERS,
+        help="score each answer against the reference column (repeat for several: score_<name> columns)",
+    )  # fmt: skip
+    parser.add_argument("--reference", default="expected", help="the CSV column scorers read (default: expected)")
+    parser.add_argument("--ignore-case", action="store_true", help="contains/exact/regex/one_of ignore case")
+
+
+def _scorer_of(args: argparse.Namespace, prompts: pd.DataFrame) -> Any:
+    """The ``--scorer`` choice(s) as compare's ``scorer=``; a missing reference column is refused before any
+    request is sent."""
+    names = list(dict.fromkeys(args.scorer or ()))
+    needs = [n for n in names if n not in _REFERENCE_FREE]
+    if needs and args.reference not in prompts.columns:
+        raise LabError(
+            f"--scorer {needs[0]} reads the column {args.reference!r}, which {args.prompts} does not have "
+            f"(columns: {', '.join(map(str, prompts.columns))}); add it or name another with --reference"
+        )
+    built: dict[str, Any] = {}
+    for name in names:
+        options: dict[str, Any] = {} if name in _REFERENCE_FREE else {"reference": args.reference}
+        if name not in _CASE_FREE:
+            options["ignore_case"] = args.ignore_case
+        built[name] = getattr(_scorers, name)(**options)
+    if not built:
+        return None
+    return next(iter(built.values())) if len(built) == 1 else built
+
+

@@ -7,10 +7,10 @@ only.  pandas and matplotlib are imported when a frame or figure is first made.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import ConfigError, LabError
+from ..core.errors import ConfigError, InvalidRequestError, LabError
 from ..core.schema import attempts_frame, results_frame
 from ..core.secrets import get_logger
 from ..core.types import ChatResult
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
+    from ..analysis.diff import Diff
     from ..evals.cascade import Cascade
+    from ..evals.scorers import Scorer
     from ..evals.selector import Selector
     from ..session.runlog import RunLog
     from ..session.session import Prompt
@@ -213,9 +215,82 @@ class Lab(Session):
         return self.require_runlog().runs()
 
     def load_run(self, run: str) -> pd.DataFrame:
-        """The results frame of a logged run, by name or id."""
+        """The results frame of a logged run, by name or id; with ``score_human`` when people labelled its rows."""
+        from ..evals.labels import human_scores
+
         shown.frames()
-        return self.require_runlog().load_run(run)
+        runlog = self.require_runlog()
+        frame, labels = runlog.load_run(run), runlog.labels(run)
+        return human_scores(frame, labels) if len(labels) else frame
+
+    def label(
+        self,
+        run: str,
+        prompt_id: Any,
+        model: str,
+        verdict: str | float,
+        *,
+        sample: int = 0,
+        over: str | None = None,
+        who: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Record a person's judgement of a row of *run* in the run log, with who and when: a verdict
+        (``correct``, ``wrong``, ``partial`` or a score in [0, 1]) or, with *over* (another model of the run), a
+        preference for *model*'s answer (``better``, ``worse``, ``tie``).  See `opencode_lab.evals.labels`."""
+        import getpass
+
+        from ..evals.labels import label_value
+
+        value, word = label_value(verdict, over)
+        runlog = self.require_runlog()
+        frame = runlog.load_run(run)
+        for name in (model, *([over] if over is not None else [])):
+            asked = frame[(frame["model"] == name) & (frame["prompt_id"].astype(str) == str(prompt_id))]
+            if not (asked["sample"] == sample).any():
+                models = ", ".join(sorted(set(frame["model"].astype(str))))
+                raise InvalidRequestError(
+                    f"run {run!r} has no row prompt_id={prompt_id!r}, model={name!r}, sample={sample} "
+                    f"(its models: {models}; prompt ids {frame['prompt_id'].min()}..{frame['prompt_id'].max()})"
+                )
+        row = {"prompt_id": prompt_id, "model": model, "sample": sample, "over": over, "value": value}
+        runlog.add_label(run, {**row, "label": word, "who": who or getpass.getuser(), "note": note})
+
+    def labels(self, run: str | None = None, *, battles: bool = False) -> pd.DataFrame:
+        """Every human label of *run* (default: of every run), oldest first; ``battles=True`` gives them as
+        battles for `opencode_lab.ratings` (preferences, and verdicts on two models' answers to one prompt)."""
+        from ..evals.labels import label_battles
+
+        shown.frames()
+        frame = self.require_runlog().labels(run)
+        return label_battles(frame) if battles else frame
+
+    def diff(
+        self,
+        baseline: str | pd.DataFrame,
+        new: str | pd.DataFrame,
+        metric: str = "score",
+        *,
+        scorer: Scorer | Mapping[str, Scorer] | None = None,
+        **kwargs: Any,
+    ) -> Diff:
+        """Run *new* against *baseline* (run names or ids from the run log, or results frames), prompt by prompt,
+        with the paired test across runs; *scorer* grades both first (the run log keeps answers, not scores).
+        See `opencode_lab.analysis.diff.diff` for the keywords."""
+        from ..analysis.diff import diff
+        from ..evals.grading import agrade
+
+        shown.frames()
+        frames = [self._logged(run) if isinstance(run, str) else run for run in (baseline, new)]
+        if scorer is not None:
+            frames = [self.block_on(agrade(self, frame, scorer)) for frame in frames]
+        return diff(frames[0], frames[1], metric, **kwargs)
+
+    def _logged(self, run: str) -> pd.DataFrame:
+        """A logged run's rows by prompt, model and sample: the log keeps models in the order their calls
+        finished, which is no order a comparison should depend on."""
+        frame = self.load_run(run)
+        return frame.sort_values(["prompt_id", "model", "sample"], kind="stable").reset_index(drop=True)
 
     def require_runlog(self) -> RunLog:
         """The run log with every pending row written, or an error saying why there is none (the queries,

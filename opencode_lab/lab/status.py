@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import LabError, error_type_of
+from ..core.schema import tagged
 from ..core.types import ChatRequest
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def models_frame(lab: Session, filter: str | None = None, tag: str | None = None
     frame = pd.DataFrame(rows, columns=columns).set_index("id")
     # nullable dtypes: whole numbers stay whole (2048, not 2048.0) and every unknown shows as <NA>
     kinds = {"context_length": "Int64", "input_price_per_mtok": "Float64", "output_price_per_mtok": "Float64"}
-    return frame.astype({c: kinds.get(c, "string") for c in frame.columns})
+    return tagged(frame.astype({c: kinds.get(c, "string") for c in frame.columns}), "models")
 
 
 def health_frame(lab: Session) -> pd.DataFrame:
@@ -112,7 +113,7 @@ def health_frame(lab: Session) -> pd.DataFrame:
         }
         for dep_id, snap in sorted(lab.router.health().items())
     ]
-    return pd.DataFrame(rows, columns=["deployment", *columns]).set_index("deployment")
+    return tagged(pd.DataFrame(rows, columns=["deployment", *columns]).set_index("deployment"), "health")
 
 
 def dashboards(lab: Session) -> dict[str, str]:
@@ -184,7 +185,7 @@ async def chat_check(lab: Session, deployments: Sequence[Deployment]) -> pd.Data
         }
         for a in attempts
     ]
-    return pd.DataFrame(rows, columns=["deployment", *columns]).set_index("deployment")
+    return tagged(pd.DataFrame(rows, columns=["deployment", *columns]).set_index("deployment"), "health")
 
 
 async def _deployments(lab: Session, models: str | Sequence[str] | None) -> list[Deployment]:

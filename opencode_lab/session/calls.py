@@ -100,10 +100,12 @@ class Calls:
             refuse_unsupported(request, groups, self.providers)
         except LabError:
             return None
+        started = time.perf_counter()
         hit = self.cache.get(self.cache_key(request, groups, sample, fallback, CachePolicy.USE))
         if hit is None:
             return None
-        result = cached_result(hit, self.catalog.spec_name(request.model), new_id("q"))
+        lookup_s = time.perf_counter() - started
+        result = cached_result(hit, self.catalog.spec_name(request.model), new_id("q"), lookup_s)
         who = _identity(request, sample, "chat") if run_id == self.session_run_id else {}  # a compare has its rows
         self.journal.succeeded(result, run_id, who, wall=time.time())
         return result
@@ -145,7 +147,7 @@ class Calls:
         hit = self.cache.get(key) if key and cache is CachePolicy.USE else None
         if hit is None:
             return key, None
-        result = cached_result(hit, asked.spec, asked.request_id)
+        result = cached_result(hit, asked.spec, asked.request_id, time.perf_counter() - asked.started)
         self.journal.succeeded(result, asked.run_id, asked.who, wall=asked.wall)
         return key, result
 

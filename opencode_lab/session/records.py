@@ -211,9 +211,10 @@ def cache_value(result: ChatResult) -> dict[str, Any]:
     }
 
 
-def cached_result(hit: dict[str, Any], spec: str, request_id: str) -> ChatResult:
+def cached_result(hit: dict[str, Any], spec: str, request_id: str, lookup_s: float | None = None) -> ChatResult:
     """A cached answer with the original call's measurements: a warm rerun reproduces its statistics.
-    Nothing is paid (so no prompt-cache discount either); what the original call cost is what the hit saved."""
+    Nothing is paid (so no prompt-cache discount either); what the original call cost is what the hit saved;
+    *lookup_s* is how long this answer took to come from the cache."""
     return ChatResult(
         text=hit["text"],
         model=spec,
@@ -237,5 +238,6 @@ def cached_result(hit: dict[str, Any], spec: str, request_id: str) -> ChatResult
         cost_source=hit.get("cost_source", "unknown"),
         cost_saved_usd=hit.get("cost_usd", math.nan),
         cached=True,
+        lookup_s=lookup_s,
         request_id=request_id,
     )

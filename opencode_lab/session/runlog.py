@@ -59,6 +59,7 @@ from ..core.schema import (
     RESULT_SCHEMA,
     attempts_frame,
     results_frame,
+    tagged,
 )
 from ..core.secrets import get_logger, redact
 from . import audit_check
@@ -108,6 +109,16 @@ def _index_call_times(con: sqlite3.Connection) -> None:
     con.execute("CREATE INDEX IF NOT EXISTS attempts_time ON attempts (timestamp)")
 
 
+def _labels_table(con: sqlite3.Connection) -> None:
+    """Format 3: human labels of results rows (who said what, when); appended, never overwritten."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS labels (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, prompt_id, "
+        "model TEXT NOT NULL, sample INTEGER NOT NULL, over TEXT, value REAL NOT NULL, label TEXT NOT NULL, "
+        "who TEXT NOT NULL, at REAL NOT NULL, note TEXT)"
+    )
+    con.execute("CREATE INDEX IF NOT EXISTS labels_run ON labels (run_id)")
+
+
 def _audit_tables(con: sqlite3.Connection) -> None:
     """Format 4: the audit trail's chain, checkpoints and prune records (`opencode_lab.session.audit`)."""
     for statement in filter(str.strip, _AUDIT_SCHEMA.split(";")):
@@ -115,7 +126,10 @@ def _audit_tables(con: sqlite3.Connection) -> None:
 
 
 #: ``version -> step`` bringing a log of ``version - 1`` up to ``version``, applied in order in one transaction
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _index_call_times, 4: _audit_tables}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    2: _index_call_times, 3: _labels_table, 4: _audit_tables,
+}  # fmt: skip
+_LABEL_FIELDS = ("run_id", "prompt_id", "model", "sample", "over", "value", "label", "who", "at", "note")
 
 _RESULT_FIELDS = (*RESULT_COLUMNS, "extra", "updated_at")
 _DECLARED = frozenset(RESULT_COLUMNS)  # every other key of a results row goes to ``extra``
@@ -322,7 +336,7 @@ class RunLog:
         df["cost_usd"] = df["cost_usd"].astype("float64")
         for col in ("rows", "ok", "failed"):
             df[col] = df[col].astype("int64")
-        return df
+        return tagged(df, "runs")
 
     # -- results ---------------------------------------------------------------------------
 
@@ -373,6 +387,36 @@ class RunLog:
             (run_id, run_id),
         )
         return results_frame([_restore(r) for r in rows])
+
+    # -- labels ----------------------------------------------------------------------------
+
+    def add_label(self, run: str, label: Mapping[str, Any]) -> None:
+        """Append one human label (`_LABEL_FIELDS` but ``run_id`` and ``at``) to a row of *run* (name or id)."""
+        run_id = self._require_run(run)
+        values = {**label, "run_id": run_id, "at": time.time()}
+        with self._write() as con:
+            con.execute(
+                f"INSERT INTO labels ({', '.join(_LABEL_FIELDS)}) VALUES ({', '.join('?' for _ in _LABEL_FIELDS)})",
+                [_sql(values.get(c)) for c in _LABEL_FIELDS],
+            )
+
+    def labels(self, run: str | None = None) -> pd.DataFrame:
+        """Every label, oldest first, of one run (name or id) or all: run, prompt_id, model, sample, over (the
+        other model of a preference), value, label, who, at (UTC datetime), note."""
+        import pandas as pd
+
+        where, params = ("WHERE l.run_id = ?", (self._require_run(run),)) if run is not None else ("", ())
+        rows = self._query(
+            f"SELECT COALESCE(r.name, l.run_id) AS run, l.* FROM labels l LEFT JOIN runs r ON r.run_id = l.run_id "
+            f"{where} ORDER BY l.seq",
+            params,
+        )
+        columns = ["run", *(c for c in _LABEL_FIELDS if c != "run_id")]
+        frame = pd.DataFrame([[r[c] for c in columns] for r in rows], columns=columns)
+        frame["value"] = frame["value"].astype("float64")
+        frame["sample"] = frame["sample"].astype("int64")
+        frame["at"] = pd.to_datetime(frame["at"].astype("float64"), unit="s", utc=True)
+        return tagged(frame, "labels")
 
     # -- claims ----------------------------------------------------------------------------
 
@@ -634,6 +678,8 @@ def _nan_if_null(col: str, value: Any) -> Any:
         return math.nan
     if kind == "bool":
         return bool(value)
+    if kind == "flag":
+        return None if value is None else bool(value)
     return value
 
 

@@ -390,3 +390,14 @@ def test_a_rating_without_an_estimable_interval_is_drawn_as_such() -> None:
 def test_ratings_need_a_ratings_frame() -> None:
     with pytest.raises(ValueError, match=r"frame of opencode_lab\.ratings"):
         plot(pd.DataFrame({"model": ["a"]}), "ratings")
+
+
+def test_a_models_colour_follows_its_name_not_the_order_models_appear_in(monkeypatch) -> None:
+    from opencode_lab.analysis import plots
+
+    names = ("local/smollm2-135m", "local/gemma-3-270m")
+    monkeypatch.setattr(plots, "_COLOURS", {})
+    first = [plots.model_colour(m) for m in names]
+    monkeypatch.setattr(plots, "_COLOURS", {})
+    second = [plots.model_colour(m) for m in reversed(names)][::-1]
+    assert first == second and first[0] != first[1]

@@ -62,20 +62,20 @@ def test_summary_is_one_short_formatted_column_per_question(results):
     assert list(summary.columns) == [
         "score", "failed", "latency p50", "latency p95", "tokens/s", "cost", "top error", "note",
     ]  # fmt: skip
-    assert summary.loc["a/x", "failed"] == "1/2 (50%)" and summary.loc["a/x", "top error"] == "server_error"
-    assert summary.loc["a/x", "score"].startswith("0.50 [")
+    assert summary.loc["a/x", "failed"] == "1/2 (50.0 %)" and summary.loc["a/x", "top error"] == "server_error"
+    assert summary.loc["a/x", "score"].startswith("0.500 [")
     assert summary.loc["a/x", "note"].startswith("score counts 1 failed call(s) as 0")
 
 
 @pytest.mark.parametrize(
-    ("prices", "cold"), [("", "unknown"), ("input_price = 1000.0\noutput_price = 1000.0\n", "$0.0080")]
+    ("prices", "cold"), [("", "unknown"), ("input_price = 1000.0\noutput_price = 1000.0\n", "$0.00800")]
 )  # 8 words in and out at $1000 per million
 def test_a_warm_reruns_cost_is_what_the_cache_saved_as_the_cold_run_knew_it(fault, make_lab, prices, cold):
     model = 'provider = "a"\nupstream = "x"\n'
     lab = make_lab(f'[providers.a]\nbase_url = "{fault.base_url}"\n[models.m]\n{model}{prices}')
     assert lab.compare(["a b", "c"], "m", progress=False).oc.summary().loc["m", "cost"] == cold
     warm = lab.compare(["a b", "c"], "m", progress=False)
-    assert warm.cached.all() and warm.oc.summary().loc["m", "cost"] == f"$0.0000 (cache saved {cold})"
+    assert warm.cached.all() and warm.oc.summary().loc["m", "cost"] == f"$0 (cache saved {cold})"
 
 
 def test_errors_lists_the_failed_rows_cause_first(results):

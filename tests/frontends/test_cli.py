@@ -141,6 +141,38 @@ def test_every_request_parameter_is_an_option_that_reaches_the_server(config: Pa
     assert entry["sampling"] == {"temperature": 0.5, "max_tokens": 9, "seed": 4, "top_p": 0.5, "stop": ["END", "STOP"]}
 
 
+@pytest.mark.slow
+def test_compare_scores_against_the_expected_column_and_prints_a_compact_table(config: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.csv"
+    pd.DataFrame({"prompt": ["alpha", "beta"], "expected": ["alpha", "gamma"]}).to_csv(prompts, index=False)
+    out = cli("--config", str(config), "compare", str(prompts), "-m", "f/x", "--scorer", "contains", "--scorer",
+              "exact", "--out", str(tmp_path / "r.csv"))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    header = out.stdout.splitlines()[0].split()
+    assert header[:4] == ["model", "score_contains", "score_exact", "failed"] and len(header) <= 13
+    assert "0.500 [" in out.stdout and "e-17" not in out.stdout and "compact view of" in out.stdout
+    assert pd.read_csv(tmp_path / "r.csv").score_contains.tolist() == [1.0, 0.0]
+    missing = cli("--config", str(config), "compare", str(prompts), "-m", "f/x", "--scorer", "regex",
+                  "--reference", "pattern")  # fmt: skip
+    assert missing.returncode == 1 and "--scorer regex reads the column 'pattern'" in missing.stderr
+
+
+@pytest.mark.slow
+def test_diff_fails_a_ci_job_only_when_the_new_run_is_detectably_worse(config: Path, tmp_path: Path) -> None:
+    base, new = tmp_path / "base.csv", tmp_path / "new.csv"
+    rows = {"prompt": [f"q{i}" for i in range(12)], "model": "f/x", "error_type": None, "prompt_id": range(12),
+            "sample": 0, "response": [f"echo: q{i}" for i in range(12)], "expected": [f"q{i}" for i in range(12)]}
+    pd.DataFrame(rows).to_csv(base, index=False)
+    pd.DataFrame({**rows, "response": ["I do not know"] * 10 + ["echo: q10", "echo: q11"]}).to_csv(new, index=False)
+    worse = cli("--config", str(config), "diff", str(base), str(new), "--scorer", "contains", "--fail-on-regression")
+    assert worse.returncode == 1, worse.stderr
+    assert "worse by 83.3 points" in worse.stdout and "regressions (10):" in worse.stdout
+    same = cli("--config", str(config), "diff", str(base), str(base), "--scorer", "contains", "--fail-on-regression")
+    assert same.returncode == 0 and "no detectable difference" in same.stdout
+    informative = cli("--config", str(config), "diff", str(base), str(new), "--scorer", "contains")
+    assert informative.returncode == 0
+
+
 def test_reasoning_controls_and_provider_options_reach_the_server(config: Path, fault) -> None:
     out = cli("--config", str(config), "chat", "-m", "f/x", "--reasoning-effort", "high", "-o", "top_k=40",
               "-o", 'logit_bias={"7": -100}', "--no-cache", "q")  # fmt: skip

@@ -33,7 +33,8 @@ def output_text(cell) -> str:
 def test_the_six_example_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_compare_models.ipynb",
                                            "03_routing_and_failover.ipynb", "04_caching_and_cost.ipynb",
-                                           "05_grading_and_ratings.ipynb", "06_model_selection.ipynb"]
+                                           "05_grading_and_ratings.ipynb", "06_model_selection.ipynb",
+                                           "07_triage.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -83,5 +84,5 @@ def test_the_first_cell_uses_a_fresh_cache(path):
 def test_outputs_hold_no_keys_headers_or_local_paths(path):
     for cell in code_cells(path):
         text = output_text(cell)
-        assert not re.search(r"sk-[A-Za-z0-9-]{8,}|Authorization|Bearer ", text), cell.source
+        assert not re.search(r"\bsk-[A-Za-z0-9-]{8,}|Authorization|Bearer ", text), cell.source  # not CSS mask-position
         assert "/tmp/" not in text and "/home/" not in text and str(ROOT) not in text, cell.source

@@ -112,7 +112,16 @@ def test_a_cache_hit_of_an_answer_whose_cost_was_unknown_says_it_saved_an_unknow
     lab = make_lab(_toml(fault))
     cold, warm = lab.chat("q", "smol"), lab.chat("q", "smol")
     assert "cost unknown" in cold.footer()
-    assert warm.cached and "$0.000000 (cache saved unknown)" in warm.footer()
+    assert warm.cached and "$0 (cache saved unknown)" in warm.footer()
+
+
+def test_a_cache_hits_footer_gives_the_lookup_time_and_the_original_calls_time_apart(fault, make_lab) -> None:
+    fault.configure(latency_s=0.3)
+    lab = make_lab(_toml(fault))
+    cold, warm = lab.chat("slow", "smol"), lab.chat("slow", "smol")
+    assert warm.lookup_s is not None and warm.latency_s == cold.latency_s
+    assert f"from the cache in {warm.lookup_s:.2f}s, first answered in {cold.latency_s:.2f}s" in warm.footer()
+    assert f" · {cold.latency_s:.2f}s · " in cold.footer() and cold.lookup_s is None
 
 
 def test_a_budget_with_an_unknown_price_is_refused_before_sending(fault, make_lab) -> None:

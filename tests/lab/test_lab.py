@@ -161,7 +161,7 @@ def test_cached_input_reasoning_and_the_request_fee_are_priced_from_reported_usa
 def test_the_footer_says_how_many_tokens_were_cached_and_spent_thinking(fault, make_lab) -> None:
     fault.configure(usage=_REASONED)
     result = make_lab(_priced_model(fault)).chat("one two three", "m", cache=False)
-    assert "2000→300 tok (1500 cached, 250 thinking) · $0.005150" in result.footer()
+    assert "2000→300 tok (1500 cached, 250 thinking) · $0.00515" in result.footer()
 
 
 def test_cached_input_without_a_cached_price_leaves_the_cost_unknown(fault, make_lab) -> None:

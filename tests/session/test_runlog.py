@@ -98,6 +98,7 @@ def _format_1_log(path: Path) -> None:
     with closing(sqlite3.connect(path)) as con:
         con.execute("DROP INDEX results_updated")
         con.execute("DROP INDEX attempts_time")
+        con.execute("DROP TABLE labels")
         con.execute("PRAGMA user_version = 1")
         con.commit()
 
@@ -120,7 +121,7 @@ def test_an_older_format_is_migrated_on_open_and_keeps_its_rows(tmp_path: Path) 
         assert log.load_run("old")["prompt_id"].tolist() == [0]
     with closing(sqlite3.connect(path)) as con:
         assert con.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION
-    assert {"results_updated", "attempts_time"} <= _indexes(path)
+    assert {"results_updated", "attempts_time", "labels_run"} <= _indexes(path)
 
 
 def test_a_newer_format_is_refused_untouched_with_what_to_do(tmp_path: Path) -> None:
