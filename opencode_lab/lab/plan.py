@@ -143,7 +143,7 @@ async def make_plan(
 ) -> Plan:
     """Validate everything and build the job list before a single request is sent."""
     options, params = CompareOptions.parse(kwargs)
-    table = _prompt_table(prompts, options.template)
+    table = prompt_table(prompts, options.template)
     model_list = _model_list(models, lab)
     identities = {model: await lab.aidentities(model) for model in model_list}
     tools = tool_list(options.tools)
@@ -212,7 +212,7 @@ def _rich_specification(tools: tuple[Tool, ...], asked: list[Any]) -> dict[str, 
     }
 
 
-def _prompt_table(prompts: object, template: str | None) -> list[tuple[str, dict[str, Any]]]:
+def prompt_table(prompts: object, template: str | None) -> list[tuple[str, dict[str, Any]]]:
     """(prompt, carried columns) per input row, from a string, list, Series or DataFrame."""
     import pandas as pd
 

@@ -33,7 +33,7 @@ from ..evals.selector import Selector
 from ..routing.catalog import refuse_unsupported
 from ..session.records import result_row
 from . import compare as _compare
-from .plan import _prompt_table
+from .plan import prompt_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,7 +109,7 @@ async def acompare(
     if isinstance(chooser, Cascade) and kwargs.get("n", 1) != 1:
         raise InvalidRequestError("a cascade asks one sample per prompt: drop n=")
     rest = {k: v for k, v in kwargs.items() if k != "template"}
-    table = _prompt_table(prompts, kwargs.get("template"))
+    table = prompt_table(prompts, kwargs.get("template"))
     frame = pd.DataFrame([{**extra, "prompt": prompt} for prompt, extra in table])
     if isinstance(chooser, Cascade):
         out = await _cascade(lab, frame, chooser, rest)
