@@ -106,7 +106,7 @@ def jupyter(tmp_path: Path) -> Iterator[str]:
 
 
 def test_the_view_filters_opens_a_transcript_and_labels_a_row_in_a_real_browser(jupyter: str, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     outside: list[str] = []
     with sync_playwright() as playwright:
@@ -141,8 +141,9 @@ def test_the_view_filters_opens_a_transcript_and_labels_a_row_in_a_real_browser(
 
         page.get_by_role("button", name="failures", exact=True).click()
         page.get_by_text("2 of 8 rows").wait_for(timeout=30_000)
-        assert rows.count() == 2
-        assert all("failed: bad_request" in rows.nth(i).inner_text() for i in range(2))
+        expect(rows).to_have_count(2, timeout=30_000)  # the table redraws after the count's text changes
+        for i in range(2):
+            expect(rows.nth(i)).to_contain_text("failed: bad_request", timeout=30_000)
 
         page.get_by_role("button", name="all", exact=True).click()
         page.get_by_text("8 of 8 rows").wait_for(timeout=30_000)
@@ -153,7 +154,7 @@ def test_the_view_filters_opens_a_transcript_and_labels_a_row_in_a_real_browser(
 
         page.get_by_role("button", name="wrong", exact=True).click()
         page.get_by_text("saved: wrong (tester)").wait_for(timeout=30_000)
-        assert "wrong" in rows.filter(has_text="capital of France").first.inner_text()
+        expect(rows.filter(has_text="capital of France").first).to_contain_text("wrong", timeout=30_000)
         page.locator(".jp-OutputArea-output").last.screenshot(path=str(SCREENSHOT))
         browser.close()
 
