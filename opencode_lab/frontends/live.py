@@ -226,7 +226,9 @@ class PlainView:
     def __init__(self, columns: list[AnswerColumn], fmt: str) -> None:
         self.columns, self.fmt = columns, fmt
         self._printed = ""
-        self._failures: list[str] = []
+        self._settled: dict[int, str | None] = {}  # finished blocks (None: failed) not printed yet
+        self._next = 0  # the column whose block prints next: answers print in the order models were asked
+        self._failures: dict[int, str] = {}
 
     def changed(self, index: int) -> None:
         pass
@@ -248,7 +250,10 @@ class PlainView:
             body = "" if self._printed else answer_text(result.text, self.fmt)
             print(f"{body}{cut}{_line_end(self._printed + body + cut)}-- {result.footer()}")
         else:
-            print(f"== {column.label} ==\n{answer_text(result.text, self.fmt)}{cut}\n-- {result.footer()}\n")
+            self._settled[index] = (
+                f"== {column.label} ==\n{answer_text(result.text, self.fmt)}{cut}\n-- {result.footer()}\n"
+            )
+            self._print_settled()
 
     def failed(self, index: int) -> None:
         """One model's failure is the cell's error (printed once, by it); several models' wait for `close`."""
@@ -258,12 +263,27 @@ class PlainView:
             sys.stdout.write(_line_end(self._printed))
         else:
             text = error_text(column.error, column.label, column.text, column.cause)
-            self._failures.append(f"== {column.label} ==\n{text}\n")
+            self._failures[index] = f"== {column.label} ==\n{text}\n"
+            self._settled[index] = None
+            self._print_settled()
+
+    def _print_settled(self) -> None:
+        """Print each answer once every model asked before it has settled: the same order whoever is faster."""
+        while self._next in self._settled:
+            block = self._settled.pop(self._next)
+            if block is not None:
+                print(block)
+            self._next += 1
 
     def close(self, *, errors_below: bool = False) -> None:
-        if not errors_below:
-            for block in self._failures:
+        for index in sorted(self._settled):  # answers behind a model that never settled (an interrupted cell)
+            block = self._settled[index]
+            if block is not None:
                 print(block)
+        self._settled.clear()
+        if not errors_below:
+            for index in sorted(self._failures):
+                print(self._failures[index])
 
 
 def _line_end(printed: str) -> str:

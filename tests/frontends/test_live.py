@@ -13,6 +13,7 @@ from IPython.utils.capture import capture_output
 
 from opencode_lab import ChatResult
 from opencode_lab.frontends import live
+from opencode_lab.frontends.display import AnswerColumn
 from opencode_lab.frontends.magics import load_ipython_extension, unload_ipython_extension
 
 
@@ -115,3 +116,17 @@ def test_a_model_still_waiting_shows_elapsed_time_and_attempt(ip, faults):
     statuses = " ".join(o.data.get("text/plain", "") for o in outputs if o.update)
     assert "asking… 1 s" in statuses
     assert "attempt 2 (last: internal server error (HTTP 500))" in statuses
+
+
+def test_a_terminal_prints_answers_in_the_order_the_models_were_asked_whoever_finishes_first(capsys) -> None:
+    columns = [AnswerColumn(label) for label in ("slow", "fast", "faster")]
+    view = live.PlainView(columns, "text")
+    for index in (2, 1):  # the two later models answer first: nothing shows until the first has settled
+        columns[index].result = ChatResult(text=columns[index].label, model="m", served_by="p/m", provider="p")
+        view.done(index)
+    assert capsys.readouterr().out == ""
+    columns[0].result = ChatResult(text="from slow", model="m", served_by="p/m", provider="p")
+    view.done(0)
+    view.close()
+    printed = capsys.readouterr().out
+    assert printed.index("== slow ==") < printed.index("== fast ==") < printed.index("== faster ==")
