@@ -32,7 +32,7 @@ from .deployment import Deployment, ModelRules
 from .errors import ConfigError, InvalidRequestError
 from .files import read_capped
 from .objectives import PERIODS, Budgets, Objective, Objectives
-from .params import Params
+from .params import Params, switch_word
 from .provider_routing import ProviderRouting
 from .residency import patterns
 from .secrets import Secret, SecretURL
@@ -282,12 +282,8 @@ def _flag(name: str, raw: object) -> bool:
     """A TOML boolean, or from the environment 1/true/yes/on or 0/false/no/off."""
     if isinstance(raw, bool):
         return raw
-    if isinstance(raw, _EnvText):
-        text = raw.strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
+    if isinstance(raw, _EnvText) and (value := switch_word(raw)) is not None:
+        return value
     raise ConfigError(f"{name} must be true or false (in a variable: 1/0, true/false, yes/no, on/off), got {raw!r}")
 
 

@@ -105,13 +105,21 @@ def _flag(name: str, value: object) -> bool | None:
     raise InvalidRequestError(f"{name} must be True or False, got {_shown(value)}")
 
 
-def _switch(raw: str) -> bool:
+def switch_word(raw: str) -> bool | None:
+    """How a command line or a variable says a switch: 1/true/yes/on or 0/false/no/off (any case); else None."""
     text = raw.strip().lower()
     if text in ("true", "on", "yes", "1"):
         return True
     if text in ("false", "off", "no", "0"):
         return False
-    raise InvalidRequestError(f"expected true or false, got {raw!r}")
+    return None
+
+
+def _switch(raw: str) -> bool:
+    value = switch_word(raw)
+    if value is None:
+        raise InvalidRequestError(f"expected true or false, got {raw!r}")
+    return value
 
 
 #: the largest passthrough option value, as JSON: a request parameter, not a document
