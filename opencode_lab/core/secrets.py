@@ -23,6 +23,8 @@ MASK = "***"
 SHORT = 8
 _lock = threading.Lock()
 _known: set[str] = set()
+#: `_known`, longest first (a key that contains another is masked whole), rebuilt when a secret is registered
+_longest_first: tuple[str, ...] = ()
 _short: set[str] = set()
 _short_words: re.Pattern[str] | None = None
 _USERINFO = re.compile(r"(?<=://)[^\s/?#]+@")  # greedy: an unescaped "@" inside a password is masked too
@@ -68,12 +70,14 @@ class Secret:
 
 def register(value: str) -> None:
     """Remember *value* as a secret; one shorter than `SHORT` is masked only as a word of its own."""
-    global _short_words
+    global _short_words, _longest_first
     if not value:
         return
     with _lock:
         if len(value) >= SHORT:
-            _known.add(value)
+            if value not in _known:
+                _known.add(value)
+                _longest_first = tuple(sorted(_known, key=len, reverse=True))
         elif value not in _short:
             _short.add(value)
             alternatives = "|".join(re.escape(v) for v in sorted(_short, key=len, reverse=True))
@@ -90,8 +94,7 @@ def redact(text: str, *, urls: bool = True) -> str:
     if not text:
         return text
     if _known or _short:
-        with _lock:
-            known, words = sorted(_known, key=len, reverse=True), _short_words
+        known, words = _longest_first, _short_words  # rebound whole, never changed in place: no lock needed
         for value in known:
             if value in text:
                 text = text.replace(value, MASK)

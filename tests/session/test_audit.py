@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from opencode_lab.core.errors import ConfigError, InvalidRequestError
-from opencode_lab.session.audit import Auditor, entry_link, mac, row_digest
+from opencode_lab.session.audit import Auditor, digests, entry_link, mac, row_digest
 from opencode_lab.session.audit_check import AuditReport
 from opencode_lab.session.audit_key import AuditKey
 from opencode_lab.session.runlog import RunLog
@@ -297,6 +297,18 @@ def test_a_log_from_before_the_trail_enters_it_on_first_open(tmp_path: Path) -> 
         log.save_results(run, [_row(2)])
         report = log.verify(KEY)
     assert report.ok and report.entries == 4
+
+
+def test_a_stored_row_is_digested_as_row_digest_digests_its_columns_whatever_their_order() -> None:
+    with closing(sqlite3.connect(":memory:")) as con:  # columns out of order, text, numbers, NULL and a BLOB
+        con.execute("CREATE TABLE attempts (zeta TEXT, seq INTEGER PRIMARY KEY, alpha REAL, mid BLOB, été INT)")
+        con.executemany(
+            "INSERT INTO attempts VALUES (?, ?, ?, ?, ?)",
+            [("zürich", 1, 0.1, None, 3), (None, 2, 2.0, b"\x00\xff", None), ("\"q\"\n", 3, None, None, -1)],
+        )
+        rows = [dict(zip(("zeta", "seq", "alpha", "mid", "été"), r, strict=True)) for r in con.execute(
+            "SELECT * FROM attempts ORDER BY seq")]  # fmt: skip
+        assert digests(con, "attempt") == [(r["seq"], row_digest(r, "seq")) for r in rows]
 
 
 def test_a_new_result_column_leaves_old_digests_valid(path: Path) -> None:
