@@ -8,8 +8,8 @@ returned (or, for a stream, raised) as a `LabError`, recorded all the same.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -215,4 +215,5 @@ def _identity(request: ChatRequest, sample: int, via: str) -> dict[str, Any]:
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+    """*prefix* and 48 random bits in hex: what ``uuid4().hex[:12]`` gave, without building a UUID per call."""
+    return f"{prefix}-{os.urandom(6).hex()}"
