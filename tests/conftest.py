@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,11 +41,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("llama"))
 
 
+@pytest.fixture(scope="session")
+def _isolated_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("isolated")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test gets its own cache folder and run log, and no default Lab from an earlier test."""
-    monkeypatch.setenv("OC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+def _isolated_cache(_isolated_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own cache folder and run log, and no default Lab from an earlier test.  The folders
+    are made by `tempfile.mkdtemp`: pytest's numbered folders list their parent folder to number a new one,
+    which cost a worker seconds, growing with the square of its tests."""
+    folder = Path(tempfile.mkdtemp(dir=_isolated_root))
+    (folder / "cache").mkdir()
+    (folder / "cwd").mkdir()
+    monkeypatch.setenv("OC_CACHE_DIR", str(folder / "cache"))
+    monkeypatch.chdir(folder / "cwd")
     opencode_lab.set_default_lab(None)
 
 
