@@ -8,6 +8,12 @@ BIN    := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 # browser tests drive Debian's chromium (Playwright's own browser download cannot work offline)
 CHROMIUM ?= /usr/bin/chromium
+# the tests write bytecode (compiled modules, pytest's rewritten test modules) even where the shell says not to
+# (PYTHONDONTWRITEBYTECODE=1): collecting the suite from source takes each xdist worker seconds on every run
+TEST_ENV := PYTHONDONTWRITEBYTECODE=
+# make unit keeps its temporary folders (every test's cache and SQLite run log) on a RAM disk where there is one:
+# on a virtual disk the syncs of opening and closing a Lab's run log took longer than most unit tests' own work
+UNIT_TMPDIR ?= $(wildcard /dev/shm)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # llama.cpp's native build uses AMX tile instructions when the CPU lists them, and they fault (SIGILL) where the
 # kernel does not grant AMX state to the process: build for AVX2 instead, and never from pip's cache of a native build
@@ -38,11 +44,11 @@ demo: $(VENV)/.local-installed
 	$(BIN)/opencode-lab demo
 
 test: lint | $(CHROMIUM)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider -p no:nbval tests
-	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg notebooks
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider -p no:nbval tests
+	$(TEST_ENV) $(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 unit: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider -p no:nbval -m "not llama and not slow and not browser" tests
+	$(TEST_ENV) $(if $(UNIT_TMPDIR),TMPDIR=$(UNIT_TMPDIR)) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider -p no:nbval -m "not llama and not slow and not browser" tests
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check opencode_lab tests bench docs

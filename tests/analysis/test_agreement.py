@@ -7,15 +7,22 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import cohens_kappa
 
 from opencode_lab import InvalidRequestError, agreement
 from opencode_lab.analysis.agreement import cohen_kappa
 
 
+@pytest.fixture(scope="module")
+def cohen_kappa_score():
+    """scikit-learn's kappa, a second reference, imported only where used: sklearn.metrics takes a second."""
+    from sklearn.metrics import cohen_kappa_score
+
+    return cohen_kappa_score
+
+
 @pytest.mark.parametrize("seed", range(6))
-def test_kappa_its_standard_error_and_interval_match_statsmodels(seed: int) -> None:
+def test_kappa_its_standard_error_and_interval_match_statsmodels(seed: int, cohen_kappa_score) -> None:
     rng = np.random.default_rng(seed)
     n, k = int(rng.integers(12, 80)), int(rng.integers(2, 4))
     a = rng.integers(0, k, n)
@@ -46,7 +53,7 @@ def test_kappa_is_undefined_when_both_raters_only_ever_say_one_thing() -> None:
     assert math.isnan(cohen_kappa([1], [1]).kappa)
 
 
-def test_scores_meet_labels_at_a_threshold_over_the_rows_both_graded() -> None:
+def test_scores_meet_labels_at_a_threshold_over_the_rows_both_graded(cohen_kappa_score) -> None:
     frame = pd.DataFrame({
         "score_judge": [1.0, 0.75, 0.25, 0.0, 1.0, math.nan],
         "score_human": [1.0, 1.0, 0.0, 0.0, 0.0, 1.0],

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import statsmodels.api as sm
 from scipy import stats as sps
+from statsmodels.regression.linear_model import OLS
 from statsmodels.stats.proportion import proportion_confint
 from statsmodels.stats.weightstats import DescrStatsW
 
@@ -141,7 +141,7 @@ def test_clustered_se_matches_statsmodels_cluster_robust_ols() -> None:
     rng = np.random.default_rng(1)
     groups = np.repeat(np.arange(12), 5)
     y = rng.normal(size=60) + rng.normal(size=12)[groups]
-    fit = sm.OLS(y, np.ones(60)).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    fit = OLS(y, np.ones(60)).fit(cov_type="cluster", cov_kwds={"groups": groups})
     assert clustered_se(y, groups) == pytest.approx(float(fit.bse[0]))
     assert clustered_se(y, np.arange(60)) == pytest.approx(y.std(ddof=1) / math.sqrt(60))
 
@@ -152,7 +152,7 @@ def test_cluster_of_prompts_widens_the_interval_and_uses_clusters_minus_one_df()
     y = 0.5 + 0.1 * rng.normal(size=48) + 0.2 * rng.normal(size=8)[sources]
     alone = mean_interval(y, np.arange(48), np.arange(48))
     grouped = mean_interval(y, np.arange(48), sources)
-    fit = sm.OLS(y, np.ones(48)).fit(cov_type="cluster", cov_kwds={"groups": sources})
+    fit = OLS(y, np.ones(48)).fit(cov_type="cluster", cov_kwds={"groups": sources})
     assert grouped.se == pytest.approx(float(fit.bse[0]))
     half = sps.t.ppf(0.975, 7) * grouped.se
     assert (grouped.low, grouped.high) == pytest.approx((y.mean() - half, y.mean() + half))

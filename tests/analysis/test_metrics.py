@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import statsmodels.api as sm
 from scipy import stats as sps
+from statsmodels.regression.linear_model import OLS
 from statsmodels.stats.proportion import proportion_confint
 from statsmodels.stats.weightstats import DescrStatsW
 
@@ -246,7 +246,7 @@ def test_cluster_column_gives_cluster_robust_intervals() -> None:
     values = (0.5 + 0.1 * rng.normal(size=40) + 0.2 * rng.normal(size=8)[sources]).tolist()
     frame = _scored(40, {"m": values}, source=sources.tolist())
     alone, grouped = summarize(frame), summarize(frame, cluster="source")
-    fit = sm.OLS(np.array(values), np.ones(40)).fit(cov_type="cluster", cov_kwds={"groups": sources})
+    fit = OLS(np.array(values), np.ones(40)).fit(cov_type="cluster", cov_kwds={"groups": sources})
     half = sps.t.ppf(0.975, 7) * float(fit.bse[0])
     interval = (grouped.loc["m", "score_ci_low"], grouped.loc["m", "score_ci_high"])
     assert interval == pytest.approx((np.mean(values) - half, np.mean(values) + half))

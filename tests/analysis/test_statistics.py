@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import statsmodels.api as sm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
+from statsmodels.regression.linear_model import OLS
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
@@ -101,7 +101,7 @@ def test_cluster_makes_the_paired_se_cluster_robust() -> None:
     b = rng.normal(size=30)
     frame = _frame({"a": (b + d).tolist(), "b": b.tolist()}, source=sources.tolist())
     row = paired(frame, cluster="source").iloc[0]
-    fit = sm.OLS(d, np.ones(30)).fit(cov_type="cluster", cov_kwds={"groups": sources})
+    fit = OLS(d, np.ones(30)).fit(cov_type="cluster", cov_kwds={"groups": sources})
     assert row["se"] == pytest.approx(float(fit.bse[0]))
     assert row["p_value"] == pytest.approx(2 * sps.t.sf(abs(d.mean()) / float(fit.bse[0]), 5))
 

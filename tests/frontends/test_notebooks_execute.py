@@ -14,15 +14,14 @@ import pytest
 
 from tests.conftest import free_port
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def execute(cells: list[str], cwd: Path, *, allow_errors: bool = False) -> list:
     """Run *cells* in a fresh kernel; the executed code cells, outputs as saved (display updates applied)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
     nbclient.NotebookClient(
         notebook, timeout=240, kernel_name="python3", allow_errors=allow_errors, resources={"metadata": {"path": cwd}}
@@ -68,6 +67,7 @@ def test_an_error_cell_has_exactly_one_error_output_naming_the_cause_and_where(t
 @pytest.mark.llama
 @pytest.mark.timeout(900)
 def test_a_warm_cache_rerun_of_notebook_02_reproduces_its_statistics_and_plots(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
     notebook = nbformat.read(ROOT / "notebooks" / "02_compare_models.ipynb", as_version=4)
     first = notebook.cells[1].source
     assert 'os.environ["OC_CACHE_DIR"] = tempfile.mkdtemp(' in first

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 
 
 def code_cells(path: Path) -> list:
+    nbformat = pytest.importorskip("nbformat")
     return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
 
 

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import nbformat
 import pytest
 
 from tests.conftest import free_port
@@ -58,6 +57,8 @@ def _appears(locator, timeout_ms: int = 10_000) -> bool:  # type: ignore[no-unty
 
 
 def _notebook(folder: Path) -> Path:
+    import nbformat
+
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(SETUP), nbformat.v4.new_code_cell(VIEW)]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

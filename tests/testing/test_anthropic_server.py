@@ -8,12 +8,16 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import anthropic
 import httpx
 import pytest
 
 from opencode_lab.testing.anthropic_server import THOUGHT, AnthropicServer
+
+if TYPE_CHECKING:
+    import anthropic
 
 pytestmark = pytest.mark.slow  # drives the vendor SDKs, which take seconds to import
 
@@ -35,10 +39,18 @@ def server() -> Iterator[AnthropicServer]:
         yield srv
 
 
+@pytest.fixture(scope="module")
+def sdk() -> ModuleType:
+    """The SDK, imported by these tests alone: a worker that runs none of them never pays for it."""
+    import anthropic
+
+    return anthropic
+
+
 @pytest.fixture
-def client(server: AnthropicServer) -> Iterator[anthropic.Anthropic]:
+def client(sdk: ModuleType, server: AnthropicServer) -> Iterator[anthropic.Anthropic]:
     server.reset()
-    with anthropic.Anthropic(base_url=server.base_url, api_key=KEY, max_retries=0) as sdk:
+    with sdk.Anthropic(base_url=server.base_url, api_key=KEY, max_retries=0) as sdk:
         yield sdk
 
 
@@ -133,40 +145,42 @@ def test_the_sdk_pages_through_the_model_list(client: anthropic.Anthropic) -> No
 @pytest.mark.parametrize(
     ("outcome", "error", "status", "kind"),
     [
-        ("rate_limit", anthropic.RateLimitError, 429, "rate_limit_error"),
-        ("overloaded", anthropic.InternalServerError, 529, "overloaded_error"),
-        ("server_error", anthropic.InternalServerError, 500, "api_error"),
-        ("unauthorized", anthropic.AuthenticationError, 401, "authentication_error"),
-        ("context_length", anthropic.BadRequestError, 400, "invalid_request_error"),
-        ("not_found_model", anthropic.NotFoundError, 404, "not_found_error"),
+        ("rate_limit", "RateLimitError", 429, "rate_limit_error"),
+        ("overloaded", "InternalServerError", 529, "overloaded_error"),
+        ("server_error", "InternalServerError", 500, "api_error"),
+        ("unauthorized", "AuthenticationError", 401, "authentication_error"),
+        ("context_length", "BadRequestError", 400, "invalid_request_error"),
+        ("not_found_model", "NotFoundError", 404, "not_found_error"),
     ],
 )
-def test_the_sdk_raises_its_typed_error(client, outcome: str, error: type, status: int, kind: str) -> None:
-    with pytest.raises(error) as info:
+def test_the_sdk_raises_its_typed_error(sdk, client, outcome: str, error: str, status: int, kind: str) -> None:
+    with pytest.raises(getattr(sdk, error)) as info:
         ask(client, f"[[fault:{outcome}]]")
     assert info.value.status_code == status
     assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == kind
     assert info.value.response.headers["request-id"].startswith("req_")
 
 
-def test_an_overload_is_the_sdks_overloaded_error(client: anthropic.Anthropic) -> None:
-    with pytest.raises(anthropic.OverloadedError):
+def test_an_overload_is_the_sdks_overloaded_error(sdk: ModuleType, client: anthropic.Anthropic) -> None:
+    with pytest.raises(sdk.OverloadedError):
         ask(client, "[[fault:overloaded]]")
 
 
-def test_a_rate_limit_carries_retry_after(client: anthropic.Anthropic, server: AnthropicServer) -> None:
+def test_a_rate_limit_carries_retry_after(
+    sdk: ModuleType, client: anthropic.Anthropic, server: AnthropicServer
+) -> None:
     server.configure(retry_after=7)
-    with pytest.raises(anthropic.RateLimitError) as info:
+    with pytest.raises(sdk.RateLimitError) as info:
         ask(client, "[[fault:rate_limit]]")
     headers = info.value.response.headers
     assert headers["retry-after"] == "7" and headers["anthropic-ratelimit-requests-remaining"] == "0"
 
 
-def test_a_mid_stream_error_event_raises_in_the_sdk(client: anthropic.Anthropic) -> None:
+def test_a_mid_stream_error_event_raises_in_the_sdk(sdk: ModuleType, client: anthropic.Anthropic) -> None:
     received = []
     messages = [{"role": "user", "content": "one two [[fault:error_event]]"}]
     with (
-        pytest.raises(anthropic.APIStatusError) as info,
+        pytest.raises(sdk.APIStatusError) as info,
         client.messages.stream(model="m", max_tokens=64, messages=messages) as stream,
     ):
         received.extend(stream.text_stream)

@@ -7,11 +7,14 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import openai
 import pytest
 
 from opencode_lab.testing import FaultServer
+
+if TYPE_CHECKING:  # the SDK is imported by the tests that use it: a worker that runs none never pays for it
+    import openai
 
 pytestmark = pytest.mark.slow  # drives the vendor SDKs, which take seconds to import
 
@@ -32,6 +35,8 @@ PNG = base64.b64decode(
 
 @pytest.fixture
 def client(fault: FaultServer) -> Iterator[openai.OpenAI]:
+    import openai
+
     with openai.OpenAI(base_url=fault.base_url, api_key="sk-test-sdk-0123456789", max_retries=0) as sdk:
         yield sdk
 
@@ -81,6 +86,8 @@ def test_an_image_url_part_is_logged_by_its_content_hash(client: openai.OpenAI, 
 
 
 def test_the_sdk_raises_its_typed_rate_limit_error(client: openai.OpenAI, fault: FaultServer) -> None:
+    import openai
+
     fault.configure(retry_after=4)
     with pytest.raises(openai.RateLimitError) as info:
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "[[fault:rate_limit]]"}])
@@ -100,6 +107,8 @@ def test_the_sdk_reads_a_scripted_reply_whole_and_streamed(client: openai.OpenAI
 def test_the_sdk_raises_its_authentication_error_for_a_key_the_server_does_not_expect(
     client: openai.OpenAI, fault: FaultServer
 ) -> None:
+    import openai
+
     fault.configure(api_key="sk-another-key")
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import anthropic
 import pytest
-from google import genai
-from google.genai import errors, types
-from google.oauth2.credentials import Credentials
 
 from opencode_lab.testing.faults import GENERIC
 from opencode_lab.testing.vertex_server import OUTCOMES, VertexServer
+
+if TYPE_CHECKING:  # the SDKs are imported by the tests that use them: a worker that runs none never pays for them
+    import anthropic
+    from google import genai
 
 pytestmark = pytest.mark.slow  # drives the vendor SDKs, which take seconds to import
 
@@ -42,6 +43,10 @@ def server() -> Iterator[VertexServer]:
 
 @pytest.fixture
 def google_sdk(server: VertexServer) -> genai.Client:
+    from google import genai
+    from google.genai import types
+    from google.oauth2.credentials import Credentials
+
     server.reset()
     server.configure(api_key=TOKEN)
     options = types.HttpOptions(
@@ -58,6 +63,8 @@ def google_sdk(server: VertexServer) -> genai.Client:
 
 @pytest.fixture
 def claude_sdk(server: VertexServer) -> Iterator[anthropic.AnthropicVertex]:
+    import anthropic
+
     server.reset()
     server.configure(api_key=TOKEN)
     with anthropic.AnthropicVertex(
@@ -90,12 +97,16 @@ def test_google_genai_parses_an_answer_at_the_vertex_path(google_sdk: genai.Clie
 
 
 def test_google_genai_parses_every_streamed_chunk(google_sdk: genai.Client) -> None:
+    from google.genai import types
+
     chunks = list(google_sdk.models.generate_content_stream(model=GEMINI, contents="one two three"))
     assert "".join(c.text or "" for c in chunks) == "echo: one two three"
     assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
 
 
 def test_google_genai_parses_a_function_call_and_an_image_goes_in(google_sdk: genai.Client, server) -> None:
+    from google.genai import types
+
     tool = types.Tool(function_declarations=[types.FunctionDeclaration(**WEATHER)])
     prompt = 'weather in Paris? [[call:get_weather {"city": "Paris"}]]'
     answer = google_sdk.models.generate_content(
@@ -110,12 +121,18 @@ def test_google_genai_parses_a_function_call_and_an_image_goes_in(google_sdk: ge
 
 @pytest.mark.parametrize("outcome", ERRORS)
 def test_google_genai_raises_every_error_status(google_sdk: genai.Client, outcome: str) -> None:
+    from google.genai import errors
+
     with pytest.raises(errors.APIError) as info:
         google_sdk.models.generate_content(model=GEMINI, contents=f"hi [[fault:{outcome}]]")
     assert info.value.code >= 400 and info.value.message
 
 
 def test_a_token_the_server_does_not_expect_is_refused(server: VertexServer) -> None:
+    from google import genai
+    from google.genai import errors, types
+    from google.oauth2.credentials import Credentials
+
     server.reset()
     server.configure(api_key=TOKEN)
     options = types.HttpOptions(
@@ -171,12 +188,16 @@ def test_anthropic_vertex_parses_a_tool_use_and_an_image_goes_in(
 
 @pytest.mark.parametrize("outcome", ERRORS)
 def test_anthropic_vertex_raises_every_error_status(claude_sdk: anthropic.AnthropicVertex, outcome: str) -> None:
+    import anthropic
+
     with pytest.raises(anthropic.APIStatusError) as info:
         ask_claude(claude_sdk, f"hi [[fault:{outcome}]]")
     assert info.value.status_code >= 400
 
 
 def test_anthropic_vertex_sees_an_error_event_mid_stream(claude_sdk: anthropic.AnthropicVertex) -> None:
+    import anthropic
+
     with (
         pytest.raises(anthropic.APIStatusError, match="Overloaded"),
         claude_sdk.messages.stream(
@@ -190,6 +211,10 @@ def test_anthropic_vertex_sees_an_error_event_mid_stream(claude_sdk: anthropic.A
 
 
 def test_tokens_are_issued_counted_and_expire(server: VertexServer) -> None:
+    from google import genai
+    from google.genai import errors, types
+    from google.oauth2.credentials import Credentials
+
     server.reset()
     server.token_lifetime_s = 0  # dead on arrival
     stale = Credentials(None, refresh_token="r", token_uri=server.token_url, client_id="c", client_secret="s")
