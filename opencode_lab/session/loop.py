@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -87,6 +86,58 @@ class _Hop:
             waiter.set_result(task.result())
 
 
+class _Call(Generic[T]):
+    """One coroutine a thread runs on the owned loop, built so that a Ctrl-C landing anywhere in the thread's
+    part leaves nothing behind: no running coroutine nobody will cancel, no lock the loop then waits for.
+
+    Whether the coroutine runs is decided once, by whichever side takes the single token first: `start` on
+    the loop (it runs) or `abandon` on the thread (it never will); ``list.pop`` is atomic, so never both.
+    The thread waits on a bare lock the loop releases when the task is done: a ``concurrent.futures.Future``
+    would have the thread hold the lock the loop must take to set the outcome, and a Ctrl-C between that
+    lock's acquire and its ``with`` block left it held, the loop stuck for good.
+    """
+
+    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+        self.coro = coro
+        self.task: asyncio.Task[T] | None = None
+        self._token = [True]
+        self._done = threading.Lock()
+        self._done.acquire()
+
+    def start(self) -> None:
+        """On the owned loop: run the coroutine, unless the caller gave up before it started."""
+        if not self._take():
+            self.coro.close()
+            return
+        self.task = asyncio.ensure_future(self.coro)
+        self.task.add_done_callback(lambda _: self._done.release())
+
+    def abandon(self) -> bool:
+        """On the caller's thread: whether the coroutine was stopped from ever starting (else it has)."""
+        return self._take()
+
+    def cancel(self) -> None:
+        """On the owned loop, after `start` took the token: the caller gave up, so the task is cancelled."""
+        if self.task is not None:
+            self.task.cancel()
+
+    def outcome(self) -> T:
+        """On the caller's thread: wait for the task to end; its value, its exception, or ``CancelledError``."""
+        self._done.acquire()
+        task = self.task
+        assert task is not None  # released only when the task it started is done
+        if task.cancelled():
+            raise concurrent.futures.CancelledError()
+        return task.result()
+
+    def _take(self) -> bool:
+        try:
+            self._token.pop()
+        except IndexError:
+            return False
+        return True
+
+
 class LoopThread:
     def __init__(self, name: str = "opencode-lab-loop") -> None:
         self._name = name
@@ -118,19 +169,29 @@ class LoopThread:
         return self._thread is not None and threading.current_thread() is self._thread
 
     def block_on(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run *coro* on the background loop and wait; Ctrl-C cancels it there and propagates."""
+        """Run *coro* on the background loop and wait; Ctrl-C cancels it there and propagates.
+
+        Ctrl-C raises KeyboardInterrupt wherever the main thread next checks for signals, so handing the
+        coroutine over and waiting for it are one ``try``: whenever it lands, the coroutine has either not
+        started (and never will) or is cancelled.  ``asyncio.run_coroutine_threadsafe`` cannot be that
+        ``try``'s first step: it hands back its future only after the loop may have started the coroutine,
+        and a Ctrl-C in between left it running to its end (a compare's requests to a hung server included).
+        The cancellation is not waited for: a caller that needs the cancelled work finished waits for that.
+        """
         if self.in_loop_thread():
             coro.close()
             raise RuntimeError(
                 "a synchronous opencode_lab call was made from inside its own event loop; use the a* twin"
             )
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        call = _Call(coro)
         try:
-            return future.result()
+            self.loop.call_soon_threadsafe(call.start)
+            return call.outcome()
         except KeyboardInterrupt:
-            future.cancel()
-            with contextlib.suppress(concurrent.futures.CancelledError, concurrent.futures.TimeoutError, Exception):
-                future.result(timeout=5)
+            if call.abandon():  # not started, and now it never will be
+                coro.close()
+            else:
+                self.loop.call_soon_threadsafe(call.cancel)
             raise
 
     async def hop(self, coro: Coroutine[Any, Any, T]) -> T:

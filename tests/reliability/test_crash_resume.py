@@ -106,6 +106,8 @@ INTERRUPTED_CHILD = """
     import pickle, signal, sqlite3, threading, time
     from opencode_lab import Lab
     lab = Lab.from_env()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's Python has it, even when the
+    # suite runs as a background job, whose children inherit an ignored SIGINT (the Ctrl-C below did nothing)
 
     def interrupt_when_answered():
         while sum(1 for row in list(lab.calls) if row["error_type"] is None) < {answered}:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
+import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -105,3 +111,98 @@ def test_hops_from_two_foreign_loops_at_once_both_complete(owned: LoopThread) ->
     for thread in threads:
         thread.join(30)
     assert results == {"a": list(range(200)), "b": list(range(200))}
+
+
+class _Work:
+    """A coroutine that says whether it started, was cancelled, or ran to its end (*seconds* after starting)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = self.cancelled = self.finished = False
+        self.running = threading.Event()
+
+    async def run(self) -> None:
+        self.started = True
+        self.running.set()
+        try:
+            await asyncio.sleep(self.seconds)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        self.finished = True
+
+
+async def _a_few_turns() -> None:
+    """Let the owned loop run what an interrupted call posted to it (a start, a cancellation)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def _interrupted_at(point: int, call: Callable[[], object], work: _Work) -> tuple[bool, bool]:
+    """Run *call* on this thread with a KeyboardInterrupt raised at its *point*-th place where CPython 3.11
+    checks for signals (a function's entry, just after a call returns): whether it was raised, and whether
+    *work* had already finished then."""
+    seen = 0
+    finished_then = False
+    this = threading.current_thread()
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal seen, finished_then
+        if threading.current_thread() is not this:
+            return None
+        if event in ("call", "return"):
+            seen += 1
+            if seen == point:
+                finished_then = work.finished
+                raise KeyboardInterrupt
+        return tracer
+
+    before = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        call()
+    except KeyboardInterrupt:
+        return True, finished_then
+    finally:
+        sys.settrace(before)
+    return False, False
+
+
+def test_a_ctrl_c_anywhere_in_block_on_cancels_the_coroutine_or_it_never_starts(owned: LoopThread) -> None:
+    """A Ctrl-C raised at each point of `block_on` in turn where it can land leaves the coroutine never
+    started or cancelled, never running on uncancelled (a compare's requests to a hung server did, and its
+    Ctrl-C waited for them); after the coroutine finished there is nothing left to cancel."""
+    owned.block_on(asyncio.sleep(0))  # the loop is running: starting it is not part of the calls below
+    for point in itertools.count(1):
+        work = _Work(seconds=0.5)
+        coro = work.run()
+        interrupted, finished_then = _interrupted_at(point, functools.partial(owned.block_on, coro), work)
+        assert interrupted, f"no Ctrl-C landed at point {point}, yet the call returned before its work finished"
+        owned.block_on(_a_few_turns())
+        if finished_then:
+            break  # this point and every later one come after the outcome: nothing was left to cancel
+        assert not work.started or work.cancelled, f"a Ctrl-C at point {point} left the coroutine running"
+        if not work.started:
+            coro.close()  # never started (closing it again is harmless): no "never awaited" warning
+    assert point > 10  # the sweep went past handing the coroutine over
+
+
+def _ctrl_c_once_running(work: _Work) -> None:
+    if work.running.wait(10):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+
+def test_a_ctrl_c_while_block_on_waits_cancels_the_coroutine(owned: LoopThread) -> None:
+    """The usual Ctrl-C: a real SIGINT while the thread waits for the coroutine (as a terminal sends it)."""
+    work = _Work(seconds=3600)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # even where the runner ignores it
+    try:
+        sender = threading.Thread(target=_ctrl_c_once_running, args=(work,))
+        sender.start()
+        with pytest.raises(KeyboardInterrupt):
+            owned.block_on(work.run())
+        sender.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    owned.block_on(_a_few_turns())
+    assert work.cancelled
