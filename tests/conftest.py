@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import settings
 
 import opencode_lab
 from opencode_lab import Lab
@@ -31,6 +32,10 @@ for _var in ("OC_AUDIT", "OC_PRIVACY", "OC_AUDIT_KEY_FILE"):
 # the audit trail signs with this key, so no test writes a key file into the home folder or a note on stderr
 # (the tests of the key file itself unset it)
 os.environ["OC_AUDIT_KEY"] = "the test suite's audit key"
+# no per-example time limit for property tests: a wall-clock deadline fails at random on a loaded 2-core machine (an
+# example of the cache-key property took 2.5-3 s against the default 200 ms); a hang still meets pytest's time-out
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 def pytest_configure(config: pytest.Config) -> None:

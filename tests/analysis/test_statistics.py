@@ -261,7 +261,7 @@ def results_frames(draw: st.DrawFn) -> tuple[pd.DataFrame, dict[str, object]]:
     return pd.DataFrame(rows), options
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(results_frames())
 def test_no_pair_has_an_interval_and_a_verdict_or_p_value_that_disagree(case: tuple[pd.DataFrame, dict]) -> None:
     frame, options = case

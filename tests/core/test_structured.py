@@ -304,7 +304,7 @@ hostile_json = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.sampled_from(HOSTILE_SCHEMAS), hostile_json)
 def test_every_check_is_bounded_by_its_steps(schema: dict[str, Any], data: Any) -> None:
     """With a budget of 20,000 steps a check ends well within a second whatever the answer: a generous bound
@@ -323,13 +323,13 @@ ATOMS = ["a", "b", ".", "[ab]", "[^a]", "\\d", "\\w", "\\s", "\\W", "x?", "(a|b)
          "a{1,3}", "(ab)*?", "^", "$", "\\b", "\\B", "\\A", "\\Z", "[a-c]", "(?:a|bc)+", "\n", "(a+)+"]  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(st.lists(st.sampled_from(ATOMS), min_size=1, max_size=5).map("".join), st.text("abc1 \n_", max_size=14))
 def test_the_matcher_agrees_with_re_search(pattern: str, text: str) -> None:
     assert search(pattern, text, Budget(10**7)) == (re.search(pattern, text) is not None)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.lists(st.sampled_from(ATOMS), min_size=1, max_size=6).map("".join), st.text("ab!", max_size=300))
 def test_the_matcher_takes_at_most_text_times_program_steps(pattern: str, text: str) -> None:
     budget = Budget(10**9)

@@ -63,7 +63,7 @@ def test_a_body_that_ends_inside_a_frame_just_ends() -> None:
     assert read(frame("one") + frame("two")[:10]) == [read(frame("one"))[0]]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.binary(max_size=200), st.integers(min_value=0, max_value=200), st.integers(min_value=0, max_value=7))
 def test_any_bytes_give_events_or_a_wire_error_never_another_exception(noise: bytes, at: int, bit: int) -> None:
     body = bytearray(frame("one") + frame("two"))
