@@ -70,7 +70,7 @@ def test_health_check_probes_every_provider(fault, make_lab) -> None:
 
 
 @pytest.mark.slow
-def test_ctrl_c_returns_the_rows_finished_so_far(fault, make_lab) -> None:
+def test_ctrl_c_returns_the_rows_finished_so_far(fault, make_lab, ctrl_c) -> None:
     fault.configure(latency_s=0.05)
     lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n[cache]\nmode = "off"\n')
 

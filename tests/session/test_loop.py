@@ -192,17 +192,13 @@ def _ctrl_c_once_running(work: _Work) -> None:
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
 
-def test_a_ctrl_c_while_block_on_waits_cancels_the_coroutine(owned: LoopThread) -> None:
+def test_a_ctrl_c_while_block_on_waits_cancels_the_coroutine(owned: LoopThread, ctrl_c: None) -> None:
     """The usual Ctrl-C: a real SIGINT while the thread waits for the coroutine (as a terminal sends it)."""
     work = _Work(seconds=3600)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # even where the runner ignores it
-    try:
-        sender = threading.Thread(target=_ctrl_c_once_running, args=(work,))
-        sender.start()
-        with pytest.raises(KeyboardInterrupt):
-            owned.block_on(work.run())
-        sender.join()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    sender = threading.Thread(target=_ctrl_c_once_running, args=(work,))
+    sender.start()
+    with pytest.raises(KeyboardInterrupt):
+        owned.block_on(work.run())
+    sender.join()
     owned.block_on(_a_few_turns())
     assert work.cancelled
