@@ -50,8 +50,8 @@ def sdk() -> ModuleType:
 @pytest.fixture
 def client(sdk: ModuleType, server: AnthropicServer) -> Iterator[anthropic.Anthropic]:
     server.reset()
-    with sdk.Anthropic(base_url=server.base_url, api_key=KEY, max_retries=0) as sdk:
-        yield sdk
+    with sdk.Anthropic(base_url=server.base_url, api_key=KEY, max_retries=0) as client:
+        yield client
 
 
 def ask(client: anthropic.Anthropic, content: str, **kw: object) -> anthropic.types.Message:
