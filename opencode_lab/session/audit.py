@@ -85,8 +85,16 @@ def _bytes(value: Any) -> str:
 def row_digest(row: Mapping[str, Any], ref_column: str) -> str:
     """The digest of a stored row: every column but its row id, NULLs left out (so a column added by a later
     format, NULL in old rows, leaves old digests valid)."""
-    content = {k: v for k, v in row.items() if v is not None and k != ref_column}
-    return hashlib.sha256(canonical(content)).hexdigest()
+    return _digest({k: row[k] for k in sorted(row) if row[k] is not None and k != ref_column})
+
+
+def _digest(content: dict[str, Any]) -> str:
+    """The SHA-256 of *content*'s `canonical` bytes, its keys already in sorted order (so not sorted again)."""
+    try:
+        text = _IN_ORDER.encode(content).encode()
+    except TypeError:  # a BLOB: `canonical`'s slow path
+        text = canonical(content)
+    return hashlib.sha256(text).hexdigest()
 
 
 def entry_link(prev: str, entry: Sequence[Any]) -> str:
@@ -111,15 +119,7 @@ def digests(con: sqlite3.Connection, kind: str, where: str = "1", params: Sequen
     names = [d[0] for d in cursor.description]
     # `row_digest` of each row, with its columns put in sorted order once for the whole query (+1: the ref)
     order = sorted((name, i) for i, name in enumerate(names) if i and name != column)
-    out = []
-    for values in cursor:
-        content = {name: values[i] for name, i in order if values[i] is not None}
-        try:
-            text = _IN_ORDER.encode(content).encode()
-        except TypeError:  # a BLOB: `canonical`'s slow path
-            text = canonical(content)
-        out.append((values[0], hashlib.sha256(text).hexdigest()))
-    return out
+    return [(values[0], _digest({name: values[i] for name, i in order if values[i] is not None})) for values in cursor]
 
 
 @dataclass
