@@ -109,7 +109,7 @@ ATTEMPT_SCHEMA: tuple[Column, ...] = (
     Column("model", "text", "the model spec as asked for"),
     Column("served_by", "text", "the deployment tried"),
     Column("provider", "text", "that deployment's provider"),
-    Column("attempt", "int", "1, 2, ... in order (0 for a cache hit)"),
+    Column("attempt", "int", "1, 2, ... in order (0: a cache hit, in run logs of earlier versions)"),
     Column("status", "text", "ok or error"),
     Column("error_type", "text", "the error's type, when status is error"),
     Column("http_status", "int", "the HTTP status, when there was one"),
@@ -120,7 +120,7 @@ ATTEMPT_SCHEMA: tuple[Column, ...] = (
     Column("cost_usd", "float", "cost paid"),
     Column("cost_source", "text", "provider, catalog, local or unknown"),
     Column("cost_saved_usd", "float", "what a cache hit saved"),
-    Column("cached", "bool", "a cache hit"),
+    Column("cached", "bool", "a cache hit (only run logs of earlier versions record hits as attempts)"),
 )
 
 #: ``frame.attrs`` key naming what kind of table a returned frame is (``results``, ``stats``, ``runs`` ...): the

@@ -76,10 +76,10 @@ def history(runlog: RunLog, since: Since = None, *, model: str | None = None) ->
 def uptime(runlog: RunLog, window: Since = "24h", *, by: str = "served_by") -> pd.DataFrame:
     """Per deployment (*by*: ``served_by``, ``provider`` or ``model``) over the last *window* of the run log.
 
-    Counts real attempts only (a cache hit asks no one).  Columns: ``attempts``, ``ok``,
-    ``failed``; ``availability`` = ok / attempts with its 95 % Wilson interval, the retries of one call
-    counted as one cluster (they fail together; `opencode_lab.analysis.intervals`); ``errors``, the
-    error mix (``server_error 3 · timeout 1``, most frequent first); ``latency_p50_s``,
+    Counts real attempts only (run logs of earlier versions also kept cache hits as attempts).  Columns:
+    ``attempts``, ``ok``, ``failed``; ``availability`` = ok / attempts with its 95 % Wilson interval, the
+    retries of one call counted as one cluster (they fail together; `opencode_lab.analysis.intervals`);
+    ``errors``, the error mix (``server_error 3 · timeout 1``, most frequent first); ``latency_p50_s``,
     ``latency_p90_s``, ``latency_p99_s`` of the ok attempts; ``first`` and ``last`` attempt (UTC).
     """
     if by not in ("served_by", "provider", "model"):

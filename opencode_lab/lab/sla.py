@@ -48,7 +48,8 @@ MIN_INCIDENT_FAILURES = 3
 
 
 def real_attempts(runlog: RunLog, since: float | None, now: float) -> pd.DataFrame:
-    """The attempts that asked a deployment (no cache hits), started in [*since*, *now*], in time order."""
+    """The attempts that asked a deployment, started in [*since*, *now*], in time order (without the cache hits
+    that run logs of earlier versions recorded as attempts)."""
     frame = runlog.attempts(since=since)
     frame = frame[~frame["cached"] & frame["served_by"].notna() & (frame["timestamp"] <= now)]
     return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)

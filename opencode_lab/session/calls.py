@@ -37,7 +37,6 @@ class _Asked:
     request_id: str
     who: dict[str, Any]
     started: float
-    wall: float
 
 
 class Calls:
@@ -107,7 +106,7 @@ class Calls:
         lookup_s = time.perf_counter() - started
         result = cached_result(hit, self.catalog.spec_name(request.model), new_id("q"), lookup_s)
         who = _identity(request, sample, "chat") if run_id == self.session_run_id else {}  # a compare has its rows
-        self.journal.succeeded(result, run_id, who, wall=time.time())
+        self.journal.succeeded(result, run_id, who)
         return result
 
     async def call(
@@ -136,7 +135,7 @@ class Calls:
         # a compare keeps its own rows; a chat or stream call's row says what was asked
         who = _identity(request, sample, via) if run_id == self.session_run_id else {}
         spec = self.catalog.spec_name(request.model)
-        return _Asked(request, sample, spec, run_id, new_id("q"), who, time.perf_counter(), time.time())
+        return _Asked(request, sample, spec, run_id, new_id("q"), who, time.perf_counter())
 
     async def _looked_up(self, asked: _Asked, fallback: bool, cache: CachePolicy) -> tuple[str, ChatResult | None]:
         """Resolve, refuse what no candidate can take, and look the request up: its cache key, and the cached
@@ -148,7 +147,7 @@ class Calls:
         if hit is None:
             return key, None
         result = cached_result(hit, asked.spec, asked.request_id, time.perf_counter() - asked.started)
-        self.journal.succeeded(result, asked.run_id, asked.who, wall=asked.wall)
+        self.journal.succeeded(result, asked.run_id, asked.who)
         return key, result
 
     def _failed(self, asked: _Asked, exc: LabError) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import ConfigError, LabError
 from ..core.secrets import get_logger
 from ..core.types import ChatResult
-from .records import attempt_record, call_records, result_row
+from .records import attempt_record, result_row
 
 if TYPE_CHECKING:
     from .runlog import RunLog
@@ -90,12 +90,14 @@ class Journal:
         without = " and no run log" if lost else ""
         log.warning("%s: using the in-memory cache%s; set OC_CACHE_DIR to a writable folder", problem, without)
 
-    def succeeded(self, result: ChatResult, run_id: str, who: dict[str, Any], *, wall: float | None = None) -> None:
-        """Record a call that answered (live or from the cache)."""
-        row, records = result_row(result, run_id=run_id, **who), call_records(result, run_id, wall or time.time())
+    def succeeded(self, result: ChatResult, run_id: str, who: dict[str, Any]) -> None:
+        """Record a call that answered: its results row, and the attempts it made (a cache hit made none; its
+        row says it was cached and what it saved)."""
+        row = result_row(result, run_id=run_id, **who)
         with self._lock:
             self._keep(row, run_id, result.request_id)
-            self._log(records)
+            if result.attempts:
+                self._log([attempt_record(attempt, run_id, result.request_id, result) for attempt in result.attempts])
 
     def failed_call(
         self, exc: LabError, spec: str, run_id: str, request_id: str, latency_s: float, who: dict[str, Any]

@@ -103,37 +103,6 @@ def attempt_record(attempt: Attempt, run_id: str, request_id: str, result: ChatR
     }
 
 
-def cache_hit_record(result: ChatResult, run_id: str, wall: float) -> dict[str, Any]:
-    """A cache hit as an attempt record: attempt 0, cost 0, and what the hit saved."""
-    return {
-        "run_id": run_id,
-        "request_id": result.request_id,
-        "timestamp": wall,
-        "model": result.model,
-        "served_by": result.served_by,
-        "provider": result.provider,
-        "attempt": 0,
-        "status": "ok",
-        "error_type": None,
-        "http_status": None,
-        "latency_s": None,  # a hit makes no call: the original call's latency is on the results row
-        "ttft_s": None,
-        "input_tokens": result.input_tokens,
-        "output_tokens": result.output_tokens,
-        "cost_usd": 0.0,
-        "cost_source": result.cost_source,
-        "cost_saved_usd": result.cost_saved_usd,
-        "cached": True,
-    }
-
-
-def call_records(result: ChatResult, run_id: str, wall: float) -> list[dict[str, Any]]:
-    """Every attempt record of a successful call (a cache hit is one record of its own)."""
-    records = [cache_hit_record(result, run_id, wall)] if result.cached else []
-    records += [attempt_record(a, run_id, result.request_id, result) for a in result.attempts]
-    return records
-
-
 def routed_result(
     routed: Routed, spec: str, request_id: str, *, streamed: bool, capabilities: Capabilities
 ) -> ChatResult:

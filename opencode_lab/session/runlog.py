@@ -502,7 +502,8 @@ class RunLog:
 
     def spent_since(self, since: float) -> float:
         """USD paid for the attempts started at or after *since* (seconds since the epoch), by every process
-        writing this log: the ledger spending limits are kept against (an unknown cost counts nothing)."""
+        writing this log: the ledger spending limits are kept against (an unknown cost counts nothing; the cache
+        hits that run logs of earlier versions recorded as attempts paid nothing)."""
         rows = self._query("SELECT TOTAL(cost_usd) FROM attempts WHERE timestamp >= ? AND NOT cached", (since,))
         return float(rows[0][0])
 

@@ -65,7 +65,7 @@ class SpendingGuard:
             if runlog is not None:
                 spent = runlog.spent_since(start)
             else:
-                spent = sum(_paid(r) for r in self.journal.records if r["timestamp"] >= start and not r["cached"])
+                spent = sum(_paid(r) for r in self.journal.records if r["timestamp"] >= start)
             out.append(PeriodSpend(period, limit, spent, start, period_end(period, now), self.budgets.warn_at))
         return out
 

@@ -49,12 +49,11 @@ class Telemetry:
 
     def export(self, records: Sequence[Mapping[str, Any]]) -> None:
         """The attempt records of one call: a ``call`` span over its attempts (retries and failover show as
-        its children), and one client span and its measurements per attempt that asked a model (a cache hit
-        asked none).  A failure here is logged once and never reaches the call."""
+        its children), and one client span and its measurements per attempt (a cache hit made none, so it has
+        no span).  A failure here is logged once and never reaches the call."""
         try:
-            asked = [record for record in records if not record["cached"]]
-            if asked:
-                self._call(asked)
+            if records:  # a call refused before its first attempt made none
+                self._call(records)
         except Exception as exc:  # telemetry must never cost an answer
             if not self._failed:
                 self._failed = True

@@ -191,6 +191,19 @@ def test_a_cache_hit_keeps_the_token_details_and_pays_no_discount(fault, make_la
     assert hit.cost_usd == 0.0 and hit.cache_discount_usd == 0.0 and hit.cost_saved_usd == first.cost_usd
 
 
+def test_a_cache_hit_is_a_results_row_and_makes_no_attempt(fault, make_lab) -> None:
+    """The attempts, in memory and in the run log, are the requests sent; a hit's row says what it saved."""
+    lab = make_lab(_priced_model(fault))
+    first = lab.chat("one two three", "m")
+    lab.chat("one two three", "m")
+    assert lab.compare(["one two three"], "m", progress=False).cached.all()
+    lab.flush()
+    assert list(lab.attempts().request_id) == list(lab.require_runlog().attempts().request_id) == [first.request_id]
+    results = lab.results()
+    assert list(results.cached) == [False, True, True]
+    assert list(results.cost_saved_usd) == [0.0, first.cost_usd, first.cost_usd]
+
+
 def test_unknown_pricing_is_nan_never_zero(fault, make_lab) -> None:
     lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n')
     result = lab.chat("hello", "p/x", cache=False)
