@@ -38,7 +38,7 @@ def runlog(tmp_path):
     log = RunLog(tmp_path / "runs.sqlite")
     records = [_record("a/x", k, k in A_FAILING, 0.2) for k in range(4320)]
     records += [_record("b/y", j, j in B_FAILING, 0.01 * (j + 1)) for j in range(100)]
-    records.append({**_record("a/x", 3, True, 0.0), "request_id": "hit", "cached": True})  # asked no one
+    records.append({**_record("a/x", 3, True, 0.0), "request_id": "hit", "cached": True})  # an old hit record
     records.append(_record("a/x", -5, True, 0.2))  # after NOW: not yet
     log.append_attempts(records)
     yield log

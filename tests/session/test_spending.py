@@ -27,7 +27,7 @@ def test_spent_since_sums_what_was_paid_from_then_on(runlog):
     assert runlog.spent_since(301.0) == 0.0
 
 
-def test_an_unknown_cost_and_a_cache_hit_count_nothing(runlog):
+def test_an_unknown_cost_and_an_earlier_versions_cache_hit_record_count_nothing(runlog):
     runlog.append_attempts([_attempt(100.0, math.nan), _attempt(100.0, 0.5, cached=True, n=1), _attempt(100.0, 1.0)])
     assert runlog.spent_since(0.0) == 1.0
 
