@@ -105,8 +105,7 @@ class Calls:
             return None
         lookup_s = time.perf_counter() - started
         result = cached_result(hit, self.catalog.spec_name(request.model), new_id("q"), lookup_s)
-        who = _identity(request, sample, "chat") if run_id == self.session_run_id else {}  # a compare has its rows
-        self.journal.succeeded(result, run_id, who)
+        self.journal.succeeded(result, run_id, self._who(request, sample, run_id, "chat"))
         return result
 
     async def call(
@@ -132,10 +131,14 @@ class Calls:
 
     def _asked(self, request: ChatRequest, sample: int, run_id: str, via: str) -> _Asked:
         request = request.for_sample(sample)
-        # a compare keeps its own rows; a chat or stream call's row says what was asked
-        who = _identity(request, sample, via) if run_id == self.session_run_id else {}
+        who = self._who(request, sample, run_id, via)
         spec = self.catalog.spec_name(request.model)
         return _Asked(request, sample, spec, run_id, new_id("q"), who, time.perf_counter())
+
+    def _who(self, request: ChatRequest, sample: int, run_id: str, via: str) -> dict[str, Any]:
+        """What the call's results row says about its request (`_identity`); a call under another run than the
+        session's is one of a compare's (its rows, judges' questions included)."""
+        return _identity(request, sample, via if run_id == self.session_run_id else "compare")
 
     async def _looked_up(self, asked: _Asked, fallback: bool, cache: CachePolicy) -> tuple[str, ChatResult | None]:
         """Resolve, refuse what no candidate can take, and look the request up: its cache key, and the cached
@@ -199,8 +202,8 @@ class Calls:
 
 
 def _identity(request: ChatRequest, sample: int, via: str) -> dict[str, Any]:
-    """What a results row of a chat or stream call says about its request: the last user turn as the
-    prompt, the system prompt, the parameters set, the sample, the way and the time it was asked."""
+    """What a call's results row says about its request: the last user turn as the prompt, the system
+    prompt, the parameters set, the sample, the way and the time it was asked."""
     prompt, system = "", None
     for message in request.messages:
         if message.role == "user":

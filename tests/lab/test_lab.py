@@ -204,6 +204,17 @@ def test_a_cache_hit_is_a_results_row_and_makes_no_attempt(fault, make_lab) -> N
     assert list(results.cost_saved_usd) == [0.0, first.cost_usd, first.cost_usd]
 
 
+def test_results_say_what_every_call_asked_a_compares_too(fault, make_lab) -> None:
+    lab = make_lab(_priced_model(fault))
+    lab.chat("alone", "m")
+    lab.compare(["first", "second"], "m", n=2, progress=False)  # sent, then answered by the cache
+    lab.compare(["first", "second"], "m", n=2, progress=False)
+    results = lab.results()
+    asked = list(zip(results.via, results.prompt, results["sample"], strict=True))
+    assert asked[0] == ("chat", "alone", 0)
+    assert sorted(asked[1:]) == sorted([("compare", p, k) for p in ("first", "second") for k in (0, 1)] * 2)
+
+
 def test_unknown_pricing_is_nan_never_zero(fault, make_lab) -> None:
     lab = make_lab(f'[providers.p]\nbase_url = "{fault.base_url}"\nmodels = ["x"]\n')
     result = lab.chat("hello", "p/x", cache=False)
