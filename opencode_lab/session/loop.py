@@ -25,6 +25,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, 
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+_UNWIND_POLL_S = 0.001  # how often closing a generator looks again whether its cancelled step has unwound
 
 
 class _Mailbox:
@@ -228,12 +229,12 @@ class LoopThread:
                 except StopAsyncIteration:
                     return
         finally:
-            aclose = getattr(agen, "aclose", None)
-            if aclose is not None and self._loop is not None and not self._loop.is_closed():
-                await self.hop(aclose())
+            if self._loop is not None and not self._loop.is_closed():
+                await self.hop(_closed(agen))
 
     def iterate(self, agen: AsyncGenerator[T, None]) -> Iterator[T]:
-        """Drive an async iterator from synchronous code, one item at a time."""
+        """Drive an async iterator from synchronous code, one item at a time; however it ends (Ctrl-C
+        included), the generator is closed before this returns or raises."""
         try:
             while True:
                 try:
@@ -241,9 +242,8 @@ class LoopThread:
                 except StopAsyncIteration:
                     return
         finally:
-            aclose = getattr(agen, "aclose", None)
-            if aclose is not None and self._loop is not None and not self._loop.is_closed():
-                self.block_on(aclose())
+            if self._loop is not None and not self._loop.is_closed():
+                self.block_on(_closed(agen))
 
     def close(self) -> None:
         with self._lock:
@@ -255,3 +255,16 @@ class LoopThread:
         if thread is not None:
             thread.join(timeout=5)
         loop.close()
+
+
+async def _closed(agen: AsyncIterator[Any]) -> None:
+    """Close *agen* once no step of it is in flight.  A step cancelled by a Ctrl-C or by its caller's
+    cancellation can take several turns of the loop to unwind (through the provider's stream and its
+    timeouts), and an async generator refuses ``aclose`` until it has: the caller saw that RuntimeError
+    instead of its KeyboardInterrupt."""
+    while getattr(agen, "ag_running", False):
+        await asyncio.sleep(_UNWIND_POLL_S)
+    aclose = getattr(agen, "aclose", None)
+    if aclose is not None:
+        await aclose()
+

@@ -8,7 +8,7 @@ import itertools
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -202,3 +202,62 @@ def test_a_ctrl_c_while_block_on_waits_cancels_the_coroutine(owned: LoopThread, 
     sender.join()
     owned.block_on(_a_few_turns())
     assert work.cancelled
+
+
+class _Stream:
+    """An async generator that yields once and then waits; cancelled, it takes a few turns of the loop to
+    unwind, as a provider's stream does while it closes its connection."""
+
+    def __init__(self) -> None:
+        self.waiting = threading.Event()
+        self.closed = False
+
+    async def items(self) -> AsyncIterator[str]:
+        try:
+            yield "first"
+            self.waiting.set()
+            await asyncio.sleep(3600)
+            yield "never"
+        finally:
+            await _a_few_turns()
+            self.closed = True
+
+
+def _ctrl_c_once_waiting(stream: _Stream) -> None:
+    if stream.waiting.wait(10):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+
+def test_a_ctrl_c_while_iterating_a_stream_raises_it_and_closes_the_stream(owned: LoopThread, ctrl_c: None) -> None:
+    """Ctrl-C during a synchronous ``stream()`` is a KeyboardInterrupt and nothing else: closing the generator
+    while its cancelled step was still unwinding raised "aclose(): asynchronous generator is already
+    running" in its place."""
+    stream = _Stream()
+    sender = threading.Thread(target=_ctrl_c_once_waiting, args=(stream,))
+    sender.start()
+    received = []
+    with pytest.raises(KeyboardInterrupt):
+        for item in owned.iterate(stream.items()):
+            received.append(item)
+    sender.join()
+    assert received == ["first"] and stream.closed
+
+
+def test_cancelling_a_caller_iterating_a_stream_cancels_it_and_closes_the_stream(owned: LoopThread) -> None:
+    """The async twin (``astream`` from a notebook's loop): the caller's cancellation stays a cancellation."""
+    stream = _Stream()
+
+    async def consume() -> None:
+        async for _ in owned.hop_iter(stream.items()):
+            pass
+
+    async def caller() -> None:
+        task = asyncio.ensure_future(consume())
+        while not stream.waiting.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(caller())
+    assert stream.closed
