@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,8 +28,8 @@ def _fresh(server: FaultServer) -> None:
 
 
 @pytest.fixture
-def client(server: FaultServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, timeout=5.0, trust_env=False) as c:
+def client(server: FaultServer, tls: ssl.SSLContext) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=5.0, trust_env=False, verify=tls) as c:
         yield c
 
 

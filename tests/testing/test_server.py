@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import ssl
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from opencode_lab.testing import AnthropicServer, FaultServer, GeminiServer, Ven
 KEY = "test-key-0123456789"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Vendor:
     """How a test asks one wire format for an answer and reads its text."""
 
@@ -29,10 +30,13 @@ class Vendor:
     stream: tuple[str, dict[str, Any]]  # the streaming route (after base_url) and what it adds to a body
     finish: bytes  # what the event that finishes a streamed answer says
     end: bytes | None  # the stream's end marker (Gemini has none)
+    verify: ssl.SSLContext | bool = True  # httpx's verify: the suite's one TLS context, given by the fixture
 
     def ask(self, server: VendorServer, prompt: str, key: str | None = KEY) -> httpx.Response:
         headers = {**self.headers, **(self.key_headers(key) if key is not None else {})}
-        return httpx.post(server.base_url + self.path, json=self.body(prompt), headers=headers, trust_env=False)
+        return httpx.post(
+            server.base_url + self.path, json=self.body(prompt), headers=headers, trust_env=False, verify=self.verify
+        )
 
     def read_stream(self, server: VendorServer, prompt: str, read_timeout_s: float = 10.0) -> list[bytes]:
         """The raw bytes of a streamed answer as they arrive, until the body ends or breaks (then raised,
@@ -44,7 +48,13 @@ class Vendor:
         body = {**self.body(prompt), **extra}
         try:
             with httpx.stream(
-                "POST", server.base_url + path, json=body, headers=headers, timeout=timeout, trust_env=False
+                "POST",
+                server.base_url + path,
+                json=body,
+                headers=headers,
+                timeout=timeout,
+                trust_env=False,
+                verify=self.verify,
             ) as response:
                 received.extend(response.iter_raw())
         except httpx.TransportError as exc:
@@ -104,8 +114,8 @@ VENDORS = {
 
 
 @pytest.fixture(params=list(VENDORS))
-def vendor(request: pytest.FixtureRequest) -> Vendor:
-    return VENDORS[request.param]
+def vendor(request: pytest.FixtureRequest, tls: ssl.SSLContext) -> Vendor:
+    return dataclasses.replace(VENDORS[request.param], verify=tls)
 
 
 @pytest.fixture
@@ -128,7 +138,7 @@ def test_a_reply_function_gives_the_answer_text_and_sees_the_body(vendor: Vendor
 def test_requests_keep_every_generation_body_in_order(vendor: Vendor, server: VendorServer) -> None:
     for prompt in ("one", "two [[fault:server_error]]"):
         vendor.ask(server, prompt)
-    httpx.get(server.base_url + "/v1/models", trust_env=False)
+    httpx.get(server.base_url + "/v1/models", trust_env=False, verify=vendor.verify)
     assert server.requests == [vendor.body("one"), vendor.body("two [[fault:server_error]]")]
 
 
@@ -166,7 +176,7 @@ def test_a_request_without_a_key_meets_what_the_vendor_answers(vendor: Vendor, s
 def test_the_model_list_answers_whatever_the_faults(vendor: Vendor, server: VendorServer) -> None:
     server.configure(queue=["server_error"], models=["a", "b"])
     headers = {**vendor.headers, **vendor.key_headers(KEY)}
-    listed = httpx.get(server.root_url + vendor.models_path, headers=headers, trust_env=False)
+    listed = httpx.get(server.root_url + vendor.models_path, headers=headers, trust_env=False, verify=vendor.verify)
     assert listed.status_code == 200 and "b" in listed.text
     assert vendor.ask(server, "hi").status_code == 500  # the queued fault is still there for the next answer
 
@@ -225,4 +235,5 @@ def test_on_a_plain_request_cut_before_end_resets_and_hang_before_end_hangs(
             headers=headers,
             timeout=httpx.Timeout(10.0, read=0.5),
             trust_env=False,
+            verify=vendor.verify,
         )

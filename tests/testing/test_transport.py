@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 
@@ -57,8 +58,8 @@ def read_all(sock: socket.socket) -> bytes:
     return data
 
 
-def test_a_request_is_parsed_into_method_path_query_headers_and_body(server: Mirror) -> None:
-    response = httpx.post(f"{server.root_url}/a/b?x=1&x=2", content=b"hello", headers={"X-Thing": "T"})
+def test_a_request_is_parsed_into_method_path_query_headers_and_body(server: Mirror, tls: ssl.SSLContext) -> None:
+    response = httpx.post(f"{server.root_url}/a/b?x=1&x=2", content=b"hello", headers={"X-Thing": "T"}, verify=tls)
     seen = response.json()
     assert (seen["method"], seen["path"], seen["query"], seen["body"]) == ("POST", "/a/b", {"x": ["1", "2"]}, "hello")
     assert seen["headers"]["x-thing"] == "T"
@@ -89,30 +90,40 @@ def test_a_chunked_request_body_is_refused_and_the_connection_closed(server: Mir
     assert answer.startswith(b"HTTP/1.1 411 Length Required") and b"send Content-Length" in answer
 
 
-def test_the_request_id_is_echoed(server: Mirror) -> None:
-    assert httpx.get(f"{server.root_url}/x", headers={"X-Request-Id": "req-7"}).headers["x-request-id"] == "req-7"
+def test_the_request_id_is_echoed(server: Mirror, tls: ssl.SSLContext) -> None:
+    assert (
+        httpx.get(f"{server.root_url}/x", headers={"X-Request-Id": "req-7"}, verify=tls).headers["x-request-id"]
+        == "req-7"
+    )
 
 
-def test_a_stream_sends_each_event_as_a_chunk_then_ends_the_body(server: Mirror) -> None:
-    with httpx.stream("GET", f"{server.root_url}/stream") as response:
+def test_a_stream_sends_each_event_as_a_chunk_then_ends_the_body(server: Mirror, tls: ssl.SSLContext) -> None:
+    with httpx.stream("GET", f"{server.root_url}/stream", verify=tls) as response:
         assert response.headers["content-type"] == "text/event-stream"
         assert response.headers["transfer-encoding"] == "chunked" and response.headers["cache-control"] == "no-cache"
         assert response.read() == b"".join(EVENTS)
 
 
-def test_a_cut_stream_stops_before_its_cut_point_and_leaves_the_body_unterminated(server: Mirror) -> None:
+def test_a_cut_stream_stops_before_its_cut_point_and_leaves_the_body_unterminated(
+    server: Mirror, tls: ssl.SSLContext
+) -> None:
     received: list[bytes] = []
-    with pytest.raises(httpx.RemoteProtocolError), httpx.stream("GET", f"{server.root_url}/stream?cut=1") as response:
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.stream("GET", f"{server.root_url}/stream?cut=1", verify=tls) as response,
+    ):
         received.extend(response.iter_raw())
     assert b"".join(received) == EVENTS[0]
 
 
-def test_a_stalled_stream_sends_the_events_before_its_stop_and_then_nothing(server: Mirror) -> None:
+def test_a_stalled_stream_sends_the_events_before_its_stop_and_then_nothing(
+    server: Mirror, tls: ssl.SSLContext
+) -> None:
     received: list[bytes] = []
     timeout = httpx.Timeout(10.0, read=0.5)
     with (
         pytest.raises(httpx.ReadTimeout),
-        httpx.stream("GET", f"{server.root_url}/stream?stall=1", timeout=timeout) as response,
+        httpx.stream("GET", f"{server.root_url}/stream?stall=1", timeout=timeout, verify=tls) as response,
     ):
         received.extend(response.iter_raw())
     assert b"".join(received) == b"".join(EVENTS[:2])
@@ -125,13 +136,13 @@ def test_a_reset_is_a_tcp_rst(server: Mirror) -> None:
             read_all(sock)
 
 
-def test_a_stalled_request_does_not_hold_up_others(server: Mirror) -> None:
+def test_a_stalled_request_does_not_hold_up_others(server: Mirror, tls: ssl.SSLContext) -> None:
     with connect(server) as stalled:
         stalled.sendall(b"GET /stall HTTP/1.1\r\n\r\n")
-        assert httpx.get(f"{server.root_url}/x").status_code == 200
+        assert httpx.get(f"{server.root_url}/x", verify=tls).status_code == 200
 
 
-def test_stop_ends_stalled_connections_and_frees_the_port() -> None:
+def test_stop_ends_stalled_connections_and_frees_the_port(tls: ssl.SSLContext) -> None:
     mirror = Mirror().start()
     stalled = connect(mirror)
     stalled.sendall(b"GET /stall HTTP/1.1\r\n\r\n")
@@ -140,7 +151,7 @@ def test_stop_ends_stalled_connections_and_frees_the_port() -> None:
     with stalled:
         assert read_all(stalled) == b""
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{mirror.root_url}/x")
+        httpx.get(f"{mirror.root_url}/x", verify=tls)
     mirror.stop()  # a second stop does nothing
 
 
