@@ -96,8 +96,7 @@ class Journal:
         row = result_row(result, run_id=run_id, **who)
         with self._lock:
             self._keep(row, run_id, result.request_id)
-            if result.attempts:
-                self._log([attempt_record(attempt, run_id, result.request_id, result) for attempt in result.attempts])
+            self._log([attempt_record(attempt, run_id, result.request_id, result) for attempt in result.attempts])
 
     def failed_call(
         self, exc: LabError, spec: str, run_id: str, request_id: str, latency_s: float, who: dict[str, Any]
@@ -116,6 +115,9 @@ class Journal:
             self._pending_rows.append({**row, "prompt_id": request_id})
 
     def _log(self, records: list[dict[str, Any]]) -> None:
+        """Keep a call's attempt records (none for a cache hit or a call refused before its first attempt)."""
+        if not records:
+            return
         if self.telemetry is not None:
             self.telemetry.export(records)
         self.records.extend(records)

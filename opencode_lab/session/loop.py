@@ -267,4 +267,3 @@ async def _closed(agen: AsyncIterator[Any]) -> None:
     aclose = getattr(agen, "aclose", None)
     if aclose is not None:
         await aclose()
-

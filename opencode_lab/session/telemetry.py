@@ -52,8 +52,7 @@ class Telemetry:
         its children), and one client span and its measurements per attempt (a cache hit made none, so it has
         no span).  A failure here is logged once and never reaches the call."""
         try:
-            if records:  # a call refused before its first attempt made none
-                self._call(records)
+            self._call(records)
         except Exception as exc:  # telemetry must never cost an answer
             if not self._failed:
                 self._failed = True
